@@ -1,0 +1,82 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/devstack/devstack/runner/project"
+)
+
+// Backend starts instances of services. It knows nothing of dependencies,
+// health or restarts: those are the runner's.
+type Backend interface {
+	// Name is the backend's name as users write it ("process", "docker").
+	Name() string
+	// Start starts one instance of spec's service and returns once it runs.
+	Start(ctx context.Context, spec Spec) (Instance, error)
+}
+
+// Builder is implemented by backends that can build a service before its
+// first start (x-devstack.build for processes, build: for Docker).
+type Builder interface {
+	Build(ctx context.Context, spec Spec) error
+}
+
+// Instance is one running incarnation of a service.
+type Instance interface {
+	// ID identifies the instance for humans: a pid or a container id.
+	ID() string
+	// Wait blocks until the instance has exited and reports how.
+	Wait() Exit
+	// Stop sends sig, waits up to grace, then kills. Cancelling ctx kills at
+	// once. Stop returns when the instance and everything it spawned is gone.
+	Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error
+}
+
+// Execer is implemented by instances whose healthcheck the runner runs
+// itself (processes). It runs argv in the service's environment.
+type Execer interface {
+	Exec(ctx context.Context, argv []string) (exitCode int, output []byte, err error)
+}
+
+// Spec is everything a backend needs to start one service.
+type Spec struct {
+	Project *project.Project
+	Service *project.Service
+	// Env is the service's environment (KEY=VALUE), devstack's own
+	// variables included.
+	Env []string
+	// Stdout and Stderr receive the instance's output.
+	Stdout, Stderr io.Writer
+	// Status receives devstack's own messages about the service (build
+	// progress, signals sent).
+	Status io.Writer
+	// Marker is put in the environment as DEVSTACK_INSTANCE so that orphans
+	// can be found after a crash of devstack.
+	Marker string
+}
+
+// Exit says how an instance ended.
+type Exit struct {
+	Code   int    // exit code; -1 when killed by a signal
+	Signal string // the signal that killed it, if any
+	Err    error  // an error waiting on it (not a non-zero exit)
+	At     time.Time
+}
+
+func (e Exit) String() string {
+	switch {
+	case e.Err != nil:
+		return e.Err.Error()
+	case e.Signal != "":
+		return "killed by " + e.Signal
+	default:
+		return fmt.Sprintf("exit code %d", e.Code)
+	}
+}
+
+// Success reports a clean exit with code 0.
+func (e Exit) Success() bool { return e.Err == nil && e.Signal == "" && e.Code == 0 }

@@ -1,0 +1,46 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/devstack/devstack/runner/proc"
+)
+
+// CheckPorts makes sure every declared host port of the named services (all
+// when none) is free before anything starts. The error names the service,
+// the port and, where the system tells, the process that holds it.
+func (r *Runner) CheckPorts(names []string) error {
+	sel, err := r.lookup(names)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range r.closure(sel) {
+		st, _ := r.snapshot(s)
+		if st.State == StateRunning || st.State == StateRestarting {
+			continue // ours
+		}
+		for _, p := range s.spec.Ports {
+			if p.Protocol == "udp" {
+				continue
+			}
+			port := int(listenPort(p))
+			addr := net.JoinHostPort(p.HostIP, strconv.Itoa(port))
+			l, err := net.Listen("tcp", addr)
+			if err == nil {
+				l.Close()
+				continue
+			}
+			holder := ""
+			if pid, cmd, ok := proc.PortHolder(port); ok {
+				holder = fmt.Sprintf(" by pid %d (%s)", pid, cmd)
+			}
+			errs = append(errs, fmt.Errorf("port %d of service %q is already in use%s; stop that process or change the published port of %q",
+				port, s.spec.Name, holder, s.spec.Name))
+		}
+	}
+	return errors.Join(errs...)
+}

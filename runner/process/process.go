@@ -1,0 +1,194 @@
+// Package process is the runner Backend that runs services as native host
+// processes.
+//
+// Each service runs in its own process group, so a signal reaches everything
+// it spawned and nothing survives a stop. Each also gets a parent-death
+// signal (SIGKILL), so the direct child dies with devstack even on SIGKILL;
+// grandchildren that outlive it are found later by their DEVSTACK_INSTANCE
+// marker (see runner/proc) and cleaned up by the next `up` or `down`.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
+)
+
+// Backend runs services as processes.
+type Backend struct{}
+
+var (
+	_ runner.Backend  = (*Backend)(nil)
+	_ runner.Builder  = (*Backend)(nil)
+	_ runner.Instance = (*Instance)(nil)
+	_ runner.Execer   = (*Instance)(nil)
+)
+
+// Name implements runner.Backend.
+func (*Backend) Name() string { return "process" }
+
+// CanRun reports whether svc says how to run as a process.
+func CanRun(svc *project.Service) bool { return !svc.X.Run.Empty() }
+
+// Build runs x-devstack.build, if any, with its output in the service's log.
+func (*Backend) Build(ctx context.Context, spec runner.Spec) error {
+	b := spec.Service.X.Build
+	if b.Empty() {
+		return nil
+	}
+	cmd := command(ctx, spec, b.Argv())
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	// The build runs in its own group too, so cancelling kills go build's
+	// compiler children as well.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build command %q failed: %w", b.Args, err)
+	}
+	return nil
+}
+
+// Start implements runner.Backend.
+func (*Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, error) {
+	run := spec.Service.X.Run
+	if run.Empty() {
+		return nil, fmt.Errorf("service %q has no x-devstack.run command to run as a process", spec.Service.Name)
+	}
+	// Not exec.CommandContext: the instance outlives the start request.
+	cmd := command(context.Background(), spec, run.Argv())
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %q in %s: %w", run.Args, cmd.Dir, err)
+	}
+	inst := &Instance{cmd: cmd, spec: spec, done: make(chan struct{})}
+	go inst.wait()
+	return inst, nil
+}
+
+// command prepares argv to run in the service's workdir and environment.
+func command(ctx context.Context, spec runner.Spec, argv []string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = workdir(spec)
+	// A relative program path with a slash (bin/shop) is relative to the
+	// workdir, as it would be in a shell there.
+	if filepath.Base(argv[0]) != argv[0] && !filepath.IsAbs(argv[0]) {
+		cmd.Path = filepath.Join(cmd.Dir, argv[0])
+		cmd.Err = nil
+	}
+	// The host's environment first, so PATH, HOME and GOPATH work as in the
+	// user's shell; the service's own environment wins (exec keeps the last
+	// value of a duplicated key).
+	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second
+	return cmd
+}
+
+func workdir(spec runner.Spec) string {
+	wd := spec.Service.X.Workdir
+	if wd == "" {
+		return spec.Project.Dir
+	}
+	if filepath.IsAbs(wd) {
+		return wd
+	}
+	return filepath.Join(spec.Project.Dir, wd)
+}
+
+// Instance is one running process (and its process group).
+type Instance struct {
+	cmd  *exec.Cmd
+	spec runner.Spec
+	done chan struct{}
+	exit runner.Exit
+	once sync.Once
+}
+
+// ID is the pid.
+func (i *Instance) ID() string { return strconv.Itoa(i.cmd.Process.Pid) }
+
+// PID is the process id, which is also the process group id.
+func (i *Instance) PID() int { return i.cmd.Process.Pid }
+
+func (i *Instance) wait() {
+	err := i.cmd.Wait()
+	e := runner.Exit{At: time.Now()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Code, e.Signal = -1, ws.Signal().String()
+		} else {
+			e.Code = ee.ExitCode()
+		}
+	default:
+		e.Err, e.Code = err, -1
+	}
+	// The leader is gone; whatever it left in its group goes too, so a
+	// restart never finds its port held by a stray child.
+	_ = syscall.Kill(-i.cmd.Process.Pid, syscall.SIGKILL)
+	i.exit = e
+	close(i.done)
+}
+
+// Wait implements runner.Instance.
+func (i *Instance) Wait() runner.Exit {
+	<-i.done
+	return i.exit
+}
+
+// Stop implements runner.Instance: sig to the whole group, then SIGKILL
+// after grace or when ctx ends.
+func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
+	pgid := i.cmd.Process.Pid
+	select {
+	case <-i.done:
+		return nil
+	default:
+	}
+	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("sending %s to process group %d: %w", sig, pgid, err)
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-i.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing process group %d: %w", pgid, err)
+	}
+	<-i.done
+	return nil
+}
+
+// Exec implements runner.Execer: healthchecks run in the service's workdir
+// and environment, in a group of their own that a timeout kills whole.
+func (i *Instance) Exec(ctx context.Context, argv []string) (int, []byte, error) {
+	cmd := command(ctx, i.spec, argv)
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ctx.Err() == nil {
+			return ee.ExitCode(), out, nil
+		}
+		if ctx.Err() != nil {
+			return -1, out, ctx.Err()
+		}
+		return -1, out, err
+	}
+	return 0, out, nil
+}

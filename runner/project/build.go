@@ -1,0 +1,371 @@
+package project
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// build turns compose-go's model into a *Project: it checks the dependency
+// graph, applies the service selection, and decodes and validates each
+// service. Checks run in a fixed order (services sorted by name) so the same
+// broken file always yields the same first error.
+func build(cp *types.Project, src *sources, selected []string) (*Project, error) {
+	x, err := decodeProjectExt(cp.Extensions, src)
+	if err != nil {
+		return nil, err
+	}
+	// The graph is checked before selection too: selection walks
+	// depends_on, which must be known to be acyclic first.
+	if err := checkGraph(cp, src); err != nil {
+		return nil, err
+	}
+	if len(selected) > 0 {
+		if cp, err = selectServices(cp, selected, src); err != nil {
+			return nil, err
+		}
+	}
+	p := &Project{
+		Name:    cp.Name,
+		Dir:     cp.WorkingDir,
+		Files:   cp.ComposeFiles,
+		Compose: cp,
+		X:       x,
+	}
+	for _, name := range slices.Sorted(maps.Keys(cp.Services)) {
+		svc, err := buildService(cp, name, src)
+		if err != nil {
+			return nil, err
+		}
+		p.Services = append(p.Services, svc)
+	}
+	return p, nil
+}
+
+func buildService(cp *types.Project, name string, src *sources) (*Service, error) {
+	sc := cp.Services[name]
+	x, err := decodeServiceExt(name, sc.Extensions, src)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(sentinel error, key, msg string, path ...string) error {
+		file, line := src.locate(append([]string{"services", name}, path...)...)
+		return &Error{File: file, Line: line, Service: name, Key: key, Msg: msg, Err: sentinel}
+	}
+	switch {
+	case x.Backend == "process" && x.Run.Empty():
+		return nil, fail(ErrNotRunnable, "x-devstack.backend", fmt.Sprintf(
+			`service %q has backend "process" but no x-devstack.run; add x-devstack.run (the command to run) or remove backend`, name), extKey, "backend")
+	case x.Backend == "docker" && sc.Image == "" && sc.Build == nil:
+		return nil, fail(ErrNotRunnable, "x-devstack.backend", fmt.Sprintf(
+			`service %q has backend "docker" but no image: or build:; add one of them or remove backend`, name), extKey, "backend")
+	case x.Run.Empty() && sc.Image == "" && sc.Build == nil:
+		return nil, fail(ErrNotRunnable, "", fmt.Sprintf(
+			"service %q has no way to run; add x-devstack.run (a command to run as a process) or image:/build: (to run it in Docker)", name))
+	}
+	if err := checkHealthcheck(sc.HealthCheck); err != nil {
+		return nil, fail(ErrInvalid, "healthcheck.test", err.Error(), "healthcheck", "test")
+	}
+	svc := &Service{Name: name, Compose: sc, X: x}
+	for _, pc := range sc.Ports {
+		port, why := convertPort(pc)
+		if why != "" {
+			spec := portSpec(pc)
+			return nil, fail(ErrBadPort, "ports", portMsg(spec, why), "ports", spec)
+		}
+		svc.Ports = append(svc.Ports, port)
+	}
+	for dep, cfg := range sc.DependsOn {
+		if _, ok := cp.Services[dep]; !ok {
+			continue // optional and disabled: checkGraph allowed it
+		}
+		svc.DependsOn = append(svc.DependsOn, Dependency{
+			Service:   dep,
+			Condition: cmp.Or(cfg.Condition, ConditionStarted),
+			Required:  cfg.Required,
+			Restart:   cfg.Restart,
+		})
+	}
+	slices.SortFunc(svc.DependsOn, func(a, b Dependency) int { return strings.Compare(a.Service, b.Service) })
+	return svc, nil
+}
+
+// convertPort validates a parsed port; why is "" when it is fine.
+func convertPort(pc types.ServicePortConfig) (p Port, why string) {
+	p = Port{HostIP: cmp.Or(pc.HostIP, "127.0.0.1"), Protocol: cmp.Or(pc.Protocol, "tcp")}
+	if pc.Target < 1 || pc.Target > 65535 {
+		return p, fmt.Sprintf("container port %d is out of range", pc.Target)
+	}
+	p.Target = uint16(pc.Target)
+	if pc.Published != "" {
+		if strings.Contains(pc.Published, "-") {
+			return p, fmt.Sprintf("published range %s is not supported; publish one port", pc.Published)
+		}
+		n, err := strconv.Atoi(pc.Published)
+		switch {
+		case err != nil:
+			return p, fmt.Sprintf("published port %q is not a number", pc.Published)
+		case n < 1 || n > 65535:
+			return p, fmt.Sprintf("published port %d is out of range", n)
+		}
+		p.Published = uint16(n)
+	}
+	if p.Protocol != "tcp" && p.Protocol != "udp" {
+		return p, fmt.Sprintf("protocol %q is not tcp or udp", p.Protocol)
+	}
+	return p, ""
+}
+
+// portSpec renders a parsed port back in short syntax for messages.
+func portSpec(pc types.ServicePortConfig) string {
+	s := strconv.FormatUint(uint64(pc.Target), 10)
+	if pc.Published != "" {
+		s = pc.Published + ":" + s
+	}
+	if pc.HostIP != "" {
+		s = pc.HostIP + ":" + s
+	}
+	if pc.Protocol != "" && pc.Protocol != "tcp" {
+		s += "/" + pc.Protocol
+	}
+	return s
+}
+
+// checkHealthcheck enforces what compose's consistency check would (we skip
+// that check, see Load).
+func checkHealthcheck(hc *types.HealthCheckConfig) error {
+	if hc == nil || hc.Disable || len(hc.Test) == 0 {
+		return nil
+	}
+	switch hc.Test[0] {
+	case "NONE":
+		return nil
+	case "CMD", "CMD-SHELL":
+		if len(hc.Test) < 2 || strings.TrimSpace(strings.Join(hc.Test[1:], "")) == "" {
+			return fmt.Errorf("healthcheck test %q has no command; add the command after %q", hc.Test[0], hc.Test[0])
+		}
+		return nil
+	}
+	return fmt.Errorf(`healthcheck test starts with %q; start the list with "CMD" or "CMD-SHELL" (or write a plain string, run by the shell)`, hc.Test[0])
+}
+
+// checkGraph checks that every depends_on names a service that will run
+// and that depends_on has no cycle.
+func checkGraph(cp *types.Project, src *sources) error {
+	names := slices.Sorted(maps.Keys(cp.Services))
+	for _, name := range names {
+		for _, dep := range slices.Sorted(maps.Keys(cp.Services[name].DependsOn)) {
+			if _, ok := cp.Services[dep]; ok {
+				continue
+			}
+			cfg := cp.Services[name].DependsOn[dep]
+			file, line := src.locate("services", name, "depends_on", dep)
+			e := &Error{File: file, Line: line, Service: name, Key: "depends_on", Err: ErrUnknownService}
+			if disabled, ok := cp.DisabledServices[dep]; ok {
+				if !cfg.Required {
+					continue
+				}
+				e.Msg = fmt.Sprintf("service %q depends on %q, which is disabled by its profiles (%s); pass --profile %s or remove %q from depends_on",
+					name, dep, strings.Join(disabled.Profiles, ", "), firstOr(disabled.Profiles, "<profile>"), dep)
+				return e
+			}
+			e.Msg = fmt.Sprintf("service %q depends on %q, which is not defined; define service %q or remove it from depends_on%s",
+				name, dep, dep, didYouMeanService(dep, names))
+			return e
+		}
+	}
+	if cycle := findCycle(cp, names); cycle != nil {
+		file, line := src.locate("services", cycle[0], "depends_on", cycle[1])
+		return &Error{File: file, Line: line, Service: cycle[0], Key: "depends_on", Err: ErrCycle,
+			Msg: fmt.Sprintf("depends_on forms a cycle %s; remove one of these depends_on entries", strings.Join(cycle, " -> "))}
+	}
+	return nil
+}
+
+func firstOr(list []string, def string) string {
+	if len(list) > 0 {
+		return list[0]
+	}
+	return def
+}
+
+func didYouMeanService(name string, names []string) string {
+	if c := closest(name, names); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
+	}
+	return ""
+}
+
+// findCycle returns a dependency cycle as [a b c a], rotated to start at its
+// smallest name so the message does not depend on where the walk began, or
+// nil when the graph is acyclic.
+func findCycle(cp *types.Project, names []string) []string {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := map[string]int{}
+	var stack, cycle []string
+	var visit func(string) bool
+	visit = func(n string) bool {
+		state[n] = onStack
+		stack = append(stack, n)
+		for _, dep := range slices.Sorted(maps.Keys(cp.Services[n].DependsOn)) {
+			if _, ok := cp.Services[dep]; !ok {
+				continue
+			}
+			switch state[dep] {
+			case onStack:
+				cycle = slices.Clone(stack[slices.Index(stack, dep):])
+				return true
+			case unvisited:
+				if visit(dep) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[n] = done
+		return false
+	}
+	for _, n := range names {
+		if state[n] == unvisited && visit(n) {
+			least := slices.Index(cycle, slices.Min(cycle))
+			cycle = append(cycle[least:], cycle[:least]...)
+			return append(cycle, cycle[0])
+		}
+	}
+	return nil
+}
+
+// selectServices keeps the named services and their transitive
+// dependencies, enabling profile-gated ones that are named explicitly, as
+// `docker compose up svc` does.
+func selectServices(cp *types.Project, selected []string, src *sources) (*types.Project, error) {
+	known := slices.Sorted(maps.Keys(cp.Services))
+	for _, name := range selected {
+		_, enabled := cp.Services[name]
+		_, disabled := cp.DisabledServices[name]
+		if !enabled && !disabled {
+			return nil, &Error{File: src.display(src.primary()), Service: name, Err: ErrUnknownService,
+				Msg: fmt.Sprintf("service %q is not defined%s; choose one of: %s", name, didYouMeanService(name, known), strings.Join(known, ", "))}
+		}
+	}
+	cp, err := cp.WithServicesEnabled(selected...)
+	if err != nil {
+		return nil, fmt.Errorf("enabling services: %w", err)
+	}
+	if err := checkGraph(cp, src); err != nil {
+		return nil, err
+	}
+	cp, err = cp.WithSelectedServices(selected)
+	if err != nil {
+		return nil, fmt.Errorf("selecting services: %w", err)
+	}
+	return cp, nil
+}
+
+// Compose's healthcheck defaults (docker's, as documented in the Compose
+// specification), applied where the file leaves a field out.
+const (
+	defaultHealthInterval      = 30 * time.Second
+	defaultHealthTimeout       = 30 * time.Second
+	defaultHealthRetries       = 3
+	defaultHealthStartInterval = 5 * time.Second
+)
+
+// Healthcheck returns the service's healthcheck with Compose's defaults
+// filled in, or nil when there is none or it is disabled (test: ["NONE"] or
+// disable: true). A healthcheck that sets only timings and no test (it
+// tunes the image's own HEALTHCHECK) also gives nil: devstack has no
+// command to run for it.
+func (s *Service) Healthcheck() *Healthcheck {
+	hc := s.Compose.HealthCheck
+	if hc == nil || hc.Disable || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return nil
+	}
+	h := &Healthcheck{
+		Interval:      durationOr(hc.Interval, defaultHealthInterval),
+		Timeout:       durationOr(hc.Timeout, defaultHealthTimeout),
+		Retries:       defaultHealthRetries,
+		StartPeriod:   durationOr(hc.StartPeriod, 0),
+		StartInterval: durationOr(hc.StartInterval, defaultHealthStartInterval),
+	}
+	if hc.Retries != nil {
+		h.Retries = int(*hc.Retries)
+	}
+	switch hc.Test[0] {
+	case "CMD":
+		h.Test = Command{Args: slices.Clone(hc.Test[1:])}
+	case "CMD-SHELL":
+		h.Test = Command{Args: []string{strings.Join(hc.Test[1:], " ")}, Shell: true}
+	default:
+		// Not produced by Load (checkHealthcheck rejects it); a list without
+		// a prefix is taken as a direct command.
+		h.Test = Command{Args: slices.Clone(hc.Test)}
+	}
+	return h
+}
+
+func durationOr(d *types.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
+}
+
+// Service returns the enabled service called name, or nil.
+func (p *Project) Service(name string) *Service {
+	for _, s := range p.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Render prints the resolved Compose model, x-devstack extensions included,
+// the way `docker compose config` does; format is "yaml" or "json". It is
+// what `devstack config` prints.
+func (p *Project) Render(format string) ([]byte, error) {
+	switch format {
+	case "yaml", "":
+		return p.Compose.MarshalYAML()
+	case "json":
+		return p.renderJSON()
+	}
+	return nil, fmt.Errorf("rendering project: unknown format %q, want yaml or json", format)
+}
+
+// renderJSON is compose-go's JSON with the services' x-* extensions put
+// back: ServiceConfig's JSON encoding drops them (json:"-"), while its YAML
+// keeps them, and `devstack config --format json` must show x-devstack.
+func (p *Project) renderJSON() ([]byte, error) {
+	data, err := p.Compose.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("rendering project as json: %w", err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("rendering project as json: %w", err)
+	}
+	services, _ := doc["services"].(map[string]any)
+	for name, sc := range p.Compose.Services {
+		svc, ok := services[name].(map[string]any)
+		if !ok {
+			continue
+		}
+		for k, v := range sc.Extensions {
+			svc[k] = v
+		}
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}

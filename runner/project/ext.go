@@ -1,0 +1,180 @@
+package project
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// extKey is the extension key devstack owns, at project and service level.
+const extKey = "x-devstack"
+
+// Keys allowed inside x-devstack. They mirror the yaml tags of ProjectExt
+// and ServiceExt; the decoders below are hand-written rather than
+// reflection-based so each wrong type gets a message that says what to write.
+var (
+	projectExtKeys = []string{"backend"}
+	serviceExtKeys = []string{"backend", "build", "port_env", "run", "workdir"}
+)
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// extDecoder decodes one x-devstack block and positions its errors.
+type extDecoder struct {
+	src     *sources
+	service string   // "" at project level
+	base    []string // key path of the x-devstack block
+}
+
+func (d *extDecoder) fail(key, msg string, sentinel error) error {
+	path := append(slices.Clone(d.base), key)
+	file, line := d.src.locate(path...)
+	return &Error{File: file, Line: line, Service: d.service, Key: extKey + "." + key, Msg: msg, Err: sentinel}
+}
+
+// block returns the x-devstack mapping from ext, or nil when absent.
+func (d *extDecoder) block(ext types.Extensions, allowed []string) (map[string]any, error) {
+	raw, ok := ext[extKey]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		file, line := d.src.locate(d.base...)
+		return nil, &Error{File: file, Line: line, Service: d.service, Key: extKey, Err: ErrInvalid,
+			Msg: fmt.Sprintf("x-devstack must be a mapping with the keys %s, not %s", strings.Join(allowed, ", "), describe(raw))}
+	}
+	// Report unknown keys in a stable order.
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !slices.Contains(allowed, k) {
+			return nil, d.fail(k, fmt.Sprintf("x-devstack key %q is not allowed%s", k, suggestion(k, allowed)), ErrUnknownKey)
+		}
+	}
+	return m, nil
+}
+
+func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
+	d := &extDecoder{src: src, base: []string{extKey}}
+	var x ProjectExt
+	m, err := d.block(ext, projectExtKeys)
+	if err != nil || m == nil {
+		return x, err
+	}
+	x.Backend, err = d.backend(m)
+	return x, err
+}
+
+func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceExt, error) {
+	d := &extDecoder{src: src, service: name, base: []string{"services", name, extKey}}
+	var x ServiceExt
+	m, err := d.block(ext, serviceExtKeys)
+	if err != nil || m == nil {
+		return x, err
+	}
+	if x.Run, err = d.command(m, "run"); err != nil {
+		return x, err
+	}
+	if x.Build, err = d.command(m, "build"); err != nil {
+		return x, err
+	}
+	if x.Workdir, err = d.str(m, "workdir", "a directory path relative to the project directory"); err != nil {
+		return x, err
+	}
+	if x.PortEnv, err = d.str(m, "port_env", "the name of an environment variable (e.g. PORT)"); err != nil {
+		return x, err
+	}
+	if x.PortEnv != "" && !envNameRE.MatchString(x.PortEnv) {
+		return x, d.fail("port_env", fmt.Sprintf("x-devstack key \"port_env\" is %q, which is not an environment variable name; use letters, digits and '_' (e.g. PORT)", x.PortEnv), ErrInvalid)
+	}
+	x.Backend, err = d.backend(m)
+	return x, err
+}
+
+func (d *extDecoder) backend(m map[string]any) (string, error) {
+	b, err := d.str(m, "backend", `"process" or "docker"`)
+	if err != nil {
+		return "", err
+	}
+	switch b {
+	case "", "process", "docker":
+		return b, nil
+	}
+	return "", d.fail("backend", fmt.Sprintf(`x-devstack key "backend" is %q; use "process" or "docker" (or leave it out to choose automatically)`, b), ErrInvalid)
+}
+
+// str decodes an optional string key.
+func (d *extDecoder) str(m map[string]any, key, want string) (string, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", d.fail(key, fmt.Sprintf("x-devstack key %q must be a string, %s, not %s", key, want, describe(v)), ErrInvalid)
+	}
+	return s, nil
+}
+
+// command decodes run/build: a string runs through the shell, a list of
+// strings runs directly.
+func (d *extDecoder) command(m map[string]any, key string) (Command, error) {
+	v, ok := m[key]
+	if !ok {
+		return Command{}, nil
+	}
+	bad := func(what string) error {
+		return d.fail(key, fmt.Sprintf("x-devstack key %q must be a string (run by /bin/sh -c) or a list of strings (run directly), not %s", key, what), ErrInvalid)
+	}
+	switch v := v.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q is empty; give the command to run, or remove the key", key), ErrInvalid)
+		}
+		return Command{Args: []string{v}, Shell: true}, nil
+	case []any:
+		if len(v) == 0 {
+			return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q is an empty list; give the program and its arguments, or remove the key", key), ErrInvalid)
+		}
+		args := make([]string, len(v))
+		for i, a := range v {
+			s, ok := a.(string)
+			if !ok {
+				return Command{}, bad(fmt.Sprintf("a list holding %s at index %d (quote it)", describe(a), i))
+			}
+			args[i] = s
+		}
+		return Command{Args: args}, nil
+	case nil:
+		return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q has no value; give the command to run, or remove the key", key), ErrInvalid)
+	default:
+		return Command{}, bad(describe(v))
+	}
+}
+
+// describe names a decoded YAML value's type for messages, with the value
+// when it is short.
+func describe(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "an empty value"
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case bool:
+		return fmt.Sprintf("a boolean (%v)", v)
+	case int, int64, uint64, float64:
+		return fmt.Sprintf("a number (%v)", v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("a %T", v)
+}

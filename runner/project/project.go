@@ -1,0 +1,155 @@
+package project
+
+import (
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// Project is a loaded, validated devstack project: the Compose model plus
+// devstack's own x-devstack settings, decoded and checked.
+type Project struct {
+	// Name is the Compose project name (from -p, the name: key, or the directory).
+	Name string
+	// Dir is the absolute project directory; relative paths resolve against it.
+	Dir string
+	// Files are the absolute paths of the compose files that were loaded.
+	Files []string
+	// Compose is the resolved Compose model, as compose-go produced it.
+	Compose *types.Project
+	// X holds the project-level x-devstack settings.
+	X ProjectExt
+	// Services are the enabled services, sorted by name.
+	Services []*Service
+	// Warnings are non-fatal findings (an unset variable, an ignored key)
+	// that the CLI prints before acting.
+	Warnings []string
+}
+
+// ProjectExt is the project-level x-devstack block.
+type ProjectExt struct {
+	// Backend is the default backend for services that do not choose one:
+	// "process", "docker", or "" (auto: docker where the engine answers and
+	// the service can run there, else process).
+	Backend string `yaml:"backend,omitempty" json:"backend,omitempty"`
+}
+
+// Service is one enabled service.
+type Service struct {
+	Name string
+	// Compose is the service as compose-go resolved it (environment merged,
+	// env_file read, ports parsed, healthcheck durations parsed).
+	Compose types.ServiceConfig
+	// X is the service-level x-devstack block.
+	X ServiceExt
+	// Ports are the declared ports, validated.
+	Ports []Port
+	// DependsOn lists the service's dependencies, sorted by name.
+	DependsOn []Dependency
+}
+
+// ServiceExt is the service-level x-devstack block. A service runs as a
+// native process when Run is set.
+type ServiceExt struct {
+	// Run is the command line of the process. A YAML string runs through
+	// /bin/sh -c; a YAML list runs directly (no shell).
+	Run Command `yaml:"run,omitempty" json:"run,omitempty"`
+	// Workdir is the process's working directory, relative to the project
+	// directory. Default: the project directory.
+	Workdir string `yaml:"workdir,omitempty" json:"workdir,omitempty"`
+	// Build is a command run (in Workdir) before the first start and on
+	// rebuild. A failing build fails the service's start.
+	Build Command `yaml:"build,omitempty" json:"build,omitempty"`
+	// PortEnv names the environment variable that tells the process which
+	// port to listen on (e.g. PORT). Default: none.
+	PortEnv string `yaml:"port_env,omitempty" json:"port_env,omitempty"`
+	// Backend forces a backend for this service: "process" or "docker".
+	Backend string `yaml:"backend,omitempty" json:"backend,omitempty"`
+}
+
+// Command is a command line. Shell is true when it was written as a single
+// string, which runs as /bin/sh -c Args[0].
+type Command struct {
+	Args  []string `json:"args,omitempty"`
+	Shell bool     `json:"shell,omitempty"`
+}
+
+// Empty reports whether no command was given.
+func (c Command) Empty() bool { return len(c.Args) == 0 }
+
+// Argv is the argv to execute.
+func (c Command) Argv() []string {
+	if c.Shell {
+		return []string{"/bin/sh", "-c", c.Args[0]}
+	}
+	return c.Args
+}
+
+// Port is one declared port mapping.
+type Port struct {
+	// HostIP is the address to bind on the host; default 127.0.0.1.
+	HostIP string
+	// Published is the host port (0 when none was given).
+	Published uint16
+	// Target is the port the service listens on.
+	Target uint16
+	// Protocol is "tcp" or "udp".
+	Protocol string
+}
+
+// Dependency is one depends_on entry.
+type Dependency struct {
+	Service string
+	// Condition is service_started, service_healthy or
+	// service_completed_successfully.
+	Condition string
+	// Required false means the dependent may start without it.
+	Required bool
+	// Restart true means restarting the dependency restarts the dependent.
+	Restart bool
+}
+
+// Condition values of depends_on.
+const (
+	ConditionStarted   = "service_started"
+	ConditionHealthy   = "service_healthy"
+	ConditionCompleted = "service_completed_successfully"
+)
+
+// Healthcheck is the resolved healthcheck for a service, nil when none is
+// declared or it is disabled (NONE / disable: true).
+type Healthcheck struct {
+	// Test is the command; Shell is true for CMD-SHELL.
+	Test          Command
+	Interval      time.Duration // default 30s
+	Timeout       time.Duration // default 30s
+	Retries       int           // default 3
+	StartPeriod   time.Duration // default 0
+	StartInterval time.Duration // default 5s
+}
+
+// LoadOptions say which files to load and how, mirroring docker compose's
+// global flags.
+type LoadOptions struct {
+	// Files are the -f paths, in order, relative to WorkDir. Empty means:
+	// the files in COMPOSE_FILE if set, else the first of devstack.yaml,
+	// devstack.yml, compose.yaml, compose.yml, docker-compose.yml,
+	// docker-compose.yaml in WorkDir, plus its override file
+	// (devstack.override.yaml, compose.override.yaml, ...) as compose does.
+	Files []string
+	// WorkDir is where to look for files; default the current directory.
+	WorkDir string
+	// Name is -p; empty means the name: key or the directory name.
+	Name string
+	// Profiles are the --profile values.
+	Profiles []string
+	// EnvFiles are the --env-file values, relative to WorkDir; empty means
+	// .env in the project directory if present (as compose: the directory
+	// of the first -f file, which is WorkDir when files are discovered).
+	// COMPOSE_DISABLE_ENV_FILE in Env turns the default off.
+	EnvFiles []string
+	// Services, when non-empty, keeps these services and what they depend on.
+	Services []string
+	// Env is the environment for interpolation; nil means os.Environ().
+	Env []string
+}

@@ -1,0 +1,389 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/devstack/devstack/runner/health"
+	"github.com/devstack/devstack/runner/project"
+)
+
+// service is the runner's state for one service. Fields below the line are
+// guarded by Runner.mu.
+type service struct {
+	spec    *project.Service
+	backend Backend
+	policy  RestartPolicy
+	hc      *project.Healthcheck
+	stopSig syscall.Signal
+	grace   time.Duration
+
+	st          ServiceStatus
+	inst        Instance
+	built       bool
+	stopReq     bool          // a user asked it to stop: no restart
+	cancel      func()        // ends the supervise loop's waits
+	loopDone    chan struct{} // closed when the supervise loop returns; nil when none ran
+	startCrash  int           // exits before it was ever ready, this run
+	everReady   bool
+	readyBefore bool
+}
+
+// crashLimit is how many exits before first readiness make Up give up on a
+// service that restart policy keeps restarting, so that up never hangs on
+// a crash loop.
+const crashLimit = 3
+
+// Up starts the named services (all when none) and what they depend on, in
+// dependency order and in parallel where the graph allows, and returns once
+// each is ready: running and healthy, or completed. It returns an error
+// naming every service that failed to come up; the others keep running.
+func (r *Runner) Up(ctx context.Context, names []string) error {
+	sel, err := r.lookup(names)
+	if err != nil {
+		return err
+	}
+	set := r.closure(sel)
+	for _, s := range set {
+		r.launch(s)
+	}
+	var errs []error
+	for _, s := range set {
+		if err := r.waitReady(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closure is sel plus every service they depend on, transitively.
+func (r *Runner) closure(sel []*service) []*service {
+	seen := map[string]bool{}
+	var out []*service
+	var visit func(s *service)
+	visit = func(s *service) {
+		if seen[s.spec.Name] {
+			return
+		}
+		seen[s.spec.Name] = true
+		for _, d := range s.spec.DependsOn {
+			if ds, ok := r.svcs[d.Service]; ok {
+				visit(ds)
+			}
+		}
+		out = append(out, s)
+	}
+	for _, s := range sel {
+		visit(s)
+	}
+	return out
+}
+
+// launch starts s's supervise loop unless one is running.
+func (r *Runner) launch(s *service) {
+	r.mu.Lock()
+	if s.loopDone != nil {
+		select {
+		case <-s.loopDone:
+		default:
+			r.mu.Unlock()
+			return // already supervised
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.loopDone, s.stopReq, s.startCrash = cancel, make(chan struct{}), false, 0
+	s.readyBefore = false
+	// Waiting from here on, not at the goroutine's first step: a waiter
+	// must never see the previous run's terminal state.
+	s.st.State, s.st.Error, s.st.Health = StateWaiting, "", HealthNone
+	done := s.loopDone
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		defer cancel()
+		r.supervise(ctx, s)
+	}()
+}
+
+// waitReady blocks until s is ready or has failed to come up.
+func (r *Runner) waitReady(ctx context.Context, s *service) error {
+	for {
+		st, changed := r.snapshot(s)
+		r.mu.Lock()
+		crashes := s.startCrash
+		r.mu.Unlock()
+		if st.Ready() {
+			return nil
+		}
+		switch {
+		case st.State == StateFailed:
+			return fmt.Errorf("service %q failed to start: %s", s.spec.Name, st.Error)
+		case st.State == StateExited:
+			return fmt.Errorf("service %q exited (%s) before it was ready; see `devstack logs %s`", s.spec.Name, describeExit(st.LastExit), s.spec.Name)
+		case st.State == StateStopped:
+			return fmt.Errorf("service %q was stopped before it was ready", s.spec.Name)
+		case st.Health == HealthUnhealthy:
+			return fmt.Errorf("service %q is unhealthy: its healthcheck failed %d times in a row; see `devstack logs %s`", s.spec.Name, s.hc.Retries, s.spec.Name)
+		case crashes >= crashLimit:
+			return fmt.Errorf("service %q crashed %d times while starting (last: %s) and is in a restart loop; see `devstack logs %s`", s.spec.Name, crashes, describeExit(st.LastExit), s.spec.Name)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for service %q (%s): %w", s.spec.Name, st.State, ctx.Err())
+		}
+	}
+}
+
+func describeExit(e *ExitInfo) string {
+	switch {
+	case e == nil:
+		return "no exit recorded"
+	case e.Error != "":
+		return e.Error
+	case e.Signal != "":
+		return "killed by " + e.Signal
+	}
+	return fmt.Sprintf("exit code %d", e.Code)
+}
+
+// supervise runs one service: wait for dependencies, build, start, watch
+// health, and restart by policy until stopped or done.
+func (r *Runner) supervise(ctx context.Context, s *service) {
+	name := s.spec.Name
+	for _, d := range s.spec.DependsOn {
+		if err := r.waitDep(ctx, s, d); err != nil {
+			if ctx.Err() != nil {
+				r.update(s, func(st *ServiceStatus) { st.State = StateStopped })
+				return
+			}
+			if !d.Required {
+				r.event(name, "starting without optional dependency %q: %v", d.Service, err)
+				continue
+			}
+			r.update(s, func(st *ServiceStatus) { st.State, st.Error = StateFailed, err.Error() })
+			r.event(name, "not started: %v", err)
+			return
+		}
+	}
+	spec := r.spec(s)
+	if b, ok := s.backend.(Builder); ok && !s.built {
+		r.update(s, func(st *ServiceStatus) { st.State = StateBuilding })
+		if err := b.Build(ctx, spec); err != nil {
+			r.update(s, func(st *ServiceStatus) { st.State, st.Error = StateFailed, err.Error() })
+			r.event(name, "build failed: %v", err)
+			return
+		}
+		r.mu.Lock()
+		s.built = true
+		r.mu.Unlock()
+	}
+	streak := 0
+	for {
+		inst, err := s.backend.Start(ctx, spec)
+		if err != nil {
+			r.update(s, func(st *ServiceStatus) { st.State, st.Error = StateFailed, err.Error() })
+			r.event(name, "failed to start: %v", err)
+			return
+		}
+		started := time.Now()
+		r.mu.Lock()
+		s.inst = inst
+		stopNow := s.stopReq
+		r.mu.Unlock()
+		if stopNow {
+			// A stop arrived while it was starting and found no instance
+			// to stop: stop it here, so the stop never waits forever.
+			_ = inst.Stop(context.Background(), s.stopSig, s.grace)
+		}
+		r.update(s, func(st *ServiceStatus) {
+			st.State, st.ID, st.StartedAt, st.Error = StateRunning, inst.ID(), &started, ""
+			if s.hc != nil {
+				st.Health = HealthStarting
+			}
+		})
+		r.event(name, "started (%s %s)", s.backend.Name(), inst.ID())
+		hctx, hcancel := context.WithCancel(ctx)
+		if ex, ok := inst.(Execer); ok && s.hc != nil {
+			go r.watchHealth(hctx, s, ex)
+		}
+		exit := inst.Wait()
+		hcancel()
+		r.mu.Lock()
+		s.inst = nil
+		stopReq := s.stopReq
+		wasReady := s.readyBefore
+		if !wasReady && !exit.Success() {
+			s.startCrash++
+		}
+		s.readyBefore = false
+		r.mu.Unlock()
+		if exit.At.Sub(started) >= stableRun {
+			streak = 0
+		}
+		if stopReq {
+			r.update(s, func(st *ServiceStatus) { st.State, st.LastExit, st.Health, st.ID = StateStopped, exitInfo(exit), HealthNone, "" })
+			r.event(name, "stopped (%s)", exit)
+			return
+		}
+		if !s.policy.ShouldRestart(exit, streak, false) {
+			state := StateExited
+			if exit.Success() {
+				state = StateCompleted
+			}
+			r.update(s, func(st *ServiceStatus) { st.State, st.LastExit, st.Health, st.ID = state, exitInfo(exit), HealthNone, "" })
+			r.event(name, "exited (%s); restart policy %q does not restart it", exit, s.policy.Mode)
+			return
+		}
+		streak++
+		delay := backoff(streak)
+		r.update(s, func(st *ServiceStatus) {
+			st.State, st.LastExit, st.Health, st.ID = StateRestarting, exitInfo(exit), HealthNone, ""
+			st.Restarts++
+		})
+		r.event(name, "exited (%s); restarting in %s (restart %d of this streak, policy %q)", exit, delay, streak, s.policy.Mode)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			r.update(s, func(st *ServiceStatus) { st.State = StateStopped })
+			return
+		}
+	}
+}
+
+// watchHealth runs the healthcheck against a process instance.
+func (r *Runner) watchHealth(ctx context.Context, s *service, ex Execer) {
+	probe := func(ctx context.Context) error {
+		code, out, err := ex.Exec(ctx, s.hc.Test.Argv())
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	last := HealthStarting
+	health.Run(ctx, s.hc, probe, func(res health.Result) {
+		h := last
+		switch {
+		case res.Healthy:
+			h = HealthHealthy
+		case res.Unhealthy:
+			h = HealthUnhealthy
+		}
+		if h == last {
+			return
+		}
+		if h == HealthHealthy {
+			r.mu.Lock()
+			s.readyBefore, s.everReady = true, true
+			r.mu.Unlock()
+		}
+		if res.Err != nil {
+			r.event(s.spec.Name, "%s: %v", h, res.Err)
+		} else {
+			r.event(s.spec.Name, "%s", h)
+		}
+		last = h
+		r.update(s, func(st *ServiceStatus) {
+			if st.State == StateRunning {
+				st.Health = h
+			}
+		})
+	})
+}
+
+// waitDep blocks until dependency d of s meets its condition.
+func (r *Runner) waitDep(ctx context.Context, s *service, d project.Dependency) error {
+	ds, ok := r.svcs[d.Service]
+	if !ok {
+		return fmt.Errorf("dependency %q is not part of this project (disabled by a profile?)", d.Service)
+	}
+	announced := false
+	for {
+		st, changed := r.snapshot(ds)
+		switch d.Condition {
+		case project.ConditionCompleted:
+			if st.State == StateCompleted {
+				return nil
+			}
+			if st.State == StateExited {
+				return fmt.Errorf("%q did not complete successfully (%s)", d.Service, describeExit(st.LastExit))
+			}
+		case project.ConditionHealthy:
+			if st.State == StateRunning && st.Health == HealthHealthy {
+				return nil
+			}
+			if st.Health == HealthUnhealthy {
+				return fmt.Errorf("%q is unhealthy", d.Service)
+			}
+		default: // service_started
+			if st.State == StateRunning || st.State == StateCompleted {
+				return nil
+			}
+		}
+		if st.State == StateFailed {
+			return fmt.Errorf("%q failed: %s", d.Service, st.Error)
+		}
+		if st.State == StateExited && d.Condition != project.ConditionCompleted {
+			return fmt.Errorf("%q exited (%s)", d.Service, describeExit(st.LastExit))
+		}
+		if !announced {
+			r.event(s.spec.Name, "waiting for %s to be %s", d.Service, conditionWord(d.Condition))
+			announced = true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func conditionWord(c string) string {
+	switch c {
+	case project.ConditionHealthy:
+		return "healthy"
+	case project.ConditionCompleted:
+		return "completed successfully"
+	}
+	return "started"
+}
+
+// spec builds the backend's view of s.
+func (r *Runner) spec(s *service) Spec {
+	name := s.spec.Name
+	marker := r.p.Name + "/" + r.opts.RunID + "/" + name
+	env := make([]string, 0, len(s.spec.Compose.Environment)+2)
+	for k, v := range s.spec.Compose.Environment {
+		if v != nil {
+			env = append(env, k+"="+*v)
+		}
+	}
+	if pe := s.spec.X.PortEnv; pe != "" && len(s.spec.Ports) > 0 {
+		env = append(env, pe+"="+fmt.Sprint(listenPort(s.spec.Ports[0])))
+	}
+	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
+	return Spec{
+		Project: r.p, Service: s.spec, Env: env, Marker: marker,
+		Stdout: r.opts.Logs.Writer(name, "out"),
+		Stderr: r.opts.Logs.Writer(name, "err"),
+		Status: r.opts.Logs.Writer(name, "sys"),
+	}
+}
+
+// listenPort is the port a process should listen on: the published port
+// (the one users and other services call), else the target.
+func listenPort(p project.Port) uint16 {
+	if p.Published != 0 {
+		return p.Published
+	}
+	return p.Target
+}

@@ -1,0 +1,74 @@
+package runner
+
+import "time"
+
+// State is where a service is in its lifecycle.
+type State string
+
+// States a service goes through. Waiting → Building → Starting → Running →
+// (Exited | Restarting | Stopped | Completed | Failed).
+const (
+	StateCreated    State = "created"    // known, not asked to start
+	StateWaiting    State = "waiting"    // waiting on depends_on conditions
+	StateBuilding   State = "building"   // running its build step
+	StateRunning    State = "running"    // instance alive
+	StateRestarting State = "restarting" // exited, restart scheduled
+	StateExited     State = "exited"     // exited, no restart by policy
+	StateCompleted  State = "completed"  // exited 0 and is not restarted
+	StateStopping   State = "stopping"   // stop requested, waiting for exit
+	StateStopped    State = "stopped"    // stopped on request
+	StateFailed     State = "failed"     // could not start (build, deps, backend)
+)
+
+// Health is a service's healthcheck verdict.
+type Health string
+
+// Health values; HealthNone means the service declares no healthcheck.
+const (
+	HealthNone      Health = ""
+	HealthStarting  Health = "starting"
+	HealthHealthy   Health = "healthy"
+	HealthUnhealthy Health = "unhealthy"
+)
+
+// ServiceStatus is a snapshot of one service, as `ps` shows it.
+type ServiceStatus struct {
+	Name      string     `json:"name"`
+	Backend   string     `json:"backend"`
+	State     State      `json:"state"`
+	Health    Health     `json:"health,omitempty"`
+	ID        string     `json:"id,omitempty"` // pid or container id
+	Ports     []string   `json:"ports,omitempty"`
+	Restarts  int        `json:"restarts"`
+	LastExit  *ExitInfo  `json:"last_exit,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// ExitInfo is the JSON form of the last Exit.
+type ExitInfo struct {
+	Code   int       `json:"code"`
+	Signal string    `json:"signal,omitempty"`
+	At     time.Time `json:"at"`
+	Error  string    `json:"error,omitempty"`
+}
+
+func exitInfo(e Exit) *ExitInfo {
+	ei := &ExitInfo{Code: e.Code, Signal: e.Signal, At: e.At}
+	if e.Err != nil {
+		ei.Error = e.Err.Error()
+	}
+	return ei
+}
+
+// Ready reports whether the service counts as up: running and healthy (or
+// without healthcheck), or completed.
+func (s ServiceStatus) Ready() bool {
+	switch s.State {
+	case StateCompleted:
+		return true
+	case StateRunning:
+		return s.Health == HealthNone || s.Health == HealthHealthy
+	}
+	return false
+}

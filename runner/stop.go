@@ -1,0 +1,183 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// stopProgressEvery is how often a stop that is still waiting says so.
+const stopProgressEvery = 2 * time.Second
+
+// Stop stops the named services (all when none), dependents before the
+// services they depend on. Each gets its stop_signal, then SIGKILL after
+// stop_grace_period; cancelling ctx kills at once. Stopped services are not
+// restarted by their policy.
+func (r *Runner) Stop(ctx context.Context, names []string) error {
+	sel, err := r.lookup(names)
+	if err != nil {
+		return err
+	}
+	return r.stopOrdered(ctx, sel)
+}
+
+// Down stops every service in reverse dependency order.
+func (r *Runner) Down(ctx context.Context) error {
+	sel, _ := r.lookup(nil)
+	return r.stopOrdered(ctx, sel)
+}
+
+// stopOrdered stops sel in reverse dependency order: a service stops once
+// every selected service that depends on it has stopped. Independent
+// services stop in parallel.
+func (r *Runner) stopOrdered(ctx context.Context, sel []*service) error {
+	done := map[string]chan struct{}{}
+	for _, s := range sel {
+		done[s.spec.Name] = make(chan struct{})
+	}
+	// dependents[x] = selected services that depend on x.
+	dependents := map[string][]string{}
+	for _, s := range sel {
+		for _, d := range s.spec.DependsOn {
+			if _, ok := done[d.Service]; ok {
+				dependents[d.Service] = append(dependents[d.Service], s.spec.Name)
+			}
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	stopCtx, cancelProgress := context.WithCancel(ctx)
+	defer cancelProgress()
+	go r.reportStopping(stopCtx, sel)
+	for _, s := range sel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[s.spec.Name])
+			for _, dep := range dependents[s.spec.Name] {
+				<-done[dep]
+			}
+			if err := r.stopOne(ctx, s); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopOne stops one service and waits for its supervise loop to end.
+func (r *Runner) stopOne(ctx context.Context, s *service) error {
+	r.mu.Lock()
+	s.stopReq = true
+	inst, loopDone, cancel := s.inst, s.loopDone, s.cancel
+	r.mu.Unlock()
+	if loopDone == nil {
+		return nil // never started
+	}
+	if inst != nil {
+		r.update(s, func(st *ServiceStatus) {
+			if st.State == StateRunning {
+				st.State = StateStopping
+			}
+		})
+		r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), s.grace)
+		if err := inst.Stop(ctx, s.stopSig, s.grace); err != nil {
+			return fmt.Errorf("stopping service %q: %w", s.spec.Name, err)
+		}
+	}
+	// Ends waits on dependencies and restart backoff.
+	cancel()
+	<-loopDone
+	return nil
+}
+
+// reportStopping says, every few seconds, which services a stop still
+// waits on, so a slow shutdown never looks like a hang.
+func (r *Runner) reportStopping(ctx context.Context, sel []*service) {
+	t := time.NewTicker(stopProgressEvery)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var waiting []string
+		for _, s := range sel {
+			st, _ := r.snapshot(s)
+			if st.State == StateStopping {
+				left := s.grace - time.Since(start)
+				waiting = append(waiting, fmt.Sprintf("%s (%s %s, SIGKILL in %s)", s.spec.Name, s.backend.Name(), st.ID, max(left, 0).Round(time.Second)))
+			}
+		}
+		if len(waiting) > 0 && r.opts.Events != nil {
+			slices.Sort(waiting)
+			r.opts.Events(Event{Msg: "waiting on " + strings.Join(waiting, ", ") + "; press Ctrl-C again to kill now"})
+		}
+	}
+}
+
+// Start starts stopped services again (and what they depend on), waiting
+// until they are ready.
+func (r *Runner) Start(ctx context.Context, names []string) error { return r.Up(ctx, names) }
+
+// Restart stops and starts the named services. Services that depend on one
+// of them with `restart: true` are restarted too, as Compose does.
+func (r *Runner) Restart(ctx context.Context, names []string) error {
+	sel, err := r.lookup(names)
+	if err != nil {
+		return err
+	}
+	all := r.withRestartDependents(sel)
+	if err := r.stopOrdered(ctx, all); err != nil {
+		return err
+	}
+	var ns []string
+	for _, s := range all {
+		ns = append(ns, s.spec.Name)
+	}
+	return r.Up(ctx, ns)
+}
+
+// withRestartDependents adds, transitively, every service that depends on
+// one in sel with restart: true.
+func (r *Runner) withRestartDependents(sel []*service) []*service {
+	in := map[string]bool{}
+	out := slices.Clone(sel)
+	for _, s := range sel {
+		in[s.spec.Name] = true
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, ps := range r.p.Services {
+			if in[ps.Name] {
+				continue
+			}
+			for _, d := range ps.DependsOn {
+				if d.Restart && in[d.Service] {
+					in[ps.Name] = true
+					out = append(out, r.svcs[ps.Name])
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+func sigName(s syscall.Signal) string { return unix.SignalName(s) }
