@@ -42,6 +42,21 @@ type Execer interface {
 	Exec(ctx context.Context, argv []string) (exitCode int, output []byte, err error)
 }
 
+// HealthReporter is implemented by instances whose engine runs the
+// healthcheck itself (Docker follows it through events). The runner then
+// does not probe: it reads verdicts from the channel, which the instance
+// closes when it exits.
+type HealthReporter interface {
+	Health() <-chan Health
+}
+
+// Cleaner is implemented by backends that own project-wide objects besides
+// instances (Docker networks and volumes). Down removes them, and whatever
+// instances an earlier, killed devstack left behind.
+type Cleaner interface {
+	Down(ctx context.Context, project string, removeVolumes bool) error
+}
+
 // Spec is everything a backend needs to start one service.
 type Spec struct {
 	Project *project.Project

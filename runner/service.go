@@ -208,7 +208,9 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		})
 		r.event(name, "started (%s %s)", s.backend.Name(), inst.ID())
 		hctx, hcancel := context.WithCancel(ctx)
-		if ex, ok := inst.(Execer); ok && s.hc != nil {
+		if hr, ok := inst.(HealthReporter); ok {
+			go r.followHealth(hctx, s, hr.Health())
+		} else if ex, ok := inst.(Execer); ok && s.hc != nil {
 			go r.watchHealth(hctx, s, ex)
 		}
 		exit := inst.Wait()
@@ -278,25 +280,44 @@ func (r *Runner) watchHealth(ctx context.Context, s *service, ex Execer) {
 		case res.Unhealthy:
 			h = HealthUnhealthy
 		}
-		if h == last {
+		if h != last {
+			r.setHealth(s, h, res.Err)
+			last = h
+		}
+	})
+}
+
+// followHealth takes verdicts from an engine that runs the healthcheck.
+func (r *Runner) followHealth(ctx context.Context, s *service, ch <-chan Health) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
-		}
-		if h == HealthHealthy {
-			r.mu.Lock()
-			s.readyBefore, s.everReady = true, true
-			r.mu.Unlock()
-		}
-		if res.Err != nil {
-			r.event(s.spec.Name, "%s: %v", h, res.Err)
-		} else {
-			r.event(s.spec.Name, "%s", h)
-		}
-		last = h
-		r.update(s, func(st *ServiceStatus) {
-			if st.State == StateRunning {
-				st.Health = h
+		case h, ok := <-ch:
+			if !ok {
+				return
 			}
-		})
+			r.setHealth(s, h, nil)
+		}
+	}
+}
+
+// setHealth records a health change of the running instance.
+func (r *Runner) setHealth(s *service, h Health, err error) {
+	if h == HealthHealthy {
+		r.mu.Lock()
+		s.readyBefore, s.everReady = true, true
+		r.mu.Unlock()
+	}
+	if err != nil {
+		r.event(s.spec.Name, "%s: %v", h, err)
+	} else {
+		r.event(s.spec.Name, "%s", h)
+	}
+	r.update(s, func(st *ServiceStatus) {
+		if st.State == StateRunning {
+			st.Health = h
+		}
 	})
 }
 
