@@ -45,7 +45,7 @@ type Options struct {
 	// lock (the supervisor persists pids from it); may be nil.
 	OnChange func()
 	// RunID makes instance markers unique to this supervisor run.
-	RunID string
+	RunID  string
 	Logger *slog.Logger
 }
 

@@ -48,7 +48,16 @@ func (r *Runner) Up(ctx context.Context, names []string) error {
 		return err
 	}
 	set := r.closure(sel)
+	named := map[*service]bool{}
+	for _, s := range sel {
+		named[s] = true
+	}
 	for _, s := range set {
+		// A dependency that runs or has completed is left alone: starting
+		// one service must not re-run a finished one-shot it depends on.
+		if st, _ := r.snapshot(s); !named[s] && (st.State == StateRunning || st.State == StateCompleted) {
+			continue
+		}
 		r.launch(s)
 	}
 	var errs []error
@@ -228,7 +237,9 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			streak = 0
 		}
 		if stopReq {
-			r.update(s, func(st *ServiceStatus) { st.State, st.LastExit, st.Health, st.ID = StateStopped, exitInfo(exit), HealthNone, "" })
+			r.update(s, func(st *ServiceStatus) {
+				st.State, st.LastExit, st.Health, st.ID = StateStopped, exitInfo(exit), HealthNone, ""
+			})
 			r.event(name, "stopped (%s)", exit)
 			return
 		}
@@ -237,7 +248,9 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			if exit.Success() {
 				state = StateCompleted
 			}
-			r.update(s, func(st *ServiceStatus) { st.State, st.LastExit, st.Health, st.ID = state, exitInfo(exit), HealthNone, "" })
+			r.update(s, func(st *ServiceStatus) {
+				st.State, st.LastExit, st.Health, st.ID = state, exitInfo(exit), HealthNone, ""
+			})
 			r.event(name, "exited (%s); restart policy %q does not restart it", exit, s.policy.Mode)
 			return
 		}

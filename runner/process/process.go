@@ -96,6 +96,9 @@ func command(ctx context.Context, spec runner.Spec, argv []string) *exec.Cmd {
 func workdir(spec runner.Spec) string {
 	wd := spec.Service.X.Workdir
 	if wd == "" {
+		wd = spec.Project.X.Workdir
+	}
+	if wd == "" {
 		return spec.Project.Dir
 	}
 	if filepath.IsAbs(wd) {

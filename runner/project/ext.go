@@ -16,7 +16,7 @@ const extKey = "x-devstack"
 // and ServiceExt; the decoders below are hand-written rather than
 // reflection-based so each wrong type gets a message that says what to write.
 var (
-	projectExtKeys = []string{"backend"}
+	projectExtKeys = []string{"backend", "workdir"}
 	serviceExtKeys = []string{"backend", "build", "port_env", "run", "workdir"}
 )
 
@@ -66,6 +66,9 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	var x ProjectExt
 	m, err := d.block(ext, projectExtKeys)
 	if err != nil || m == nil {
+		return x, err
+	}
+	if x.Workdir, err = d.str(m, "workdir", "a directory path relative to the project directory"); err != nil {
 		return x, err
 	}
 	x.Backend, err = d.backend(m)

@@ -32,6 +32,10 @@ type ProjectExt struct {
 	// "process", "docker", or "" (auto: docker where the engine answers and
 	// the service can run there, else process).
 	Backend string `yaml:"backend,omitempty" json:"backend,omitempty"`
+	// Workdir is the default workdir of process services, relative to the
+	// project directory. A root devstack.yaml that includes a stack from a
+	// subdirectory sets it, since include does not move x-devstack paths.
+	Workdir string `yaml:"workdir,omitempty" json:"workdir,omitempty"`
 }
 
 // Service is one enabled service.

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+// downTimeout bounds how long down waits for the supervisor to exit after
+// it has stopped every service.
+const downTimeout = 30 * time.Second
+
+func newDownCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Stop the stack and its supervisor; nothing of it is left running",
+		Long: `down stops every service in reverse dependency order (stop_signal, then
+SIGKILL after stop_grace_period), then the background supervisor.
+
+If devstack was killed and left processes behind, down finds them by the
+marker devstack puts in their environment and stops them; it never
+touches an unrelated process that reused a pid.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			p, err := g.load(ctx, nil)
+			if err != nil {
+				return err
+			}
+			c, dir, err := g.client(ctx, p)
+			if errors.Is(err, control.ErrNotRunning) {
+				n, err := supervisor.CleanOffline(ctx, p.Name)
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					fmt.Fprintf(g.stderr, "devstack: stopped %d process(es) left by a devstack that was killed\n", n)
+				} else {
+					fmt.Fprintf(g.stderr, "devstack: %s is not running\n", p.Name)
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.Do(ctx, "down", nil, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
+				return err
+			}
+			wctx, cancel := context.WithTimeout(ctx, downTimeout)
+			defer cancel()
+			if err := supervisor.WaitUnlocked(wctx, dir); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "devstack: %s stopped\n", p.Name)
+			return nil
+		},
+	}
+}

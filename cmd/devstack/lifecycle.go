@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+)
+
+// newLifecycleCmd builds start, stop and restart: each sends its action to
+// the running supervisor.
+func newLifecycleCmd(g *globalOptions, action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:               action + " SERVICE...",
+		Short:             short,
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: g.serviceNames,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			ctx := cmd.Context()
+			p, err := g.load(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if p.Service(n) == nil {
+					return fmt.Errorf("no service %q in project %q", n, p.Name)
+				}
+			}
+			c, _, err := g.client(ctx, p)
+			if errors.Is(err, control.ErrNotRunning) {
+				return fmt.Errorf("%s is not running; start it with `devstack up -d`", p.Name)
+			}
+			if err != nil {
+				return err
+			}
+			return c.Do(ctx, action, names, func(m control.Message) { printProgress(g.stderr, m) })
+		},
+	}
+}

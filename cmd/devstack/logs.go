@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner/logstore"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+type logsOptions struct {
+	follow     bool
+	since      string
+	tail       string
+	noColor    bool
+	timestamps bool
+}
+
+func newLogsCmd(g *globalOptions) *cobra.Command {
+	o := &logsOptions{}
+	cmd := &cobra.Command{
+		Use:   "logs [SERVICE...]",
+		Short: "Show service logs (kept on disk, so they work after the stack stopped too)",
+		Long: `logs prints the merged logs of the named services (all when none), oldest
+first. Lines marked by devstack itself (starts, exits, restarts, health)
+are included. Logs live in the project's state directory, bounded in size
+per service, so they can be read from another terminal and after down.`,
+		ValidArgsFunction: g.serviceNames,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			ctx := cmd.Context()
+			p, err := g.load(ctx, nil)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if p.Service(n) == nil {
+					return fmt.Errorf("no service %q in project %q", n, p.Name)
+				}
+			}
+			q := control.LogQuery{Services: names, Follow: o.follow}
+			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
+				return err
+			}
+			if o.tail != "all" {
+				if q.Tail, err = strconv.Atoi(o.tail); err != nil || q.Tail < 0 {
+					return fmt.Errorf("--tail %q: want a number of lines or \"all\"", o.tail)
+				}
+			}
+			var all []string
+			for _, s := range p.Services {
+				all = append(all, s.Name)
+			}
+			pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
+			c, dir, err := g.client(ctx, p)
+			if errors.Is(err, control.ErrNotRunning) {
+				// No supervisor: read the files it left.
+				lines, err := logstore.Read(supervisor.Paths{Dir: dir}.Logs(), logstore.Query{Services: names, Since: q.Since, Tail: q.Tail})
+				if err != nil {
+					return err
+				}
+				for _, l := range lines {
+					pr.line(l.Time, l.Service, l.Stream.String(), l.Text)
+				}
+				if o.follow {
+					fmt.Fprintf(g.stderr, "devstack: %s is not running; nothing to follow\n", p.Name)
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return c.Logs(ctx, q, func(l control.LogLine) { pr.line(l.Time, l.Service, l.Stream, l.Text) })
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing new lines")
+	f.StringVar(&o.since, "since", "", "only lines since a time (RFC 3339, e.g. 2026-01-02T15:04:05Z) or a duration ago (e.g. 10m)")
+	f.StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each service's log")
+	f.BoolVar(&o.noColor, "no-color", false, "no colours in the prefix")
+	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "show timestamps")
+	return cmd
+}
+
+// parseSince accepts an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a duration like 10m or a time like %s", s,
+		strings.SplitN(now.Format(time.RFC3339), "+", 2)[0])
+}

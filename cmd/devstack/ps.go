@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner"
+)
+
+type psOptions struct{ format string }
+
+func newPsCmd(g *globalOptions) *cobra.Command {
+	o := &psOptions{}
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List the services of the running stack, with state, health, restarts and last exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.format != "table" && o.format != "json" {
+				return fmt.Errorf("--format %q: use table or json", o.format)
+			}
+			p, err := g.load(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			var st []runner.ServiceStatus
+			c, _, err := g.client(cmd.Context(), p)
+			switch {
+			case errors.Is(err, control.ErrNotRunning):
+				fmt.Fprintf(g.stderr, "devstack: %s is not running\n", p.Name)
+			case err != nil:
+				return err
+			default:
+				if st, err = c.Ps(cmd.Context()); err != nil {
+					return err
+				}
+			}
+			if o.format == "json" {
+				if st == nil {
+					st = []runner.ServiceStatus{}
+				}
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tBACKEND\tSTATE\tHEALTH\tID\tRESTARTS\tLAST EXIT\tUPTIME\tPORTS")
+			for _, s := range st {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Backend, s.State, dash(string(s.Health)),
+					dash(s.ID), s.Restarts, lastExit(s.LastExit), uptime(s), dash(strings.Join(s.Ports, ",")))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func lastExit(e *runner.ExitInfo) string {
+	switch {
+	case e == nil:
+		return "-"
+	case e.Signal != "":
+		return e.Signal
+	case e.Error != "":
+		return "error"
+	}
+	return fmt.Sprint(e.Code)
+}
+
+func uptime(s runner.ServiceStatus) string {
+	if s.StartedAt == nil || (s.State != runner.StateRunning && s.State != runner.StateStopping) {
+		return "-"
+	}
+	return time.Since(*s.StartedAt).Round(time.Second).String()
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+// globalOptions are the flags every command shares, as docker compose's.
+type globalOptions struct {
+	files      []string
+	name       string
+	profiles   []string
+	envFiles   []string
+	projectDir string
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globalOptions{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "devstack",
+		Short: "Run a multi-service dev stack from a compose file, with tracing between services",
+		Long: `devstack boots a stack from devstack.yaml (the Compose file format; compose.yaml
+and docker-compose.yml are found too) and supervises it: dependency order,
+healthchecks, restart policies and merged logs.
+
+Services run as native processes when their x-devstack block says how
+(x-devstack.run). Start with:
+
+  devstack up          run the stack in the foreground, Ctrl-C stops it
+  devstack up -d       run it in the background, then use ps, logs, down`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Global flags go before the command, as with docker compose, so
+		// that `logs -f` can mean follow.
+		TraverseChildren: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.Flags()
+	f.StringArrayVarP(&g.files, "file", "f", nil, "compose file to load (repeatable; later files override earlier ones)")
+	f.StringVarP(&g.name, "project-name", "p", "", "project name (default: the file's name: key, else the directory name)")
+	f.StringArrayVar(&g.profiles, "profile", nil, "enable services of this profile (repeatable)")
+	f.StringArrayVar(&g.envFiles, "env-file", nil, "read variables for interpolation from this file instead of .env (repeatable)")
+	f.StringVar(&g.projectDir, "project-directory", "", "directory the project's relative paths resolve against (default: the first file's directory)")
+	root.AddCommand(
+		newUpCmd(g), newDownCmd(g), newPsCmd(g), newLogsCmd(g),
+		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on)"),
+		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack"),
+		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true"),
+		newConfigCmd(g), newSuperviseCmd(g),
+	)
+	return root
+}
+
+// load loads and validates the project.
+func (g *globalOptions) load(ctx context.Context, services []string) (*project.Project, error) {
+	p, err := project.Load(ctx, project.LoadOptions{
+		Files: g.files, WorkDir: g.projectDir, Name: g.name,
+		Profiles: g.profiles, EnvFiles: g.envFiles, Services: services,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(g.stderr, "warning:", w)
+	}
+	return p, nil
+}
+
+// args re-creates the global flags, for the detached supervisor.
+func (g *globalOptions) args() []string {
+	var a []string
+	for _, f := range g.files {
+		a = append(a, "--file", abs(f))
+	}
+	if g.name != "" {
+		a = append(a, "--project-name", g.name)
+	}
+	for _, p := range g.profiles {
+		a = append(a, "--profile", p)
+	}
+	for _, e := range g.envFiles {
+		a = append(a, "--env-file", abs(e))
+	}
+	if g.projectDir != "" {
+		a = append(a, "--project-directory", abs(g.projectDir))
+	}
+	return a
+}
+
+func abs(p string) string {
+	if strings.HasPrefix(p, "/") || p == "-" {
+		return p
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	return wd + "/" + p
+}
+
+// client connects to the project's supervisor.
+func (g *globalOptions) client(ctx context.Context, p *project.Project) (*control.Client, string, error) {
+	dir := supervisor.StateDir(p.Name)
+	tok, _ := supervisor.ReadToken(dir)
+	c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
+	return c, dir, err
+}
+
+// serviceNames completes service names from the project file.
+func (g *globalOptions) serviceNames(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	p, err := g.load(cmd.Context(), nil)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, s := range p.Services {
+		out = append(out, s.Name)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}

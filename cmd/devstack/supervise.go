@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+// shutdownTimeout bounds a background supervisor's shutdown on SIGTERM: it
+// then kills what is left.
+const shutdownTimeout = 2 * time.Minute
+
+func newSuperviseCmd(g *globalOptions) *cobra.Command {
+	var readyFD int
+	cmd := &cobra.Command{
+		Use:    "supervise [SERVICE...]",
+		Short:  "Run the background supervisor (started by up -d)",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			var ready *os.File
+			if readyFD > 0 {
+				ready = os.NewFile(uintptr(readyFD), "ready")
+			}
+			say := func(msg string) {
+				if ready != nil {
+					fmt.Fprintln(ready, msg)
+					ready.Close()
+					ready = nil
+				}
+			}
+			err := runSupervise(g, names, say)
+			if err != nil {
+				say(strings.ReplaceAll(err.Error(), "\n", "; "))
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "file descriptor to write \"ok\" to once serving")
+	return cmd
+}
+
+func runSupervise(g *globalOptions, names []string, ready func(string)) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Ignore(syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := g.load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	sup, err := supervisor.Start(ctx, supervisor.Options{
+		Project:    p,
+		BackendFor: backendFor(p),
+		Logger:     logger,
+		Events: func(ev runner.Event) {
+			logger.Info(ev.Msg, "service", ev.Service)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ready("ok")
+	go func() {
+		if err := sup.Up(ctx, names); err != nil {
+			logger.Error("stack failed to come up", "err", err)
+		}
+	}()
+	select {
+	case <-sigs:
+		logger.Info("signal received; stopping the stack")
+	case <-sup.DownRequested():
+	}
+	cancel()
+	killCtx, kill := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer kill()
+	go func() {
+		<-sigs
+		kill()
+	}()
+	return sup.Shutdown(killCtx)
+}

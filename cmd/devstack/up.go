@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+type upOptions struct {
+	detach     bool
+	noColor    bool
+	timestamps bool
+	timeout    time.Duration
+}
+
+func newUpCmd(g *globalOptions) *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up [SERVICE...]",
+		Short: "Start the stack (or the named services and what they depend on)",
+		Long: `up starts services in dependency order, in parallel where the graph allows,
+honouring depends_on conditions, healthchecks and restart policies.
+
+In the foreground it streams every service's log with a coloured prefix;
+Ctrl-C stops the stack in reverse dependency order (a second Ctrl-C kills at
+once). With -d it returns once the stack is up (healthy where a healthcheck
+exists) and leaves a background supervisor: use ps, logs, stop, start,
+restart and down. up exits non-zero if the stack failed to come up.
+
+If a supervisor already runs the project, up -d asks it to start the named
+services (or any that are not running).`,
+		ValidArgsFunction: g.serviceNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.detach {
+				return runUpDetached(cmd.Context(), g, o, args)
+			}
+			return runUpForeground(g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background; return once the stack is up")
+	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
+	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
+	f.DurationVar(&o.timeout, "wait-timeout", 0, "with -d, give up waiting for the stack after this long (0: no limit)")
+	return cmd
+}
+
+// runUpForeground runs the supervisor in this process and streams logs.
+func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
+	// Our own signal handling: the first Ctrl-C stops gracefully, the
+	// second kills.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancelUp := context.WithCancel(context.Background())
+	defer cancelUp()
+
+	p, err := g.load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var all []string
+	for _, s := range p.Services {
+		all = append(all, s.Name)
+	}
+	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
+	sup, err := supervisor.Start(ctx, supervisor.Options{
+		Project:    p,
+		BackendFor: backendFor(p),
+		Events: func(ev runner.Event) {
+			if ev.Service == "" {
+				pr.note(ev.Msg)
+			}
+			// Service events also reach the log as "sys" lines, printed
+			// by the log follower below.
+		},
+	})
+	if errors.Is(err, supervisor.ErrRunning) {
+		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
+	}
+	if err != nil {
+		return err
+	}
+	lines, cancelLogs := sup.Logs().Subscribe(nil)
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		for l := range lines {
+			pr.line(l.Time, l.Service, l.Stream.String(), l.Text)
+		}
+	}()
+
+	upErr := make(chan error, 1)
+	go func() { upErr <- sup.Up(ctx, names) }()
+
+	failed := false
+	var sigCount int
+wait:
+	for {
+		select {
+		case err := <-upErr:
+			upErr = nil
+			if err != nil {
+				pr.note("devstack: the stack failed to come up:\n  " + strings.ReplaceAll(err.Error(), "\n", "\n  "))
+				failed = true
+				break wait
+			}
+			pr.note(fmt.Sprintf("devstack: %s is up (%d services); Ctrl-C to stop", p.Name, len(names0(names, all))))
+		case <-sigs:
+			sigCount++
+			break wait
+		case <-sup.DownRequested():
+			break wait
+		}
+	}
+	cancelUp()
+	killCtx, kill := context.WithCancel(context.Background())
+	defer kill()
+	go func() {
+		for range sigs {
+			sigCount++
+			pr.note("devstack: killing everything now")
+			kill()
+		}
+	}()
+	pr.note("devstack: stopping " + p.Name + " (Ctrl-C again to kill at once)")
+	err = sup.Shutdown(killCtx)
+	cancelLogs()
+	<-logsDone
+	if err != nil {
+		return err
+	}
+	if failed {
+		return &exitError{code: 1}
+	}
+	pr.note("devstack: stopped")
+	return nil
+}
+
+func names0(names, all []string) []string {
+	if len(names) == 0 {
+		return all
+	}
+	return names
+}
+
+// runUpDetached starts (or reuses) a background supervisor and waits until
+// the stack is up.
+func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []string) error {
+	p, err := g.load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	// Reject unknown names here, before a supervisor exists.
+	for _, n := range names {
+		if p.Service(n) == nil {
+			return fmt.Errorf("no service %q in project %q", n, p.Name)
+		}
+	}
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	progress := func(m control.Message) { printProgress(g.stderr, m) }
+	if c, _, err := g.client(ctx, p); err == nil {
+		fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
+		return c.Do(ctx, "up", names, progress)
+	}
+	if err := spawnSupervisor(ctx, g, p, names); err != nil {
+		return err
+	}
+	c, dir, err := g.client(ctx, p)
+	if err != nil {
+		return fmt.Errorf("the supervisor started but does not answer: %w; see %s", err, supervisor.Paths{Dir: dir}.SupLog())
+	}
+	if err := c.Wait(ctx, progress); err != nil {
+		return fmt.Errorf("the stack failed to come up:\n  %s\nthe supervisor keeps running so you can look: `devstack ps`, `devstack logs SERVICE`; `devstack down` stops it",
+			strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	fmt.Fprintf(g.stderr, "devstack: %s is up; `devstack ps` shows it, `devstack down` stops it\n", p.Name)
+	return nil
+}
+
+func orAll(names []string) string {
+	if len(names) == 0 {
+		return "any service not running"
+	}
+	return strings.Join(names, ", ")
+}
+
+func printProgress(w io.Writer, m control.Message) {
+	if m.Service != "" {
+		fmt.Fprintf(w, "%s: %s\n", m.Service, m.Msg)
+	} else {
+		fmt.Fprintln(w, m.Msg)
+	}
+}
+
+// spawnSupervisor re-executes devstack as a detached `supervise` process
+// and waits until it says it serves the control API (or why it could not),
+// over a pipe: no polling for the socket.
+func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, names []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the devstack executable: %w", err)
+	}
+	dir := supervisor.StateDir(p.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	logPath := supervisor.Paths{Dir: dir}.SupLog()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening supervisor log: %w", err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	args := append([]string{"supervise"}, g.args()...)
+	args = append(args, "--ready-fd", "3", "--")
+	args = append(args, names...)
+	cmd := exec.Command(exe, args...)
+	cmd.Dir, _ = os.Getwd()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	// A session of its own: the terminal's Ctrl-C and hangup don't reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("starting the supervisor: %w", err)
+	}
+	w.Close()
+	go cmd.Wait() // reap it if it exits while we wait; it outlives us otherwise
+	msg := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(r).ReadString('\n')
+		msg <- strings.TrimSpace(line)
+	}()
+	select {
+	case m := <-msg:
+		switch {
+		case m == "ok":
+			return nil
+		case m != "":
+			return errors.New(m)
+		default:
+			return fmt.Errorf("the supervisor exited while starting; see %s", logPath)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,19 @@
+// Package control is the supervisor's HTTP API and its client. The CLI's
+// ps, logs, stop, start, restart and down talk to a running supervisor
+// through it; the web dashboard and trace queries will be served from the
+// same API.
+//
+// It listens on a unix socket in the project's state directory (mode 0600,
+// in a 0700 directory). Reads are open to whoever can reach the socket;
+// mutating calls (POST) also need the project's token, sent as
+// "Authorization: Bearer <token>".
+//
+// Long operations stream NDJSON: progress Messages, then one final Message
+// with Done set and Error filled on failure.
+//
+//	GET  /v1/ps                         []runner.ServiceStatus
+//	GET  /v1/wait                       progress of the initial `up`, then its result
+//	GET  /v1/logs?service=&tail=&since=&follow=1   NDJSON LogLines
+//	POST /v1/{up,start,stop,restart}    {"services":[...]} → progress stream
+//	POST /v1/down                       stop everything; the supervisor exits after
+package control

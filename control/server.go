@@ -1,0 +1,220 @@
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/logstore"
+)
+
+// Stack is what the API drives: the supervisor's runner.
+type Stack interface {
+	Status() []runner.ServiceStatus
+	Up(ctx context.Context, names []string) error
+	Start(ctx context.Context, names []string) error
+	Stop(ctx context.Context, names []string) error
+	Restart(ctx context.Context, names []string) error
+}
+
+// Server serves the control API.
+type Server struct {
+	Stack Stack
+	// LogDir is the logstore directory; Subscribe follows new lines.
+	LogDir    string
+	Subscribe func(services []string) (<-chan logstore.Line, func())
+	// Events subscribes to progress messages.
+	Events func() (<-chan runner.Event, func())
+	// Token guards mutating calls.
+	Token string
+	// Wait blocks until the initial up has finished and returns its error.
+	Wait func(ctx context.Context) error
+	// Down stops everything; the supervisor exits once it returns.
+	Down func(ctx context.Context) error
+}
+
+// Message is one NDJSON line of a streamed operation.
+type Message struct {
+	Service string `json:"service,omitempty"`
+	Msg     string `json:"msg,omitempty"`
+	Done    bool   `json:"done,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// LogLine is one log line on the wire.
+type LogLine struct {
+	Time    time.Time `json:"time"`
+	Service string    `json:"service"`
+	Stream  string    `json:"stream"`
+	Text    string    `json:"text"`
+}
+
+// apiError is an error with an HTTP status, rendered as JSON by writeError.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var ae *apiError
+	if errors.As(err, &ae) {
+		status = ae.status
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(Message{Done: true, Error: err.Error()})
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ps", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.Stack.Status())
+	})
+	mux.HandleFunc("GET /v1/wait", func(w http.ResponseWriter, r *http.Request) {
+		s.stream(w, r, s.Wait)
+	})
+	mux.HandleFunc("GET /v1/logs", s.logs)
+	for name, op := range map[string]func(context.Context, []string) error{
+		"up": s.Stack.Up, "start": s.Stack.Start, "stop": s.Stack.Stop, "restart": s.Stack.Restart,
+	} {
+		mux.Handle("POST /v1/"+name, s.auth(func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				Services []string `json:"services"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				writeError(w, &apiError{http.StatusBadRequest, fmt.Sprintf("decoding request body: %v", err)})
+				return
+			}
+			s.stream(w, r, func(ctx context.Context) error { return op(ctx, req.Services) })
+		}))
+	}
+	mux.Handle("POST /v1/down", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		// Down must finish even if the client goes away mid-way.
+		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context())) })
+	}))
+	return mux
+}
+
+// auth requires the bearer token on mutating calls.
+func (s *Server) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			writeError(w, &apiError{http.StatusUnauthorized, "missing or wrong token; the CLI reads it from the project's state directory"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+// stream runs op, sending progress events as NDJSON while it runs and a
+// final Message with its result.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, op func(context.Context) error) {
+	events, cancel := s.Events()
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	result := make(chan error, 1)
+	go func() { result <- op(r.Context()) }()
+	for {
+		select {
+		case ev := <-events:
+			_ = enc.Encode(Message{Service: ev.Service, Msg: ev.Msg})
+			flush()
+		case err := <-result:
+			m := Message{Done: true}
+			if err != nil {
+				m.Error = err.Error()
+			}
+			_ = enc.Encode(m)
+			flush()
+			return
+		}
+	}
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	lq := logstore.Query{Services: q["service"]}
+	if t := q.Get("tail"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			writeError(w, &apiError{http.StatusBadRequest, fmt.Sprintf("tail %q: want a number of lines", t)})
+			return
+		}
+		lq.Tail = n
+	}
+	if since := q.Get("since"); since != "" {
+		t, err := time.Parse(time.RFC3339Nano, since)
+		if err != nil {
+			writeError(w, &apiError{http.StatusBadRequest, fmt.Sprintf("since %q: want an RFC 3339 time", since)})
+			return
+		}
+		lq.Since = t
+	}
+	follow := q.Get("follow") == "1"
+	// Subscribe before reading, so no line falls between the two; lines
+	// seen in both are dropped by time below.
+	var live <-chan logstore.Line
+	if follow {
+		ch, cancel := s.Subscribe(lq.Services)
+		defer cancel()
+		live = ch
+	}
+	lines, err := logstore.Read(s.LogDir, lq)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	var last time.Time
+	for _, l := range lines {
+		_ = enc.Encode(wireLine(l))
+		last = l.Time
+	}
+	if !follow {
+		return
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case l, ok := <-live:
+			if !ok {
+				return
+			}
+			if !l.Time.After(last) {
+				continue
+			}
+			_ = enc.Encode(wireLine(l))
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
+	}
+}
+
+func wireLine(l logstore.Line) LogLine {
+	return LogLine{Time: l.Time, Service: l.Service, Stream: l.Stream.String(), Text: l.Text}
+}

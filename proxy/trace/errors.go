@@ -1,0 +1,28 @@
+package trace
+
+import "errors"
+
+// Sentinel errors. Check them with errors.Is; the returned errors wrap them
+// with the offending value.
+var (
+	// ErrUnknownFormat reports a trace header format name ParseFormats does
+	// not know.
+	ErrUnknownFormat = errors.New("unknown trace header format")
+
+	// ErrInvalidTraceStateKey reports a tracestate key outside the W3C
+	// grammar (simple key or tenant@system).
+	ErrInvalidTraceStateKey = errors.New("invalid tracestate key")
+
+	// ErrInvalidTraceStateValue reports a tracestate value outside the W3C
+	// grammar (1-256 printable ASCII characters except ',' and '=', not
+	// ending in a space).
+	ErrInvalidTraceStateValue = errors.New("invalid tracestate value")
+
+	// ErrInvalidBaggageMember reports a baggage list-member outside the W3C
+	// Baggage grammar.
+	ErrInvalidBaggageMember = errors.New("invalid baggage member")
+
+	// ErrBaggageLimit reports that adding a baggage list-member would exceed
+	// MaxBaggageMembers or MaxBaggageBytes.
+	ErrBaggageLimit = errors.New("baggage limit exceeded")
+)

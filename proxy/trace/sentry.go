@@ -1,0 +1,237 @@
+package trace
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Sampling is a sampling decision as B3 and sentry-trace carry it. W3C
+// traceparent has no "deferred" state: its sampled bit is 0 or 1.
+type Sampling uint8
+
+// Sampling decisions.
+const (
+	// SamplingDeferred means no decision was made: the receiver decides.
+	SamplingDeferred Sampling = 0
+	// SamplingDeny means the caller did not record the trace.
+	SamplingDeny Sampling = 1
+	// SamplingAccept means the caller records the trace.
+	SamplingAccept Sampling = 2
+	// SamplingDebug is B3's forced trace: accept, and mark every span debug.
+	SamplingDebug Sampling = 3
+)
+
+// Sampled reports whether s is an accept decision (SamplingAccept or
+// SamplingDebug).
+func (s Sampling) Sampled() bool { return s == SamplingAccept || s == SamplingDebug }
+
+// String returns "deferred", "deny", "accept" or "debug".
+func (s Sampling) String() string {
+	switch s {
+	case SamplingDeferred:
+		return "deferred"
+	case SamplingDeny:
+		return "deny"
+	case SamplingAccept:
+		return "accept"
+	case SamplingDebug:
+		return "debug"
+	}
+	return "Sampling(" + strconv.Itoa(int(s)) + ")"
+}
+
+// SentryTrace is a parsed sentry-trace header:
+// <32 hex trace id>-<16 hex span id>[-<0|1>].
+type SentryTrace struct {
+	TraceID TraceID
+	SpanID  SpanID
+	// Sampling is SamplingDeferred when the third field is absent. Format
+	// writes SamplingDebug as "1": Sentry has no debug state.
+	Sampling Sampling
+}
+
+const (
+	sentryTraceLen        = 32 + 1 + 16
+	sentryTraceSampledLen = sentryTraceLen + 2
+)
+
+// ParseSentryTrace parses a sentry-trace header value. Leading and trailing
+// SP/HTAB are ignored; hex must be lowercase; all-zero ids are rejected;
+// the optional sampled field is exactly "0" or "1".
+func ParseSentryTrace(s string) (SentryTrace, bool) {
+	s = trimOWS(s)
+	var st SentryTrace
+	switch len(s) {
+	case sentryTraceLen:
+	case sentryTraceSampledLen:
+		if s[sentryTraceLen] != '-' {
+			return SentryTrace{}, false
+		}
+		switch s[sentryTraceLen+1] {
+		case '0':
+			st.Sampling = SamplingDeny
+		case '1':
+			st.Sampling = SamplingAccept
+		default:
+			return SentryTrace{}, false
+		}
+	default:
+		return SentryTrace{}, false
+	}
+	if s[32] != '-' || !decodeHex(st.TraceID[:], s[:32]) || !decodeHex(st.SpanID[:], s[33:49]) ||
+		!st.TraceID.IsValid() || !st.SpanID.IsValid() {
+		return SentryTrace{}, false
+	}
+	return st, true
+}
+
+// Format returns the header value.
+func (st SentryTrace) Format() string {
+	var buf [sentryTraceSampledLen]byte
+	return string(st.AppendFormat(buf[:0]))
+}
+
+// String is Format.
+func (st SentryTrace) String() string { return st.Format() }
+
+// AppendFormat appends the header value to dst.
+func (st SentryTrace) AppendFormat(dst []byte) []byte {
+	dst = appendHex(dst, st.TraceID[:])
+	dst = append(dst, '-')
+	dst = appendHex(dst, st.SpanID[:])
+	switch st.Sampling {
+	case SamplingDeny:
+		dst = append(dst, '-', '0')
+	case SamplingAccept, SamplingDebug:
+		dst = append(dst, '-', '1')
+	}
+	return dst
+}
+
+const sentryBaggagePrefix = "sentry-"
+
+// SentryDSC is the Sentry dynamic sampling context devstack can put in
+// baggage as sentry-* members. Empty string fields are left out.
+type SentryDSC struct {
+	// TraceID becomes sentry-trace_id. Required: a DSC without it is not
+	// written.
+	TraceID TraceID
+	// PublicKey becomes sentry-public_key (the DSN's public key). Sentry
+	// needs it for dynamic sampling; see AppendSentryBaggage.
+	PublicKey string
+	// Release becomes sentry-release.
+	Release string
+	// Environment becomes sentry-environment.
+	Environment string
+	// Transaction becomes sentry-transaction.
+	Transaction string
+	// SampleRate becomes sentry-sample_rate, a decimal such as "0.25".
+	SampleRate string
+	// Sampled becomes sentry-sampled=true/false; left out when deferred.
+	Sampled Sampling
+}
+
+// AppendSentryBaggage returns baggage with the DSC appended as sentry-*
+// members, only if baggage holds no sentry-* member yet. Sentry freezes the
+// DSC at the head of the trace: once any sentry-* member is present the
+// baggage is returned unchanged, and other members are never touched, so
+// this appends and never replaces. Values are percent-encoded. A member that
+// would exceed MaxBaggageMembers or MaxBaggageBytes is left out.
+//
+// Caution: whatever is appended freezes the DSC for every SDK downstream. A
+// DSC without PublicKey lets Sentry link the trace but not sample it
+// dynamically, so set PublicKey when it is known.
+func AppendSentryBaggage(baggage string, dsc SentryDSC) string {
+	if !dsc.TraceID.IsValid() || hasSentryBaggage(baggage) {
+		return baggage
+	}
+	base := normalizeBaggage([]string{baggage})
+	var b strings.Builder
+	writeSentryBaggage(&b, base, &dsc)
+	return b.String()
+}
+
+// sentryBaggageMaxLen bounds what writeSentryBaggage adds for a DSC with
+// only a trace id and a decision, for sizing buffers.
+const sentryBaggageMaxLen = len(",sentry-trace_id=") + 32 + len(",sentry-sampled=false")
+
+// writeSentryBaggage writes base (canonical baggage without sentry-*
+// members) followed by the DSC members that fit within the limits.
+func writeSentryBaggage(b *strings.Builder, base string, dsc *SentryDSC) {
+	b.WriteString(base)
+	count, size := 0, len(base)
+	if base != "" {
+		count = strings.Count(base, ",") + 1
+	}
+	add := func(key, value string, hexID []byte) {
+		n := len(sentryBaggagePrefix) + len(key) + 1 + len(hexID) + percentEncodedLen(value)
+		if count > 0 {
+			n++
+		}
+		if count >= MaxBaggageMembers || size+n > MaxBaggageBytes {
+			return
+		}
+		if count > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(sentryBaggagePrefix)
+		b.WriteString(key)
+		b.WriteByte('=')
+		if hexID != nil {
+			b.Write(hexID)
+		} else {
+			writePercentEncoded(b, value)
+		}
+		count++
+		size += n
+	}
+	var id [32]byte
+	add("trace_id", "", appendHex(id[:0], dsc.TraceID[:]))
+	for _, kv := range [...]struct{ k, v string }{
+		{"public_key", dsc.PublicKey},
+		{"release", dsc.Release},
+		{"environment", dsc.Environment},
+		{"transaction", dsc.Transaction},
+		{"sample_rate", dsc.SampleRate},
+	} {
+		if kv.v != "" {
+			add(kv.k, kv.v, nil)
+		}
+	}
+	switch dsc.Sampled {
+	case SamplingAccept, SamplingDebug:
+		add("sampled", "true", nil)
+	case SamplingDeny:
+		add("sampled", "false", nil)
+	}
+}
+
+// percentEncodedLen returns the length of s once percent-encoded for a
+// baggage value.
+func percentEncodedLen(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if needsPercent(s[i]) {
+			n += 2
+		}
+	}
+	return n
+}
+
+// writePercentEncoded writes s with every byte that is not a baggage-octet,
+// and '%' itself, escaped as %XX (RFC 3986 style, uppercase hex).
+func writePercentEncoded(b *strings.Builder, s string) {
+	const upper = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsPercent(c) {
+			b.WriteByte('%')
+			b.WriteByte(upper[c>>4])
+			b.WriteByte(upper[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+}
+
+func needsPercent(c byte) bool { return c == '%' || !isBaggageOctet(c) }

@@ -1,0 +1,106 @@
+package supervisor
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// StateDir is where a project's supervisor keeps its socket, token, pid
+// records and logs: $DEVSTACK_STATE_DIR/<project>, else
+// $XDG_STATE_HOME/devstack/<project>, else ~/.local/state/devstack/<project>.
+// It is keyed by project name, as Compose keys its containers.
+func StateDir(project string) string {
+	if d := os.Getenv("DEVSTACK_STATE_DIR"); d != "" {
+		return filepath.Join(d, project)
+	}
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = os.TempDir()
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "devstack", project)
+}
+
+// Paths of the files in a state dir.
+type Paths struct{ Dir string }
+
+func (p Paths) Socket() string  { return filepath.Join(p.Dir, "control.sock") }
+func (p Paths) Token() string   { return filepath.Join(p.Dir, "token") }
+func (p Paths) Lock() string    { return filepath.Join(p.Dir, "lock") }
+func (p Paths) State() string   { return filepath.Join(p.Dir, "state.json") }
+func (p Paths) Logs() string    { return filepath.Join(p.Dir, "logs") }
+func (p Paths) SupLog() string  { return filepath.Join(p.Dir, "supervisor.log") }
+func (p Paths) Project() string { return filepath.Join(p.Dir, "project.json") }
+
+// Record is what the supervisor persists about what it started, so that a
+// later run can find and stop it after devstack was SIGKILLed.
+type Record struct {
+	Project    string           `json:"project"`
+	RunID      string           `json:"run_id"`
+	Supervisor Proc             `json:"supervisor"`
+	Instances  map[string]*Proc `json:"instances"`
+}
+
+// Proc identifies a process across pid reuse: pid plus start time.
+type Proc struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+	Marker    string `json:"marker,omitempty"`
+}
+
+func readRecord(path string) (*Record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// writeFileAtomic writes through a temp file and rename, so a crash never
+// leaves a half-written record.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func newToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ReadToken returns the token of a running supervisor.
+func ReadToken(dir string) (string, error) {
+	b, err := os.ReadFile(Paths{dir}.Token())
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// checkName refuses project names that would escape the state directory.
+func checkName(name string) error {
+	if !nameRE.MatchString(name) {
+		return errors.New("project name " + fmt.Sprintf("%q", name) + " must be lowercase letters, digits, '-' and '_'")
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/logstore"
+	"github.com/devstack/devstack/runner/proc"
+	"github.com/devstack/devstack/runner/project"
+)
+
+// ErrRunning means another supervisor already runs the project.
+var ErrRunning = errors.New("a devstack supervisor is already running this project")
+
+// Options configure a supervisor.
+type Options struct {
+	Project *project.Project
+	// BackendFor picks each service's backend.
+	BackendFor func(*project.Service) (runner.Backend, error)
+	// Events receives progress messages (the terminal, in the foreground).
+	Events func(runner.Event)
+	Logger *slog.Logger
+}
+
+// Supervisor owns one project's running stack.
+type Supervisor struct {
+	opts  Options
+	paths Paths
+	lock  *os.File
+	token string
+	runID string
+	logs  *logstore.Store
+	run   *runner.Runner
+	srv   *http.Server
+
+	evMu   sync.Mutex
+	evSubs map[chan runner.Event]struct{}
+
+	upDone chan struct{}
+	upErr  error
+
+	downOnce  sync.Once
+	downReq   chan struct{} // closed when the API asked for down
+	recordMu  sync.Mutex
+	stateFile string
+}
+
+// Start takes the project's lock, cleans up orphans of an earlier run,
+// checks ports and starts serving the control API. It starts no service:
+// call Up.
+func Start(ctx context.Context, opts Options) (*Supervisor, error) {
+	p := opts.Project
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := checkName(p.Name); err != nil {
+		return nil, err
+	}
+	paths := Paths{StateDir(p.Name)}
+	if err := os.MkdirAll(paths.Logs(), 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	lock, err := tryLock(paths.Lock())
+	if err != nil {
+		return nil, err
+	}
+	s := &Supervisor{
+		opts: opts, paths: paths, lock: lock, token: newToken(),
+		runID:  strconv.FormatInt(time.Now().UnixNano(), 36),
+		evSubs: map[chan runner.Event]struct{}{},
+		upDone: make(chan struct{}), downReq: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.release()
+		}
+	}()
+	if n, err := CleanOrphans(ctx, paths, p.Name); err != nil {
+		return nil, err
+	} else if n > 0 {
+		s.emit(runner.Event{Msg: fmt.Sprintf("stopped %d process(es) left by an earlier devstack that was killed", n)})
+	}
+	if s.logs, err = logstore.Open(paths.Logs(), logstore.Options{}); err != nil {
+		return nil, fmt.Errorf("opening logs: %w", err)
+	}
+	s.run, err = runner.New(p, runner.Options{
+		BackendFor: opts.BackendFor,
+		Logs:       logSink{s.logs},
+		Events:     s.emit,
+		OnChange:   s.persist,
+		RunID:      s.runID,
+		Logger:     opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(paths.Token(), []byte(s.token+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("writing token: %w", err)
+	}
+	s.persist()
+	if err := s.serve(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// Runner is the supervised runner.
+func (s *Supervisor) Runner() *runner.Runner { return s.run }
+
+// Logs is the log store.
+func (s *Supervisor) Logs() *logstore.Store { return s.logs }
+
+// Up checks ports, then starts the named services (all when none) and
+// waits until they are ready. Its result is also what /v1/wait reports.
+func (s *Supervisor) Up(ctx context.Context, names []string) error {
+	err := s.run.CheckPorts(names)
+	if err == nil {
+		err = s.run.Up(ctx, names)
+	}
+	s.upErr = err
+	close(s.upDone)
+	return err
+}
+
+// DownRequested is closed when a client asked for down.
+func (s *Supervisor) DownRequested() <-chan struct{} { return s.downReq }
+
+// Shutdown stops every service (killing at once when ctx ends), stops the
+// API and releases the state directory.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
+	err := s.run.Down(ctx)
+	s.srv.Close()
+	s.logs.Close()
+	s.release()
+	return err
+}
+
+func (s *Supervisor) release() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+	os.Remove(s.paths.Socket())
+	os.Remove(s.paths.Token())
+	os.Remove(s.paths.State())
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+		s.lock = nil
+	}
+}
+
+func (s *Supervisor) serve() error {
+	os.Remove(s.paths.Socket()) // stale from a killed run; we hold the lock
+	l, err := net.Listen("unix", s.paths.Socket())
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.paths.Socket(), err)
+	}
+	if err := os.Chmod(s.paths.Socket(), 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	api := &control.Server{
+		Stack:     s.run,
+		LogDir:    s.paths.Logs(),
+		Subscribe: s.logs.Subscribe,
+		Events:    s.subscribe,
+		Token:     s.token,
+		Wait: func(ctx context.Context) error {
+			select {
+			case <-s.upDone:
+				return s.upErr
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+		Down: func(ctx context.Context) error {
+			err := s.run.Down(ctx)
+			s.downOnce.Do(func() { close(s.downReq) })
+			return err
+		},
+	}
+	s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.opts.Logger.Error("control API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// emit fans a progress event out to the terminal and API subscribers.
+func (s *Supervisor) emit(ev runner.Event) {
+	if s.opts.Events != nil {
+		s.opts.Events(ev)
+	}
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	for ch := range s.evSubs {
+		select {
+		case ch <- ev:
+		default: // a slow client misses progress lines, never blocks the runner
+		}
+	}
+}
+
+func (s *Supervisor) subscribe() (<-chan runner.Event, func()) {
+	ch := make(chan runner.Event, 256)
+	s.evMu.Lock()
+	s.evSubs[ch] = struct{}{}
+	s.evMu.Unlock()
+	return ch, func() {
+		s.evMu.Lock()
+		delete(s.evSubs, ch)
+		s.evMu.Unlock()
+	}
+}
+
+// persist records the supervisor and every live instance (pid and start
+// time), so a later run can clean up after a SIGKILL.
+func (s *Supervisor) persist() {
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+	self := proc.Self()
+	rec := Record{Project: s.opts.Project.Name, RunID: s.runID,
+		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}}
+	if s.run != nil {
+		for name, inst := range s.run.Instances() {
+			pid, err := strconv.Atoi(inst.ID())
+			if err != nil {
+				continue
+			}
+			id, err := proc.Lookup(pid)
+			if err != nil {
+				continue
+			}
+			rec.Instances[name] = &Proc{PID: pid, StartTime: id.StartTime, Marker: s.opts.Project.Name + "/" + s.runID + "/" + name}
+		}
+	}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	if err := writeFileAtomic(s.paths.State(), b, 0o600); err != nil {
+		s.opts.Logger.Error("recording state", "err", err)
+	}
+}
+
+// tryLock takes the project's lock without waiting.
+func tryLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrRunning
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// WaitUnlocked blocks until no supervisor holds the project's lock (it has
+// exited), or ctx ends.
+func WaitUnlocked(ctx context.Context, dir string) error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(Paths{dir}.Lock(), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		done <- syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the supervisor to exit: %w", ctx.Err())
+	}
+}
+
+// logSink adapts the log store to runner.LogSink.
+type logSink struct{ s *logstore.Store }
+
+func (l logSink) Writer(service, stream string) io.Writer {
+	st := logstore.Stdout
+	switch stream {
+	case "err":
+		st = logstore.Stderr
+	case "sys":
+		st = logstore.System
+	}
+	return l.s.Writer(service, st)
+}
