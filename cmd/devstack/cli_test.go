@@ -1,0 +1,470 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/proc"
+)
+
+// devstackBin is the real binary, built once by TestMain.
+var devstackBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "devstack-cli")
+	if err != nil {
+		panic(err)
+	}
+	devstackBin = filepath.Join(dir, "devstack")
+	out, err := exec.Command("go", "build", "-race", "-o", devstackBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building devstack: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli runs devstack commands in one project directory with a private
+// state directory.
+type cli struct {
+	t     *testing.T
+	dir   string
+	state string
+}
+
+func newCLI(t *testing.T, dir string) *cli {
+	c := &cli{t: t, dir: dir, state: t.TempDir()}
+	t.Cleanup(func() {
+		// Whatever happened, nothing of the test's stack may survive it.
+		res := c.run("down")
+		if res.code != 0 {
+			t.Logf("cleanup down: %s", res.stderr)
+		}
+	})
+	return c
+}
+
+// writeProject writes yaml as devstack.yaml in a new temp dir.
+func writeProject(t *testing.T, yaml string) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (c *cli) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, devstackBin, args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "DEVSTACK_STATE_DIR="+c.state, "NO_COLOR=1")
+	return cmd
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := c.command(ctx, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("running devstack %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (c *cli) must(args ...string) result {
+	c.t.Helper()
+	r := c.run(args...)
+	if r.code != 0 {
+		c.t.Fatalf("devstack %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (c *cli) ps() []runner.ServiceStatus {
+	c.t.Helper()
+	r := c.must("ps", "--format", "json")
+	var st []runner.ServiceStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		c.t.Fatalf("ps --format json: %v\n%s", err, r.stdout)
+	}
+	return st
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie is dead, only not yet reaped.
+	s := string(b)
+	return !strings.Contains(s[strings.LastIndexByte(s, ')'):], ") Z")
+}
+
+// repoRoot is the module root, where the example devstack.yaml lives.
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..")
+}
+
+func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.T) {
+	c := newCLI(t, repoRoot(t))
+	c.must("up", "-d")
+	resp, err := http.Get("http://127.0.0.1:18080/checkout?item=sku-1&qty=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("gateway: %s\n%s", resp.Status, body.String())
+	}
+	for _, svc := range []string{"gateway", "orders", "inventory", "payments", "fraud"} {
+		if !strings.Contains(body.String(), `"service": "`+svc+`"`) && !strings.Contains(body.String(), `"service":"`+svc+`"`) {
+			t.Errorf("the response did not go through %s:\n%s", svc, body.String())
+		}
+	}
+	var pids []int
+	for _, s := range c.ps() {
+		if s.Name == "build" {
+			if s.State != runner.StateCompleted {
+				t.Errorf("build: %s, want completed", s.State)
+			}
+			continue
+		}
+		if s.State != runner.StateRunning || s.Health != runner.HealthHealthy {
+			t.Errorf("%s: %s/%s, want running/healthy", s.Name, s.State, s.Health)
+		}
+		pid, _ := strconv.Atoi(s.ID)
+		pids = append(pids, pid)
+	}
+	if len(pids) != 5 {
+		t.Fatalf("want 5 service pids, got %v", pids)
+	}
+	sup := supervisorPID(t, c)
+	c.must("down")
+	for _, pid := range append(pids, sup) {
+		if alive(pid) {
+			t.Errorf("pid %d is still alive after down", pid)
+		}
+	}
+	if st := c.ps(); len(st) != 0 {
+		t.Errorf("ps after down shows %v", st)
+	}
+}
+
+func supervisorPID(t *testing.T, c *cli) int {
+	t.Helper()
+	var rec struct {
+		Supervisor struct{ PID int } `json:"supervisor"`
+	}
+	matches, _ := filepath.Glob(filepath.Join(c.state, "*", "state.json"))
+	if len(matches) != 1 {
+		t.Fatalf("want one state.json, found %v", matches)
+	}
+	b, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Supervisor.PID
+}
+
+// orphanStack runs `sleep` under a shell that stays its parent: after a
+// SIGKILL of devstack, the parent-death signal kills the shell, and the
+// sleep is the orphan that cleanup must find.
+const orphanStack = `
+name: orphans
+services:
+  worker:
+    x-devstack:
+      run: "sleep 300; echo unreachable"
+`
+
+func TestSIGKILLedSupervisorLeavesOrphansThatDownCleansUp(t *testing.T) {
+	c := newCLI(t, writeProject(t, orphanStack))
+	c.must("up", "-d")
+	// An unrelated process that cleanup must never touch.
+	bystander := exec.Command("sleep", "300")
+	if err := bystander.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bystander.Process.Kill(); bystander.Wait() })
+
+	sup := supervisorPID(t, c)
+	orphans, err := proc.FindByMarkerPrefix("orphans/")
+	if err != nil || len(orphans) != 1 {
+		t.Fatalf("want the worker's processes under one marker, got %v (%v)", orphans, err)
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, sup)
+	left, _ := proc.FindByMarkerPrefix("orphans/")
+	var survivors []int
+	for _, pids := range left {
+		survivors = append(survivors, pids...)
+	}
+	if len(survivors) == 0 {
+		t.Fatal("test setup: expected the sleep to survive the supervisor")
+	}
+	r := c.must("down")
+	if !strings.Contains(r.stderr, "left by a devstack that was killed") {
+		t.Errorf("down did not report the cleanup: %s", r.stderr)
+	}
+	for _, pid := range survivors {
+		if alive(pid) {
+			t.Errorf("orphan %d survived down", pid)
+		}
+	}
+	if !alive(bystander.Process.Pid) {
+		t.Error("down killed an unrelated process")
+	}
+}
+
+func TestRecordedPidReusedByAnotherProcessIsNotTouched(t *testing.T) {
+	c := newCLI(t, writeProject(t, orphanStack))
+	// A state record whose pid now belongs to an unrelated process (a
+	// different start time): cleanup must leave it alone.
+	bystander := exec.Command("sleep", "300")
+	if err := bystander.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bystander.Process.Kill(); bystander.Wait() })
+	id, err := proc.Lookup(bystander.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(c.state, "orphans")
+	os.MkdirAll(dir, 0o700)
+	rec := fmt.Sprintf(`{"project":"orphans","run_id":"x","supervisor":{"pid":1,"start_time":1},
+		"instances":{"worker":{"pid":%d,"start_time":%d}}}`, id.PID, id.StartTime+1)
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.must("down")
+	if !alive(bystander.Process.Pid) {
+		t.Fatal("down killed a process that merely reused a recorded pid")
+	}
+	c.must("up", "-d") // up does the same cleanup first
+	if !alive(bystander.Process.Pid) {
+		t.Fatal("up killed a process that merely reused a recorded pid")
+	}
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for alive(pid) {
+		select {
+		case <-deadline:
+			t.Fatalf("pid %d did not exit", pid)
+		case <-tick.C:
+		}
+	}
+}
+
+// stopOrderStack records each service's SIGTERM in stops.log.
+const stopOrderStack = `
+name: order
+services:
+  db:
+    x-devstack: {run: "trap 'echo db >> stops.log; exit 0' TERM; touch db.ready; while :; do sleep 0.1; done"}
+    healthcheck: {test: ["CMD", "test", "-f", "db.ready"], interval: 1h, start_period: 1m, start_interval: 50ms}
+  api:
+    x-devstack: {run: "trap 'echo api >> stops.log; exit 0' TERM; touch api.ready; while :; do sleep 0.1; done"}
+    healthcheck: {test: ["CMD", "test", "-f", "api.ready"], interval: 1h, start_period: 1m, start_interval: 50ms}
+    depends_on: {db: {condition: service_healthy}}
+  web:
+    x-devstack: {run: "trap 'echo web >> stops.log; exit 0' TERM; touch web.ready; while :; do sleep 0.1; done"}
+    healthcheck: {test: ["CMD", "test", "-f", "web.ready"], interval: 1h, start_period: 1m, start_interval: 50ms}
+    depends_on: {api: {condition: service_healthy}}
+`
+
+func TestForegroundCtrlCStopsInReverseDependencyOrder(t *testing.T) {
+	dir := writeProject(t, stopOrderStack)
+	c := newCLI(t, dir)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := c.command(ctx, "up")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, &out, "order is up")
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("up exited with %v after Ctrl-C:\n%s", err, out.String())
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "stops.log"))
+	if got := strings.Fields(string(b)); strings.Join(got, ",") != "web,api,db" {
+		t.Fatalf("stop order %v, want web, api, db\n%s", got, out.String())
+	}
+	if !strings.Contains(out.String(), "web | stopping: sent SIGTERM") {
+		t.Errorf("foreground output does not say what it stops:\n%s", out.String())
+	}
+}
+
+func TestForegroundUpFailsWithNonZeroExit(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  broken:
+    x-devstack: {run: "exit 7"}
+    healthcheck: {test: ["CMD", "true"], interval: 1h, start_period: 1m, start_interval: 50ms}
+`))
+	r := c.run("up")
+	if r.code == 0 {
+		t.Fatalf("up succeeded with a service that exits 7:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `service "broken" exited (exit code 7)`) {
+		t.Errorf("the failure is not explained:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+func TestUpDetachedFailsWhenAServiceIsUnhealthy(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  sick:
+    x-devstack: {run: "sleep 300"}
+    healthcheck: {test: ["CMD", "false"], interval: 30ms, retries: 2}
+`))
+	r := c.run("up", "-d")
+	if r.code == 0 || !strings.Contains(r.stderr, `service "sick" is unhealthy`) {
+		t.Fatalf("want a non-zero exit naming the unhealthy service; got %d\n%s", r.code, r.stderr)
+	}
+	// The supervisor stays up for inspection: ps and logs work.
+	st := c.ps()
+	if len(st) != 1 || st[0].Health != runner.HealthUnhealthy {
+		t.Fatalf("ps: %+v", st)
+	}
+	if r := c.must("logs", "sick"); !strings.Contains(r.stdout, "unhealthy") {
+		t.Errorf("logs do not show the health verdict:\n%s", r.stdout)
+	}
+}
+
+func TestPortConflictIsReportedBeforeAnythingStarts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	dir := writeProject(t, fmt.Sprintf(`
+services:
+  first:
+    x-devstack: {run: "touch started-first; sleep 300"}
+  web:
+    x-devstack: {run: "sleep 300", port_env: PORT}
+    ports: ["127.0.0.1:%d:%d"]
+`, port, port))
+	c := newCLI(t, dir)
+	r := c.run("up", "-d")
+	if r.code == 0 {
+		t.Fatal("up succeeded on a port in use")
+	}
+	for _, want := range []string{fmt.Sprintf("port %d", port), `service "web"`, fmt.Sprintf("pid %d", os.Getpid())} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error does not name %s:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "started-first")); err == nil {
+		t.Error("a service started although a port was in use")
+	}
+}
+
+func TestBadFilesGiveOneClearErrorAndStartNothing(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"bad yaml": {"services:\n  a:\n    x-devstack: {run: \"touch ran\"}\n   bad: [\n", "devstack.yaml:"},
+		"cycle": {`services:
+  a: {x-devstack: {run: "touch ran"}, depends_on: [b]}
+  b: {x-devstack: {run: "touch ran"}, depends_on: [a]}
+`, "a -> b -> a"},
+		"no way to run": {"services:\n  a:\n    environment: {A: b}\n", `service "a" has no way to run`},
+		"unknown key":   {"services:\n  a:\n    x-devstack: {runn: \"touch ran\"}\n", `did you mean "run"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := writeProject(t, tc.yaml)
+			c := newCLI(t, dir)
+			for _, args := range [][]string{{"config"}, {"up", "-d"}} {
+				r := c.run(args...)
+				if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+					t.Errorf("devstack %v: exit %d, want an error containing %q:\n%s", args, r.code, tc.want, r.stderr)
+				}
+				if strings.Contains(r.stderr, "panic") {
+					t.Errorf("panic:\n%s", r.stderr)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+				t.Error("a bad file started something")
+			}
+		})
+	}
+}
+
+func TestLogsAfterDownAndStopStartRestart(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+name: life
+services:
+  talker:
+    x-devstack: {run: "echo hello-$$DEVSTACK_SERVICE; exec sleep 300"}
+`))
+	c.must("up", "-d")
+	c.must("stop", "talker")
+	if st := c.ps(); st[0].State != runner.StateStopped {
+		t.Fatalf("after stop: %s", st[0].State)
+	}
+	c.must("start", "talker")
+	c.must("restart", "talker")
+	st := c.ps()
+	if st[0].State != runner.StateRunning {
+		t.Fatalf("after restart: %s", st[0].State)
+	}
+	c.must("down")
+	r := c.must("logs", "talker")
+	if n := strings.Count(r.stdout, "hello-talker"); n != 3 {
+		t.Fatalf("want 3 starts in the logs after down, got %d:\n%s", n, r.stdout)
+	}
+	if r := c.must("logs", "--tail", "1", "talker"); strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("--tail 1 printed:\n%s", r.stdout)
+	}
+	if r := c.run("stop", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, `no service "nosuch"`) {
+		t.Fatalf("stop of an unknown service: %d %s", r.code, r.stderr)
+	}
+}
