@@ -23,10 +23,8 @@ func newLifecycleCmd(g *globalOptions, action, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, n := range names {
-				if p.Service(n) == nil {
-					return fmt.Errorf("no service %q in project %q", n, p.Name)
-				}
+			if err := checkNames(p, names); err != nil {
+				return err
 			}
 			c, _, err := g.client(ctx, p)
 			if errors.Is(err, control.ErrNotRunning) {

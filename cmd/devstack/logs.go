@@ -38,10 +38,8 @@ per service, so they can be read from another terminal and after down.`,
 			if err != nil {
 				return err
 			}
-			for _, n := range names {
-				if p.Service(n) == nil {
-					return fmt.Errorf("no service %q in project %q", n, p.Name)
-				}
+			if err := checkNames(p, names); err != nil {
+				return err
 			}
 			q := control.LogQuery{Services: names, Follow: o.follow}
 			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
@@ -52,11 +50,7 @@ per service, so they can be read from another terminal and after down.`,
 					return fmt.Errorf("--tail %q: want a number of lines or \"all\"", o.tail)
 				}
 			}
-			var all []string
-			for _, s := range p.Services {
-				all = append(all, s.Name)
-			}
-			pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
+			pr := newPrinter(g.stdout, o.noColor, o.timestamps, serviceList(p))
 			c, dir, err := g.client(ctx, p)
 			if errors.Is(err, control.ErrNotRunning) {
 				// No supervisor: read the files it left.

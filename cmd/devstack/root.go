@@ -130,3 +130,21 @@ func (g *globalOptions) serviceNames(cmd *cobra.Command, _ []string, _ string) (
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
+
+// checkNames rejects unknown service names before anything is started.
+func checkNames(p *project.Project, names []string) error {
+	for _, n := range names {
+		if p.Service(n) == nil {
+			return fmt.Errorf("no service %q in project %q; services are: %s", n, p.Name, strings.Join(serviceList(p), ", "))
+		}
+	}
+	return nil
+}
+
+func serviceList(p *project.Project) []string {
+	out := make([]string, 0, len(p.Services))
+	for _, s := range p.Services {
+		out = append(out, s.Name)
+	}
+	return out
+}

@@ -74,10 +74,10 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	if err != nil {
 		return err
 	}
-	var all []string
-	for _, s := range p.Services {
-		all = append(all, s.Name)
+	if err := checkNames(p, names); err != nil {
+		return err
 	}
+	all := serviceList(p)
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Project:    p,
@@ -166,11 +166,8 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	if err != nil {
 		return err
 	}
-	// Reject unknown names here, before a supervisor exists.
-	for _, n := range names {
-		if p.Service(n) == nil {
-			return fmt.Errorf("no service %q in project %q", n, p.Name)
-		}
+	if err := checkNames(p, names); err != nil {
+		return err
 	}
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
