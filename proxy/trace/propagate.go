@@ -183,8 +183,10 @@ func Extract(h http.Header) Context {
 // the same trace id, span id and decision. If c has no valid trace id or
 // span id, the id formats are only removed.
 //
-// Inject makes two allocations whatever the formats: all values share one
-// string buffer and all header slices share one backing array.
+// Inject makes at most two allocations whatever the formats: all values it
+// builds share one string buffer, and all header value slices share one
+// backing array (each capped at length 1, so appending to one header's
+// values cannot overwrite another's).
 func Inject(h http.Header, c Context, formats Formats) {
 	ids := c.TraceID.IsValid() && c.SpanID.IsValid()
 	sampling := c.Sampling()
