@@ -1,0 +1,106 @@
+package trace
+
+import "time"
+
+// Span is one recorded hop through the proxy: a request (or a TCP
+// connection) from a caller to a callee service.
+//
+// It is kept small: the store holds up to 100k of them in memory.
+type Span struct {
+	TraceID TraceID `json:"trace_id"`
+	// SpanID is the hop's own id, sent upstream as the traceparent parent-id.
+	SpanID SpanID `json:"span_id"`
+	// ParentID is the span this hop nests under: the caller's in-flight hop
+	// or the incoming parent-id. Zero for a root.
+	ParentID SpanID `json:"parent_id"`
+	// Inferred is set when the parent link was inferred because the caller
+	// did not propagate trace context (broken propagation).
+	Inferred bool `json:"inferred,omitempty"`
+	// Caller is the calling service; "" for a client outside the stack.
+	Caller string `json:"caller,omitempty"`
+	// Callee is the service the hop went to.
+	Callee string `json:"callee"`
+	// Protocol is http, h2c, grpc, websocket, sse or tcp.
+	Protocol string `json:"protocol"`
+	Method   string `json:"method,omitempty"`
+	// Route is the request path without the query.
+	Route string `json:"route,omitempty"`
+	// Status is the HTTP status; 0 when none (TCP, or no response).
+	Status int `json:"status,omitempty"`
+	// GRPCStatus is the grpc-status code, -1 when the hop was not gRPC or
+	// carried none.
+	GRPCStatus int           `json:"grpc_status"`
+	Start      time.Time     `json:"start"`
+	Duration   time.Duration `json:"duration"`
+	// TTFB is the time to the first response byte.
+	TTFB     time.Duration `json:"ttfb,omitempty"`
+	BytesIn  int64         `json:"bytes_in"`  // request body bytes (client → service)
+	BytesOut int64         `json:"bytes_out"` // response body bytes (service → client)
+	// Error says how the hop failed at the transport level ("connection
+	// refused", "reset by peer", "client went away"); "" otherwise.
+	Error string `json:"error,omitempty"`
+	// Faults are the injected faults applied to the hop ("latency 300ms").
+	Faults []string `json:"faults,omitempty"`
+	// RequestID is the X-Request-ID the hop carried.
+	RequestID string `json:"request_id,omitempty"`
+	// ReqHeaders and RespHeaders are the headers, credentials redacted.
+	ReqHeaders  []Header `json:"req_headers,omitempty"`
+	RespHeaders []Header `json:"resp_headers,omitempty"`
+	// ReqBody and RespBody are captured only when body capture is on, capped.
+	ReqBody  string `json:"req_body,omitempty"`
+	RespBody string `json:"resp_body,omitempty"`
+}
+
+// Header is one header field.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Failed reports whether the hop counts as an error: a transport error,
+// a 5xx, or a non-OK gRPC status.
+func (s *Span) Failed() bool {
+	return s.Error != "" || s.Status >= 500 || s.GRPCStatus > 0
+}
+
+// End is when the hop finished.
+func (s *Span) End() time.Time { return s.Start.Add(s.Duration) }
+
+// Recorder is the write side of the span store, used by the proxy on its
+// hot path: Record must not block.
+type Recorder interface {
+	Record(*Span)
+}
+
+// Reader is the read side, used by the control API, the CLI and exporters.
+type Reader interface {
+	// Traces lists trace summaries matching q, newest first.
+	Traces(q Query) []Summary
+	// Trace returns the spans of one trace ordered by start, nil if unknown.
+	Trace(id TraceID) []*Span
+}
+
+// Query filters traces. A trace matches when any of its spans matches
+// every set field (Errors, MinDuration and Since apply to the trace).
+type Query struct {
+	Service     string        // a span's caller or callee
+	Status      int           // a span's HTTP status
+	Errors      bool          // the trace has a failed span
+	MinDuration time.Duration // the trace's duration
+	Since       time.Time     // the trace started at or after
+	Route       string        // a span's route has this prefix
+	Limit       int           // at most this many; 0 = 100
+}
+
+// Summary is one line of `devstack traces`.
+type Summary struct {
+	TraceID  TraceID       `json:"trace_id"`
+	Root     string        `json:"root_service"`
+	Route    string        `json:"root_route"`
+	Method   string        `json:"root_method,omitempty"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration"`
+	Spans    int           `json:"spans"`
+	Errors   int           `json:"errors"`
+	Status   int           `json:"root_status,omitempty"`
+}
