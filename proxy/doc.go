@@ -1,0 +1,22 @@
+// Package proxy is devstack's tracing reverse proxy. It owns every
+// service's declared port and forwards to where the service really listens,
+// so that every request between services, not only the ones from outside,
+// is one hop that it stamps with trace headers and records as a span.
+//
+//	caller ──► :18082 (proxy owns the declared port) ──► 127.0.0.1:private (orders)
+//	                │
+//	                ├─ detect protocol: HTTP/1.1, h2c/gRPC, WebSocket, SSE, else TCP
+//	                ├─ trace.Extract → parent link (known hop / in-flight / inferred)
+//	                ├─ trace.Inject on the upstream request (same ids in every format)
+//	                └─ trace.Recorder.Record(span) when the hop ends (never blocks)
+//
+// The routing table maps a listen address to a service and an upstream
+// address. An upstream can change while requests wait: a dial refused
+// because the service is restarting is retried until it listens again or
+// the request's deadline passes, so a restart (or, later, a hot-reload
+// swap) holds requests instead of failing them.
+//
+// The proxy never imports the runner: cmd wires runner events into
+// SetRoutes, and callers are identified through the small CallerResolver
+// interface.
+package proxy

@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"sync"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+// recentHops is how many finished hops stay known by span id, so that a
+// call made after the response that caused it (a background job carrying
+// the context on) still links to its hop.
+const recentHops = 1 << 16
+
+// hops tracks in-flight and recently finished hops. It answers the linking
+// questions of a new hop: is this parent id a hop we recorded, which hop of
+// this trace is the caller serving, and which hop is this caller serving
+// right now.
+type hops struct {
+	mu       sync.Mutex
+	bySpan   map[trace.SpanID]*trace.Span   // in flight and recent
+	byTrace  map[trace.TraceID][]*trace.Span // in flight only
+	byCallee map[string][]*trace.Span        // in flight only
+	ring     []trace.SpanID                  // recent, for eviction from bySpan
+	next     int
+}
+
+func newHops() *hops {
+	return &hops{
+		bySpan:   map[trace.SpanID]*trace.Span{},
+		byTrace:  map[trace.TraceID][]*trace.Span{},
+		byCallee: map[string][]*trace.Span{},
+		ring:     make([]trace.SpanID, recentHops),
+	}
+}
+
+// link is the outcome of linking a new hop.
+type link struct {
+	traceID  trace.TraceID
+	parent   trace.SpanID
+	caller   string
+	inferred bool // the caller sent no context: linked by who is calling
+	broken   bool // the caller is a service that did not propagate
+}
+
+// resolve links a hop to callee given the extracted context. caller()
+// names the calling service by its socket; it is only called when the
+// context alone cannot answer, because it may read /proc.
+func (h *hops) resolve(tc *trace.Context, caller func() string) link {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if tc.Continued {
+		// A parent id that is one of our hops: its callee is the caller.
+		if p, ok := h.bySpan[tc.ParentID]; ok {
+			return link{traceID: tc.TraceID, parent: p.SpanID, caller: p.Callee}
+		}
+		// An instrumented service made its own span: nest under the hop
+		// of this trace that the caller is serving.
+		if inTrace := h.byTrace[tc.TraceID]; len(inTrace) > 0 {
+			who := ""
+			if len(inTrace) > 1 {
+				h.mu.Unlock()
+				who = caller()
+				h.mu.Lock()
+			}
+			if p := latest(h.byTrace[tc.TraceID], who); p != nil {
+				return link{traceID: tc.TraceID, parent: p.SpanID, caller: p.Callee}
+			}
+		}
+		// Someone else's trace (a client's own tracer): keep its parent.
+		return link{traceID: tc.TraceID, parent: tc.ParentID}
+	}
+	if len(h.byCallee) == 0 {
+		return link{traceID: tc.TraceID}
+	}
+	// No context at all. If the caller is a service serving a hop right
+	// now, this call most likely belongs to that request: the service
+	// dropped the trace context (broken propagation).
+	h.mu.Unlock()
+	who := caller()
+	h.mu.Lock()
+	if who == "" {
+		return link{traceID: tc.TraceID}
+	}
+	if p := latest(h.byCallee[who], ""); p != nil {
+		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true}
+	}
+	return link{traceID: tc.TraceID, caller: who}
+}
+
+// latest returns the most recently started span, with Callee == who when
+// who is set (falling back to any).
+func latest(spans []*trace.Span, who string) *trace.Span {
+	var best, any *trace.Span
+	for _, s := range spans {
+		if any == nil || s.Start.After(any.Start) {
+			any = s
+		}
+		if who != "" && s.Callee == who && (best == nil || s.Start.After(best.Start)) {
+			best = s
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return any
+}
+
+// begin registers an in-flight hop.
+func (h *hops) begin(s *trace.Span) {
+	h.mu.Lock()
+	h.bySpan[s.SpanID] = s
+	h.byTrace[s.TraceID] = append(h.byTrace[s.TraceID], s)
+	h.byCallee[s.Callee] = append(h.byCallee[s.Callee], s)
+	h.mu.Unlock()
+}
+
+// end moves a hop from in flight to recent.
+func (h *hops) end(s *trace.Span) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.byTrace[s.TraceID] = remove(h.byTrace[s.TraceID], s)
+	if len(h.byTrace[s.TraceID]) == 0 {
+		delete(h.byTrace, s.TraceID)
+	}
+	h.byCallee[s.Callee] = remove(h.byCallee[s.Callee], s)
+	if len(h.byCallee[s.Callee]) == 0 {
+		delete(h.byCallee, s.Callee)
+	}
+	if old := h.ring[h.next]; old.IsValid() {
+		delete(h.bySpan, old)
+	}
+	h.ring[h.next] = s.SpanID
+	h.next = (h.next + 1) % len(h.ring)
+}
+
+func remove(list []*trace.Span, s *trace.Span) []*trace.Span {
+	for i, x := range list {
+		if x == s {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = nil
+			return list[:len(list)-1]
+		}
+	}
+	return list
+}
+
+// inFlight counts the hops to callee in flight.
+func (h *hops) inFlight(callee string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.byCallee[callee])
+}

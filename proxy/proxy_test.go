@@ -1,0 +1,523 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+// memRecorder collects spans for tests.
+type memRecorder struct {
+	mu    sync.Mutex
+	spans []*trace.Span
+	ch    chan *trace.Span
+}
+
+func newMemRecorder() *memRecorder { return &memRecorder{ch: make(chan *trace.Span, 1000)} }
+
+func (m *memRecorder) Record(s *trace.Span) {
+	m.mu.Lock()
+	m.spans = append(m.spans, s)
+	m.mu.Unlock()
+	m.ch <- s
+}
+
+// next waits for the next recorded span.
+func (m *memRecorder) next(t *testing.T) *trace.Span {
+	t.Helper()
+	select {
+	case s := <-m.ch:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no span recorded")
+		return nil
+	}
+}
+
+// callers is a CallerResolver from a fixed map of client ports.
+type callers struct {
+	mu sync.Mutex
+	m  map[uint16]string
+}
+
+func (c *callers) Caller(remote, _ netip.AddrPort) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[remote.Port()]
+}
+
+// front puts a proxy route named service in front of upstream and
+// returns the proxy's address.
+func front(t *testing.T, s *Server, routes ...Route) []string {
+	t.Helper()
+	var out []string
+	for i := range routes {
+		if routes[i].Listen == "" {
+			routes[i].Listen = freeAddr(t)
+		}
+		out = append(out, routes[i].Listen)
+	}
+	if err := s.SetRoutes(routes); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return out
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func hostOf(u string) string { return strings.TrimPrefix(u, "http://") }
+
+func TestHTTPHopContinuesTraceWithNewSpanID(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	var got http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Header().Set("Set-Cookie", "session=secret")
+		w.WriteHeader(201)
+		io.WriteString(w, "made")
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "orders", Upstream: hostOf(up.URL)})[0]
+
+	req, _ := http.NewRequest("POST", "http://"+addr+"/orders/42?x=1", strings.NewReader("hello"))
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req.Header.Set("Authorization", "Bearer abc")
+	req.Header.Set("X-Api-Key", "k1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || string(body) != "made" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	sp := rec.next(t)
+	tp, ok := trace.ParseTraceParent(got.Get("Traceparent"))
+	if !ok {
+		t.Fatalf("upstream got no valid traceparent: %q", got.Get("Traceparent"))
+	}
+	if tp.TraceID.String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("trace id not continued: %s", tp.TraceID)
+	}
+	if tp.ParentID != sp.SpanID || !sp.SpanID.IsValid() || sp.SpanID.String() == "00f067aa0ba902b7" {
+		t.Errorf("upstream parent id %s, span id %s: want the hop's own new id", tp.ParentID, sp.SpanID)
+	}
+	if sp.ParentID.String() != "00f067aa0ba902b7" {
+		t.Errorf("span parent %s, want the incoming parent", sp.ParentID)
+	}
+	if got.Get("Authorization") != "Bearer abc" {
+		t.Error("credentials must reach the service untouched")
+	}
+	// The same ids in every default format.
+	if st, ok := trace.ParseSentryTrace(got.Get("Sentry-Trace")); !ok || st.TraceID != tp.TraceID || st.SpanID != tp.ParentID {
+		t.Errorf("sentry-trace %q disagrees with traceparent", got.Get("Sentry-Trace"))
+	}
+	if !strings.HasPrefix(got.Get("B3"), tp.TraceID.String()+"-"+tp.ParentID.String()) {
+		t.Errorf("b3 %q disagrees with traceparent", got.Get("B3"))
+	}
+	if got.Get("X-Request-Id") == "" || got.Get("X-Request-Id") != sp.RequestID {
+		t.Errorf("X-Request-ID %q not generated or not recorded (%q)", got.Get("X-Request-Id"), sp.RequestID)
+	}
+	if sp.Callee != "orders" || sp.Method != "POST" || sp.Route != "/orders/42" || sp.Status != 201 ||
+		sp.BytesIn != 5 || sp.BytesOut != 4 || sp.Protocol != "http" || sp.Duration <= 0 || sp.TTFB <= 0 || sp.TTFB > sp.Duration {
+		t.Errorf("span fields: %+v", sp)
+	}
+	for _, h := range append(sp.ReqHeaders, sp.RespHeaders...) {
+		switch h.Name {
+		case "Authorization", "X-Api-Key", "Set-Cookie":
+			if h.Value != Redacted {
+				t.Errorf("%s recorded as %q", h.Name, h.Value)
+			}
+		}
+	}
+}
+
+func TestRequestWithoutContextStartsTraceAndKeepsRequestID(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	var got http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "gw", Upstream: hostOf(up.URL)})[0]
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	req.Header.Set("X-Request-ID", "my-id-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sp := rec.next(t)
+	if sp.ParentID.IsValid() || !sp.TraceID.IsValid() {
+		t.Errorf("want a root span of a new trace: %+v", sp)
+	}
+	if got.Get("X-Request-Id") != "my-id-1" {
+		t.Errorf("X-Request-ID changed: %q", got.Get("X-Request-Id"))
+	}
+}
+
+// TestNestingAndBrokenPropagation runs gateway → orders → inventory with
+// orders dropping the trace context, and checks the three hops form one
+// trace with correct parents and the inferred link.
+func TestNestingAndBrokenPropagation(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{}}
+	var broken []string
+	s := New(Options{Recorder: rec, Callers: cl, OnBrokenPropagation: func(svc string) { broken = append(broken, svc) }})
+	addrs := make([]string, 3)
+	// Each service's outbound client records its local port → service.
+	client := func(svc string) *http.Client {
+		return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, n, a)
+			if err == nil {
+				cl.mu.Lock()
+				cl.m[c.LocalAddr().(*net.TCPAddr).AddrPort().Port()] = svc
+				cl.mu.Unlock()
+			}
+			return c, err
+		}}}
+	}
+	inventory := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "stock") }))
+	defer inventory.Close()
+	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Drops the context on purpose.
+		resp, err := client("orders").Get("http://" + addrs[2] + "/stock")
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		resp.Body.Close()
+	}))
+	defer orders.Close()
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An instrumented service: its own span id on the way out.
+		in, _ := trace.ParseTraceParent(r.Header.Get("Traceparent"))
+		out := trace.TraceParent{TraceID: in.TraceID, ParentID: trace.NewSpanID(nil), Flags: 1}
+		req, _ := http.NewRequest("GET", "http://"+addrs[1]+"/orders", nil)
+		req.Header.Set("Traceparent", out.Format())
+		resp, err := client("gateway").Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		resp.Body.Close()
+	}))
+	defer gateway.Close()
+	copy(addrs, front(t, s,
+		Route{Service: "gateway", Upstream: hostOf(gateway.URL)},
+		Route{Service: "orders", Upstream: hostOf(orders.URL)},
+		Route{Service: "inventory", Upstream: hostOf(inventory.URL)}))
+	resp, err := http.Get("http://" + addrs[0] + "/checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := map[string]*trace.Span{}
+	for range 3 {
+		sp := rec.next(t)
+		got[sp.Callee] = sp
+	}
+	gw, ord, inv := got["gateway"], got["orders"], got["inventory"]
+	if ord.TraceID != gw.TraceID || inv.TraceID != gw.TraceID {
+		t.Fatalf("hops in different traces: %s %s %s", gw.TraceID, ord.TraceID, inv.TraceID)
+	}
+	if ord.ParentID != gw.SpanID || ord.Caller != "gateway" || ord.Inferred {
+		t.Errorf("orders hop: parent %s caller %q inferred %v; want under gateway's hop %s", ord.ParentID, ord.Caller, ord.Inferred, gw.SpanID)
+	}
+	if inv.ParentID != ord.SpanID || inv.Caller != "orders" || !inv.Inferred {
+		t.Errorf("inventory hop: parent %s caller %q inferred %v; want inferred under orders' hop %s", inv.ParentID, inv.Caller, inv.Inferred, ord.SpanID)
+	}
+	if len(broken) != 1 || broken[0] != "orders" {
+		t.Errorf("broken propagation reported for %v, want [orders]", broken)
+	}
+}
+
+func TestSSEIsStreamedNotBuffered(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release // the client must see the first event before this
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "events", Upstream: hostOf(up.URL)})[0]
+	resp, err := http.Get("http://" + addr + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	resp.Body.Close()
+	if !strings.Contains(string(rest), "data: second") {
+		t.Fatalf("rest %q", rest)
+	}
+	if sp := rec.next(t); sp.Protocol != "sse" || sp.BytesOut != int64(len("data: first\n\ndata: second\n\n")) {
+		t.Errorf("span %+v", sp)
+	}
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	// A minimal upgrade-and-echo server: the handshake is HTTP, the rest
+	// is bytes.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(brw, buf); err == nil {
+			c.Write(buf)
+		}
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "ws", Upstream: hostOf(up.URL)})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	c.Write([]byte("ping"))
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(br, echo); err != nil || string(echo) != "ping" {
+		t.Fatalf("echo %q %v", echo, err)
+	}
+	c.Close()
+	sp := rec.next(t)
+	if sp.Protocol != "websocket" || sp.Status != 101 || sp.BytesIn < 4 || sp.BytesOut < 4 {
+		t.Errorf("span %+v", sp)
+	}
+}
+
+func TestGRPCStatusAndTrailersPassThrough(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("ok", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(l)
+	defer gs.Stop()
+	addr := front(t, s, Route{Service: "grpcsvc", Upstream: l.Addr().String()})[0]
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "ok"})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("check through the proxy: %v %v", resp, err)
+	}
+	if sp := rec.next(t); sp.Protocol != "grpc" || sp.GRPCStatus != 0 || sp.Route != "/grpc.health.v1.Health/Check" {
+		t.Errorf("ok span %+v", sp)
+	}
+	_, err = hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "nope"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("want NotFound through the proxy, got %v", err)
+	}
+	if sp := rec.next(t); sp.GRPCStatus != int(codes.NotFound) || !sp.Failed() {
+		t.Errorf("not-found span %+v", sp)
+	}
+}
+
+func TestTCPClientFirstAndServerFirst(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec, DetectTimeout: 50 * time.Millisecond})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, err := bufio.NewReader(c).ReadString('\n')
+				if err != nil {
+					return
+				}
+				io.WriteString(c, "echo "+line)
+			}()
+		}
+	}()
+	addr := front(t, s, Route{Service: "redis", Upstream: l.Addr().String()})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "PING\n")
+	got, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if got != "echo PING\n" {
+		t.Fatalf("client-first: %q", got)
+	}
+	sp := rec.next(t)
+	if sp.Protocol != "tcp" || sp.BytesIn != 5 || sp.BytesOut != 10 || sp.Error != "" {
+		t.Errorf("tcp span %+v", sp)
+	}
+	// A server-first protocol (MySQL-like): the server greets, the client
+	// sends nothing first. Detection gives up waiting and proxies TCP.
+	greeter, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer greeter.Close()
+	go func() {
+		c, err := greeter.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "+GREETING\n")
+		io.Copy(io.Discard, c)
+	}()
+	addr2 := front(t, s, Route{Service: "redis", Upstream: l.Addr().String()}, Route{Service: "mysql", Upstream: greeter.Addr().String()})[1]
+	c2, err := net.Dial("tcp", addr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.SetDeadline(time.Now().Add(5 * time.Second))
+	got, _ = bufio.NewReader(c2).ReadString('\n')
+	c2.Close()
+	if got != "+GREETING\n" {
+		t.Fatalf("server-first: %q", got)
+	}
+	if sp := rec.next(t); sp.Callee != "mysql" || sp.Protocol != "tcp" || sp.BytesOut != 10 {
+		t.Errorf("server-first span %+v", sp)
+	}
+}
+
+func TestRequestsAreHeldWhileTheServiceRestarts(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	upAddr := freeAddr(t) // nothing listens here yet: the service is "restarting"
+	addr := front(t, s, Route{Service: "slowboot", Upstream: upAddr})[0]
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	// Wait until the request is held in the proxy, then bring the service up.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.hops.inFlight("slowboot") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the proxy")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l, err := net.Listen("tcp", upAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(l)
+	defer srv.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("a held request failed: %v", err)
+	}
+}
+
+func TestSetRoutesSwitchesUpstreamInPlace(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a") }))
+	defer a.Close()
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b") }))
+	defer b.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(a.URL)})[0]
+	get := func() string {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get(); got != "a" {
+		t.Fatalf("got %q", got)
+	}
+	if err := s.SetRoutes([]Route{{Service: "svc", Listen: addr, Upstream: hostOf(b.URL)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "b" {
+		t.Fatalf("after switch got %q", got)
+	}
+}
+
+func TestSetRoutesPortInUseNamesServiceAndKeepsTable(t *testing.T) {
+	s := New(Options{Recorder: newMemRecorder()})
+	defer s.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = s.SetRoutes([]Route{{Service: "web", Listen: l.Addr().String(), Upstream: "127.0.0.1:1"}})
+	if err == nil || !strings.Contains(err.Error(), `"web"`) || !strings.Contains(err.Error(), l.Addr().String()) {
+		t.Fatalf("want an error naming the service and address, got %v", err)
+	}
+}

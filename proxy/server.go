@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+// Protocol choices for a route.
+const (
+	ProtoAuto = "auto" // detect from the first bytes the client sends
+	ProtoHTTP = "http" // HTTP/1.1 and h2c (gRPC)
+	ProtoTCP  = "tcp"  // opaque bytes, one span per connection
+)
+
+// Route sends what arrives on Listen to a service's Upstream.
+type Route struct {
+	Service  string
+	Listen   string // host:port the proxy owns, e.g. 127.0.0.1:18082
+	Upstream string // host:port where the service listens
+	Protocol string // ProtoAuto (default), ProtoHTTP or ProtoTCP
+}
+
+// CallerResolver names the service on the client end of a connection.
+type CallerResolver interface {
+	// Caller returns the service that owns the socket remote (connected to
+	// local), or "" when it is not one of the stack's services.
+	Caller(remote, local netip.AddrPort) string
+}
+
+// Options configure a Server.
+type Options struct {
+	// Recorder receives one span per hop. Required.
+	Recorder trace.Recorder
+	// Formats are the trace header formats written upstream
+	// (default trace.DefaultFormats).
+	Formats trace.Formats
+	// Redact lists header names (or fragments) whose values are not
+	// recorded; nil means DefaultRedact.
+	Redact []string
+	// Callers identifies callers by socket; nil means callers are known
+	// only from trace context.
+	Callers CallerResolver
+	// OnBrokenPropagation is called the first time a service is seen
+	// calling out without the trace context it received.
+	OnBrokenPropagation func(service string)
+	// HoldFor is how long a request waits for a service that refuses
+	// connections (restarting, or not listening yet). Default 30s.
+	HoldFor time.Duration
+	// DetectTimeout is how long auto-detection waits for the client's
+	// first bytes before deciding the protocol is server-first (TCP).
+	// Default 300ms.
+	DetectTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Server is the proxy: one listener per route.
+type Server struct {
+	opts   Options
+	redact *Redactor
+	hops   *hops
+	h1, h2 *http.Transport
+
+	mu     sync.Mutex
+	routes map[string]*route // by listen address
+
+	brokenMu sync.Mutex
+	broken   map[string]bool
+}
+
+// New returns a Server with no routes.
+func New(opts Options) *Server {
+	if opts.Formats == 0 {
+		opts.Formats = trace.DefaultFormats
+	}
+	if opts.HoldFor == 0 {
+		opts.HoldFor = 30 * time.Second
+	}
+	if opts.DetectTimeout == 0 {
+		opts.DetectTimeout = 300 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), hops: newHops(),
+		routes: map[string]*route{}, broken: map[string]bool{}}
+	s.h1 = &http.Transport{
+		DialContext:         s.dial,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true, // pass bodies through as they are
+		ForceAttemptHTTP2:   false,
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	s.h2 = &http.Transport{DialContext: s.dial, Protocols: &p, DisableCompression: true}
+	return s
+}
+
+// Broken lists the services seen calling out without propagating the trace
+// context they received.
+func (s *Server) Broken() []string {
+	s.brokenMu.Lock()
+	defer s.brokenMu.Unlock()
+	out := make([]string, 0, len(s.broken))
+	for k := range s.broken {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (s *Server) markBroken(service string) {
+	s.brokenMu.Lock()
+	first := !s.broken[service]
+	s.broken[service] = true
+	s.brokenMu.Unlock()
+	if first && s.opts.OnBrokenPropagation != nil {
+		s.opts.OnBrokenPropagation(service)
+	}
+}
+
+// SetRoutes makes routes the routing table: it listens on new addresses,
+// closes removed ones and switches upstreams of existing ones in place,
+// without dropping their connections. Every listener is opened before any
+// change is made, so an error leaves the table as it was.
+func (s *Server) SetRoutes(routes []Route) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := map[string]Route{}
+	for _, r := range routes {
+		if r.Protocol == "" {
+			r.Protocol = ProtoAuto
+		}
+		want[r.Listen] = r
+	}
+	opened := map[string]net.Listener{}
+	for addr, r := range want {
+		if _, ok := s.routes[addr]; ok {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range opened {
+				l.Close()
+			}
+			return fmt.Errorf("proxy for service %q: listening on %s: %w", r.Service, addr, err)
+		}
+		opened[addr] = l
+	}
+	for addr, rt := range s.routes {
+		if r, ok := want[addr]; ok {
+			rt.set(r)
+			continue
+		}
+		rt.close()
+		delete(s.routes, addr)
+	}
+	for addr, l := range opened {
+		rt := s.newRoute(want[addr], l)
+		s.routes[addr] = rt
+		go rt.serve()
+	}
+	return nil
+}
+
+// Close stops every listener and the connections they carry.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, rt := range s.routes {
+		rt.close()
+		delete(s.routes, addr)
+	}
+	s.h1.CloseIdleConnections()
+	s.h2.CloseIdleConnections()
+	return nil
+}
+
+// dial connects to an upstream, retrying while it refuses connections (a
+// service restarting or still starting) until ctx ends, so requests are
+// held rather than failed.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HoldFor)
+	defer cancel()
+	wait := 5 * time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil || !isRefused(err) {
+			return c, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(wait*2, 250*time.Millisecond)
+	}
+}
+
+// route is one listener and what it forwards to.
+type route struct {
+	s        *Server
+	l        net.Listener
+	cfg      atomic.Pointer[Route]
+	httpSrv  *http.Server
+	httpConn *chanListener
+	conns    sync.WaitGroup
+	closed   atomic.Bool
+}
+
+func (s *Server) newRoute(r Route, l net.Listener) *route {
+	rt := &route{s: s, l: l}
+	rt.cfg.Store(&r)
+	rt.httpConn = newChanListener(l.Addr())
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	rt.httpSrv = &http.Server{
+		Handler:           rt,
+		Protocols:         &p,
+		ReadHeaderTimeout: 30 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, newConnInfo(c))
+		},
+		ErrorLog: slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
+	}
+	go rt.httpSrv.Serve(rt.httpConn)
+	return rt
+}
+
+func (rt *route) set(r Route) { rt.cfg.Store(&r) }
+
+func (rt *route) close() {
+	rt.closed.Store(true)
+	rt.l.Close()
+	rt.httpSrv.Close()
+}
+
+func (rt *route) serve() {
+	for {
+		c, err := rt.l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			rt.s.opts.Logger.Warn("accepting", "service", rt.cfg.Load().Service, "err", err)
+			continue
+		}
+		go rt.handle(c)
+	}
+}
+
+// handle sends a connection to the HTTP server or the TCP proxy.
+func (rt *route) handle(c net.Conn) {
+	cfg := rt.cfg.Load()
+	switch cfg.Protocol {
+	case ProtoHTTP:
+		rt.httpConn.push(c)
+		return
+	case ProtoTCP:
+		rt.tcp(c, nil)
+		return
+	}
+	br := bufio.NewReaderSize(c, 4096)
+	c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
+	head, _ := br.Peek(len("PRI * HTTP/2.0"))
+	c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	if looksHTTP(head) {
+		rt.httpConn.push(pc)
+		return
+	}
+	rt.tcp(pc, head)
+}
+
+// looksHTTP reports whether a connection's first bytes start an HTTP/1.x
+// request or the HTTP/2 preface.
+func looksHTTP(b []byte) bool {
+	for _, m := range httpStarts {
+		n := min(len(m), len(b))
+		if n >= 3 && string(b[:n]) == m[:n] {
+			return true
+		}
+	}
+	return false
+}
+
+var httpStarts = []string{"GET ", "POST ", "PUT ", "DELETE ", "HEAD ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE ", "PRI * HTTP/2.0"}
+
+// peekedConn is a conn whose first bytes were read into r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// chanListener hands connections that the route accepted and classified
+// to an http.Server.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
