@@ -16,8 +16,8 @@ const extKey = "x-devstack"
 // and ServiceExt; the decoders below are hand-written rather than
 // reflection-based so each wrong type gets a message that says what to write.
 var (
-	projectExtKeys = []string{"backend", "workdir"}
-	serviceExtKeys = []string{"backend", "build", "port_env", "run", "workdir"}
+	projectExtKeys = []string{"backend", "trace", "workdir"}
+	serviceExtKeys = []string{"backend", "build", "port_env", "protocol", "run", "workdir"}
 )
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -71,8 +71,81 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	if x.Workdir, err = d.str(m, "workdir", "a directory path relative to the project directory"); err != nil {
 		return x, err
 	}
+	if x.Trace, err = d.trace(m); err != nil {
+		return x, err
+	}
 	x.Backend, err = d.backend(m)
 	return x, err
+}
+
+var traceExtKeys = []string{"disabled", "formats", "max_spans", "redact"}
+
+// trace decodes the project-level trace block.
+func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
+	var t TraceExt
+	v, ok := m["trace"]
+	if !ok || v == nil {
+		return t, nil
+	}
+	tm, ok := v.(map[string]any)
+	if !ok {
+		return t, d.fail("trace", fmt.Sprintf("x-devstack key \"trace\" must be a mapping (formats, redact, max_spans, disabled), not %s", describe(v)), ErrInvalid)
+	}
+	sub := &extDecoder{src: d.src, service: d.service, base: append(slices.Clone(d.base), "trace")}
+	for k := range tm {
+		if !slices.Contains(traceExtKeys, k) {
+			return t, sub.fail(k, fmt.Sprintf("x-devstack.trace key %q is not allowed%s", k, suggestion(k, traceExtKeys)), ErrUnknownKey)
+		}
+	}
+	var err error
+	if t.Formats, err = sub.str(tm, "formats", `a list like "w3c,sentry,b3"`); err != nil {
+		return t, err
+	}
+	for _, f := range strings.Split(t.Formats, ",") {
+		switch strings.TrimSpace(f) {
+		case "", "w3c", "sentry", "b3", "b3multi", "none":
+		default:
+			return t, sub.fail("formats", fmt.Sprintf("x-devstack.trace key \"formats\" names %q; use w3c, sentry, b3, b3multi or none, comma-separated", f), ErrInvalid)
+		}
+	}
+	if r, ok := tm["redact"]; ok {
+		list, ok := r.([]any)
+		if !ok {
+			return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must be a list of header names, not %s", describe(r)), ErrInvalid)
+		}
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok || s == "" {
+				return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must hold header names, not %s", describe(x)), ErrInvalid)
+			}
+			t.Redact = append(t.Redact, s)
+		}
+	}
+	if n, ok := tm["max_spans"]; ok {
+		switch n := n.(type) {
+		case int:
+			t.MaxSpans = n
+		case int64:
+			t.MaxSpans = int(n)
+		case uint64:
+			t.MaxSpans = int(n)
+		case float64:
+			t.MaxSpans = int(n)
+		default:
+			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" must be a number, not %s", describe(n)), ErrInvalid)
+		}
+		if t.MaxSpans < 100 {
+			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" is %d; keep at least 100 spans", t.MaxSpans), ErrInvalid)
+		}
+	}
+	if b, ok := tm["disabled"]; ok {
+		bv, ok := b.(bool)
+		if !ok {
+			return t, sub.fail("disabled", fmt.Sprintf("x-devstack.trace key \"disabled\" must be true or false, not %s", describe(b)), ErrInvalid)
+		}
+		t.Disabled = bv
+	}
+	return t, nil
 }
 
 func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceExt, error) {
@@ -96,6 +169,14 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	}
 	if x.PortEnv != "" && !envNameRE.MatchString(x.PortEnv) {
 		return x, d.fail("port_env", fmt.Sprintf("x-devstack key \"port_env\" is %q, which is not an environment variable name; use letters, digits and '_' (e.g. PORT)", x.PortEnv), ErrInvalid)
+	}
+	if x.Protocol, err = d.str(m, "protocol", `"auto", "http" or "tcp"`); err != nil {
+		return x, err
+	}
+	switch x.Protocol {
+	case "", "auto", "http", "tcp":
+	default:
+		return x, d.fail("protocol", fmt.Sprintf(`x-devstack key "protocol" is %q; use "auto", "http" or "tcp"`, x.Protocol), ErrInvalid)
 	}
 	x.Backend, err = d.backend(m)
 	return x, err

@@ -36,6 +36,25 @@ type ProjectExt struct {
 	// project directory. A root devstack.yaml that includes a stack from a
 	// subdirectory sets it, since include does not move x-devstack paths.
 	Workdir string `yaml:"workdir,omitempty" json:"workdir,omitempty"`
+	// Trace configures the tracing proxy.
+	Trace TraceExt `yaml:"trace,omitempty" json:"trace,omitzero"`
+}
+
+// TraceExt is the project-level x-devstack.trace block.
+type TraceExt struct {
+	// Formats are the trace header formats the proxy writes, e.g.
+	// "w3c,sentry,b3" (the default), "w3c", "w3c,b3multi", or "none".
+	Formats string `yaml:"formats,omitempty" json:"formats,omitempty"`
+	// Redact replaces the list of header names (or name fragments) whose
+	// values are not recorded. Default: authorization, proxy-authorization,
+	// cookie, set-cookie, token, secret, key, password.
+	Redact []string `yaml:"redact,omitempty" json:"redact,omitempty"`
+	// MaxSpans bounds the spans kept (memory and disk); whole oldest traces
+	// go first. Default 100000.
+	MaxSpans int `yaml:"max_spans,omitempty" json:"max_spans,omitempty"`
+	// Disabled turns the proxy off: services listen on their declared
+	// ports themselves and nothing is traced.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
 
 // Service is one enabled service.
@@ -69,6 +88,11 @@ type ServiceExt struct {
 	PortEnv string `yaml:"port_env,omitempty" json:"port_env,omitempty"`
 	// Backend forces a backend for this service: "process" or "docker".
 	Backend string `yaml:"backend,omitempty" json:"backend,omitempty"`
+	// Protocol is how the proxy treats the service's ports: "auto" (the
+	// default: detected per connection), "http" (HTTP/1.1, h2c, gRPC,
+	// WebSocket) or "tcp" (opaque bytes, one span per connection). Use tcp
+	// for a server-first protocol such as MySQL to skip detection's wait.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 }
 
 // Command is a command line. Shell is true when it was written as a single
