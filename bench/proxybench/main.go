@@ -1,0 +1,247 @@
+// Command proxybench measures a hop through devstack's proxy against a
+// direct connection, nginx and a minimal httputil.ReverseProxy, all in
+// front of the same upstream, side by side in one run. It prints latency
+// (sequential p50/p99) and wrk throughput at 1 and 32 connections, for
+// 64 B and 16 KiB bodies, with ratios.
+//
+//	bench/proxy.sh            (installs wrk and nginx if missing, then runs this)
+//	go run ./bench/proxybench -duration 5s
+//
+// Everything listens on 127.0.0.1; every load run is bounded by -duration.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/devstack/devstack/proxy"
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name string
+	addr string
+}
+
+func run() error {
+	duration := flag.Duration("duration", 5*time.Second, "wrk duration per run")
+	seq := flag.Int("n", 3000, "sequential requests for the latency percentiles")
+	flag.Parse()
+	tmp, err := os.MkdirTemp("", "proxybench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	small := strings.Repeat("x", 64)
+	large := strings.Repeat("y", 16<<10)
+	up := listen()
+	go http.Serve(up, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/16k" {
+			io.WriteString(w, large)
+			return
+		}
+		io.WriteString(w, small)
+	}))
+	upAddr := up.Addr().String()
+
+	// devstack's proxy, recording every hop into a real span store.
+	store, err := trace.Open(filepath.Join(tmp, "spans"), trace.StoreOptions{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ds := proxy.New(proxy.Options{Recorder: store})
+	dsAddr := freeAddr()
+	if err := ds.SetRoutes([]proxy.Route{{Service: "upstream", Listen: dsAddr, Upstream: upAddr, Protocol: proxy.ProtoAuto}}); err != nil {
+		return err
+	}
+	defer ds.Close()
+
+	// A minimal httputil.ReverseProxy with a tuned transport.
+	u, _ := url.Parse("http://" + upAddr)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	rpL := listen()
+	go http.Serve(rpL, rp)
+
+	nginxAddr, stopNginx, err := startNginx(tmp, upAddr)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+
+	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()}}
+	type result struct{ p50, p99, rps1, rps32 float64 }
+	res := map[string]map[string]result{}
+	for _, path := range []string{"/64", "/16k"} {
+		for _, t := range targets {
+			url := "http://" + t.addr + path
+			p50, p99, err := latency(url, *seq)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			r1, err := wrk(url, 1, *duration)
+			if err != nil {
+				return err
+			}
+			r32, err := wrk(url, 32, *duration)
+			if err != nil {
+				return err
+			}
+			if res[path] == nil {
+				res[path] = map[string]result{}
+			}
+			res[path][t.name] = result{p50, p99, r1, r32}
+			fmt.Fprintf(os.Stderr, "%-5s %-9s p50 %7.1fµs p99 %7.1fµs  wrk c1 %8.0f/s c32 %8.0f/s\n", path, t.name, p50, p99, r1, r32)
+		}
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "body\ttarget\tp50 µs\tp99 µs\tadded p50 µs\trps c1\trps c32\tc1 vs nginx\tc32 vs nginx")
+	for _, path := range []string{"/64", "/16k"} {
+		d, n := res[path]["direct"], res[path]["nginx"]
+		for _, t := range targets {
+			r := res[path][t.name]
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2fx\t%.2fx\n", path, t.name, r.p50, r.p99, r.p50-d.p50,
+				r.rps1, r.rps32, r.rps1/n.rps1, r.rps32/n.rps32)
+		}
+	}
+	tw.Flush()
+	fmt.Println()
+	for _, path := range []string{"/64", "/16k"} {
+		d, n, x := res[path]["direct"], res[path]["nginx"], res[path]["devstack"]
+		fmt.Printf("%s: devstack throughput %.2fx nginx at c1, %.2fx at c32 (target ≥ 0.9x); added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
+			path, x.rps1/n.rps1, x.rps32/n.rps32, x.p50-d.p50, n.p50-d.p50)
+	}
+	st := store.Stats()
+	fmt.Printf("spans recorded: %+v\n", st)
+	return nil
+}
+
+func listen() net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+func freeAddr() string {
+	l := listen()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// latency sends n sequential requests on one keep-alive connection and
+// returns p50 and p99 in microseconds.
+func latency(url string, n int) (float64, float64, error) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+	ds := make([]float64, 0, n)
+	for i := 0; i < n+100; i++ {
+		t0 := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if i >= 100 { // warm-up
+			ds = append(ds, float64(time.Since(t0).Nanoseconds())/1e3)
+		}
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[len(ds)*99/100], nil
+}
+
+var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// wrk runs wrk against url and returns requests per second.
+func wrk(url string, conns int, d time.Duration) (float64, error) {
+	threads := min(conns, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", fmt.Sprintf("%ds", int(d.Seconds())), url).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	m := rpsRE.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("wrk printed no Requests/sec: %s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// startNginx runs nginx as a reverse proxy to upstream, with upstream
+// keep-alive and no access log, as a fair baseline.
+func startNginx(dir, upstream string) (string, func(), error) {
+	addr := freeAddr()
+	conf := fmt.Sprintf(`daemon off;
+worker_processes 2;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream up { server %[2]s; keepalive 64; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, dir, upstream, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("nginx", "-c", path, "-p", dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting nginx (apt-get install nginx-light): %w", err)
+	}
+	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("nginx did not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
