@@ -17,7 +17,7 @@ const recentHops = 1 << 16
 // right now.
 type hops struct {
 	mu       sync.Mutex
-	bySpan   map[trace.SpanID]*trace.Span   // in flight and recent
+	bySpan   map[trace.SpanID]*trace.Span    // in flight and recent
 	byTrace  map[trace.TraceID][]*trace.Span // in flight only
 	byCallee map[string][]*trace.Span        // in flight only
 	ring     []trace.SpanID                  // recent, for eviction from bySpan

@@ -45,6 +45,9 @@ type Options struct {
 	// Formats are the trace header formats written upstream
 	// (default trace.DefaultFormats).
 	Formats trace.Formats
+	// NoFormats writes no trace header format at all (x-devstack.trace
+	// formats: none); X-Request-ID is still passed on or generated.
+	NoFormats bool
 	// Redact lists header names (or fragments) whose values are not
 	// recorded; nil means DefaultRedact.
 	Redact []string
@@ -80,7 +83,7 @@ type Server struct {
 
 // New returns a Server with no routes.
 func New(opts Options) *Server {
-	if opts.Formats == 0 {
+	if opts.Formats == 0 && !opts.NoFormats {
 		opts.Formats = trace.DefaultFormats
 	}
 	if opts.HoldFor == 0 {
@@ -218,12 +221,15 @@ type route struct {
 	cfg      atomic.Pointer[Route]
 	httpSrv  *http.Server
 	httpConn *chanListener
-	conns    sync.WaitGroup
 	closed   atomic.Bool
+	// ctx ends when the route closes, ending held dials.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func (s *Server) newRoute(r Route, l net.Listener) *route {
 	rt := &route{s: s, l: l}
+	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.cfg.Store(&r)
 	rt.httpConn = newChanListener(l.Addr())
 	var p http.Protocols
@@ -246,6 +252,7 @@ func (rt *route) set(r Route) { rt.cfg.Store(&r) }
 
 func (rt *route) close() {
 	rt.closed.Store(true)
+	rt.cancel()
 	rt.l.Close()
 	rt.httpSrv.Close()
 }
@@ -267,25 +274,28 @@ func (rt *route) serve() {
 // handle sends a connection to the HTTP server or the TCP proxy.
 func (rt *route) handle(c net.Conn) {
 	cfg := rt.cfg.Load()
-	switch cfg.Protocol {
-	case ProtoHTTP:
-		rt.httpConn.push(c)
-		return
-	case ProtoTCP:
+	if cfg.Protocol == ProtoTCP {
 		rt.tcp(c, nil)
 		return
 	}
-	br := bufio.NewReaderSize(c, 4096)
-	c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
-	head, _ := br.Peek(len("PRI * HTTP/2.0"))
-	c.SetReadDeadline(time.Time{})
-	pc := &peekedConn{Conn: c, r: br}
-	if looksHTTP(head) {
-		rt.httpConn.push(pc)
-		return
+	br := bufio.NewReaderSize(c, 16<<10)
+	if cfg.Protocol == ProtoAuto {
+		c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
 	}
-	rt.tcp(pc, head)
+	head, _ := br.Peek(len(h2Preface))
+	c.SetReadDeadline(time.Time{})
+	switch {
+	case string(head) == h2Preface:
+		// HTTP/2 cleartext (gRPC): net/http's server handles the framing.
+		rt.httpConn.push(&peekedConn{Conn: c, r: br})
+	case cfg.Protocol == ProtoHTTP || looksHTTP(head):
+		rt.serveH1(c, br)
+	default:
+		rt.tcp(&peekedConn{Conn: c, r: br}, head)
+	}
 }
+
+const h2Preface = "PRI * HTTP/2.0"
 
 // looksHTTP reports whether a connection's first bytes start an HTTP/1.x
 // request or the HTTP/2 preface.

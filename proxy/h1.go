@@ -1,0 +1,559 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+// The HTTP/1.1 fast path. net/http's server and transport cost two
+// goroutine hand-offs and a full header map per request each way; a
+// reverse proxy that only needs to read a few headers and stamp a few more
+// can do much less. Each client connection gets its own upstream
+// connection, requests are relayed in order, and bodies are streamed by
+// their framing (Content-Length, chunked, or until close), never buffered
+// whole. h2c, gRPC and anything this code does not understand go to the
+// net/http path instead.
+
+const maxHead = 64 << 10 // longest request or response head accepted
+
+var errHeadTooLarge = errors.New("header section too large")
+
+// field is one header line, as sent.
+type field struct{ name, value string }
+
+// head is a parsed request or response head.
+type head struct {
+	line   string // request line or status line, without CRLF
+	fields []field
+	// Framing and connection facts, read while parsing.
+	contentLength int64 // -1 when absent
+	chunked       bool
+	close         bool // Connection: close (or HTTP/1.0 without keep-alive)
+	upgrade       bool // Connection: upgrade with an Upgrade header
+}
+
+// readHead reads a head up to the blank line. Header values are kept as
+// sent; only the framing headers are interpreted.
+func readHead(br *bufio.Reader, h *head) error {
+	*h = head{fields: h.fields[:0], contentLength: -1}
+	n := 0
+	first := true
+	http10 := false
+	keepAlive := false
+	for {
+		line, err := br.ReadSlice('\n')
+		n += len(line)
+		if n > maxHead {
+			return errHeadTooLarge
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return errHeadTooLarge
+			}
+			if first && len(line) == 0 {
+				return io.EOF
+			}
+			return err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if first {
+			if len(line) == 0 {
+				continue // tolerate a stray CRLF between requests (RFC 9112 2.2)
+			}
+			h.line = string(line)
+			http10 = strings.HasSuffix(h.line, "HTTP/1.0") || strings.HasPrefix(h.line, "HTTP/1.0 ")
+			first = false
+			continue
+		}
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
+			return fmt.Errorf("malformed header line %q", line)
+		}
+		name := string(line[:colon])
+		value := string(bytes.TrimSpace(line[colon+1:]))
+		h.fields = append(h.fields, field{name, value})
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
+			cl, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || cl < 0 {
+				return fmt.Errorf("bad Content-Length %q", value)
+			}
+			h.contentLength = cl
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			h.chunked = strings.HasSuffix(strings.ToLower(value), "chunked")
+		case strings.EqualFold(name, "Connection"):
+			for _, tok := range strings.Split(value, ",") {
+				switch strings.ToLower(strings.TrimSpace(tok)) {
+				case "close":
+					h.close = true
+				case "keep-alive":
+					keepAlive = true
+				case "upgrade":
+					h.upgrade = true
+				}
+			}
+		}
+	}
+	if http10 && !keepAlive {
+		h.close = true
+	}
+	return nil
+}
+
+// get returns the first value of a header, case-insensitively.
+func (h *head) get(name string) string {
+	for _, f := range h.fields {
+		if strings.EqualFold(f.name, name) {
+			return f.value
+		}
+	}
+	return ""
+}
+
+// traceHeaders are the headers that trace.Extract reads and trace.Inject
+// writes; the fast path takes them out of the request and writes what
+// Inject made instead.
+var traceHeaders = []string{"Traceparent", "Tracestate", "Baggage", "Sentry-Trace", "B3",
+	"X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags", "X-Request-Id"}
+
+func traceHeader(name string) string {
+	for _, t := range traceHeaders {
+		if len(t) == len(name) && strings.EqualFold(t, name) {
+			return t
+		}
+	}
+	return ""
+}
+
+// h1conn is one client connection on the fast path.
+type h1conn struct {
+	rt   *route
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	ci   *connInfo
+	up   net.Conn
+	upAt string // the upstream address up is connected to
+	ubr  *bufio.Reader
+	ubw  *bufio.Writer
+	req  head
+	resp head
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// serveH1 relays HTTP/1.x requests on c until either side closes.
+func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
+	hc := &h1conn{rt: rt, c: c, br: br, bw: bufio.NewWriterSize(c, 16<<10), ci: newConnInfo(c)}
+	defer hc.close()
+	for {
+		if err := readHead(hc.br, &hc.req); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+				hc.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
+			}
+			return
+		}
+		if !hc.serveOne() {
+			return
+		}
+	}
+}
+
+func (hc *h1conn) close() {
+	hc.c.Close()
+	if hc.up != nil {
+		hc.up.Close()
+	}
+}
+
+// reply writes a small response of the proxy's own and flushes it.
+func (hc *h1conn) reply(status int, msg string) {
+	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Devstack-Error: upstream\r\nConnection: close\r\n\r\n%s\n",
+		status, http.StatusText(status), len(msg)+1, msg)
+	hc.bw.Flush()
+}
+
+// serveOne relays one request and its response. It reports whether the
+// connection can carry another request.
+func (hc *h1conn) serveOne() bool {
+	rt, s := hc.rt, hc.rt.s
+	cfg := rt.cfg.Load()
+	start := time.Now()
+	method, target, _ := strings.Cut(hc.req.line, " ")
+	target, _, _ = strings.Cut(target, " ")
+	path, _, _ := strings.Cut(target, "?")
+
+	// Trace context: Extract reads only the trace headers.
+	th := http.Header{}
+	for _, f := range hc.req.fields {
+		if name := traceHeader(f.name); name != "" {
+			th[name] = append(th[name], f.value)
+		}
+	}
+	tc := trace.Extract(th)
+	ln := s.hops.resolve(&tc, func() string { return hc.ci.resolve(s.opts.Callers) })
+	if ln.broken {
+		s.markBroken(ln.caller)
+	}
+	tc.TraceID = ln.traceID
+	if ln.inferred {
+		tc.Continued, tc.Sampled = true, true
+	}
+	sp := &trace.Span{
+		TraceID: tc.TraceID, SpanID: tc.SpanID, ParentID: ln.parent, Inferred: ln.inferred,
+		Caller: ln.caller, Callee: cfg.Service, Protocol: "http",
+		Method: method, Route: path, GRPCStatus: -1, Start: start, RequestID: tc.RequestID,
+	}
+	if hc.req.upgrade && strings.EqualFold(hc.req.get("Upgrade"), "websocket") {
+		sp.Protocol = "websocket"
+	}
+	if sp.Caller == "" && s.opts.Callers != nil {
+		sp.Caller = hc.ci.resolve(s.opts.Callers)
+	}
+	sp.ReqHeaders = s.redact.fields(hc.req.fields)
+	trace.Inject(th, tc, s.opts.Formats)
+	s.hops.begin(sp)
+	ok := hc.relay(sp, th, method, cfg)
+	sp.Duration = time.Since(start)
+	s.hops.end(sp)
+	s.opts.Recorder.Record(sp)
+	return ok
+}
+
+// relay forwards the request head and body, then the response. It fills
+// the span's outcome and reports whether the connection stays usable.
+func (hc *h1conn) relay(sp *trace.Span, th http.Header, method string, cfg *Route) bool {
+	// A kept-alive upstream connection may have been closed by the service
+	// while idle; a request without a body is then sent again on a new one.
+	reused := hc.up != nil && hc.upAt == cfg.Upstream
+	retry := reused && hc.req.contentLength <= 0 && !hc.req.chunked && !hc.req.upgrade
+	ok, stale := hc.relayOnce(sp, th, method, cfg, retry)
+	if stale {
+		hc.up.Close()
+		hc.up = nil
+		ok, _ = hc.relayOnce(sp, th, method, cfg, false)
+	}
+	return ok
+}
+
+// relayOnce is one attempt of relay. With mayRetry, an upstream that fails
+// before answering reports stale instead of failing the request.
+func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *Route, mayRetry bool) (ok, stale bool) {
+	if err := hc.dialUpstream(cfg); err != nil {
+		sp.Error = fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
+		if !isRefused(err) {
+			sp.Error = "dialing " + cfg.Service + ": " + err.Error()
+		}
+		sp.Status = http.StatusServiceUnavailable
+		hc.reply(sp.Status, "devstack proxy: "+sp.Error)
+		return false, false
+	}
+	// Expect: 100-continue is answered here: the client then sends the
+	// body, which is streamed upstream with the head.
+	expect := strings.EqualFold(hc.req.get("Expect"), "100-continue")
+	if expect {
+		hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		hc.bw.Flush()
+	}
+	// Request head, with the trace headers replaced by Inject's.
+	w := hc.ubw
+	w.WriteString(hc.req.line)
+	w.WriteString("\r\n")
+	for _, f := range hc.req.fields {
+		if traceHeader(f.name) != "" || expect && strings.EqualFold(f.name, "Expect") {
+			continue
+		}
+		w.WriteString(f.name)
+		w.WriteString(": ")
+		w.WriteString(f.value)
+		w.WriteString("\r\n")
+	}
+	for name, vs := range th {
+		for _, v := range vs {
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+	upgrade := hc.req.upgrade
+	// Request body; an upgrade's bytes flow after the 101 instead.
+	var err error
+	if !upgrade {
+		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		if mayRetry {
+			return false, true
+		}
+		return hc.fail(sp, cfg, err), false
+	}
+	// Response heads: interim 1xx are passed on until the final one.
+	for {
+		if err := readHead(hc.ubr, &hc.resp); err != nil {
+			if mayRetry && sp.TTFB == 0 {
+				return false, true
+			}
+			return hc.fail(sp, cfg, err), false
+		}
+		code := statusCode(hc.resp.line)
+		if sp.TTFB == 0 {
+			sp.TTFB = time.Since(sp.Start)
+		}
+		writeHead(hc.bw, &hc.resp)
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			sp.Status = code
+			break
+		}
+		hc.bw.Flush()
+	}
+	sp.RespHeaders = hc.rt.s.redact.fields(hc.resp.fields)
+	if sp.Status == http.StatusSwitchingProtocols {
+		hc.bw.Flush()
+		in, out := hc.tunnel()
+		sp.BytesIn += in
+		sp.BytesOut += out
+		return false, false
+	}
+	ct := hc.resp.get("Content-Type")
+	stream := strings.HasPrefix(ct, "text/event-stream")
+	if stream {
+		sp.Protocol = "sse"
+	}
+	noBody := method == http.MethodHead || sp.Status == http.StatusNoContent || sp.Status == http.StatusNotModified
+	if !noBody {
+		// No length and not chunked: the body runs until the server closes.
+		untilClose := hc.resp.contentLength < 0 && !hc.resp.chunked
+		sp.BytesOut, err = copyBody(hc.bw, hc.ubr, &hc.resp, true, untilClose)
+		if err != nil {
+			sp.Error = "response body: " + err.Error()
+			hc.bw.Flush()
+			return false, false
+		}
+		if untilClose {
+			hc.bw.Flush()
+			return false, false
+		}
+	}
+	if err := hc.bw.Flush(); err != nil {
+		sp.Error = "client went away"
+		return false, false
+	}
+	if hc.resp.close {
+		hc.up.Close()
+		hc.up = nil
+	}
+	return !hc.req.close, false
+}
+
+// fail records an upstream failure and answers 502 if nothing was sent yet.
+func (hc *h1conn) fail(sp *trace.Span, cfg *Route, err error) bool {
+	switch {
+	case errors.Is(err, io.EOF) || isReset(err):
+		sp.Error = "connection reset by " + cfg.Service
+	default:
+		sp.Error = err.Error()
+	}
+	if sp.Status == 0 {
+		sp.Status = http.StatusBadGateway
+		hc.reply(sp.Status, "devstack proxy: "+sp.Error)
+	}
+	return false
+}
+
+// dialUpstream makes sure the connection has an upstream, holding while
+// the service refuses connections (see Server.dial).
+func (hc *h1conn) dialUpstream(cfg *Route) error {
+	if hc.up != nil && hc.upAt == cfg.Upstream {
+		return nil
+	}
+	if hc.up != nil {
+		// The route switched upstream (a swap): follow it.
+		hc.up.Close()
+		hc.up = nil
+	}
+	up, err := hc.rt.s.dial(hc.rt.ctx, "tcp", cfg.Upstream)
+	if err != nil {
+		return err
+	}
+	hc.up, hc.upAt = up, cfg.Upstream
+	hc.ubr = bufio.NewReaderSize(up, 16<<10)
+	hc.ubw = bufio.NewWriterSize(up, 16<<10)
+	return nil
+}
+
+// tunnel copies both ways after a protocol switch (WebSocket) until either
+// side closes, returning bytes from the client and to it.
+func (hc *h1conn) tunnel() (in, out int64) {
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(hc.up, hc.br) // buffered client bytes first
+		closeWrite(hc.up)
+		done <- n
+	}()
+	out, _ = io.Copy(hc.c, hc.ubr)
+	closeWrite(hc.c)
+	in = <-done
+	return in, out
+}
+
+func writeHead(w *bufio.Writer, h *head) {
+	w.WriteString(h.line)
+	w.WriteString("\r\n")
+	for _, f := range h.fields {
+		w.WriteString(f.name)
+		w.WriteString(": ")
+		w.WriteString(f.value)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+func statusCode(line string) int {
+	// "HTTP/1.1 200 OK"
+	if len(line) < 12 {
+		return 0
+	}
+	n, _ := strconv.Atoi(line[9:12])
+	return n
+}
+
+// copyBody copies one message body by its framing and returns its payload
+// size. flush makes streamed bodies reach the client as they arrive:
+// whenever the source has nothing more buffered, dst is flushed.
+func copyBody(dst *bufio.Writer, src *bufio.Reader, h *head, flush, untilClose bool) (int64, error) {
+	switch {
+	case h.chunked:
+		return copyChunked(dst, src, flush)
+	case h.contentLength > 0:
+		return copyN(dst, src, h.contentLength, flush)
+	case untilClose:
+		return copyN(dst, src, -1, flush)
+	}
+	return 0, nil
+}
+
+// copyN copies n bytes (until EOF when n < 0).
+func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for n < 0 || total < n {
+		want := len(buf)
+		if n >= 0 {
+			want = int(min(int64(want), n-total))
+		}
+		k, err := src.Read(buf[:want])
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return total, werr
+			}
+			total += int64(k)
+			if flush && src.Buffered() == 0 {
+				if err := dst.Flush(); err != nil {
+					return total, err
+				}
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && n < 0 {
+				return total, nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// copyChunked relays a chunked body verbatim (sizes, extensions and
+// trailers included) and returns the payload size.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush bool) (int64, error) {
+	var total int64
+	for {
+		line, err := src.ReadSlice('\n')
+		if err != nil {
+			return total, err
+		}
+		dst.Write(line)
+		sizeStr, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
+		size, err := strconv.ParseInt(string(bytes.TrimSpace(sizeStr)), 16, 64)
+		if err != nil || size < 0 {
+			return total, fmt.Errorf("bad chunk size %q", line)
+		}
+		if size == 0 {
+			// Trailers, then the blank line.
+			for {
+				t, err := src.ReadSlice('\n')
+				if err != nil {
+					return total, err
+				}
+				dst.Write(t)
+				if len(bytes.TrimRight(t, "\r\n")) == 0 {
+					return total, nil
+				}
+			}
+		}
+		n, err := copyN(dst, src, size, false)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		crlf, err := src.ReadSlice('\n')
+		if err != nil {
+			return total, err
+		}
+		dst.Write(crlf)
+		if flush && src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return total, err
+			}
+		}
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && strings.Contains(ne.Err.Error(), "reset")
+}
+
+// fields converts parsed header lines to recorded headers, redacting
+// credentials. Names are canonicalised so recorded headers read the same
+// whichever path served the request.
+func (r *Redactor) fields(fs []field) []trace.Header {
+	if len(fs) == 0 {
+		return nil
+	}
+	out := make([]trace.Header, len(fs))
+	for i, f := range fs {
+		name := textproto.CanonicalMIMEHeaderKey(f.name)
+		v := f.value
+		if r.redacts(name) {
+			v = Redacted
+		}
+		out[i] = trace.Header{Name: name, Value: v}
+	}
+	return out
+}

@@ -1,0 +1,441 @@
+package trace
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Store keeps recorded spans in memory, indexed by trace, and persists them
+// in an append-only log so traces survive a restart of devstack. It
+// implements Recorder for the proxy and Reader for the control API, the CLI
+// and exporters.
+//
+//	proxy ──Record──> [bounded channel] ──> background goroutine ──> index (RWMutex) <── Traces / Trace
+//	                   full: drop, count     │  intern, evict            │
+//	                                         └─> span log segments      └─> Subscribe channels
+//
+// # Memory
+//
+// At most MaxSpans spans are held. When a new span takes the count over it,
+// whole traces are evicted, oldest start first, so a listed trace is never
+// missing spans the store once had. Spans are held in a compact form with
+// shared strings (about half a kilobyte for a typical hop with headers);
+// Trace expands them into fresh Spans.
+//
+// # Why a log and no database
+//
+// The data never needed one. Spans are written once and never updated, so an
+// append-only log is the whole write path. Eviction always removes whole
+// oldest traces, so reclaiming disk means deleting a segment file once none
+// of its spans is live: no compaction, no tombstones beyond a watermark. The
+// store is small enough (100k spans) to reload completely at start, and
+// every query is served from the in-memory index, so nothing ever reads the
+// log except Open. An embedded key-value store (bbolt, pebble) would add
+// page or LSM write amplification, fsync cost on the proxy's side, and a
+// dependency, for lookups we never make on disk.
+//
+// # Durability
+//
+// Records go through a buffer that the background goroutine writes out at
+// least every 200ms and on Flush and Close; segments are synced when they
+// are closed. A devstack crash loses at most the last 200ms; a power cut may
+// leave a torn last record, which Open detects by its checksum and drops.
+// One Store owns its directory: don't open the same directory twice.
+type Store struct {
+	opts StoreOptions
+	log  *slog.Logger
+
+	in     chan *Span
+	ctl    chan ctlRequest
+	done   chan struct{} // closed when the background goroutine exits
+	closed atomic.Bool
+
+	dropped    atomic.Uint64
+	late       atomic.Uint64
+	subDropped atomic.Uint64
+
+	mu  sync.RWMutex // readers hold it to read idx; the goroutine to change it
+	idx *index
+
+	subsMu     sync.Mutex
+	subs       map[chan *Span]struct{}
+	subsClosed bool
+
+	// Owned by the background goroutine (and by Open before it starts).
+	intern   *interner
+	w        *segmentWriter // nil for a memory-only store
+	loggedW  bool           // the write error was logged
+	closeErr error          // set before done is closed
+}
+
+// StoreOptions configures Open. The zero value gives the defaults.
+type StoreOptions struct {
+	// MaxSpans bounds the spans held in memory and reloaded at Open. When a
+	// span takes the count over it, whole oldest traces are evicted until
+	// the count is at most MaxSpans; a single trace larger than MaxSpans is
+	// evicted as a whole too. Default 100_000.
+	MaxSpans int
+	// Logger receives warnings about the span log (a torn record skipped,
+	// a failed write or deletion). Default: discard.
+	Logger *slog.Logger
+	// Buffer is the capacity of the channel from Record to the background
+	// goroutine. When it is full, Record drops the span and counts it (see
+	// Dropped). Default 8192.
+	Buffer int
+	// SegmentSpans starts a new log segment after this many records.
+	// Smaller segments free disk sooner after eviction but mean more files.
+	// Default 10_000.
+	SegmentSpans int
+	// SegmentBytes starts a new log segment once the active one reaches
+	// this size. Default 16 MiB.
+	SegmentBytes int64
+}
+
+// StoreStats are counters for the control API and tests.
+type StoreStats struct {
+	Spans  int // spans held now
+	Traces int // traces held now
+	// Dropped counts spans Record discarded because the buffer was full or
+	// the store was closed.
+	Dropped uint64
+	// Late counts spans discarded because their trace had already been
+	// evicted.
+	Late uint64
+	// Evicted counts traces evicted to stay within MaxSpans (since Open).
+	Evicted uint64
+	// SubscriberDrops counts spans a slow subscriber missed.
+	SubscriberDrops uint64
+}
+
+const (
+	defaultMaxSpans     = 100_000
+	defaultBuffer       = 8192
+	defaultSegmentSpans = 10_000
+	defaultSegmentBytes = 16 << 20
+	flushInterval       = 200 * time.Millisecond
+	subscriberBuffer    = 256
+)
+
+var (
+	_ Recorder = (*Store)(nil)
+	_ Reader   = (*Store)(nil)
+)
+
+var errNotSpanLog = errors.New("not a devstack span log")
+
+type ctlRequest struct {
+	done  chan struct{}
+	close bool
+}
+
+// Open loads the span log in dir (creating dir if needed), applies the
+// MaxSpans bound, and starts the store's background goroutine. With dir ""
+// the store keeps spans in memory only. Call Close to stop it.
+func Open(dir string, opts StoreOptions) (*Store, error) {
+	if opts.MaxSpans <= 0 {
+		opts.MaxSpans = defaultMaxSpans
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = defaultBuffer
+	}
+	if opts.SegmentSpans <= 0 {
+		opts.SegmentSpans = defaultSegmentSpans
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = defaultSegmentBytes
+	}
+	st := &Store{
+		opts:   opts,
+		log:    opts.Logger,
+		in:     make(chan *Span, opts.Buffer),
+		ctl:    make(chan ctlRequest),
+		done:   make(chan struct{}),
+		idx:    newIndex(opts.MaxSpans),
+		subs:   make(map[chan *Span]struct{}),
+		intern: newInterner(),
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating span store directory: %w", err)
+		}
+		if err := st.load(dir); err != nil {
+			return nil, err
+		}
+	}
+	go st.loop()
+	return st, nil
+}
+
+// load replays the segments in dir, deletes those without live spans and
+// starts a new active segment.
+func (st *Store) load(dir string) error {
+	seqs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	var last uint32
+	var keep []uint32
+	for _, seq := range seqs {
+		last = seq
+		path := filepath.Join(dir, segName(seq))
+		valid, torn, err := readSegment(path,
+			func(s *Span) { st.replay(s, seq) },
+			st.idx.applyMark)
+		if errors.Is(err, errNotSpanLog) {
+			st.log.Warn("span store: skipping a file that is not a span log segment; move it out of the directory",
+				"file", path)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if torn {
+			st.log.Warn("span store: dropping a torn record at the end of a segment (devstack stopped mid-write)",
+				"file", path, "offset", valid)
+			if err := os.Truncate(path, valid); err != nil {
+				return fmt.Errorf("truncating torn span log segment: %w", err)
+			}
+		}
+		keep = append(keep, seq)
+	}
+	st.w = &segmentWriter{dir: dir, maxRecs: st.opts.SegmentSpans, maxBytes: st.opts.SegmentBytes}
+	for _, seq := range keep {
+		if st.idx.segLive[seq] == 0 {
+			if err := st.w.remove(seq); err != nil {
+				return err
+			}
+		}
+	}
+	st.idx.takeEmptied()
+	st.idx.evicted = 0
+	st.late.Store(0)
+	return st.w.create(last+1, st.idx.mark, st.idx.hasMark)
+}
+
+func (st *Store) replay(s *Span, seq uint32) {
+	if !st.idx.accepts(s.TraceID, s.Start.UnixNano()) {
+		return
+	}
+	st.idx.add(s.TraceID, st.intern.compact(s, seq))
+}
+
+// Record hands s to the store. It never blocks: when the buffer is full it
+// drops s and counts it (see Dropped). The store reads s later, on its own
+// goroutine, so the caller must not modify s after Record.
+func (st *Store) Record(s *Span) {
+	if s == nil {
+		return
+	}
+	if st.closed.Load() {
+		st.dropped.Add(1)
+		return
+	}
+	select {
+	case st.in <- s:
+	default:
+		st.dropped.Add(1)
+	}
+}
+
+// Dropped returns the number of spans Record discarded because the buffer
+// was full or the store was closed.
+func (st *Store) Dropped() uint64 { return st.dropped.Load() }
+
+// Flush waits until every span recorded before the call is indexed and
+// written to the log file. Tests use it instead of sleeping.
+func (st *Store) Flush() { st.request(false) }
+
+// Close indexes and writes what was recorded, syncs and closes the log,
+// closes subscriber channels and stops the background goroutine. Spans
+// recorded after Close are dropped. It returns the first error writing the
+// log hit, if any; Close is idempotent.
+func (st *Store) Close() error {
+	if !st.closed.Swap(true) {
+		st.request(true)
+	}
+	<-st.done
+	return st.closeErr
+}
+
+func (st *Store) request(close bool) {
+	req := ctlRequest{done: make(chan struct{}), close: close}
+	select {
+	case st.ctl <- req:
+		<-req.done
+	case <-st.done:
+	}
+}
+
+// Stats returns the store's counters.
+func (st *Store) Stats() StoreStats {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return StoreStats{
+		Spans:           st.idx.spans,
+		Traces:          len(st.idx.traces),
+		Dropped:         st.dropped.Load(),
+		Late:            st.late.Load(),
+		Evicted:         st.idx.evicted,
+		SubscriberDrops: st.subDropped.Load(),
+	}
+}
+
+// Subscribe returns a channel that receives each span as it is indexed, and
+// a function that cancels the subscription and closes the channel. The
+// channel is buffered; a subscriber that falls behind misses spans (counted
+// in Stats) rather than slowing the store. The spans are shared: treat them
+// as read-only. Close closes every subscriber channel.
+func (st *Store) Subscribe() (<-chan *Span, func()) {
+	ch := make(chan *Span, subscriberBuffer)
+	st.subsMu.Lock()
+	defer st.subsMu.Unlock()
+	if st.subsClosed {
+		close(ch)
+		return ch, func() {}
+	}
+	st.subs[ch] = struct{}{}
+	return ch, func() {
+		st.subsMu.Lock()
+		defer st.subsMu.Unlock()
+		if _, ok := st.subs[ch]; ok {
+			delete(st.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (st *Store) publish(s *Span) {
+	st.subsMu.Lock()
+	defer st.subsMu.Unlock()
+	for ch := range st.subs {
+		select {
+		case ch <- s:
+		default:
+			st.subDropped.Add(1)
+		}
+	}
+}
+
+// loop is the background goroutine: it owns the index's writes, the
+// interner and the log writer.
+func (st *Store) loop() {
+	defer close(st.done)
+	timer := time.NewTimer(flushInterval)
+	timer.Stop()
+	var tick <-chan time.Time
+	for {
+		select {
+		case s := <-st.in:
+			st.process(s)
+		case req := <-st.ctl:
+			st.drain()
+			st.flushLog()
+			if req.close {
+				st.shutdown()
+				close(req.done)
+				return
+			}
+			close(req.done)
+		case <-tick:
+			tick = nil
+			st.flushLog()
+		}
+		if tick == nil && st.w != nil && st.w.dirty {
+			timer.Reset(flushInterval)
+			tick = timer.C
+		}
+	}
+}
+
+func (st *Store) drain() {
+	for {
+		select {
+		case s := <-st.in:
+			st.process(s)
+		default:
+			return
+		}
+	}
+}
+
+// process indexes one span and appends it to the log.
+func (st *Store) process(s *Span) {
+	defer func() {
+		if r := recover(); r != nil {
+			st.log.Error("span store: dropping a span after a panic", "panic", r, "trace_id", s.TraceID)
+		}
+	}()
+	if !st.idx.accepts(s.TraceID, s.Start.UnixNano()) {
+		st.late.Add(1)
+		return
+	}
+	var seg uint32
+	if w := st.w; w != nil {
+		if old := w.rotateIfFull(st.idx.mark, st.idx.hasMark); old != 0 && st.idx.segLive[old] == 0 {
+			st.removeSegment(old)
+		}
+		w.writeSpan(s, st.intern.isVolatile)
+		seg = w.seq
+	}
+	sp := st.intern.compact(s, seg)
+	st.mu.Lock()
+	moved := st.idx.add(s.TraceID, sp)
+	emptied := st.idx.takeEmptied()
+	st.mu.Unlock()
+	if w := st.w; w != nil {
+		if moved {
+			w.writeMark(st.idx.mark)
+		}
+		for _, seq := range emptied {
+			if seq != w.seq && seq != 0 {
+				st.removeSegment(seq)
+			}
+		}
+		st.logWriteError()
+	}
+	st.publish(s)
+}
+
+func (st *Store) removeSegment(seq uint32) {
+	if err := st.w.remove(seq); err != nil {
+		st.log.Warn("span store: "+err.Error(), "segment", seq)
+	}
+}
+
+func (st *Store) flushLog() {
+	if st.w != nil {
+		st.w.flush()
+		st.logWriteError()
+	}
+}
+
+func (st *Store) logWriteError() {
+	if st.w.err != nil && !st.loggedW {
+		st.loggedW = true
+		st.log.Error("span store: persistence stopped, spans are kept in memory only", "err", st.w.err)
+	}
+}
+
+func (st *Store) shutdown() {
+	var err error
+	if st.w != nil {
+		err = st.w.closeFile()
+	}
+	st.closeErr = err
+	st.subsMu.Lock()
+	defer st.subsMu.Unlock()
+	st.subsClosed = true
+	for ch := range st.subs {
+		close(ch)
+	}
+	clear(st.subs)
+}

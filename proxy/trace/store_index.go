@@ -1,0 +1,503 @@
+package trace
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// storedSpan is the compact in-memory form of a Span. Its strings are
+// interned (service names, protocol, method, route, header names and the
+// values of low-cardinality headers all point at one shared copy), the trace
+// id lives once in the traceEntry, headers are pointers to shared pairs, and
+// the rarely set fields sit behind one pointer. A typical hop costs about
+// half a kilobyte (see BenchmarkStoreMemory).
+type storedSpan struct {
+	id, parent SpanID
+	start      int64 // wall clock, Unix nanoseconds
+	dur, ttfb  time.Duration
+	bytesIn    int64
+	bytesOut   int64
+
+	caller, callee, protocol, method, route string
+	requestID                               string
+
+	status, grpcStatus int32
+	seg                uint32 // log segment holding the record; 0 when not persisted
+	nReq               uint16 // hdrs[:nReq] are request headers, the rest response headers
+	inferred           bool
+
+	hdrs  []*Header
+	extra *spanExtra // nil for most hops
+}
+
+// spanExtra holds the fields a typical hop leaves empty.
+type spanExtra struct {
+	err                string
+	faults             []string
+	reqBody, respBody string
+}
+
+func (sp *storedSpan) end() int64 { return sp.start + int64(sp.dur) }
+
+func (sp *storedSpan) failed() bool {
+	return sp.status >= 500 || sp.grpcStatus > 0 || (sp.extra != nil && sp.extra.err != "")
+}
+
+// span expands sp into a fresh Span the caller owns.
+func (sp *storedSpan) span(tid TraceID) *Span {
+	s := &Span{
+		TraceID:    tid,
+		SpanID:     sp.id,
+		ParentID:   sp.parent,
+		Inferred:   sp.inferred,
+		Caller:     sp.caller,
+		Callee:     sp.callee,
+		Protocol:   sp.protocol,
+		Method:     sp.method,
+		Route:      sp.route,
+		Status:     int(sp.status),
+		GRPCStatus: int(sp.grpcStatus),
+		Start:      time.Unix(0, sp.start),
+		Duration:   sp.dur,
+		TTFB:       sp.ttfb,
+		BytesIn:    sp.bytesIn,
+		BytesOut:   sp.bytesOut,
+		RequestID:  sp.requestID,
+	}
+	if len(sp.hdrs) > 0 {
+		all := make([]Header, len(sp.hdrs))
+		for i, h := range sp.hdrs {
+			all[i] = *h
+		}
+		n := int(sp.nReq)
+		if n > 0 {
+			s.ReqHeaders = all[:n:n]
+		}
+		if n < len(all) {
+			s.RespHeaders = all[n:]
+		}
+	}
+	if x := sp.extra; x != nil {
+		s.Error = x.err
+		s.Faults = slices.Clone(x.faults)
+		s.ReqBody, s.RespBody = x.reqBody, x.respBody
+	}
+	return s
+}
+
+// Interning limits. A string longer than maxInternLen is stored as its own
+// copy. When a table reaches maxInterned entries it starts a new generation
+// (it is cleared): spans keep the strings they hold, and new spans share
+// fresh copies. That bounds the tables even when routes carry ids.
+const (
+	maxInternLen = 256
+	maxInterned  = 1 << 14
+)
+
+// interner shares repeated strings and header pairs between stored spans.
+// It is owned by the store's background goroutine (and by Open before that
+// goroutine starts), so it needs no lock.
+type interner struct {
+	strs     map[string]string
+	pairs    map[Header]*Header
+	volatile map[string]bool // header name → its values are per request
+}
+
+func newInterner() *interner {
+	return &interner{
+		strs:     make(map[string]string),
+		pairs:    make(map[Header]*Header),
+		volatile: make(map[string]bool),
+	}
+}
+
+// str returns the shared copy of s. It always returns memory the store owns,
+// never a substring of the caller's buffers.
+func (in *interner) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in.strs[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if len(s) <= maxInternLen {
+		if len(in.strs) >= maxInterned {
+			clear(in.strs)
+		}
+		in.strs[v] = v
+	}
+	return v
+}
+
+// volatileHeaders name headers whose values differ on every request: sharing
+// them would only grow the tables.
+var volatileHeaders = []string{
+	"traceparent", "tracestate", "sentry-trace", "baggage", "b3",
+	"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+	"x-request-id", "x-correlation-id", "x-amzn-trace-id", "x-cloud-trace-context",
+	"uber-trace-id", "grpc-trace-bin", "x-datadog-trace-id", "x-datadog-parent-id",
+	"cookie", "set-cookie", "etag", "if-none-match", "digest", "content-md5",
+}
+
+// isVolatile reports whether values of header name are per request.
+func (in *interner) isVolatile(name string) bool {
+	if v, ok := in.volatile[name]; ok {
+		return v
+	}
+	v := slices.Contains(volatileHeaders, strings.ToLower(name))
+	if len(in.volatile) >= maxInterned {
+		clear(in.volatile)
+	}
+	in.volatile[in.str(name)] = v
+	return v
+}
+
+func (in *interner) shareable(h Header) bool {
+	return len(h.Value) <= maxInternLen && !in.isVolatile(h.Name)
+}
+
+// compact converts s into its stored form.
+func (in *interner) compact(s *Span, seg uint32) *storedSpan {
+	sp := &storedSpan{
+		id:         s.SpanID,
+		parent:     s.ParentID,
+		start:      s.Start.UnixNano(),
+		dur:        s.Duration,
+		ttfb:       s.TTFB,
+		bytesIn:    s.BytesIn,
+		bytesOut:   s.BytesOut,
+		caller:     in.str(s.Caller),
+		callee:     in.str(s.Callee),
+		protocol:   in.str(s.Protocol),
+		method:     in.str(s.Method),
+		route:      in.str(s.Route),
+		requestID:  strings.Clone(s.RequestID),
+		status:     int32(s.Status),
+		grpcStatus: int32(s.GRPCStatus),
+		seg:        seg,
+		inferred:   s.Inferred,
+	}
+	if s.Error != "" || len(s.Faults) > 0 || s.ReqBody != "" || s.RespBody != "" {
+		x := &spanExtra{
+			err:      in.str(s.Error),
+			reqBody:  strings.Clone(s.ReqBody),
+			respBody: strings.Clone(s.RespBody),
+		}
+		if len(s.Faults) > 0 {
+			x.faults = make([]string, len(s.Faults))
+			for i, f := range s.Faults {
+				x.faults[i] = in.str(f)
+			}
+		}
+		sp.extra = x
+	}
+	nReq := min(len(s.ReqHeaders), 1<<16-1) // a limit no real request reaches
+	n := nReq + len(s.RespHeaders)
+	if n == 0 {
+		return sp
+	}
+	sp.nReq = uint16(nReq)
+	at := func(i int) Header {
+		if i < nReq {
+			return s.ReqHeaders[i]
+		}
+		return s.RespHeaders[i-nReq]
+	}
+	sp.hdrs = make([]*Header, n)
+	var volBuf [8]int
+	vol := volBuf[:0] // positions of per-request pairs
+	for i := range n {
+		if p := in.pair(at(i)); p != nil {
+			sp.hdrs[i] = p
+		} else {
+			vol = append(vol, i)
+		}
+	}
+	if len(vol) == 0 {
+		return sp
+	}
+	// Per-request pairs share one slab, so a span costs one allocation for
+	// all of them; its capacity is fixed, so the pointers stay valid.
+	own := make([]Header, 0, len(vol))
+next:
+	for _, i := range vol {
+		h := at(i)
+		// An echoed pair (X-Request-Id in the request and the response) is
+		// stored once.
+		for j := range own {
+			if own[j] == h {
+				sp.hdrs[i] = &own[j]
+				continue next
+			}
+		}
+		v := sp.requestID
+		if h.Value != s.RequestID {
+			v = strings.Clone(h.Value)
+		}
+		own = append(own, Header{Name: in.str(h.Name), Value: v})
+		sp.hdrs[i] = &own[len(own)-1]
+	}
+	return sp
+}
+
+// pair returns the shared copy of a header pair, or nil when the pair is
+// per request (see shareable).
+func (in *interner) pair(h Header) *Header {
+	if p, ok := in.pairs[h]; ok {
+		return p
+	}
+	if !in.shareable(h) {
+		return nil
+	}
+	if len(in.pairs) >= maxInterned {
+		clear(in.pairs)
+	}
+	p := &Header{Name: in.str(h.Name), Value: in.str(h.Value)}
+	in.pairs[*p] = p
+	return p
+}
+
+// traceKey orders traces by start, then by id so that the order is total.
+type traceKey struct {
+	start int64
+	id    TraceID
+}
+
+func (a traceKey) compare(b traceKey) int {
+	switch {
+	case a.start < b.start:
+		return -1
+	case a.start > b.start:
+		return 1
+	}
+	return slices.Compare(a.id[:], b.id[:])
+}
+
+// traceEntry is one trace in the index. Its summary fields are maintained as
+// spans arrive.
+type traceEntry struct {
+	id         TraceID
+	start, end int64
+	spans      []*storedSpan // by start; equal starts in arrival order
+	errors     int
+	root       *storedSpan
+	ids        map[SpanID]struct{} // span ids, built once the trace is large
+}
+
+const traceIDSetThreshold = 32
+
+func (t *traceEntry) key() traceKey { return traceKey{t.start, t.id} }
+
+func (t *traceEntry) has(id SpanID) bool {
+	if t.ids != nil {
+		_, ok := t.ids[id]
+		return ok
+	}
+	for _, sp := range t.spans {
+		if sp.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// isTop reports whether sp has no parent within the trace.
+func (t *traceEntry) isTop(sp *storedSpan) bool {
+	return !sp.parent.IsValid() || sp.parent == sp.id || !t.has(sp.parent)
+}
+
+func (t *traceEntry) insert(sp *storedSpan) {
+	i, _ := slices.BinarySearchFunc(t.spans, sp.start+1, func(e *storedSpan, start int64) int {
+		if e.start < start {
+			return -1
+		}
+		return 1
+	})
+	t.spans = slices.Insert(t.spans, i, sp)
+	if t.ids != nil {
+		t.ids[sp.id] = struct{}{}
+	} else if len(t.spans) > traceIDSetThreshold {
+		t.ids = make(map[SpanID]struct{}, len(t.spans)*2)
+		for _, s := range t.spans {
+			t.ids[s.id] = struct{}{}
+		}
+	}
+	if sp.failed() {
+		t.errors++
+	}
+	switch {
+	case t.root != nil && t.root.parent == sp.id && t.root != sp:
+		// The root just found its parent: look again.
+		t.root = t.findRoot()
+	case t.isTop(sp) && (t.root == nil || sp.start < t.root.start):
+		t.root = sp
+	}
+}
+
+// findRoot returns the earliest span without a parent in the trace.
+func (t *traceEntry) findRoot() *storedSpan {
+	for _, sp := range t.spans {
+		if t.isTop(sp) {
+			return sp
+		}
+	}
+	if len(t.spans) > 0 { // a parent cycle: fall back to the earliest
+		return t.spans[0]
+	}
+	return nil
+}
+
+// index is the in-memory span index: traces by id, plus the traces ordered
+// by start for listing (newest first) and eviction (oldest first).
+//
+// Only the store's background goroutine mutates it, holding Store.mu for
+// writing; readers hold it for reading.
+type index struct {
+	traces map[TraceID]*traceEntry
+	order  []*traceEntry // by key, ascending
+	spans  int
+	max    int
+
+	// mark is the eviction watermark: every trace whose key is at or
+	// before it has been evicted, and a span of an unknown trace at or
+	// before it is discarded as late. It only moves forward.
+	mark    traceKey
+	hasMark bool
+
+	segLive map[uint32]int // live spans per log segment
+	emptied []uint32       // segments whose last live span was just evicted
+
+	evicted uint64 // traces evicted
+	late    uint64 // spans discarded behind the watermark
+}
+
+func newIndex(maxSpans int) *index {
+	return &index{
+		traces:  make(map[TraceID]*traceEntry),
+		max:     maxSpans,
+		segLive: make(map[uint32]int),
+	}
+}
+
+// behindMark reports whether k is at or before the watermark.
+func (x *index) behindMark(k traceKey) bool {
+	return x.hasMark && k.compare(x.mark) <= 0
+}
+
+// accepts reports whether a span of trace tid starting at start would be
+// kept. The store checks it before writing the span to the log, so the log
+// replays to the same state.
+func (x *index) accepts(tid TraceID, start int64) bool {
+	if _, ok := x.traces[tid]; ok {
+		return true
+	}
+	if x.behindMark(traceKey{start, tid}) {
+		x.late++
+		return false
+	}
+	return true
+}
+
+// add indexes sp (which accepts allowed) and evicts whole oldest traces
+// while the index holds more than max spans. It reports whether the
+// watermark moved.
+func (x *index) add(tid TraceID, sp *storedSpan) (markMoved bool) {
+	t := x.traces[tid]
+	if t == nil {
+		t = &traceEntry{id: tid, start: sp.start, end: sp.end()}
+		x.traces[tid] = t
+		x.insertOrder(t)
+	} else {
+		if sp.start < t.start {
+			i := x.find(t.key())
+			t.start = sp.start
+			x.moveDown(i)
+		}
+		t.end = max(t.end, sp.end())
+	}
+	t.insert(sp)
+	x.spans++
+	x.segLive[sp.seg]++
+	if x.behindMark(t.key()) {
+		// A late span moved its trace behind the watermark: it was
+		// evicted before, so it goes again.
+		x.remove(x.find(t.key()))
+	}
+	for x.spans > x.max && len(x.order) > 0 {
+		x.mark, x.hasMark = x.order[0].key(), true
+		x.remove(0)
+		markMoved = true
+	}
+	return markMoved
+}
+
+// applyMark moves the watermark to k (if later) and evicts the traces at or
+// before it. Replay uses it for the watermark records in the log.
+func (x *index) applyMark(k traceKey) {
+	if !x.behindMark(k) {
+		x.mark, x.hasMark = k, true
+	}
+	for len(x.order) > 0 && x.behindMark(x.order[0].key()) {
+		x.remove(0)
+	}
+}
+
+func (x *index) find(k traceKey) int {
+	i, ok := slices.BinarySearchFunc(x.order, k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
+	if !ok {
+		panic("trace: index order lost a trace") // an invariant, not an input error
+	}
+	return i
+}
+
+func (x *index) insertOrder(t *traceEntry) {
+	k := t.key()
+	// New traces almost always start last.
+	if n := len(x.order); n == 0 || x.order[n-1].key().compare(k) < 0 {
+		x.order = append(x.order, t)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(x.order, k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
+	x.order = slices.Insert(x.order, i, t)
+}
+
+// moveDown restores the order after order[i]'s key decreased.
+func (x *index) moveDown(i int) {
+	t := x.order[i]
+	k := t.key()
+	j, _ := slices.BinarySearchFunc(x.order[:i], k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
+	copy(x.order[j+1:i+1], x.order[j:i])
+	x.order[j] = t
+}
+
+// remove evicts order[i] and its spans.
+func (x *index) remove(i int) {
+	t := x.order[i]
+	if i == 0 {
+		x.order[0] = nil
+		x.order = x.order[1:]
+	} else {
+		x.order = slices.Delete(x.order, i, i+1)
+	}
+	delete(x.traces, t.id)
+	x.spans -= len(t.spans)
+	x.evicted++
+	for _, sp := range t.spans {
+		n := x.segLive[sp.seg] - 1
+		if n > 0 {
+			x.segLive[sp.seg] = n
+			continue
+		}
+		delete(x.segLive, sp.seg)
+		x.emptied = append(x.emptied, sp.seg)
+	}
+}
+
+// takeEmptied returns and forgets the segments emptied since the last call.
+func (x *index) takeEmptied() []uint32 {
+	e := x.emptied
+	x.emptied = nil
+	return e
+}

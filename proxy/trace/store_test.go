@@ -1,0 +1,563 @@
+package trace_test
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+var t0 = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
+
+func tid(n int) trace.TraceID {
+	var id trace.TraceID
+	id[0] = 0xab
+	id[15] = byte(n)
+	id[14] = byte(n >> 8)
+	id[13] = byte(n >> 16)
+	return id
+}
+
+func sid(n int) trace.SpanID {
+	var id trace.SpanID
+	id[0] = 0xcd
+	id[7] = byte(n)
+	id[6] = byte(n >> 8)
+	id[5] = byte(n >> 16)
+	return id
+}
+
+// hop builds a span of trace t with span id s and parent p (0 = root),
+// starting at ms milliseconds after t0 and lasting dur milliseconds.
+func hop(t, s, p int, caller, callee string, ms, dur int) *trace.Span {
+	sp := &trace.Span{
+		TraceID:    tid(t),
+		SpanID:     sid(s),
+		Caller:     caller,
+		Callee:     callee,
+		Protocol:   "http",
+		Method:     "GET",
+		Route:      "/" + callee,
+		Status:     200,
+		GRPCStatus: -1,
+		Start:      t0.Add(time.Duration(ms) * time.Millisecond),
+		Duration:   time.Duration(dur) * time.Millisecond,
+	}
+	if p != 0 {
+		sp.ParentID = sid(p)
+	}
+	return sp
+}
+
+// typicalHop is a realistic hop: 8 request and 6 response headers, no body.
+func typicalHop(r *rand.Rand, t trace.TraceID, parent trace.SpanID, caller, callee string, start time.Time) *trace.Span {
+	s := trace.NewSpanID(r)
+	reqID := fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
+	tp := "00-" + t.String() + "-" + s.String() + "-01"
+	routes := []string{"/api/v1/orders", "/api/v1/orders/items", "/api/v1/payments/authorize", "/healthz", "/api/v1/inventory/reserve"}
+	return &trace.Span{
+		TraceID: t, SpanID: s, ParentID: parent,
+		Caller: caller, Callee: callee, Protocol: "http", Method: "POST",
+		Route: routes[r.IntN(len(routes))], Status: 200, GRPCStatus: -1,
+		Start: start, Duration: time.Duration(1+r.IntN(50)) * time.Millisecond, TTFB: time.Millisecond,
+		BytesIn: int64(r.IntN(2000)), BytesOut: int64(r.IntN(8000)),
+		RequestID: reqID,
+		ReqHeaders: []trace.Header{
+			{Name: "Host", Value: callee + ":8080"},
+			{Name: "User-Agent", Value: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"},
+			{Name: "Accept", Value: "application/json, text/plain, */*"},
+			{Name: "Accept-Encoding", Value: "gzip, deflate, br"},
+			{Name: "Content-Type", Value: "application/json"},
+			{Name: "Authorization", Value: "[redacted]"},
+			{Name: "Traceparent", Value: tp},
+			{Name: "X-Request-Id", Value: reqID},
+		},
+		RespHeaders: []trace.Header{
+			{Name: "Content-Type", Value: "application/json; charset=utf-8"},
+			{Name: "Content-Length", Value: fmt.Sprint(100 + r.IntN(50))},
+			{Name: "Date", Value: start.UTC().Format(time.RFC1123)},
+			{Name: "Vary", Value: "Accept-Encoding"},
+			{Name: "Server", Value: "uvicorn"},
+			{Name: "X-Request-Id", Value: reqID},
+		},
+	}
+}
+
+// typicalTrace is a 5-hop chain through the shop.
+func typicalTrace(r *rand.Rand, start time.Time) []*trace.Span {
+	services := []string{"", "gateway", "orders", "payments", "inventory", "postgres"}
+	t := trace.NewTraceID(r)
+	var spans []*trace.Span
+	var parent trace.SpanID
+	for i := 1; i < len(services); i++ {
+		s := typicalHop(r, t, parent, services[i-1], services[i], start.Add(time.Duration(i)*time.Millisecond))
+		parent = s.SpanID
+		spans = append(spans, s)
+	}
+	return spans
+}
+
+func open(t testing.TB, dir string, opts trace.StoreOptions) *trace.Store {
+	t.Helper()
+	st, err := trace.Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// record records spans, flushing often enough that the buffer never fills.
+func record(st *trace.Store, spans ...*trace.Span) {
+	for i, s := range spans {
+		st.Record(s)
+		if i%1024 == 1023 {
+			st.Flush()
+		}
+	}
+	st.Flush()
+}
+
+// canon is s as the store gives it back: the wall clock in nanoseconds, no
+// monotonic reading, local time.
+func canon(s *trace.Span) *trace.Span {
+	c := *s
+	c.Start = time.Unix(0, s.Start.UnixNano())
+	return &c
+}
+
+func ids(spans []*trace.Span) []string {
+	var out []string
+	for _, s := range spans {
+		out = append(out, s.SpanID.String()[12:])
+	}
+	return out
+}
+
+func summaryIDs(sums []trace.Summary) []trace.TraceID {
+	var out []trace.TraceID
+	for _, s := range sums {
+		out = append(out, s.TraceID)
+	}
+	return out
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	for _, dir := range []string{"", "persist"} {
+		t.Run(fmt.Sprintf("dir=%q", dir), func(t *testing.T) {
+			if dir != "" {
+				dir = filepath.Join(t.TempDir(), dir)
+			}
+			st := open(t, dir, trace.StoreOptions{})
+			r := rand.New(rand.NewPCG(1, 2))
+			want := typicalTrace(r, time.Now())
+			want[2].Error = "connection refused"
+			want[2].Faults = []string{"latency 300ms", "abort 503"}
+			want[3].ReqBody, want[3].RespBody = `{"sku":"a"}`, `{"ok":true}`
+			want[4].Inferred = true
+			want[4].RespHeaders = nil
+			// Spans reach the store when they end: the innermost first.
+			record(st, slicesBackward(want)...)
+			got := st.Trace(want[0].TraceID)
+			if len(got) != len(want) {
+				t.Fatalf("Trace: got %d spans, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if w := canon(want[i]); !reflect.DeepEqual(got[i], w) {
+					t.Errorf("span %d:\n got %+v\nwant %+v", i, got[i], w)
+				}
+			}
+			// Copies: changing one must not change the store.
+			got[0].Callee = "changed"
+			got[0].ReqHeaders[0].Value = "changed"
+			if again := st.Trace(want[0].TraceID); again[0].Callee != "gateway" || again[0].ReqHeaders[0].Value == "changed" {
+				t.Error("Trace returned shared spans")
+			}
+			if st.Trace(tid(1)) != nil {
+				t.Error("Trace of an unknown id: want nil")
+			}
+		})
+	}
+}
+
+func slicesBackward[T any](s []T) []T {
+	out := slices.Clone(s)
+	slices.Reverse(out)
+	return out
+}
+
+func TestStoreSummary(t *testing.T) {
+	st := open(t, "", trace.StoreOptions{})
+	// Trace 1: gateway → orders → payments, recorded innermost first.
+	record(st,
+		hop(1, 3, 2, "orders", "payments", 20, 30),
+		hop(1, 2, 1, "gateway", "orders", 10, 60),
+	)
+	sum := st.Traces(trace.Query{})
+	if len(sum) != 1 || sum[0].Root != "orders" {
+		t.Fatalf("before the root arrives, the orphan (orders) is the root: %+v", sum)
+	}
+	root := hop(1, 1, 0, "", "gateway", 0, 100)
+	root.Method, root.Route, root.Status = "POST", "/checkout", 502
+	record(st, root)
+	got := st.Traces(trace.Query{})
+	want := []trace.Summary{{
+		TraceID: tid(1), Root: "gateway", Route: "/checkout", Method: "POST",
+		Start: time.Unix(0, t0.UnixNano()), Duration: 100 * time.Millisecond,
+		Spans: 3, Errors: 1, Status: 502,
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Traces:\n got %+v\nwant %+v", got, want)
+	}
+	if ids := ids(st.Trace(tid(1))); !slices.Equal(ids, []string{"0001", "0002", "0003"}) {
+		t.Errorf("Trace order = %v, want by start", ids)
+	}
+}
+
+func TestStoreRootOfLargeTrace(t *testing.T) {
+	st := open(t, "", trace.StoreOptions{})
+	// 100 children first (past the size where the trace keeps an id set),
+	// then their parent, then the real root.
+	var spans []*trace.Span
+	for i := range 100 {
+		spans = append(spans, hop(1, 10+i, 2, "orders", "postgres", 5+i, 1))
+	}
+	spans = append(spans, hop(1, 2, 1, "gateway", "orders", 2, 200), hop(1, 1, 0, "", "gateway", 0, 210))
+	record(st, spans...)
+	if got := st.Traces(trace.Query{}); len(got) != 1 || got[0].Root != "gateway" || got[0].Spans != 102 {
+		t.Errorf("Traces = %+v, want root gateway with 102 spans", got)
+	}
+}
+
+func TestStoreEvictsWholeOldestTraces(t *testing.T) {
+	st := open(t, "", trace.StoreOptions{MaxSpans: 10})
+	chain := func(n int) []*trace.Span { // 3 spans starting at 100n ms, innermost first
+		return []*trace.Span{
+			hop(n, n*10+3, n*10+2, "orders", "payments", n*100+2, 5),
+			hop(n, n*10+2, n*10+1, "gateway", "orders", n*100+1, 10),
+			hop(n, n*10+1, 0, "", "gateway", n*100, 20),
+		}
+	}
+	// Trace 2 arrives after trace 3 but starts before it: eviction goes by
+	// start, not by arrival.
+	for _, n := range []int{1, 3, 2, 4, 5} {
+		record(st, chain(n)...)
+	}
+	stats := st.Stats()
+	if stats.Spans > 10 || stats.Spans != 3*stats.Traces || stats.Evicted != 2 {
+		t.Errorf("stats = %+v, want at most 10 spans in whole traces, 2 evicted", stats)
+	}
+	got := summaryIDs(st.Traces(trace.Query{}))
+	if want := []trace.TraceID{tid(5), tid(4), tid(3)}; !slices.Equal(got, want) {
+		t.Errorf("traces after eviction = %v, want %v", got, want)
+	}
+	// A straggler of an evicted trace is discarded, not resurrected.
+	record(st, hop(1, 19, 11, "gateway", "audit", 150, 1))
+	if st.Trace(tid(1)) != nil || st.Stats().Late != 1 {
+		t.Errorf("late span of an evicted trace: stats %+v", st.Stats())
+	}
+}
+
+func TestStoreLateRootBehindWatermark(t *testing.T) {
+	st := open(t, "", trace.StoreOptions{MaxSpans: 3})
+	record(st,
+		hop(1, 11, 10, "gateway", "orders", 100, 10),
+		hop(2, 21, 20, "gateway", "orders", 200, 10), // trace 2's root (at 50ms) comes later
+		hop(3, 31, 0, "", "gateway", 300, 10),
+		hop(4, 41, 0, "", "gateway", 400, 10), // evicts trace 1: the watermark is at 100ms
+	)
+	if st.Trace(tid(1)) == nil && st.Trace(tid(2)) == nil {
+		t.Fatal("only trace 1 should be evicted")
+	}
+	// Trace 2's root moves its start behind the watermark: the store had
+	// evicted everything that old, so trace 2 goes too (and a replay of the
+	// log agrees).
+	record(st, hop(2, 20, 0, "", "gateway", 50, 200))
+	if st.Trace(tid(2)) != nil {
+		t.Error("trace 2 should be evicted once it starts behind the watermark")
+	}
+	// The root of the evicted trace 1 is discarded.
+	record(st, hop(1, 10, 0, "", "gateway", 90, 30))
+	if st.Trace(tid(1)) != nil || st.Stats().Late != 1 {
+		t.Errorf("a late root resurrected an evicted trace: %+v", st.Stats())
+	}
+}
+
+func TestStorePersistsAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(3, 4))
+	st, err := trace.Open(dir, trace.StoreOptions{SegmentSpans: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []*trace.Span
+	for i := range 20 {
+		all = append(all, typicalTrace(r, t0.Add(time.Duration(i)*time.Second))...)
+	}
+	record(st, all...)
+	wantSums := st.Traces(trace.Query{})
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	st2 := open(t, dir, trace.StoreOptions{SegmentSpans: 7})
+	if got := st2.Traces(trace.Query{}); !reflect.DeepEqual(got, wantSums) {
+		t.Fatalf("after restart:\n got %+v\nwant %+v", got, wantSums)
+	}
+	for _, s := range all[:5] {
+		got := st2.Trace(s.TraceID)
+		i := slices.IndexFunc(got, func(g *trace.Span) bool { return g.SpanID == s.SpanID })
+		if i < 0 || !reflect.DeepEqual(got[i], canon(s)) {
+			t.Errorf("span %s after restart:\n got %+v\nwant %+v", s.SpanID, got[i], canon(s))
+		}
+	}
+	// The restarted store appends to a new segment; a second restart still
+	// sees everything.
+	more := typicalTrace(r, t0.Add(time.Hour))
+	record(st2, more...)
+	st2.Close()
+	st3 := open(t, dir, trace.StoreOptions{})
+	if n := st3.Stats().Spans; n != len(all)+len(more) {
+		t.Errorf("after the second restart: %d spans, want %d", n, len(all)+len(more))
+	}
+}
+
+func TestStoreReopenAppliesMaxSpans(t *testing.T) {
+	dir := t.TempDir()
+	st, err := trace.Open(dir, trace.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 10; n++ {
+		record(st, hop(n, n*10+1, n*10, "gateway", "orders", n*100+1, 5), hop(n, n*10, 0, "", "gateway", n*100, 10))
+	}
+	st.Close()
+	st2 := open(t, dir, trace.StoreOptions{MaxSpans: 7})
+	got := summaryIDs(st2.Traces(trace.Query{}))
+	if want := []trace.TraceID{tid(10), tid(9), tid(8)}; !slices.Equal(got, want) {
+		t.Errorf("reopened with MaxSpans 7: traces %v, want %v", got, want)
+	}
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "spans-*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestStoreEvictionDeletesSegmentsAndReplays checks that disk use follows
+// memory, and that the log replays to the state the store had, including
+// evictions, late roots and stragglers.
+func TestStoreEvictionDeletesSegmentsAndReplays(t *testing.T) {
+	dir := t.TempDir()
+	opts := trace.StoreOptions{MaxSpans: 40, SegmentSpans: 10}
+	st, err := trace.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	var late []*trace.Span
+	for n := 1; n <= 200; n++ {
+		child := hop(n, n*10+2, n*10+1, "gateway", "orders", n*100+1, 5+r.IntN(50))
+		root := hop(n, n*10+1, 0, "", "gateway", n*100, 60)
+		if n%7 == 0 { // a root that arrives some traces later
+			record(st, child)
+			late = append(late, root)
+			continue
+		}
+		record(st, child, root)
+		if len(late) > 0 && n%5 == 0 {
+			record(st, late[0])
+			late = late[1:]
+		}
+	}
+	wantSums := st.Traces(trace.Query{Limit: 1000})
+	wantStats := st.Stats()
+	if wantStats.Spans > 40 {
+		t.Fatalf("holding %d spans, MaxSpans is 40", wantStats.Spans)
+	}
+	if n := len(segments(t, dir)); n > 8 {
+		t.Errorf("%d segment files for at most 40 live spans in segments of 10", n)
+	}
+	st.Close()
+
+	st2 := open(t, dir, opts)
+	if got := st2.Traces(trace.Query{Limit: 1000}); !reflect.DeepEqual(got, wantSums) {
+		t.Errorf("replayed state differs:\n got %v\nwant %v", summaryIDs(got), summaryIDs(wantSums))
+	}
+}
+
+func TestStoreTornRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt func(data []byte) []byte
+		want    int // spans after reopening
+	}{
+		{"cut mid-record", func(b []byte) []byte { return b[:len(b)-7] }, 2},
+		{"cut mid-header", func(b []byte) []byte { return append(b, 0x50, 0) }, 3},
+		{"garbage tail", func(b []byte) []byte { return append(b, bytes.Repeat([]byte{0xff}, 40)...) }, 3},
+		{"flipped byte", func(b []byte) []byte { b[len(b)-3] ^= 0x20; return b }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := trace.Open(dir, trace.StoreOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			record(st, hop(1, 1, 0, "", "gateway", 0, 10), hop(2, 2, 0, "", "gateway", 10, 10), hop(3, 3, 0, "", "gateway", 20, 10))
+			st.Close()
+			segs := segments(t, dir)
+			last := segs[len(segs)-1]
+			data, err := os.ReadFile(last)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(last, tc.corrupt(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			var logBuf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&logBuf, nil))
+			st2 := open(t, dir, trace.StoreOptions{Logger: logger})
+			if n := st2.Stats().Spans; n != tc.want {
+				t.Errorf("reopened with %d spans, want %d", n, tc.want)
+			}
+			if !strings.Contains(logBuf.String(), "torn record") {
+				t.Errorf("no warning logged; log: %q", logBuf.String())
+			}
+			// New spans go to a new segment and survive the next restart.
+			record(st2, hop(4, 4, 0, "", "gateway", 30, 10))
+			st2.Close()
+			st3 := open(t, dir, trace.StoreOptions{})
+			if n := st3.Stats().Spans; n != tc.want+1 {
+				t.Errorf("second reopen: %d spans, want %d", n, tc.want+1)
+			}
+		})
+	}
+}
+
+func TestStoreSkipsForeignFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "spans-00000001.log"), []byte("hello, not a span log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := open(t, dir, trace.StoreOptions{})
+	record(st, hop(1, 1, 0, "", "gateway", 0, 10))
+	if st.Stats().Spans != 1 {
+		t.Error("store unusable next to a foreign file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "spans-00000001.log")); err != nil {
+		t.Errorf("the foreign file must be left alone: %v", err)
+	}
+}
+
+func TestStoreFlushWritesFile(t *testing.T) {
+	dir := t.TempDir()
+	st := open(t, dir, trace.StoreOptions{})
+	record(st, hop(1, 1, 0, "", "gateway", 0, 10))
+	// Without Close, the record is in the file after Flush.
+	st2 := open(t, dir, trace.StoreOptions{})
+	if st2.Stats().Spans != 1 {
+		t.Error("Flush did not write the span to the log")
+	}
+}
+
+func TestStoreSubscribe(t *testing.T) {
+	st, err := trace.Open("", trace.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel := st.Subscribe()
+	ch2, _ := st.Subscribe()
+	s := hop(1, 1, 0, "", "gateway", 0, 10)
+	record(st, s)
+	if got := <-ch; got.SpanID != s.SpanID {
+		t.Errorf("subscriber got %v", got.SpanID)
+	}
+	cancel()
+	cancel() // idempotent
+	if _, ok := <-ch; ok {
+		t.Error("channel open after cancel")
+	}
+	// A subscriber that never reads misses spans; the store does not block.
+	for i := range 300 {
+		record(st, hop(2, 100+i, 0, "", "gateway", i, 1))
+	}
+	if st.Stats().SubscriberDrops == 0 {
+		t.Error("a full subscriber channel should count drops")
+	}
+	st.Close()
+	n := 0
+	for range ch2 {
+		n++
+	}
+	if n != 256 {
+		t.Errorf("slow subscriber received %d spans, want the buffer's 256", n)
+	}
+	late, _ := st.Subscribe()
+	if _, ok := <-late; ok {
+		t.Error("Subscribe after Close: want a closed channel")
+	}
+}
+
+func TestStoreClose(t *testing.T) {
+	st, err := trace.Open(t.TempDir(), trace.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Record(hop(1, 1, 0, "", "gateway", 0, 10))
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Stats().Spans != 1 {
+		t.Error("Close must index what was recorded before it")
+	}
+	if err := st.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	st.Record(hop(2, 2, 0, "", "gateway", 0, 10))
+	st.Flush() // returns at once
+	if st.Dropped() != 1 {
+		t.Errorf("Dropped = %d after recording into a closed store, want 1", st.Dropped())
+	}
+}
+
+func TestStoreConcurrent(t *testing.T) {
+	st := open(t, t.TempDir(), trace.StoreOptions{MaxSpans: 500, SegmentSpans: 100})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			for i := range 200 {
+				for _, s := range typicalTrace(r, t0.Add(time.Duration(i)*time.Millisecond)) {
+					st.Record(s)
+				}
+			}
+		})
+		wg.Go(func() {
+			for range 200 {
+				for _, s := range st.Traces(trace.Query{Service: "orders", Limit: 10}) {
+					st.Trace(s.TraceID)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st.Flush()
+	if stats := st.Stats(); stats.Spans == 0 || stats.Spans > 500 {
+		t.Errorf("stats = %+v, want 1..500 spans", stats)
+	}
+}
