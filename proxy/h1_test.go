@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawExchange writes raw to the proxy and returns everything read until
+// the proxy closes the connection.
+func rawExchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, raw)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestH1ChunkedBodiesAndTrailersBothWays(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Length")
+		io.WriteString(w, "got:")
+		w.(http.Flusher).Flush() // forces chunked encoding
+		w.Write(body)
+		w.Header().Set("X-Length", fmt.Sprint(len(body)))
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	// An io.Reader of unknown length makes the client send chunked.
+	req, _ := http.NewRequest("POST", "http://"+addr+"/echo", io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "got:abcdef" || resp.Trailer.Get("X-Length") != "6" {
+		t.Fatalf("body %q trailer %q", body, resp.Trailer.Get("X-Length"))
+	}
+	if sp := rec.next(t); sp.BytesIn != 6 || sp.BytesOut != 10 {
+		t.Errorf("payload bytes in %d out %d, want 6 and 10", sp.BytesIn, sp.BytesOut)
+	}
+}
+
+func TestH1NoBodyResponsesDoNotHang(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.WriteHeader(304)
+		default:
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		}
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, tc := range []struct{ method, path string }{{"HEAD", "/x"}, {"GET", "/204"}, {"GET", "/304"}, {"GET", "/x"}} {
+		req, _ := http.NewRequest(tc.method, "http://"+addr+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+func TestH1ExpectContinueAndHTTP10(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "len=%d", len(b))
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("want 100 Continue first, got %q", line)
+	}
+	br.ReadString('\n') // blank line
+	io.WriteString(c, "data")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "len=4" {
+		t.Fatalf("body %q", b)
+	}
+	// HTTP/1.0 without keep-alive: answered, then closed.
+	out := rawExchange(t, addr, "GET /old HTTP/1.0\r\nHost: x\r\n\r\n")
+	if !strings.Contains(out, "len=0") {
+		t.Fatalf("HTTP/1.0: %q", out)
+	}
+}
+
+func TestH1PipelinedRequestsAnsweredInOrder(t *testing.T) {
+	s := New(Options{Recorder: newMemRecorder()})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	out := rawExchange(t, addr, "GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if i, j := strings.Index(out, "/one"), strings.Index(out, "/two"); i < 0 || j < i {
+		t.Fatalf("responses out of order or missing:\n%s", out)
+	}
+}
+
+func TestH1StaleUpstreamConnectionIsRetried(t *testing.T) {
+	s := New(Options{Recorder: newMemRecorder()})
+	// An upstream that answers one request per connection, then closes it
+	// without saying so (as a server timing out an idle connection does).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for n := 0; ; n++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err == nil {
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nc%d", n)
+			}
+			c.Close()
+		}
+	}()
+	addr := front(t, s, Route{Service: "svc", Upstream: l.Addr().String()})[0]
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := range 3 {
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 2 {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+	}
+}
+
+func TestH1BadRequestGets400(t *testing.T) {
+	s := New(Options{Recorder: newMemRecorder()})
+	addr := front(t, s, Route{Service: "svc", Upstream: "127.0.0.1:1", Protocol: ProtoHTTP})[0]
+	out := rawExchange(t, addr, "GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400") {
+		t.Fatalf("got %q", out)
+	}
+}
+
+func TestUpstreamDownGivesClearError(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec, HoldFor: 100 * time.Millisecond})
+	addr := front(t, s, Route{Service: "payments", Upstream: freeAddr(t)})[0]
+	resp, err := http.Get("http://" + addr + "/pay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "payments refused the connection") {
+		t.Fatalf("%d %q", resp.StatusCode, b)
+	}
+	if sp := rec.next(t); !sp.Failed() || !strings.Contains(sp.Error, "payments") {
+		t.Errorf("span %+v", sp)
+	}
+}
