@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 )
 
@@ -76,6 +77,21 @@ func (c *Client) Do(ctx context.Context, action string, services []string, fn fu
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling the supervisor: %w", err)
+	}
+	return readStream(resp, fn)
+}
+
+// Down stops the stack; volumes also removes its named volumes.
+func (c *Client) Down(ctx context.Context, volumes bool, fn func(Message)) error {
+	body, _ := json.Marshal(map[string]bool{"volumes": volumes})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/down", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("calling the supervisor: %w", err)
@@ -173,4 +189,28 @@ func readStream(resp *http.Response, fn func(Message)) error {
 		return fmt.Errorf("reading from the supervisor: %w", err)
 	}
 	return errors.New("the supervisor closed the connection before answering; see its log for why")
+}
+
+// Traces lists trace summaries.
+func (c *Client) Traces(ctx context.Context, q trace.Query) ([]trace.Summary, error) {
+	var out []trace.Summary
+	return out, c.getJSON(ctx, "/v1/traces?"+EncodeTraceQuery(q).Encode(), &out)
+}
+
+// Trace returns one trace's spans.
+func (c *Client) Trace(ctx context.Context, id trace.TraceID) ([]*trace.Span, error) {
+	var out []*trace.Span
+	return out, c.getJSON(ctx, "/v1/traces/"+id.String(), &out)
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return nil
 }

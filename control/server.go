@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/logstore"
 )
@@ -36,8 +38,11 @@ type Server struct {
 	Token string
 	// Wait blocks until the initial up has finished and returns its error.
 	Wait func(ctx context.Context) error
-	// Down stops everything; the supervisor exits once it returns.
-	Down func(ctx context.Context) error
+	// Down stops everything (and removes named volumes when volumes is
+	// set); the supervisor exits once it returns.
+	Down func(ctx context.Context, volumes bool) error
+	// Traces answers trace queries.
+	Traces trace.Reader
 }
 
 // Message is one NDJSON line of a streamed operation.
@@ -86,6 +91,8 @@ func (s *Server) Handler() http.Handler {
 		s.stream(w, r, s.Wait)
 	})
 	mux.HandleFunc("GET /v1/logs", s.logs)
+	mux.HandleFunc("GET /v1/traces", s.traces)
+	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
 	for name, op := range map[string]func(context.Context, []string) error{
 		"up": s.Stack.Up, "start": s.Stack.Start, "stop": s.Stack.Stop, "restart": s.Stack.Restart,
 	} {
@@ -101,8 +108,12 @@ func (s *Server) Handler() http.Handler {
 		}))
 	}
 	mux.Handle("POST /v1/down", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Volumes bool `json:"volumes"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req) // an empty body means no volumes
 		// Down must finish even if the client goes away mid-way.
-		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context())) })
+		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context()), req.Volumes) })
 	}))
 	return mux
 }
@@ -217,4 +228,95 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 
 func wireLine(l logstore.Line) LogLine {
 	return LogLine{Time: l.Time, Service: l.Service, Stream: l.Stream.String(), Text: l.Text}
+}
+
+// ParseTraceQuery reads a trace.Query from URL parameters: service,
+// status, errors=1, min_duration (a Go duration), since (RFC 3339), route,
+// limit.
+func ParseTraceQuery(v url.Values) (trace.Query, error) {
+	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), Errors: v.Get("errors") == "1"}
+	var err error
+	if s := v.Get("status"); s != "" {
+		if q.Status, err = strconv.Atoi(s); err != nil {
+			return q, fmt.Errorf("status %q: want an HTTP status code", s)
+		}
+	}
+	if s := v.Get("min_duration"); s != "" {
+		if q.MinDuration, err = time.ParseDuration(s); err != nil {
+			return q, fmt.Errorf("min_duration %q: want a duration like 200ms", s)
+		}
+	}
+	if s := v.Get("since"); s != "" {
+		if q.Since, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("since %q: want an RFC 3339 time", s)
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 0 {
+			return q, fmt.Errorf("limit %q: want a number", s)
+		}
+	}
+	return q, nil
+}
+
+// EncodeTraceQuery is the inverse of ParseTraceQuery.
+func EncodeTraceQuery(q trace.Query) url.Values {
+	v := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	set("service", q.Service)
+	set("route", q.Route)
+	if q.Errors {
+		v.Set("errors", "1")
+	}
+	if q.Status != 0 {
+		v.Set("status", strconv.Itoa(q.Status))
+	}
+	if q.MinDuration != 0 {
+		v.Set("min_duration", q.MinDuration.String())
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+func (s *Server) traces(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseTraceQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, &apiError{http.StatusBadRequest, err.Error()})
+		return
+	}
+	out := s.Traces.Traces(q)
+	if out == nil {
+		out = []trace.Summary{}
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
+	id, ok := trace.ParseTraceID(r.PathValue("id"))
+	if !ok {
+		writeError(w, &apiError{http.StatusBadRequest, fmt.Sprintf("trace id %q: want 32 hex digits", r.PathValue("id"))})
+		return
+	}
+	spans := s.Traces.Trace(id)
+	if spans == nil {
+		writeError(w, &apiError{http.StatusNotFound, fmt.Sprintf("no trace %s; `devstack traces` lists the recorded ones", id)})
+		return
+	}
+	writeJSON(w, spans)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

@@ -27,20 +27,29 @@ func (r *Runner) CheckPorts(names []string) error {
 			if p.Protocol == "udp" {
 				continue
 			}
-			port := int(listenPort(p))
+			if r.listenPort(s.spec.Name, p) != declaredPort(p) {
+				continue // the proxy owns it, and checks it when it binds
+			}
+			port := int(declaredPort(p))
 			addr := net.JoinHostPort(p.HostIP, strconv.Itoa(port))
 			l, err := net.Listen("tcp", addr)
 			if err == nil {
 				l.Close()
 				continue
 			}
-			holder := ""
-			if pid, cmd, ok := proc.PortHolder(port); ok {
-				holder = fmt.Sprintf(" by pid %d (%s)", pid, cmd)
-			}
-			errs = append(errs, fmt.Errorf("port %d of service %q is already in use%s; stop that process or change the published port of %q",
-				port, s.spec.Name, holder, s.spec.Name))
+			errs = append(errs, PortInUse(s.spec.Name, port))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PortInUse is the error for a taken port: it names the service, the port
+// and, where the system tells, the process holding it.
+func PortInUse(service string, port int) error {
+	holder := ""
+	if pid, cmd, ok := proc.PortHolder(port); ok {
+		holder = fmt.Sprintf(" by pid %d (%s)", pid, cmd)
+	}
+	return fmt.Errorf("port %d of service %q is already in use%s; stop that process or change the published port of %q",
+		port, service, holder, service)
 }

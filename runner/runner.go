@@ -45,8 +45,12 @@ type Options struct {
 	// lock (the supervisor persists pids from it); may be nil.
 	OnChange func()
 	// RunID makes instance markers unique to this supervisor run.
-	RunID  string
-	Logger *slog.Logger
+	RunID string
+	// ListenPort maps a declared port to the port the instance must listen
+	// on. The proxy owns the declared port and forwards to this one. Nil
+	// means the declared port itself (published, else target).
+	ListenPort func(service string, p project.Port) uint16
+	Logger     *slog.Logger
 }
 
 // Runner supervises one project's services.

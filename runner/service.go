@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -402,20 +403,56 @@ func (r *Runner) spec(s *service) Spec {
 		}
 	}
 	if pe := s.spec.X.PortEnv; pe != "" && len(s.spec.Ports) > 0 {
-		env = append(env, pe+"="+fmt.Sprint(listenPort(s.spec.Ports[0])))
+		env = append(env, pe+"="+fmt.Sprint(r.listenPort(name, s.spec.Ports[0])))
+		// Every port, for services with more than one:
+		// DEVSTACK_PORT_<target>=<port to listen on>.
+		for _, p := range s.spec.Ports {
+			env = append(env, fmt.Sprintf("DEVSTACK_PORT_%d=%d", p.Target, r.listenPort(name, p)))
+		}
 	}
 	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
 	return Spec{
-		Project: r.p, Service: s.spec, Env: env, Marker: marker,
+		Project: r.p, Service: r.remapped(s.spec), Env: env, Marker: marker,
 		Stdout: r.opts.Logs.Writer(name, "out"),
 		Stderr: r.opts.Logs.Writer(name, "err"),
 		Status: r.opts.Logs.Writer(name, "sys"),
 	}
 }
 
-// listenPort is the port a process should listen on: the published port
-// (the one users and other services call), else the target.
-func listenPort(p project.Port) uint16 {
+// remapped returns the service as its backend must start it: when the
+// proxy owns a declared port, the instance publishes (containers) on the
+// private port instead, on loopback.
+func (r *Runner) remapped(ps *project.Service) *project.Service {
+	var ports []project.Port
+	for i, p := range ps.Ports {
+		lp := r.listenPort(ps.Name, p)
+		if lp == declaredPort(p) {
+			continue
+		}
+		if ports == nil {
+			ports = slices.Clone(ps.Ports)
+		}
+		ports[i].Published, ports[i].HostIP = lp, "127.0.0.1"
+	}
+	if ports == nil {
+		return ps
+	}
+	c := *ps
+	c.Ports = ports
+	return &c
+}
+
+// listenPort is the port an instance listens on for a declared port.
+func (r *Runner) listenPort(service string, p project.Port) uint16 {
+	if r.opts.ListenPort != nil {
+		return r.opts.ListenPort(service, p)
+	}
+	return declaredPort(p)
+}
+
+// declaredPort is the port users and other services call: the published
+// port, else the target.
+func declaredPort(p project.Port) uint16 {
 	if p.Published != 0 {
 		return p.Published
 	}

@@ -43,6 +43,9 @@ type ServiceStatus struct {
 	LastExit  *ExitInfo  `json:"last_exit,omitempty"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	// Warnings are findings about the service, e.g. that it does not
+	// propagate trace context.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ExitInfo is the JSON form of the last Exit.

@@ -1,28 +1,130 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/process"
 	"github.com/devstack/devstack/runner/project"
 )
 
-// backendFor picks each service's backend: x-devstack.backend when set,
-// else the process backend for services that say how to run as a process.
-func backendFor(p *project.Project) func(*project.Service) (runner.Backend, error) {
-	proc := &process.Backend{}
-	return func(s *project.Service) (runner.Backend, error) {
-		want := s.X.Backend
-		if want == "" {
-			want = p.X.Backend
+// backends picks each service's backend, once, before anything starts:
+//
+//  1. x-devstack.backend on the service,
+//  2. else --backend (up's flag),
+//  3. else x-devstack.backend at project level,
+//  4. else automatic: docker when the engine answers and the service can
+//     run there (image: or build:), else process (x-devstack.run).
+//
+// The engine is only contacted when some service may need it. If services
+// need it and it does not answer, the error names the engine address
+// tried, those services, and which of them could run as processes.
+type backends struct {
+	proc   *process.Backend
+	docker *docker.Backend // nil when no service uses it
+	choice map[string]runner.Backend
+}
+
+func newBackends(ctx context.Context, p *project.Project, flag string) (*backends, error) {
+	if flag != "" && flag != "process" && flag != "docker" {
+		return nil, fmt.Errorf("--backend %q: use process or docker", flag)
+	}
+	b := &backends{proc: &process.Backend{}, choice: map[string]runner.Backend{}}
+	want := map[string]string{}
+	mayDocker := false
+	for _, s := range p.Services {
+		w := s.X.Backend
+		if w == "" {
+			w = flag
 		}
-		switch {
-		case want == "docker" || (want == "" && !process.CanRun(s)):
-			return nil, fmt.Errorf("service %q needs the Docker backend (it has image:/build: but no x-devstack.run), which this version of devstack does not have; add x-devstack.run to run it as a process", s.Name)
-		case !process.CanRun(s):
-			return nil, fmt.Errorf("service %q is set to run as a process but has no x-devstack.run; add x-devstack.run with its command line", s.Name)
+		if w == "" {
+			w = p.X.Backend
 		}
-		return proc, nil
+		want[s.Name] = w
+		if w == "docker" || w == "" && docker.CanRun(s) {
+			mayDocker = true
+		}
+	}
+	var engineErr *docker.EngineError
+	if mayDocker {
+		d, err := docker.New(ctx)
+		if err != nil && !errors.As(err, &engineErr) {
+			return nil, err
+		}
+		b.docker = d
+	}
+	var needDocker, couldProcess []string
+	var errs []error
+	for _, s := range p.Services {
+		w := want[s.Name]
+		if w == "" { // automatic
+			switch {
+			case b.docker != nil && docker.CanRun(s):
+				w = "docker"
+			case process.CanRun(s):
+				w = "process"
+			default:
+				w = "docker"
+			}
+		}
+		switch w {
+		case "process":
+			if !process.CanRun(s) {
+				errs = append(errs, fmt.Errorf("service %q is set to run as a process but has no x-devstack.run; add x-devstack.run with its command line", s.Name))
+				continue
+			}
+			b.choice[s.Name] = b.proc
+		case "docker":
+			if !docker.CanRun(s) {
+				errs = append(errs, fmt.Errorf("service %q is set to run in Docker but has no image: or build:; add one, or x-devstack.run to run it as a process", s.Name))
+				continue
+			}
+			if b.docker == nil {
+				needDocker = append(needDocker, s.Name)
+				if process.CanRun(s) {
+					couldProcess = append(couldProcess, s.Name)
+				}
+				continue
+			}
+			b.choice[s.Name] = b.docker
+		}
+	}
+	if len(needDocker) > 0 {
+		msg := fmt.Sprintf("services %s need Docker, but the %v", strings.Join(needDocker, ", "), engineErr)
+		if len(couldProcess) > 0 {
+			msg += fmt.Sprintf("; %s could run as processes instead: `devstack up --backend process`", strings.Join(couldProcess, ", "))
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	if err := errors.Join(errs...); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// For is runner.Options.BackendFor.
+func (b *backends) For(s *project.Service) (runner.Backend, error) {
+	if be, ok := b.choice[s.Name]; ok {
+		return be, nil
+	}
+	return nil, fmt.Errorf("service %q has no backend", s.Name)
+}
+
+// Cleaners are the backends that own project-wide objects.
+func (b *backends) Cleaners() []runner.Cleaner {
+	if b.docker != nil {
+		return []runner.Cleaner{b.docker}
+	}
+	return nil
+}
+
+func (b *backends) Close() {
+	if b.docker != nil {
+		b.docker.Close()
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner/docker"
+	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/runner/supervisor"
 )
 
@@ -17,15 +19,18 @@ import (
 const downTimeout = 30 * time.Second
 
 func newDownCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var volumes bool
+	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the stack and its supervisor; nothing of it is left running",
 		Long: `down stops every service in reverse dependency order (stop_signal, then
 SIGKILL after stop_grace_period), then the background supervisor.
 
-If devstack was killed and left processes behind, down finds them by the
-marker devstack puts in their environment and stops them; it never
-touches an unrelated process that reused a pid.`,
+Containers and the project's networks are removed; named volumes only with
+-v. If devstack was killed and left processes behind, down finds them by
+the marker devstack puts in their environment and stops them (it never
+touches an unrelated process that reused a pid), and removes containers and
+networks carrying the project's labels.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -39,6 +44,9 @@ touches an unrelated process that reused a pid.`,
 				if err != nil {
 					return err
 				}
+				if err := cleanContainers(ctx, p, volumes); err != nil {
+					return err
+				}
 				if n > 0 {
 					fmt.Fprintf(g.stderr, "devstack: stopped %d process(es) left by a devstack that was killed\n", n)
 				} else {
@@ -49,7 +57,7 @@ touches an unrelated process that reused a pid.`,
 			if err != nil {
 				return err
 			}
-			if err := c.Do(ctx, "down", nil, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
+			if err := c.Down(ctx, volumes, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, downTimeout)
@@ -61,4 +69,24 @@ touches an unrelated process that reused a pid.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "also remove the project's named volumes")
+	return cmd
+}
+
+// cleanContainers removes what a killed devstack left in Docker, when the
+// project has container services and an engine answers.
+func cleanContainers(ctx context.Context, p *project.Project, volumes bool) error {
+	uses := false
+	for _, s := range p.Services {
+		uses = uses || docker.CanRun(s)
+	}
+	if !uses {
+		return nil
+	}
+	d, err := docker.New(ctx)
+	if err != nil {
+		return nil // no engine: nothing of ours can be running there
+	}
+	defer d.Close()
+	return d.Down(ctx, p.Name, volumes)
 }

@@ -57,7 +57,15 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Backend, s.State, dash(string(s.Health)),
 					dash(s.ID), s.Restarts, lastExit(s.LastExit), uptime(s), dash(strings.Join(s.Ports, ",")))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, s := range st {
+				for _, w := range s.Warnings {
+					fmt.Fprintf(g.stdout, "warning: %s\n", w)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")

@@ -22,6 +22,7 @@ const shutdownTimeout = 2 * time.Minute
 
 func newSuperviseCmd(g *globalOptions) *cobra.Command {
 	var readyFD int
+	var backend string
 	cmd := &cobra.Command{
 		Use:    "supervise [SERVICE...]",
 		Short:  "Run the background supervisor (started by up -d)",
@@ -38,7 +39,7 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 					ready = nil
 				}
 			}
-			err := runSupervise(g, names, say)
+			err := runSupervise(g, backend, names, say)
 			if err != nil {
 				say(strings.ReplaceAll(err.Error(), "\n", "; "))
 			}
@@ -46,10 +47,11 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "file descriptor to write \"ok\" to once serving")
+	cmd.Flags().StringVar(&backend, "backend", "", "default backend (as up --backend)")
 	return cmd
 }
 
-func runSupervise(g *globalOptions, names []string, ready func(string)) error {
+func runSupervise(g *globalOptions, backend string, names []string, ready func(string)) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	signal.Ignore(syscall.SIGHUP)
@@ -60,9 +62,15 @@ func runSupervise(g *globalOptions, names []string, ready func(string)) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	be, err := newBackends(ctx, p, backend)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Project:    p,
-		BackendFor: backendFor(p),
+		BackendFor: be.For,
+		Cleaners:   be.Cleaners(),
 		Logger:     logger,
 		Events: func(ev runner.Event) {
 			logger.Info(ev.Msg, "service", ev.Service)

@@ -22,6 +22,7 @@ import (
 )
 
 type upOptions struct {
+	backend    string
 	detach     bool
 	noColor    bool
 	timestamps bool
@@ -57,6 +58,7 @@ services (or any that are not running).`,
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
 	f.DurationVar(&o.timeout, "wait-timeout", 0, "with -d, give up waiting for the stack after this long (0: no limit)")
+	f.StringVar(&o.backend, "backend", "", "default backend for services that do not choose one: process or docker (default: docker where the engine answers and the service has image:/build:, else process)")
 	return cmd
 }
 
@@ -79,9 +81,15 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	}
 	all := serviceList(p)
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
+	be, err := newBackends(ctx, p, o.backend)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Project:    p,
-		BackendFor: backendFor(p),
+		BackendFor: be.For,
+		Cleaners:   be.Cleaners(),
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -179,7 +187,14 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
 		return c.Do(ctx, "up", names, progress)
 	}
-	if err := spawnSupervisor(ctx, g, p, names); err != nil {
+	// Backend problems (no engine) are reported here, before a supervisor
+	// exists; the supervisor checks again with the same rules.
+	be, err := newBackends(ctx, p, o.backend)
+	if err != nil {
+		return err
+	}
+	be.Close()
+	if err := spawnSupervisor(ctx, g, p, o.backend, names); err != nil {
 		return err
 	}
 	c, dir, err := g.client(ctx, p)
@@ -212,7 +227,7 @@ func printProgress(w io.Writer, m control.Message) {
 // spawnSupervisor re-executes devstack as a detached `supervise` process
 // and waits until it says it serves the control API (or why it could not),
 // over a pipe: no polling for the socket.
-func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, names []string) error {
+func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, backend string, names []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the devstack executable: %w", err)
@@ -233,7 +248,7 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 	}
 	defer r.Close()
 	args := append([]string{"supervise"}, g.args()...)
-	args = append(args, "--ready-fd", "3", "--")
+	args = append(args, "--ready-fd", "3", "--backend", backend, "--")
 	args = append(args, names...)
 	cmd := exec.Command(exe, args...)
 	cmd.Dir, _ = os.Getwd()

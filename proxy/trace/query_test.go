@@ -11,7 +11,7 @@ import (
 )
 
 func TestTracesQuery(t *testing.T) {
-	st := open(t, "", trace.StoreOptions{})
+	st := openStore(t, "", trace.StoreOptions{})
 	// 1: gateway → orders → payments, 503 from payments (at 100ms, 80ms)
 	// 2: gateway → orders, ok (200ms, 30ms)
 	// 3: gateway → search, transport error (300ms, 5ms)
@@ -25,7 +25,7 @@ func TestTracesQuery(t *testing.T) {
 	users.Status, users.Route = 404, "/users/42"
 	grpc := hop(5, 51, 0, "gateway", "orders", 500, 40)
 	grpc.Protocol, grpc.Route, grpc.GRPCStatus = "grpc", "/orders.v1.Orders/Get", 14
-	record(st,
+	recordFlush(st,
 		pay, hop(1, 11, 10, "gateway", "orders", 110, 60), hop(1, 10, 0, "", "gateway", 100, 80),
 		hop(2, 21, 20, "gateway", "orders", 210, 10), hop(2, 20, 0, "", "gateway", 200, 30),
 		search, users, grpc,
@@ -45,18 +45,18 @@ func TestTracesQuery(t *testing.T) {
 		{"status 200", trace.Query{Status: 200}, []int{5, 2, 1}},
 		{"errors", trace.Query{Errors: true}, []int{5, 3, 1}},
 		{"min duration", trace.Query{MinDuration: 80 * time.Millisecond}, []int{4, 1}},
-		{"since", trace.Query{Since: t0.Add(300 * time.Millisecond)}, []int{5, 4, 3}},
+		{"since", trace.Query{Since: epoch.Add(300 * time.Millisecond)}, []int{5, 4, 3}},
 		{"route prefix", trace.Query{Route: "/users/"}, []int{4}},
 		{"grpc route prefix", trace.Query{Route: "/orders.v1."}, []int{5}},
 		{"one span must match all span fields", trace.Query{Service: "gateway", Status: 503}, nil},
 		{"service and status on the same span", trace.Query{Service: "payments", Status: 503}, []int{1}},
 		{"errors and service", trace.Query{Errors: true, Service: "orders"}, []int{5, 1}},
-		{"since and limit", trace.Query{Since: t0.Add(150 * time.Millisecond), Limit: 10, Service: "orders"}, []int{5, 2}},
+		{"since and limit", trace.Query{Since: epoch.Add(150 * time.Millisecond), Limit: 10, Service: "orders"}, []int{5, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var want []trace.TraceID
 			for _, n := range tc.want {
-				want = append(want, tid(n))
+				want = append(want, traceN(n))
 			}
 			if got := summaryIDs(st.Traces(tc.q)); !slices.Equal(got, want) {
 				t.Errorf("Traces(%+v) = %v, want traces %v", tc.q, got, tc.want)
@@ -69,18 +69,18 @@ func TestTracesQuery(t *testing.T) {
 }
 
 // fill records n traces of 5 hops each, one started every 10ms.
-func fill(tb testing.TB, st *trace.Store, n int) {
+func fillShop(tb testing.TB, st *trace.Store, n int) {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(7, 8))
 	var spans []*trace.Span
 	for i := range n {
-		tr := typicalTrace(r, t0.Add(time.Duration(i)*10*time.Millisecond))
+		tr := typicalTrace(r, epoch.Add(time.Duration(i)*10*time.Millisecond))
 		if i%50 == 0 {
 			tr[3].Status = 503
 		}
 		spans = append(spans, tr...)
 	}
-	record(st, spans...)
+	recordFlush(st, spans...)
 	if got := st.Stats().Spans; got != 5*n {
 		tb.Fatalf("store holds %d spans, want %d", got, 5*n)
 	}
@@ -89,8 +89,8 @@ func fill(tb testing.TB, st *trace.Store, n int) {
 // BenchmarkTracesQuery lists traces from a full store: 100k spans in 20k
 // traces. The budget is 50ms per query.
 func BenchmarkTracesQuery(b *testing.B) {
-	st := open(b, "", trace.StoreOptions{})
-	fill(b, st, 20_000)
+	st := openStore(b, "", trace.StoreOptions{})
+	fillShop(b, st, 20_000)
 	for _, bc := range []struct {
 		name string
 		q    trace.Query
@@ -100,7 +100,7 @@ func BenchmarkTracesQuery(b *testing.B) {
 		{"errors", trace.Query{Errors: true}},
 		{"status_503", trace.Query{Status: 503}},
 		{"route_prefix", trace.Query{Route: "/api/v1/payments"}},
-		{"since_1min", trace.Query{Since: t0.Add(200*time.Second - time.Minute), Limit: 10_000}},
+		{"since_1min", trace.Query{Since: epoch.Add(200*time.Second - time.Minute), Limit: 10_000}},
 		// Nothing matches: every span is looked at.
 		{"no_match_full_scan", trace.Query{Service: "nope"}},
 		{"min_duration_no_match", trace.Query{MinDuration: time.Hour}},
@@ -126,8 +126,8 @@ func TestTracesQueryFullStoreFast(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("timing check; run without -race and -short")
 	}
-	st := open(t, "", trace.StoreOptions{})
-	fill(t, st, 20_000)
+	st := openStore(t, "", trace.StoreOptions{})
+	fillShop(t, st, 20_000)
 	for _, q := range []trace.Query{{}, {Service: "nope"}, {Errors: true, Limit: 10_000}} {
 		start := time.Now()
 		st.Traces(q)

@@ -303,6 +303,7 @@ type recordReader struct {
 	dict  []string
 	pairs []Header
 	err   error
+	span  Span // reused for every record
 }
 
 func (r *recordReader) bad() {
@@ -396,9 +397,11 @@ func (r *recordReader) count() int {
 	return int(n)
 }
 
-// span decodes the body of a span record (after the kind byte).
-func (r *recordReader) span() (*Span, error) {
-	s := &Span{}
+// decodeSpan decodes the body of a span record (after the kind byte). The
+// Span it returns, and its slices, are reused by the next call.
+func (r *recordReader) decodeSpan() (*Span, error) {
+	s := &r.span
+	*s = Span{Faults: s.Faults[:0], ReqHeaders: s.ReqHeaders[:0], RespHeaders: s.RespHeaders[:0]}
 	ids := r.bytes(16 + 8 + 8 + 1)
 	if r.err != nil {
 		return nil, r.err
@@ -421,21 +424,14 @@ func (r *recordReader) span() (*Span, error) {
 	s.Route = r.str()
 	s.RequestID = r.str()
 	s.Error = r.str()
-	if n := r.count(); n > 0 {
-		s.Faults = make([]string, n)
-		for i := range s.Faults {
-			s.Faults[i] = r.str()
-		}
+	for n := r.count(); n > 0; n-- {
+		s.Faults = append(s.Faults, r.str())
 	}
-	for _, hs := range []*[]Header{&s.ReqHeaders, &s.RespHeaders} {
-		n := r.count()
-		if n == 0 {
-			continue
-		}
-		*hs = make([]Header, n)
-		for i := range *hs {
-			(*hs)[i] = r.header()
-		}
+	for n := r.count(); n > 0; n-- {
+		s.ReqHeaders = append(s.ReqHeaders, r.header())
+	}
+	for n := r.count(); n > 0; n-- {
+		s.RespHeaders = append(s.RespHeaders, r.header())
 	}
 	s.ReqBody = r.str()
 	s.RespBody = r.str()
@@ -446,7 +442,7 @@ func (r *recordReader) span() (*Span, error) {
 }
 
 // readSegment calls onSpan and onMark for each record of the segment in
-// order. It returns the length of the valid prefix and whether the file
+// order. onSpan must not keep the Span: the next record reuses it. It returns the length of the valid prefix and whether the file
 // ended with a torn or corrupt record. A file too short for the magic is
 // treated as empty; one with another magic is an error.
 func readSegment(path string, onSpan func(*Span), onMark func(traceKey)) (valid int64, torn bool, err error) {
@@ -478,7 +474,7 @@ func readSegment(path string, onSpan func(*Span), onMark func(traceKey)) (valid 
 		r.b = payload[1:]
 		switch payload[0] {
 		case recSpan:
-			s, err := r.span()
+			s, err := r.decodeSpan()
 			if err != nil {
 				return int64(off), true, nil
 			}

@@ -95,6 +95,11 @@ type StoreOptions struct {
 	// SegmentBytes starts a new log segment once the active one reaches
 	// this size. Default 16 MiB.
 	SegmentBytes int64
+	// ReadOnly loads the log without changing the directory: no new
+	// segment, no truncation of a torn record, no deletion. Spans recorded
+	// afterwards are kept in memory only. For reading traces while devstack
+	// is not running (the CLI); the directory must exist.
+	ReadOnly bool
 }
 
 // StoreStats are counters for the control API and tests.
@@ -164,8 +169,10 @@ func Open(dir string, opts StoreOptions) (*Store, error) {
 		intern: newInterner(),
 	}
 	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating span store directory: %w", err)
+		if !opts.ReadOnly {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("creating span store directory: %w", err)
+			}
 		}
 		if err := st.load(dir); err != nil {
 			return nil, err
@@ -176,8 +183,9 @@ func Open(dir string, opts StoreOptions) (*Store, error) {
 }
 
 // load replays the segments in dir, deletes those without live spans and
-// starts a new active segment.
+// starts a new active segment (unless ReadOnly).
 func (st *Store) load(dir string) error {
+	ro := st.opts.ReadOnly
 	seqs, err := listSegments(dir)
 	if err != nil {
 		return err
@@ -201,11 +209,20 @@ func (st *Store) load(dir string) error {
 		if torn {
 			st.log.Warn("span store: dropping a torn record at the end of a segment (devstack stopped mid-write)",
 				"file", path, "offset", valid)
+			if ro {
+				continue
+			}
 			if err := os.Truncate(path, valid); err != nil {
 				return fmt.Errorf("truncating torn span log segment: %w", err)
 			}
 		}
 		keep = append(keep, seq)
+	}
+	st.idx.takeEmptied()
+	st.idx.evicted = 0
+	st.late.Store(0)
+	if ro {
+		return nil
 	}
 	st.w = &segmentWriter{dir: dir, maxRecs: st.opts.SegmentSpans, maxBytes: st.opts.SegmentBytes}
 	for _, seq := range keep {
@@ -215,9 +232,6 @@ func (st *Store) load(dir string) error {
 			}
 		}
 	}
-	st.idx.takeEmptied()
-	st.idx.evicted = 0
-	st.late.Store(0)
 	return st.w.create(last+1, st.idx.mark, st.idx.hasMark)
 }
 

@@ -17,7 +17,7 @@ func bytesPerSpan(tb testing.TB, dir string, n int) float64 {
 	r := rand.New(rand.NewPCG(11, 12))
 	var spans []*trace.Span
 	for i := range n / 5 {
-		spans = append(spans, typicalTrace(r, t0.Add(time.Duration(i)*time.Millisecond))...)
+		spans = append(spans, typicalTrace(r, epoch.Add(time.Duration(i)*time.Millisecond))...)
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -27,7 +27,7 @@ func bytesPerSpan(tb testing.TB, dir string, n int) float64 {
 		tb.Fatal(err)
 	}
 	defer st.Close()
-	record(st, spans...)
+	recordFlush(st, spans...)
 	// The recorded spans stay alive, so the growth is what the store keeps
 	// of its own (it copies everything it keeps).
 	runtime.GC()
@@ -63,9 +63,9 @@ func TestStoreMemoryPerSpan(t *testing.T) {
 // BenchmarkRecord is the proxy's cost per hop. The store drops what its
 // goroutine can't keep up with; the cost of Record is the same either way.
 func BenchmarkRecord(b *testing.B) {
-	st := open(b, b.TempDir(), trace.StoreOptions{})
+	st := openStore(b, b.TempDir(), trace.StoreOptions{})
 	r := rand.New(rand.NewPCG(13, 14))
-	spans := typicalTrace(r, t0)
+	spans := typicalTrace(r, epoch)
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
@@ -89,7 +89,7 @@ func BenchmarkStoreIngest(b *testing.B) {
 	r := rand.New(rand.NewPCG(15, 16))
 	var spans []*trace.Span
 	for i := range 20_000 {
-		spans = append(spans, typicalTrace(r, t0.Add(time.Duration(i)*time.Millisecond))...)
+		spans = append(spans, typicalTrace(r, epoch.Add(time.Duration(i)*time.Millisecond))...)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -97,7 +97,7 @@ func BenchmarkStoreIngest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		record(st, spans...)
+		recordFlush(st, spans...)
 		st.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
@@ -110,7 +110,7 @@ func BenchmarkOpen(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fill(b, st, 20_000)
+	fillShop(b, st, 20_000)
 	st.Close()
 	for b.Loop() {
 		st, err := trace.Open(dir, trace.StoreOptions{})

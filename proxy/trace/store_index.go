@@ -33,8 +33,8 @@ type storedSpan struct {
 
 // spanExtra holds the fields a typical hop leaves empty.
 type spanExtra struct {
-	err                string
-	faults             []string
+	err               string
+	faults            []string
 	reqBody, respBody string
 }
 

@@ -17,9 +17,9 @@ import (
 	"github.com/devstack/devstack/proxy/trace"
 )
 
-var t0 = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
+var epoch = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
 
-func tid(n int) trace.TraceID {
+func traceN(n int) trace.TraceID {
 	var id trace.TraceID
 	id[0] = 0xab
 	id[15] = byte(n)
@@ -28,7 +28,7 @@ func tid(n int) trace.TraceID {
 	return id
 }
 
-func sid(n int) trace.SpanID {
+func spanN(n int) trace.SpanID {
 	var id trace.SpanID
 	id[0] = 0xcd
 	id[7] = byte(n)
@@ -38,11 +38,11 @@ func sid(n int) trace.SpanID {
 }
 
 // hop builds a span of trace t with span id s and parent p (0 = root),
-// starting at ms milliseconds after t0 and lasting dur milliseconds.
+// starting at ms milliseconds after epoch and lasting dur milliseconds.
 func hop(t, s, p int, caller, callee string, ms, dur int) *trace.Span {
 	sp := &trace.Span{
-		TraceID:    tid(t),
-		SpanID:     sid(s),
+		TraceID:    traceN(t),
+		SpanID:     spanN(s),
 		Caller:     caller,
 		Callee:     callee,
 		Protocol:   "http",
@@ -50,11 +50,11 @@ func hop(t, s, p int, caller, callee string, ms, dur int) *trace.Span {
 		Route:      "/" + callee,
 		Status:     200,
 		GRPCStatus: -1,
-		Start:      t0.Add(time.Duration(ms) * time.Millisecond),
+		Start:      epoch.Add(time.Duration(ms) * time.Millisecond),
 		Duration:   time.Duration(dur) * time.Millisecond,
 	}
 	if p != 0 {
-		sp.ParentID = sid(p)
+		sp.ParentID = spanN(p)
 	}
 	return sp
 }
@@ -107,7 +107,7 @@ func typicalTrace(r *rand.Rand, start time.Time) []*trace.Span {
 	return spans
 }
 
-func open(t testing.TB, dir string, opts trace.StoreOptions) *trace.Store {
+func openStore(t testing.TB, dir string, opts trace.StoreOptions) *trace.Store {
 	t.Helper()
 	st, err := trace.Open(dir, opts)
 	if err != nil {
@@ -118,7 +118,7 @@ func open(t testing.TB, dir string, opts trace.StoreOptions) *trace.Store {
 }
 
 // record records spans, flushing often enough that the buffer never fills.
-func record(st *trace.Store, spans ...*trace.Span) {
+func recordFlush(st *trace.Store, spans ...*trace.Span) {
 	for i, s := range spans {
 		st.Record(s)
 		if i%1024 == 1023 {
@@ -130,13 +130,13 @@ func record(st *trace.Store, spans ...*trace.Span) {
 
 // canon is s as the store gives it back: the wall clock in nanoseconds, no
 // monotonic reading, local time.
-func canon(s *trace.Span) *trace.Span {
+func asStored(s *trace.Span) *trace.Span {
 	c := *s
 	c.Start = time.Unix(0, s.Start.UnixNano())
 	return &c
 }
 
-func ids(spans []*trace.Span) []string {
+func spanSuffixes(spans []*trace.Span) []string {
 	var out []string
 	for _, s := range spans {
 		out = append(out, s.SpanID.String()[12:])
@@ -158,7 +158,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			if dir != "" {
 				dir = filepath.Join(t.TempDir(), dir)
 			}
-			st := open(t, dir, trace.StoreOptions{})
+			st := openStore(t, dir, trace.StoreOptions{})
 			r := rand.New(rand.NewPCG(1, 2))
 			want := typicalTrace(r, time.Now())
 			want[2].Error = "connection refused"
@@ -167,13 +167,13 @@ func TestStoreRoundTrip(t *testing.T) {
 			want[4].Inferred = true
 			want[4].RespHeaders = nil
 			// Spans reach the store when they end: the innermost first.
-			record(st, slicesBackward(want)...)
+			recordFlush(st, slicesBackward(want)...)
 			got := st.Trace(want[0].TraceID)
 			if len(got) != len(want) {
 				t.Fatalf("Trace: got %d spans, want %d", len(got), len(want))
 			}
 			for i := range want {
-				if w := canon(want[i]); !reflect.DeepEqual(got[i], w) {
+				if w := asStored(want[i]); !reflect.DeepEqual(got[i], w) {
 					t.Errorf("span %d:\n got %+v\nwant %+v", i, got[i], w)
 				}
 			}
@@ -183,7 +183,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			if again := st.Trace(want[0].TraceID); again[0].Callee != "gateway" || again[0].ReqHeaders[0].Value == "changed" {
 				t.Error("Trace returned shared spans")
 			}
-			if st.Trace(tid(1)) != nil {
+			if st.Trace(traceN(1)) != nil {
 				t.Error("Trace of an unknown id: want nil")
 			}
 		})
@@ -197,9 +197,9 @@ func slicesBackward[T any](s []T) []T {
 }
 
 func TestStoreSummary(t *testing.T) {
-	st := open(t, "", trace.StoreOptions{})
+	st := openStore(t, "", trace.StoreOptions{})
 	// Trace 1: gateway → orders → payments, recorded innermost first.
-	record(st,
+	recordFlush(st,
 		hop(1, 3, 2, "orders", "payments", 20, 30),
 		hop(1, 2, 1, "gateway", "orders", 10, 60),
 	)
@@ -209,23 +209,23 @@ func TestStoreSummary(t *testing.T) {
 	}
 	root := hop(1, 1, 0, "", "gateway", 0, 100)
 	root.Method, root.Route, root.Status = "POST", "/checkout", 502
-	record(st, root)
+	recordFlush(st, root)
 	got := st.Traces(trace.Query{})
 	want := []trace.Summary{{
-		TraceID: tid(1), Root: "gateway", Route: "/checkout", Method: "POST",
-		Start: time.Unix(0, t0.UnixNano()), Duration: 100 * time.Millisecond,
+		TraceID: traceN(1), Root: "gateway", Route: "/checkout", Method: "POST",
+		Start: time.Unix(0, epoch.UnixNano()), Duration: 100 * time.Millisecond,
 		Spans: 3, Errors: 1, Status: 502,
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Traces:\n got %+v\nwant %+v", got, want)
 	}
-	if ids := ids(st.Trace(tid(1))); !slices.Equal(ids, []string{"0001", "0002", "0003"}) {
+	if ids := spanSuffixes(st.Trace(traceN(1))); !slices.Equal(ids, []string{"0001", "0002", "0003"}) {
 		t.Errorf("Trace order = %v, want by start", ids)
 	}
 }
 
 func TestStoreRootOfLargeTrace(t *testing.T) {
-	st := open(t, "", trace.StoreOptions{})
+	st := openStore(t, "", trace.StoreOptions{})
 	// 100 children first (past the size where the trace keeps an id set),
 	// then their parent, then the real root.
 	var spans []*trace.Span
@@ -233,14 +233,14 @@ func TestStoreRootOfLargeTrace(t *testing.T) {
 		spans = append(spans, hop(1, 10+i, 2, "orders", "postgres", 5+i, 1))
 	}
 	spans = append(spans, hop(1, 2, 1, "gateway", "orders", 2, 200), hop(1, 1, 0, "", "gateway", 0, 210))
-	record(st, spans...)
+	recordFlush(st, spans...)
 	if got := st.Traces(trace.Query{}); len(got) != 1 || got[0].Root != "gateway" || got[0].Spans != 102 {
 		t.Errorf("Traces = %+v, want root gateway with 102 spans", got)
 	}
 }
 
 func TestStoreEvictsWholeOldestTraces(t *testing.T) {
-	st := open(t, "", trace.StoreOptions{MaxSpans: 10})
+	st := openStore(t, "", trace.StoreOptions{MaxSpans: 10})
 	chain := func(n int) []*trace.Span { // 3 spans starting at 100n ms, innermost first
 		return []*trace.Span{
 			hop(n, n*10+3, n*10+2, "orders", "payments", n*100+2, 5),
@@ -251,44 +251,44 @@ func TestStoreEvictsWholeOldestTraces(t *testing.T) {
 	// Trace 2 arrives after trace 3 but starts before it: eviction goes by
 	// start, not by arrival.
 	for _, n := range []int{1, 3, 2, 4, 5} {
-		record(st, chain(n)...)
+		recordFlush(st, chain(n)...)
 	}
 	stats := st.Stats()
 	if stats.Spans > 10 || stats.Spans != 3*stats.Traces || stats.Evicted != 2 {
 		t.Errorf("stats = %+v, want at most 10 spans in whole traces, 2 evicted", stats)
 	}
 	got := summaryIDs(st.Traces(trace.Query{}))
-	if want := []trace.TraceID{tid(5), tid(4), tid(3)}; !slices.Equal(got, want) {
+	if want := []trace.TraceID{traceN(5), traceN(4), traceN(3)}; !slices.Equal(got, want) {
 		t.Errorf("traces after eviction = %v, want %v", got, want)
 	}
 	// A straggler of an evicted trace is discarded, not resurrected.
-	record(st, hop(1, 19, 11, "gateway", "audit", 150, 1))
-	if st.Trace(tid(1)) != nil || st.Stats().Late != 1 {
+	recordFlush(st, hop(1, 19, 11, "gateway", "audit", 150, 1))
+	if st.Trace(traceN(1)) != nil || st.Stats().Late != 1 {
 		t.Errorf("late span of an evicted trace: stats %+v", st.Stats())
 	}
 }
 
 func TestStoreLateRootBehindWatermark(t *testing.T) {
-	st := open(t, "", trace.StoreOptions{MaxSpans: 3})
-	record(st,
+	st := openStore(t, "", trace.StoreOptions{MaxSpans: 3})
+	recordFlush(st,
 		hop(1, 11, 10, "gateway", "orders", 100, 10),
 		hop(2, 21, 20, "gateway", "orders", 200, 10), // trace 2's root (at 50ms) comes later
 		hop(3, 31, 0, "", "gateway", 300, 10),
 		hop(4, 41, 0, "", "gateway", 400, 10), // evicts trace 1: the watermark is at 100ms
 	)
-	if st.Trace(tid(1)) == nil && st.Trace(tid(2)) == nil {
+	if st.Trace(traceN(1)) == nil && st.Trace(traceN(2)) == nil {
 		t.Fatal("only trace 1 should be evicted")
 	}
 	// Trace 2's root moves its start behind the watermark: the store had
 	// evicted everything that old, so trace 2 goes too (and a replay of the
 	// log agrees).
-	record(st, hop(2, 20, 0, "", "gateway", 50, 200))
-	if st.Trace(tid(2)) != nil {
+	recordFlush(st, hop(2, 20, 0, "", "gateway", 50, 200))
+	if st.Trace(traceN(2)) != nil {
 		t.Error("trace 2 should be evicted once it starts behind the watermark")
 	}
 	// The root of the evicted trace 1 is discarded.
-	record(st, hop(1, 10, 0, "", "gateway", 90, 30))
-	if st.Trace(tid(1)) != nil || st.Stats().Late != 1 {
+	recordFlush(st, hop(1, 10, 0, "", "gateway", 90, 30))
+	if st.Trace(traceN(1)) != nil || st.Stats().Late != 1 {
 		t.Errorf("a late root resurrected an evicted trace: %+v", st.Stats())
 	}
 }
@@ -302,31 +302,31 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	}
 	var all []*trace.Span
 	for i := range 20 {
-		all = append(all, typicalTrace(r, t0.Add(time.Duration(i)*time.Second))...)
+		all = append(all, typicalTrace(r, epoch.Add(time.Duration(i)*time.Second))...)
 	}
-	record(st, all...)
+	recordFlush(st, all...)
 	wantSums := st.Traces(trace.Query{})
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 
-	st2 := open(t, dir, trace.StoreOptions{SegmentSpans: 7})
+	st2 := openStore(t, dir, trace.StoreOptions{SegmentSpans: 7})
 	if got := st2.Traces(trace.Query{}); !reflect.DeepEqual(got, wantSums) {
 		t.Fatalf("after restart:\n got %+v\nwant %+v", got, wantSums)
 	}
 	for _, s := range all[:5] {
 		got := st2.Trace(s.TraceID)
 		i := slices.IndexFunc(got, func(g *trace.Span) bool { return g.SpanID == s.SpanID })
-		if i < 0 || !reflect.DeepEqual(got[i], canon(s)) {
-			t.Errorf("span %s after restart:\n got %+v\nwant %+v", s.SpanID, got[i], canon(s))
+		if i < 0 || !reflect.DeepEqual(got[i], asStored(s)) {
+			t.Errorf("span %s after restart:\n got %+v\nwant %+v", s.SpanID, got[i], asStored(s))
 		}
 	}
 	// The restarted store appends to a new segment; a second restart still
 	// sees everything.
-	more := typicalTrace(r, t0.Add(time.Hour))
-	record(st2, more...)
+	more := typicalTrace(r, epoch.Add(time.Hour))
+	recordFlush(st2, more...)
 	st2.Close()
-	st3 := open(t, dir, trace.StoreOptions{})
+	st3 := openStore(t, dir, trace.StoreOptions{})
 	if n := st3.Stats().Spans; n != len(all)+len(more) {
 		t.Errorf("after the second restart: %d spans, want %d", n, len(all)+len(more))
 	}
@@ -339,17 +339,17 @@ func TestStoreReopenAppliesMaxSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n := 1; n <= 10; n++ {
-		record(st, hop(n, n*10+1, n*10, "gateway", "orders", n*100+1, 5), hop(n, n*10, 0, "", "gateway", n*100, 10))
+		recordFlush(st, hop(n, n*10+1, n*10, "gateway", "orders", n*100+1, 5), hop(n, n*10, 0, "", "gateway", n*100, 10))
 	}
 	st.Close()
-	st2 := open(t, dir, trace.StoreOptions{MaxSpans: 7})
+	st2 := openStore(t, dir, trace.StoreOptions{MaxSpans: 7})
 	got := summaryIDs(st2.Traces(trace.Query{}))
-	if want := []trace.TraceID{tid(10), tid(9), tid(8)}; !slices.Equal(got, want) {
+	if want := []trace.TraceID{traceN(10), traceN(9), traceN(8)}; !slices.Equal(got, want) {
 		t.Errorf("reopened with MaxSpans 7: traces %v, want %v", got, want)
 	}
 }
 
-func segments(t *testing.T, dir string) []string {
+func segmentFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "spans-*.log"))
 	if err != nil {
@@ -374,13 +374,13 @@ func TestStoreEvictionDeletesSegmentsAndReplays(t *testing.T) {
 		child := hop(n, n*10+2, n*10+1, "gateway", "orders", n*100+1, 5+r.IntN(50))
 		root := hop(n, n*10+1, 0, "", "gateway", n*100, 60)
 		if n%7 == 0 { // a root that arrives some traces later
-			record(st, child)
+			recordFlush(st, child)
 			late = append(late, root)
 			continue
 		}
-		record(st, child, root)
+		recordFlush(st, child, root)
 		if len(late) > 0 && n%5 == 0 {
-			record(st, late[0])
+			recordFlush(st, late[0])
 			late = late[1:]
 		}
 	}
@@ -389,12 +389,12 @@ func TestStoreEvictionDeletesSegmentsAndReplays(t *testing.T) {
 	if wantStats.Spans > 40 {
 		t.Fatalf("holding %d spans, MaxSpans is 40", wantStats.Spans)
 	}
-	if n := len(segments(t, dir)); n > 8 {
+	if n := len(segmentFiles(t, dir)); n > 8 {
 		t.Errorf("%d segment files for at most 40 live spans in segments of 10", n)
 	}
 	st.Close()
 
-	st2 := open(t, dir, opts)
+	st2 := openStore(t, dir, opts)
 	if got := st2.Traces(trace.Query{Limit: 1000}); !reflect.DeepEqual(got, wantSums) {
 		t.Errorf("replayed state differs:\n got %v\nwant %v", summaryIDs(got), summaryIDs(wantSums))
 	}
@@ -417,9 +417,9 @@ func TestStoreTornRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			record(st, hop(1, 1, 0, "", "gateway", 0, 10), hop(2, 2, 0, "", "gateway", 10, 10), hop(3, 3, 0, "", "gateway", 20, 10))
+			recordFlush(st, hop(1, 1, 0, "", "gateway", 0, 10), hop(2, 2, 0, "", "gateway", 10, 10), hop(3, 3, 0, "", "gateway", 20, 10))
 			st.Close()
-			segs := segments(t, dir)
+			segs := segmentFiles(t, dir)
 			last := segs[len(segs)-1]
 			data, err := os.ReadFile(last)
 			if err != nil {
@@ -431,7 +431,7 @@ func TestStoreTornRecord(t *testing.T) {
 
 			var logBuf bytes.Buffer
 			logger := slog.New(slog.NewTextHandler(&logBuf, nil))
-			st2 := open(t, dir, trace.StoreOptions{Logger: logger})
+			st2 := openStore(t, dir, trace.StoreOptions{Logger: logger})
 			if n := st2.Stats().Spans; n != tc.want {
 				t.Errorf("reopened with %d spans, want %d", n, tc.want)
 			}
@@ -439,9 +439,9 @@ func TestStoreTornRecord(t *testing.T) {
 				t.Errorf("no warning logged; log: %q", logBuf.String())
 			}
 			// New spans go to a new segment and survive the next restart.
-			record(st2, hop(4, 4, 0, "", "gateway", 30, 10))
+			recordFlush(st2, hop(4, 4, 0, "", "gateway", 30, 10))
 			st2.Close()
-			st3 := open(t, dir, trace.StoreOptions{})
+			st3 := openStore(t, dir, trace.StoreOptions{})
 			if n := st3.Stats().Spans; n != tc.want+1 {
 				t.Errorf("second reopen: %d spans, want %d", n, tc.want+1)
 			}
@@ -454,8 +454,8 @@ func TestStoreSkipsForeignFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "spans-00000001.log"), []byte("hello, not a span log"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st := open(t, dir, trace.StoreOptions{})
-	record(st, hop(1, 1, 0, "", "gateway", 0, 10))
+	st := openStore(t, dir, trace.StoreOptions{})
+	recordFlush(st, hop(1, 1, 0, "", "gateway", 0, 10))
 	if st.Stats().Spans != 1 {
 		t.Error("store unusable next to a foreign file")
 	}
@@ -466,10 +466,10 @@ func TestStoreSkipsForeignFile(t *testing.T) {
 
 func TestStoreFlushWritesFile(t *testing.T) {
 	dir := t.TempDir()
-	st := open(t, dir, trace.StoreOptions{})
-	record(st, hop(1, 1, 0, "", "gateway", 0, 10))
+	st := openStore(t, dir, trace.StoreOptions{})
+	recordFlush(st, hop(1, 1, 0, "", "gateway", 0, 10))
 	// Without Close, the record is in the file after Flush.
-	st2 := open(t, dir, trace.StoreOptions{})
+	st2 := openStore(t, dir, trace.StoreOptions{})
 	if st2.Stats().Spans != 1 {
 		t.Error("Flush did not write the span to the log")
 	}
@@ -483,7 +483,7 @@ func TestStoreSubscribe(t *testing.T) {
 	ch, cancel := st.Subscribe()
 	ch2, _ := st.Subscribe()
 	s := hop(1, 1, 0, "", "gateway", 0, 10)
-	record(st, s)
+	recordFlush(st, s)
 	if got := <-ch; got.SpanID != s.SpanID {
 		t.Errorf("subscriber got %v", got.SpanID)
 	}
@@ -494,7 +494,7 @@ func TestStoreSubscribe(t *testing.T) {
 	}
 	// A subscriber that never reads misses spans; the store does not block.
 	for i := range 300 {
-		record(st, hop(2, 100+i, 0, "", "gateway", i, 1))
+		recordFlush(st, hop(2, 100+i, 0, "", "gateway", i, 1))
 	}
 	if st.Stats().SubscriberDrops == 0 {
 		t.Error("a full subscriber channel should count drops")
@@ -536,13 +536,13 @@ func TestStoreClose(t *testing.T) {
 }
 
 func TestStoreConcurrent(t *testing.T) {
-	st := open(t, t.TempDir(), trace.StoreOptions{MaxSpans: 500, SegmentSpans: 100})
+	st := openStore(t, t.TempDir(), trace.StoreOptions{MaxSpans: 500, SegmentSpans: 100})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(g), 9))
 			for i := range 200 {
-				for _, s := range typicalTrace(r, t0.Add(time.Duration(i)*time.Millisecond)) {
+				for _, s := range typicalTrace(r, epoch.Add(time.Duration(i)*time.Millisecond)) {
 					st.Record(s)
 				}
 			}
@@ -559,5 +559,48 @@ func TestStoreConcurrent(t *testing.T) {
 	st.Flush()
 	if stats := st.Stats(); stats.Spans == 0 || stats.Spans > 500 {
 		t.Errorf("stats = %+v, want 1..500 spans", stats)
+	}
+}
+
+func TestStoreReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	st, err := trace.Open(dir, trace.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordFlush(st, hop(1, 1, 0, "", "gateway", 0, 10), hop(2, 2, 0, "", "gateway", 10, 10))
+	st.Close()
+	// A torn tail stays as it is: a read-only store changes nothing.
+	segs := segmentFiles(t, dir)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{9, 0, 0})
+	f.Close()
+	snapshot := func() map[string]string {
+		m := map[string]string{}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			m[e.Name()] = string(b)
+		}
+		return m
+	}
+	before := snapshot()
+
+	ro := openStore(t, dir, trace.StoreOptions{ReadOnly: true, MaxSpans: 1})
+	if got := summaryIDs(ro.Traces(trace.Query{})); !slices.Equal(got, []trace.TraceID{traceN(2)}) {
+		t.Errorf("read-only store lists %v, want the newest trace (MaxSpans 1)", got)
+	}
+	recordFlush(ro, hop(3, 3, 0, "", "gateway", 20, 10))
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(); !reflect.DeepEqual(after, before) {
+		t.Error("a read-only store changed its directory")
+	}
+	if _, err := trace.Open(filepath.Join(dir, "missing"), trace.StoreOptions{ReadOnly: true}); err == nil {
+		t.Error("read-only Open of a missing directory: want an error")
 	}
 }

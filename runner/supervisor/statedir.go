@@ -39,6 +39,7 @@ func (p Paths) Token() string   { return filepath.Join(p.Dir, "token") }
 func (p Paths) Lock() string    { return filepath.Join(p.Dir, "lock") }
 func (p Paths) State() string   { return filepath.Join(p.Dir, "state.json") }
 func (p Paths) Logs() string    { return filepath.Join(p.Dir, "logs") }
+func (p Paths) Spans() string   { return filepath.Join(p.Dir, "spans") }
 func (p Paths) SupLog() string  { return filepath.Join(p.Dir, "supervisor.log") }
 func (p Paths) Project() string { return filepath.Join(p.Dir, "project.json") }
 

@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/proxy"
+	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/logstore"
 	"github.com/devstack/devstack/runner/proc"
@@ -32,7 +35,10 @@ type Options struct {
 	BackendFor func(*project.Service) (runner.Backend, error)
 	// Events receives progress messages (the terminal, in the foreground).
 	Events func(runner.Event)
-	Logger *slog.Logger
+	// Cleaners remove project-wide backend objects (Docker networks) at
+	// shutdown, after every service stopped.
+	Cleaners []runner.Cleaner
+	Logger   *slog.Logger
 }
 
 // Supervisor owns one project's running stack.
@@ -45,6 +51,8 @@ type Supervisor struct {
 	logs  *logstore.Store
 	run   *runner.Runner
 	srv   *http.Server
+	spans *trace.Store
+	proxy *proxy.Server
 
 	evMu   sync.Mutex
 	evSubs map[chan runner.Event]struct{}
@@ -52,10 +60,11 @@ type Supervisor struct {
 	upDone chan struct{}
 	upErr  error
 
-	downOnce  sync.Once
-	downReq   chan struct{} // closed when the API asked for down
-	recordMu  sync.Mutex
-	stateFile string
+	downOnce      sync.Once
+	removeVolumes bool
+	downReq       chan struct{} // closed when the API asked for down
+	recordMu      sync.Mutex
+	stateFile     string
 }
 
 // Start takes the project's lock, cleans up orphans of an earlier run,
@@ -97,6 +106,15 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if s.logs, err = logstore.Open(paths.Logs(), logstore.Options{}); err != nil {
 		return nil, fmt.Errorf("opening logs: %w", err)
 	}
+	private, routes, err := plan(p, func(svc *project.Service) string {
+		if b, err := opts.BackendFor(svc); err == nil {
+			return b.Name()
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, err
+	}
 	s.run, err = runner.New(p, runner.Options{
 		BackendFor: opts.BackendFor,
 		Logs:       logSink{s.logs},
@@ -104,8 +122,40 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		OnChange:   s.persist,
 		RunID:      s.runID,
 		Logger:     opts.Logger,
+		ListenPort: func(service string, port project.Port) uint16 {
+			if pp, ok := private[portKey{service, port.Target}]; ok {
+				return pp
+			}
+			if port.Published != 0 {
+				return port.Published
+			}
+			return port.Target
+		},
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Every port, proxied or not, is checked before anything binds or
+	// starts, so one error lists every conflict.
+	if err := errors.Join(s.run.CheckPorts(nil), checkRoutes(routes)); err != nil {
+		return nil, err
+	}
+	if s.spans, err = trace.Open(paths.Spans(), trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans, Logger: opts.Logger}); err != nil {
+		return nil, fmt.Errorf("opening the span store: %w", err)
+	}
+	popts, err := traceOptions(p, s.spans)
+	if err != nil {
+		return nil, err
+	}
+	popts.Callers = callers{r: func() *runner.Runner { return s.run }}
+	popts.Logger = opts.Logger
+	popts.OnBrokenPropagation = func(service string) {
+		msg := service + " does not propagate trace context: its outbound calls carry none of the context it received; devstack links them to its in-flight request (marked inferred)"
+		fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
+		s.emit(runner.Event{Msg: msg})
+	}
+	s.proxy = proxy.New(popts)
+	if err := s.proxy.SetRoutes(routes); err != nil {
 		return nil, err
 	}
 	if err := writeFileAtomic(paths.Token(), []byte(s.token+"\n"), 0o600); err != nil {
@@ -137,13 +187,24 @@ func (s *Supervisor) Up(ctx context.Context, names []string) error {
 	return err
 }
 
+// down stops every service, then removes the backends' project objects.
+// It is idempotent: Shutdown after an API down finds nothing left.
+func (s *Supervisor) down(ctx context.Context, volumes bool) error {
+	s.removeVolumes = s.removeVolumes || volumes
+	errs := []error{s.run.Down(ctx)}
+	for _, c := range s.opts.Cleaners {
+		errs = append(errs, c.Down(context.WithoutCancel(ctx), s.opts.Project.Name, s.removeVolumes))
+	}
+	return errors.Join(errs...)
+}
+
 // DownRequested is closed when a client asked for down.
 func (s *Supervisor) DownRequested() <-chan struct{} { return s.downReq }
 
 // Shutdown stops every service (killing at once when ctx ends), stops the
 // API and releases the state directory.
 func (s *Supervisor) Shutdown(ctx context.Context) error {
-	err := s.run.Down(ctx)
+	err := s.down(ctx, s.removeVolumes)
 	s.srv.Close()
 	s.logs.Close()
 	s.release()
@@ -153,6 +214,13 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 func (s *Supervisor) release() {
 	if s.srv != nil {
 		s.srv.Close()
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.spans != nil {
+		s.spans.Close()
+		s.spans = nil
 	}
 	os.Remove(s.paths.Socket())
 	os.Remove(s.paths.Token())
@@ -174,7 +242,8 @@ func (s *Supervisor) serve() error {
 		return err
 	}
 	api := &control.Server{
-		Stack:     s.run,
+		Stack:     stack{s},
+		Traces:    s.spans,
 		LogDir:    s.paths.Logs(),
 		Subscribe: s.logs.Subscribe,
 		Events:    s.subscribe,
@@ -187,8 +256,8 @@ func (s *Supervisor) serve() error {
 				return ctx.Err()
 			}
 		},
-		Down: func(ctx context.Context) error {
-			err := s.run.Down(ctx)
+		Down: func(ctx context.Context, volumes bool) error {
+			err := s.down(ctx, volumes)
 			s.downOnce.Do(func() { close(s.downReq) })
 			return err
 		},
@@ -254,6 +323,27 @@ func (s *Supervisor) persist() {
 	if err := writeFileAtomic(s.paths.State(), b, 0o600); err != nil {
 		s.opts.Logger.Error("recording state", "err", err)
 	}
+}
+
+// stack adds the proxy's findings to the runner's statuses.
+type stack struct{ s *Supervisor }
+
+func (st stack) Status() []runner.ServiceStatus {
+	out := st.s.run.Status()
+	broken := st.s.proxy.Broken()
+	for i := range out {
+		if slices.Contains(broken, out[i].Name) {
+			out[i].Warnings = append(out[i].Warnings, out[i].Name+" does not propagate trace context")
+		}
+	}
+	return out
+}
+
+func (st stack) Up(ctx context.Context, names []string) error    { return st.s.run.Up(ctx, names) }
+func (st stack) Start(ctx context.Context, names []string) error { return st.s.run.Start(ctx, names) }
+func (st stack) Stop(ctx context.Context, names []string) error  { return st.s.run.Stop(ctx, names) }
+func (st stack) Restart(ctx context.Context, names []string) error {
+	return st.s.run.Restart(ctx, names)
 }
 
 // tryLock takes the project's lock without waiting.

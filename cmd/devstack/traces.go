@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/runner/supervisor"
+)
+
+// traceSource reads traces from the running supervisor, or straight from
+// the span files when the stack is down.
+type traceSource interface {
+	Traces(ctx context.Context, q trace.Query) ([]trace.Summary, error)
+	Trace(ctx context.Context, id trace.TraceID) ([]*trace.Span, error)
+	Close()
+}
+
+type storeSource struct{ st *trace.Store }
+
+func (s storeSource) Traces(_ context.Context, q trace.Query) ([]trace.Summary, error) {
+	return s.st.Traces(q), nil
+}
+
+func (s storeSource) Trace(_ context.Context, id trace.TraceID) ([]*trace.Span, error) {
+	spans := s.st.Trace(id)
+	if spans == nil {
+		return nil, fmt.Errorf("no trace %s; `devstack traces` lists the recorded ones", id)
+	}
+	return spans, nil
+}
+
+func (s storeSource) Close() { s.st.Close() }
+
+type clientSource struct{ c *control.Client }
+
+func (s clientSource) Traces(ctx context.Context, q trace.Query) ([]trace.Summary, error) {
+	return s.c.Traces(ctx, q)
+}
+
+func (s clientSource) Trace(ctx context.Context, id trace.TraceID) ([]*trace.Span, error) {
+	return s.c.Trace(ctx, id)
+}
+
+func (clientSource) Close() {}
+
+func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.Project, error) {
+	p, err := g.load(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, dir, err := g.client(ctx, p)
+	if err == nil {
+		return clientSource{c}, p, nil
+	}
+	if !errors.Is(err, control.ErrNotRunning) {
+		return nil, nil, err
+	}
+	spans := supervisor.Paths{Dir: dir}.Spans()
+	if _, err := os.Stat(spans); err != nil {
+		return nil, nil, fmt.Errorf("no traces recorded for %s yet; run `devstack up` and send it a request", p.Name)
+	}
+	st, err := trace.Open(spans, trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans})
+	if err != nil {
+		return nil, nil, err
+	}
+	return storeSource{st}, p, nil
+}
+
+type tracesOptions struct {
+	service     string
+	status      int
+	errors      bool
+	minDuration time.Duration
+	since       string
+	route       string
+	limit       int
+	format      string
+}
+
+func newTracesCmd(g *globalOptions) *cobra.Command {
+	o := &tracesOptions{}
+	cmd := &cobra.Command{
+		Use:   "traces",
+		Short: "List recent traces: every request through the stack, hop by hop",
+		Long: `traces lists the most recent traces, newest first: the trace id, the root
+service and route, when it started, how long it took, how many hops it made
+and how many failed. Filters combine: a trace is listed when it matches all.
+
+Traces are kept in the project's state directory (100k spans by default,
+oldest whole traces evicted first), so they survive a restart of devstack
+and can be read after down.
+
+  devstack traces --errors                 traces with a failed hop
+  devstack traces --service payments --min-duration 200ms
+  devstack trace ID                        one trace as a waterfall
+  devstack traces export --format otlp-json > traces.json   for Jaeger & co.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := trace.Query{Service: o.service, Status: o.status, Errors: o.errors,
+				MinDuration: o.minDuration, Route: o.route, Limit: o.limit}
+			var err error
+			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
+				return err
+			}
+			if o.format != "table" && o.format != "json" {
+				return fmt.Errorf("--format %q: use table or json", o.format)
+			}
+			src, _, err := g.traceSource(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			list, err := src.Traces(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			if o.format == "json" {
+				return writeJSON(g.stdout, list)
+			}
+			return printTraces(g.stdout, list)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.service, "service", "", "only traces with a hop to or from this service")
+	f.IntVar(&o.status, "status", 0, "only traces with a hop answering this HTTP status")
+	f.BoolVar(&o.errors, "errors", false, "only traces with a failed hop (5xx, gRPC error, transport error)")
+	f.DurationVar(&o.minDuration, "min-duration", 0, "only traces that took at least this long, e.g. 200ms")
+	f.StringVar(&o.since, "since", "", "only traces since a time (RFC 3339) or a duration ago (e.g. 10m)")
+	f.StringVar(&o.route, "route", "", "only traces with a hop whose path starts with this")
+	f.IntVarP(&o.limit, "limit", "n", 50, "at most this many traces")
+	f.StringVar(&o.format, "format", "table", "output format: table or json")
+	cmd.AddCommand(newTracesExportCmd(g))
+	return cmd
+}
+
+func printTraces(w io.Writer, list []trace.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TRACE\tROOT\tROUTE\tSTARTED\tDURATION\tHOPS\tERRORS")
+	for _, s := range list {
+		route := strings.TrimSpace(s.Method + " " + s.Route)
+		if s.Status != 0 {
+			route += fmt.Sprintf(" → %d", s.Status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.TraceID, s.Root, route,
+			s.Start.Local().Format("15:04:05.000"), fmtDuration(s.Duration), s.Spans, s.Errors)
+	}
+	return tw.Flush()
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+type traceOptions struct {
+	format  string
+	width   int
+	noColor bool
+}
+
+func newTraceCmd(g *globalOptions) *cobra.Command {
+	o := &traceOptions{}
+	cmd := &cobra.Command{
+		Use:   "trace TRACE_ID",
+		Short: "Show one trace as a waterfall: every hop, nested, with timing bars",
+		Long: `trace draws one trace: a row per hop, nested under the hop that caused it,
+with a bar to scale showing when it ran. The critical path (the chain of hops
+that set the end-to-end time) is marked, failed hops and injected faults are
+highlighted, and links devstack had to infer (a service that dropped the
+trace context) are marked with ~.
+
+--format json prints the spans, headers included (credentials redacted).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, ok := trace.ParseTraceID(strings.ToLower(args[0]))
+			if !ok {
+				return fmt.Errorf("trace id %q: want 32 hex digits, as `devstack traces` prints them", args[0])
+			}
+			if o.format != "waterfall" && o.format != "json" {
+				return fmt.Errorf("--format %q: use waterfall or json", o.format)
+			}
+			src, _, err := g.traceSource(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			spans, err := src.Trace(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			if o.format == "json" {
+				return writeJSON(g.stdout, spans)
+			}
+			return trace.RenderWaterfall(g.stdout, spans, trace.WaterfallOptions{
+				Width: o.width, Color: !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(g.stdout),
+			})
+		},
+	}
+	cmd.Flags().StringVar(&o.format, "format", "waterfall", "output format: waterfall or json")
+	cmd.Flags().IntVar(&o.width, "width", 100, "width of the waterfall in columns")
+	cmd.Flags().BoolVar(&o.noColor, "no-color", false, "no colours (also when NO_COLOR is set)")
+	return cmd
+}
+
+func newTracesExportCmd(g *globalOptions) *cobra.Command {
+	var format string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "export [TRACE_ID...]",
+		Short: "Write traces as OTLP/JSON, for Jaeger or any OTLP tool",
+		Long: `export writes the named traces (the most recent ones when none is named,
+up to --limit) as one OTLP/JSON ExportTraceServiceRequest on stdout, which
+Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "otlp-json" {
+				return fmt.Errorf("--format %q: only otlp-json is supported", format)
+			}
+			src, _, err := g.traceSource(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			var ids []trace.TraceID
+			for _, a := range args {
+				id, ok := trace.ParseTraceID(strings.ToLower(a))
+				if !ok {
+					return fmt.Errorf("trace id %q: want 32 hex digits", a)
+				}
+				ids = append(ids, id)
+			}
+			if len(ids) == 0 {
+				list, err := src.Traces(cmd.Context(), trace.Query{Limit: limit})
+				if err != nil {
+					return err
+				}
+				for _, s := range list {
+					ids = append(ids, s.TraceID)
+				}
+			}
+			var all []*trace.Span
+			for _, id := range ids {
+				spans, err := src.Trace(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				all = append(all, spans...)
+			}
+			return trace.WriteOTLPJSON(g.stdout, all)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "otlp-json", "export format: otlp-json")
+	cmd.Flags().IntVarP(&limit, "limit", "n", 100, "with no ids, export this many recent traces")
+	return cmd
+}

@@ -1,0 +1,30 @@
+// Package docker is the runner Backend that runs services as Docker
+// containers through the Docker Engine API (github.com/moby/moby/client).
+//
+// It behaves like `docker compose up` for the same file: containers are
+// named <project>-<service>-<n>, join <project>_default (and the networks
+// they declare) with the service name as a DNS alias, and carry Compose's
+// labels so that `docker ps` and Docker Desktop group them as a project.
+// What Compose delegates to the engine's restart policy, devstack keeps in
+// the runner: containers are created with restart policy "no" and the
+// runner restarts them, with backoff, like any other backend's instances.
+//
+//	runner ──Build──▶ Backend ──/build (tar of context, .dockerignore)──▶ engine
+//	       │                  └─/images/create (only when missing)
+//	       └─Start──▶ Backend ──networks, volumes (lazily, once)───────▶ engine
+//	                     │      containers -1..-N: adopt when running with
+//	                     │      the same config hash, else recreate
+//	                     ▼
+//	                 Instance ──logs (stdcopy)──▶ Spec.Stdout / Spec.Stderr
+//	                     │  ◀──events health_status── engine healthcheck
+//	                     │──Health() chan──▶ runner (depends_on: service_healthy)
+//	                     └──ContainerWait──▶ Wait() Exit
+//
+// Every object it creates (containers, networks, volumes, images) is
+// labelled dev.devstack.project, so Down can clean up after a devstack that
+// was killed before it could stop its containers.
+//
+// Mixed stacks: a host process reaches a container through its published
+// port on 127.0.0.1; a container reaches a host process through
+// host.docker.internal, which every container gets as an extra host.
+package docker

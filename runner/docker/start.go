@@ -1,0 +1,212 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner"
+)
+
+// Start implements runner.Backend. It creates and starts the service's
+// containers, -1 to -N for N replicas, and returns one Instance for all of
+// them. A container already running with the same config hash (left by an
+// earlier `up`) is adopted rather than recreated; one that is stopped or
+// configured differently is replaced, as `docker compose up` does.
+func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, error) {
+	p, svc := spec.Project, spec.Service
+	n := replicas(svc)
+	if svc.Compose.ContainerName != "" && n > 1 {
+		return nil, fmt.Errorf("service %q sets container_name %q and %d replicas, but container names are unique; remove container_name or run one replica",
+			svc.Name, svc.Compose.ContainerName, n)
+	}
+	imageID, err := b.ensureImage(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := planFor(spec, imageID)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.ensureNetworks(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	if err := b.ensureVolumes(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	existing, err := b.serviceContainers(ctx, p.Name, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+
+	inst := newInstance(b, spec, pl, n)
+	for num := 1; num <= n; num++ {
+		name := containerName(p, svc, num)
+		c, found := existing[num]
+		delete(existing, num)
+		if found && c.State == container.StateRunning && c.Labels[LabelConfigHash] == pl.hash {
+			fmt.Fprintf(spec.Status, "container %s is up to date; reattaching\n", name)
+			inst.reps = append(inst.reps, &replica{id: c.ID, name: name, num: num, adopted: true})
+			continue
+		}
+		if found {
+			why := "its configuration changed"
+			if c.State != container.StateRunning {
+				why = "it is " + string(c.State)
+			}
+			fmt.Fprintf(spec.Status, "recreating container %s: %s\n", name, why)
+			if err := b.removeContainer(ctx, c.ID); err != nil {
+				inst.abort()
+				return nil, err
+			}
+		}
+		id, err := b.create(ctx, pl, name, num)
+		if err != nil {
+			inst.abort()
+			return nil, fmt.Errorf("creating container %s for service %q: %w", name, svc.Name, err)
+		}
+		inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
+	}
+	// What is left is a replica beyond the current scale.
+	for _, c := range existing {
+		fmt.Fprintf(spec.Status, "removing container %s: beyond scale %d\n", firstName(c.Names), n)
+		if err := b.removeContainer(ctx, c.ID); err != nil {
+			inst.abort()
+			return nil, err
+		}
+	}
+	if err := inst.start(ctx); err != nil {
+		inst.abort()
+		return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
+	}
+	return inst, nil
+}
+
+// serviceContainers returns the service's containers by replica number.
+// One without a number (not made by devstack's naming) is keyed below 0 so
+// that Start removes it with the replicas beyond scale.
+func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[int]container.Summary, error) {
+	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", LabelProject+"="+proj, LabelService+"="+svc),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers of service %q: %w", svc, err)
+	}
+	out := map[int]container.Summary{}
+	for i, c := range res.Items {
+		num, err := strconv.Atoi(c.Labels[composeNumber])
+		if err != nil || num < 1 {
+			num = -1 - i
+		}
+		out[num] = c
+	}
+	return out, nil
+}
+
+// create creates replica num from plan pl. Networks beyond the first are
+// connected before the container starts: engines older than API 1.44
+// accept only one network at create time.
+func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (string, error) {
+	cfg := *pl.config
+	cfg.Labels = maps.Clone(cfg.Labels)
+	cfg.Labels[composeNumber] = strconv.Itoa(num)
+	var netCfg *network.NetworkingConfig
+	if len(pl.nets) > 0 {
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			pl.nets[0].Name: {Aliases: pl.nets[0].Aliases},
+		}}
+	}
+	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name, Config: &cfg, HostConfig: pl.host, NetworkingConfig: netCfg,
+	})
+	if cerrdefs.IsConflict(err) {
+		return "", fmt.Errorf("%w; a container named %s that devstack did not create is in the way: remove it with `docker rm -f %s`", err, name, name)
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, a := range pl.nets[min(1, len(pl.nets)):] {
+		_, err := b.cli.NetworkConnect(ctx, a.Name, client.NetworkConnectOptions{
+			Container: res.ID, EndpointConfig: &network.EndpointSettings{Aliases: a.Aliases},
+		})
+		if err != nil {
+			_ = b.removeContainer(context.WithoutCancel(ctx), res.ID)
+			return "", fmt.Errorf("connecting to network %s: %w", a.Name, err)
+		}
+	}
+	return res.ID, nil
+}
+
+// removeContainer force-removes a container and its anonymous volumes; one
+// that is already gone is fine.
+func (b *Backend) removeContainer(ctx context.Context, id string) error {
+	_, err := b.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) && !isRemovalInProgress(err) {
+		return fmt.Errorf("removing container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// isRemovalInProgress is the engine's answer when two removals race (a
+// Stop and a Down); the container goes either way.
+func isRemovalInProgress(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+}
+
+// Down implements runner.Cleaner: it removes every container and network
+// labelled with the project, and its named volumes when removeVolumes is
+// set, whether or not this devstack created them.
+func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) error {
+	f := make(client.Filters).Add("label", LabelProject+"="+proj)
+	var errs []error
+	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return fmt.Errorf("listing containers of project %q: %w", proj, err)
+	}
+	for _, c := range cs.Items {
+		errs = append(errs, b.removeContainer(ctx, c.ID))
+	}
+	ns, err := b.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listing networks of project %q: %w", proj, err))
+	}
+	for _, n := range ns.Items {
+		if _, err := b.cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
+		}
+	}
+	if removeVolumes {
+		vs, err := b.cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing volumes of project %q: %w", proj, err))
+		}
+		for _, v := range vs.Items {
+			if _, err := b.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("removing volume %s: %w", v.Name, err))
+			}
+		}
+	}
+	// The objects are gone: a later Start must create them again.
+	b.mu.Lock()
+	clear(b.ensured)
+	b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func firstName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }

@@ -1,0 +1,121 @@
+//go:build linux
+
+package proc
+
+import (
+	"bufio"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// SocketOwner finds which of the process trees rooted at roots holds the
+// client end of a TCP connection: client is the connection's client
+// address (the peer address the server sees), server the address it
+// connected to. It returns the root whose tree holds the socket.
+//
+// The proxy calls it to learn which service opened a connection. It reads
+// only the /proc/net tables and the descendants' fd directories, not every
+// process on the machine.
+func SocketOwner(client, server netip.AddrPort, roots []int) (int, bool) {
+	inode := connInode(client.Port(), server.Port())
+	if inode == "" {
+		return 0, false
+	}
+	want := "socket:[" + inode + "]"
+	for _, root := range roots {
+		for _, pid := range descendants(root) {
+			if holds(pid, want) {
+				return root, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// connInode finds the inode of the socket whose local port is lport and
+// remote port rport, in /proc/net/tcp then tcp6. On loopback the pair of
+// ports is unique.
+func connInode(lport, rport uint16) string {
+	for _, path := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if inode := scanConn(path, lport, rport); inode != "" {
+			return inode
+		}
+	}
+	return ""
+}
+
+func scanConn(path string, lport, rport uint16) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 {
+			continue
+		}
+		if hexPort(fields[1]) == lport && hexPort(fields[2]) == rport && fields[9] != "0" {
+			return fields[9]
+		}
+	}
+	return ""
+}
+
+// hexPort reads the port of an "ADDR:PORT" field of /proc/net/tcp.
+func hexPort(field string) uint16 {
+	i := strings.LastIndexByte(field, ':')
+	if i < 0 {
+		return 0
+	}
+	p, err := strconv.ParseUint(field[i+1:], 16, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(p)
+}
+
+// descendants returns pid and every process below it, from the kernel's
+// per-task children lists.
+func descendants(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		tasks, err := os.ReadDir(procPath(out[i], "task"))
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(procPath(out[i], "task/"+t.Name()+"/children"))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// holds reports whether pid has a file descriptor whose link is want.
+func holds(pid int, want string) bool {
+	dir := procPath(pid, "fd")
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if link, err := os.Readlink(dir + "/" + n); err == nil && link == want {
+			return true
+		}
+	}
+	return false
+}

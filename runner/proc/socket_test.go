@@ -1,0 +1,49 @@
+//go:build linux
+
+package proc
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A child process that is not ours to match, to show roots matter.
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client := srv.RemoteAddr().(*net.TCPAddr).AddrPort()
+	server := srv.LocalAddr().(*net.TCPAddr).AddrPort()
+
+	root, ok := SocketOwner(client, server, []int{other.Process.Pid, os.Getpid()})
+	if !ok || root != os.Getpid() {
+		t.Fatalf("owner %d %v, want this process %d", root, ok, os.Getpid())
+	}
+	if _, ok := SocketOwner(client, server, []int{other.Process.Pid}); ok {
+		t.Fatal("matched a tree that does not hold the socket")
+	}
+	if _, ok := SocketOwner(netip.MustParseAddrPort("127.0.0.1:1"), server, []int{os.Getpid()}); ok {
+		t.Fatal("matched a connection that does not exist")
+	}
+}

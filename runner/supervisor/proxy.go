@@ -1,0 +1,143 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/devstack/devstack/proxy"
+	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/proc"
+	"github.com/devstack/devstack/runner/project"
+)
+
+// portKey names one declared port of one service.
+type portKey struct {
+	service string
+	target  uint16
+}
+
+// plan decides which ports the proxy fronts: every declared TCP port of a
+// service that can be told where to listen (x-devstack.port_env). Each
+// gets a private port on 127.0.0.1 that the service listens on instead;
+// the proxy owns the declared port. Private ports stay the same for the
+// supervisor's life, so a restart needs no change to the routing table.
+//
+// Containers publish on the private port instead of the declared one, so
+// the same holds for them; only ports they publish on a fixed host port are
+// fronted (an ephemeral one has no address for callers to know).
+func plan(p *project.Project, backendOf func(*project.Service) string) (map[portKey]uint16, []proxy.Route, error) {
+	private := map[portKey]uint16{}
+	var routes []proxy.Route
+	if p.X.Trace.Disabled {
+		return private, nil, nil
+	}
+	for _, s := range p.Services {
+		docker := backendOf(s) == "docker"
+		if !docker && (s.X.PortEnv == "" || s.X.Run.Empty()) {
+			continue
+		}
+		for _, port := range s.Ports {
+			if port.Protocol == "udp" || docker && port.Published == 0 {
+				continue
+			}
+			pp, err := privatePort(p.Name, s.Name, port.Target)
+			if err != nil {
+				return nil, nil, fmt.Errorf("finding a private port for service %q: %w", s.Name, err)
+			}
+			private[portKey{s.Name, port.Target}] = pp
+			declared := port.Published
+			if declared == 0 {
+				declared = port.Target
+			}
+			routes = append(routes, proxy.Route{
+				Service:  s.Name,
+				Listen:   net.JoinHostPort(port.HostIP, strconv.Itoa(int(declared))),
+				Upstream: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(pp))),
+				Protocol: s.X.Protocol,
+			})
+		}
+	}
+	return private, routes, nil
+}
+
+// privatePort picks the private port of a service port: the same one on
+// every run when it is free (so a container's config, which names it, is
+// unchanged and the container is not recreated), else any free port.
+func privatePort(project, service string, target uint16) (uint16, error) {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%s/%d", project, service, target)
+	base := 20000 + h.Sum32()%20000
+	for i := range uint32(8) {
+		port := base + i*2503%20000
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))); err == nil {
+			l.Close()
+			return uint16(port), nil
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// checkRoutes reports every proxied port that is taken, with its holder,
+// before the proxy binds any.
+func checkRoutes(routes []proxy.Route) error {
+	var errs []error
+	for _, r := range routes {
+		l, err := net.Listen("tcp", r.Listen)
+		if err == nil {
+			l.Close()
+			continue
+		}
+		_, portStr, _ := net.SplitHostPort(r.Listen)
+		port, _ := strconv.Atoi(portStr)
+		errs = append(errs, runner.PortInUse(r.Service, port))
+	}
+	return errors.Join(errs...)
+}
+
+// callers identifies which service opened a connection to the proxy, from
+// the socket's owner among the services' process trees.
+type callers struct{ r func() *runner.Runner }
+
+func (c callers) Caller(client, server netip.AddrPort) string {
+	r := c.r()
+	if r == nil || !client.Addr().IsLoopback() {
+		return ""
+	}
+	byPID := map[int]string{}
+	var roots []int
+	for name, inst := range r.Instances() {
+		if pid, err := strconv.Atoi(inst.ID()); err == nil {
+			byPID[pid] = name
+			roots = append(roots, pid)
+		}
+	}
+	if root, ok := proc.SocketOwner(client, server, roots); ok {
+		return byPID[root]
+	}
+	return ""
+}
+
+// traceOptions turns x-devstack.trace into proxy options.
+func traceOptions(p *project.Project, rec trace.Recorder) (proxy.Options, error) {
+	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact}
+	if f := p.X.Trace.Formats; f != "" {
+		formats, err := trace.ParseFormats(f)
+		if err != nil {
+			return o, fmt.Errorf("x-devstack.trace.formats: %w", err)
+		}
+		o.Formats = formats
+		o.NoFormats = formats == 0 // "none": only X-Request-ID is written
+
+	}
+	return o, nil
+}
