@@ -71,7 +71,7 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 	if _, err := os.Stat(spans); err != nil {
 		return nil, nil, fmt.Errorf("no traces recorded for %s yet; run `devstack up` and send it a request", p.Name)
 	}
-	st, err := trace.Open(spans, trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans})
+	st, err := trace.Open(spans, trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans, ReadOnly: true})
 	if err != nil {
 		return nil, nil, err
 	}
