@@ -411,6 +411,9 @@ func (r *Runner) spec(s *service) Spec {
 		}
 	}
 	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
+	if s.backend.Name() == "docker" {
+		env = r.containerEnv(env)
+	}
 	return Spec{
 		Project: r.p, Service: r.remapped(s.spec), Env: env, Marker: marker,
 		Stdout: r.opts.Logs.Writer(name, "out"),

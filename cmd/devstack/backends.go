@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/process"
 	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/runner/supervisor"
 )
 
 // backends picks each service's backend, once, before anything starts:
@@ -113,6 +116,37 @@ func (b *backends) For(s *project.Service) (runner.Backend, error) {
 		return be, nil
 	}
 	return nil, fmt.Errorf("service %q has no backend", s.Name)
+}
+
+// supervisorOptions fills the backend parts of the supervisor's options:
+// when containers run, the proxy also listens on the host's bridge
+// address, and names container callers by their address.
+func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o *supervisor.Options) error {
+	o.BackendFor = b.For
+	o.Cleaners = b.Cleaners()
+	if b.docker == nil || !b.usesDocker() {
+		return nil
+	}
+	gw, err := b.docker.HostGateway(ctx)
+	if err != nil {
+		return err
+	}
+	o.Gateway = gw.String()
+	o.ContainerCaller = func(ip netip.Addr) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return b.docker.ServiceAt(ctx, p.Name, ip)
+	}
+	return nil
+}
+
+func (b *backends) usesDocker() bool {
+	for _, be := range b.choice {
+		if be.Name() == "docker" {
+			return true
+		}
+	}
+	return false
 }
 
 // Cleaners are the backends that own project-wide objects.

@@ -67,15 +67,17 @@ func runSupervise(g *globalOptions, backend string, names []string, ready func(s
 		return err
 	}
 	defer be.Close()
-	sup, err := supervisor.Start(ctx, supervisor.Options{
-		Project:    p,
-		BackendFor: be.For,
-		Cleaners:   be.Cleaners(),
-		Logger:     logger,
+	sopts := supervisor.Options{
+		Project: p,
+		Logger:  logger,
 		Events: func(ev runner.Event) {
 			logger.Info(ev.Msg, "service", ev.Service)
 		},
-	})
+	}
+	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
+		return err
+	}
+	sup, err := supervisor.Start(ctx, sopts)
 	if err != nil {
 		return err
 	}

@@ -86,10 +86,8 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 		return err
 	}
 	defer be.Close()
-	sup, err := supervisor.Start(ctx, supervisor.Options{
-		Project:    p,
-		BackendFor: be.For,
-		Cleaners:   be.Cleaners(),
+	sopts := supervisor.Options{
+		Project: p,
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -97,7 +95,11 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 			// Service events also reach the log as "sys" lines, printed
 			// by the log follower below.
 		},
-	})
+	}
+	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
+		return err
+	}
+	sup, err := supervisor.Start(ctx, sopts)
 	if errors.Is(err, supervisor.ErrRunning) {
 		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
 	}

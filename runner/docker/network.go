@@ -181,3 +181,20 @@ func (b *Backend) ensureVolumes(ctx context.Context, p *project.Project, svc *pr
 	}
 	return nil
 }
+
+// HostGateway is the host's address on the default bridge, which
+// host.docker.internal (host-gateway) resolves to inside containers. The
+// proxy listens there too, so containers reach services that run as host
+// processes.
+func (b *Backend) HostGateway(ctx context.Context) (netip.Addr, error) {
+	res, err := b.cli.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("inspecting the default bridge network: %w", err)
+	}
+	for _, c := range res.Network.IPAM.Config {
+		if c.Gateway.Is4() {
+			return c.Gateway, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("the default bridge network has no IPv4 gateway")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -210,3 +211,26 @@ func firstName(names []string) string {
 }
 
 func shortID(id string) string { return id[:min(12, len(id))] }
+
+// ServiceAt names the service of the project's container that has address
+// ip on one of its networks, or "" when none has. The proxy uses it to
+// know which container opened a connection.
+func (b *Backend) ServiceAt(ctx context.Context, proj string, ip netip.Addr) string {
+	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", LabelProject+"="+proj),
+	})
+	if err != nil {
+		return ""
+	}
+	for _, c := range res.Items {
+		if c.NetworkSettings == nil {
+			continue
+		}
+		for _, ep := range c.NetworkSettings.Networks {
+			if ep != nil && ep.IPAddress == ip {
+				return c.Labels[LabelService]
+			}
+		}
+	}
+	return ""
+}

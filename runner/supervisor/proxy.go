@@ -30,7 +30,7 @@ type portKey struct {
 // Containers publish on the private port instead of the declared one, so
 // the same holds for them; only ports they publish on a fixed host port are
 // fronted (an ephemeral one has no address for callers to know).
-func plan(p *project.Project, backendOf func(*project.Service) string) (map[portKey]uint16, []proxy.Route, error) {
+func plan(p *project.Project, backendOf func(*project.Service) string, gateway string) (map[portKey]uint16, []proxy.Route, error) {
 	private := map[portKey]uint16{}
 	var routes []proxy.Route
 	if p.X.Trace.Disabled {
@@ -54,12 +54,19 @@ func plan(p *project.Project, backendOf func(*project.Service) string) (map[port
 			if declared == 0 {
 				declared = port.Target
 			}
-			routes = append(routes, proxy.Route{
+			r := proxy.Route{
 				Service:  s.Name,
 				Listen:   net.JoinHostPort(port.HostIP, strconv.Itoa(int(declared))),
 				Upstream: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(pp))),
 				Protocol: s.X.Protocol,
-			})
+			}
+			routes = append(routes, r)
+			if gateway != "" && port.HostIP != gateway {
+				// Containers reach every service through the host's bridge
+				// address (host.docker.internal); see runner.containerEnv.
+				r.Listen = net.JoinHostPort(gateway, strconv.Itoa(int(declared)))
+				routes = append(routes, r)
+			}
 		}
 	}
 	return private, routes, nil
@@ -104,13 +111,23 @@ func checkRoutes(routes []proxy.Route) error {
 	return errors.Join(errs...)
 }
 
-// callers identifies which service opened a connection to the proxy, from
-// the socket's owner among the services' process trees.
-type callers struct{ r func() *runner.Runner }
+// callers identifies which service opened a connection to the proxy: from
+// the socket's owner among the services' process trees on loopback, and
+// from the container's address otherwise.
+type callers struct {
+	r         func() *runner.Runner
+	container func(netip.Addr) string
+}
 
 func (c callers) Caller(client, server netip.AddrPort) string {
 	r := c.r()
-	if r == nil || !client.Addr().IsLoopback() {
+	if r == nil {
+		return ""
+	}
+	if !client.Addr().IsLoopback() {
+		if c.container != nil {
+			return c.container(client.Addr())
+		}
 		return ""
 	}
 	byPID := map[int]string{}

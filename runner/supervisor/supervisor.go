@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -38,6 +39,12 @@ type Options struct {
 	// Cleaners remove project-wide backend objects (Docker networks) at
 	// shutdown, after every service stopped.
 	Cleaners []runner.Cleaner
+	// Gateway is the host's address as containers see it
+	// (host.docker.internal); the proxy listens there too. Empty when no
+	// service runs in a container.
+	Gateway string
+	// ContainerCaller names the service of a container by its address.
+	ContainerCaller func(netip.Addr) string
 	Logger   *slog.Logger
 }
 
@@ -111,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			return b.Name()
 		}
 		return ""
-	})
+	}, opts.Gateway)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +154,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts.Callers = callers{r: func() *runner.Runner { return s.run }}
+	popts.Callers = callers{r: func() *runner.Runner { return s.run }, container: opts.ContainerCaller}
 	popts.Logger = opts.Logger
 	popts.OnBrokenPropagation = func(service string) {
 		msg := service + " does not propagate trace context: its outbound calls carry none of the context it received; devstack links them to its in-flight request (marked inferred)"
