@@ -41,6 +41,9 @@ type Server struct {
 	// Down stops everything (and removes named volumes when volumes is
 	// set); the supervisor exits once it returns.
 	Down func(ctx context.Context, volumes bool) error
+	// DownDone is called once a down's result has been sent to the client,
+	// so that the supervisor exits only after answering.
+	DownDone func()
 	// Traces answers trace queries.
 	Traces trace.Reader
 }
@@ -114,6 +117,9 @@ func (s *Server) Handler() http.Handler {
 		_ = json.NewDecoder(r.Body).Decode(&req) // an empty body means no volumes
 		// Down must finish even if the client goes away mid-way.
 		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context()), req.Volumes) })
+		if s.DownDone != nil {
+			s.DownDone()
+		}
 	}))
 	return mux
 }

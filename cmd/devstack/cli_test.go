@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
 )
@@ -138,7 +139,10 @@ func repoRoot(t *testing.T) string {
 func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.T) {
 	c := newCLI(t, repoRoot(t))
 	c.must("up", "-d")
-	resp, err := http.Get("http://127.0.0.1:18080/checkout?item=sku-1&qty=2")
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=2", nil)
+	req.Header.Set("Authorization", "Bearer top-secret")
+	req.Header.Set("Cookie", "session=also-secret")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +174,7 @@ func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.
 	if len(pids) != 5 {
 		t.Fatalf("want 5 service pids, got %v", pids)
 	}
+	checkShopTrace(t, c)
 	sup := supervisorPID(t, c)
 	c.must("down")
 	for _, pid := range append(pids, sup) {
@@ -467,4 +472,74 @@ services:
 	if r := c.run("stop", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, `no service "nosuch"`) {
 		t.Fatalf("stop of an unknown service: %d %s", r.code, r.stderr)
 	}
+}
+
+// checkShopTrace asserts that the one request sent through the shop made
+// one trace with a span per hop, parented correctly, with orders' dropped
+// context linked by inference, and credentials redacted.
+func checkShopTrace(t *testing.T, c *cli) {
+	t.Helper()
+	var list []trace.Summary
+	if err := json.Unmarshal([]byte(c.must("traces", "--format", "json").stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("want exactly one trace for one request, got %d: %+v", len(list), list)
+	}
+	if list[0].Root != "gateway" || list[0].Spans != 5 || list[0].Errors != 0 {
+		t.Errorf("summary %+v, want root gateway, 5 hops, no errors", list[0])
+	}
+	var spans []*trace.Span
+	if err := json.Unmarshal([]byte(c.must("trace", list[0].TraceID.String(), "--format", "json").stdout), &spans); err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]*trace.Span{}
+	for _, sp := range spans {
+		by[sp.Caller+">"+sp.Callee] = sp
+	}
+	hop := func(caller, callee string) *trace.Span {
+		sp := by[caller+">"+callee]
+		if sp == nil {
+			t.Fatalf("no hop %s → %s in %v", caller, callee, keys(by))
+		}
+		return sp
+	}
+	gw := hop("", "gateway")
+	ord := hop("gateway", "orders")
+	inv := hop("orders", "inventory")
+	pay := hop("orders", "payments")
+	fr := hop("payments", "fraud")
+	if gw.ParentID.IsValid() {
+		t.Errorf("the gateway hop should be the root, has parent %s", gw.ParentID)
+	}
+	for _, link := range []struct {
+		child, parent *trace.Span
+		inferred      bool
+	}{{ord, gw, false}, {inv, ord, true}, {pay, ord, true}, {fr, pay, false}} {
+		if link.child.ParentID != link.parent.SpanID || link.child.Inferred != link.inferred {
+			t.Errorf("%s → %s: parent %s inferred %v, want parent %s (%s → %s) inferred %v", link.child.Caller, link.child.Callee,
+				link.child.ParentID, link.child.Inferred, link.parent.SpanID, link.parent.Caller, link.parent.Callee, link.inferred)
+		}
+	}
+	for _, h := range gw.ReqHeaders {
+		if (h.Name == "Authorization" || h.Name == "Cookie") && h.Value != "[redacted]" {
+			t.Errorf("%s recorded as %q", h.Name, h.Value)
+		}
+	}
+	// The waterfall says why two links are inferred; ps says it too.
+	wf := c.must("trace", list[0].TraceID.String(), "--no-color").stdout
+	if !strings.Contains(wf, "orders does not propagate trace context") {
+		t.Errorf("the waterfall does not name the broken propagation:\n%s", wf)
+	}
+	if ps := c.must("ps").stdout; !strings.Contains(ps, "orders does not propagate trace context") {
+		t.Errorf("ps does not report the broken propagation:\n%s", ps)
+	}
+}
+
+func keys(m map[string]*trace.Span) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -263,11 +263,8 @@ func (s *Supervisor) serve() error {
 				return ctx.Err()
 			}
 		},
-		Down: func(ctx context.Context, volumes bool) error {
-			err := s.down(ctx, volumes)
-			s.downOnce.Do(func() { close(s.downReq) })
-			return err
-		},
+		Down:     s.down,
+		DownDone: func() { s.downOnce.Do(func() { close(s.downReq) }) },
 	}
 	s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
