@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,24 +49,43 @@ type target struct {
 func run() error {
 	duration := flag.Duration("duration", 5*time.Second, "wrk duration per run")
 	seq := flag.Int("n", 3000, "sequential requests for the latency percentiles")
+	only := flag.String("only", "", "run only this target (direct, devstack, nginx, httputil)")
+	serve := flag.String("serve-upstream", "", "internal: be the upstream server on this address")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
+	if *serve != "" {
+		return serveUpstream(*serve)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	tmp, err := os.MkdirTemp("", "proxybench")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 
-	small := strings.Repeat("x", 64)
-	large := strings.Repeat("y", 16<<10)
-	up := listen()
-	go http.Serve(up, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/16k" {
-			io.WriteString(w, large)
-			return
-		}
-		io.WriteString(w, small)
-	}))
-	upAddr := up.Addr().String()
+	// The upstream is a process of its own, as nginx is, so that the
+	// proxies measured here share a process with nothing but themselves.
+	upAddr := freeAddr()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	upCmd := exec.Command(self, "-serve-upstream", upAddr)
+	upCmd.Stderr = os.Stderr
+	if err := upCmd.Start(); err != nil {
+		return err
+	}
+	defer func() { upCmd.Process.Kill(); upCmd.Wait() }()
+	if err := waitListening(upAddr); err != nil {
+		return err
+	}
 
 	// devstack's proxy, recording every hop into a real span store.
 	store, err := trace.Open(filepath.Join(tmp, "spans"), trace.StoreOptions{})
@@ -94,6 +114,9 @@ func run() error {
 	defer stopNginx()
 
 	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()}}
+	if *only != "" {
+		targets = slices.DeleteFunc(targets, func(t target) bool { return t.name != *only && t.name != "direct" && t.name != "nginx" })
+	}
 	type result struct{ p50, p99, rps1, rps32 float64 }
 	res := map[string]map[string]result{}
 	for _, path := range []string{"/64", "/16k"} {
@@ -231,17 +254,39 @@ http {
 		return "", nil, fmt.Errorf("starting nginx (apt-get install nginx-light): %w", err)
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	if err := waitListening(addr); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("nginx: %w", err)
+	}
+	return addr, stop, nil
+}
+
+// waitListening waits until something accepts connections on addr.
+func waitListening(addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr, stop, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("nginx did not listen on %s", addr)
+			return fmt.Errorf("nothing listens on %s", addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// serveUpstream is the upstream every target fronts: 64 B on /64 (and
+// any other path), 16 KiB on /16k.
+func serveUpstream(addr string) error {
+	small := strings.Repeat("x", 64)
+	large := strings.Repeat("y", 16<<10)
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/16k" {
+			io.WriteString(w, large)
+			return
+		}
+		io.WriteString(w, small)
+	}))
 }

@@ -1,0 +1,521 @@
+// Command compose measures `devstack up -d --backend docker` and
+// `devstack down` against `docker-compose up -d` (plus waiting for the same
+// health) and `docker-compose down`, side by side in one run, on the same
+// compose files and the same image.
+//
+//	bench/compose.sh                  (builds devstack, then runs this)
+//	go run ./bench/compose -devstack /tmp/ds -n 3
+//
+// Stacks, each written once to a file that both tools load:
+//
+//	shop  the five services of examples/shop, as a Compose-only file: the
+//	      one-shot process "build" and x-devstack are left out, upstream
+//	      URLs name services (Compose rewrites nothing), ports are free
+//	      ones picked for this run.
+//	wide  -wide services (default 20) running `shop serve fraud` on
+//	      distinct ports, in layers of -layer: each service waits for one
+//	      of the layer before it to be healthy.
+//
+// Both run the FROM scratch image of examples/shop/Dockerfile, built once
+// before any timing. Every service has the healthcheck `bin/shop probe`.
+// start_interval is written only when the engine supports it (API 1.44);
+// otherwise both tools get the same short -interval.
+//
+// "up" is the wall time until every container is healthy: devstack's
+// `up -d` returns then; `docker-compose up -d` returns once it has started
+// everything (it waits for service_healthy dependencies on the way), and
+// the bench then waits for the remaining health verdicts through the
+// engine's events, so polling adds nothing to Compose's time. "down" is
+// the wall time of the down command. Runs alternate between the tools.
+//
+// Everything is bounded by -timeout, and every container, network and
+// image the run created is removed on the way out, also on Ctrl-C.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/compose:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	devstack string        // devstack binary
+	compose  string        // docker-compose binary
+	n        int           // timed runs per tool and stack
+	wide     int           // services of the wide stack
+	layer    int           // services per dependency layer of the wide stack
+	interval time.Duration // healthcheck interval when start_interval is unsupported
+	step     time.Duration // bound of one command
+	timeout  time.Duration // bound of the whole run
+	only     string        // run only this stack
+	repo     string        // module root
+}
+
+func parseFlags() options {
+	var o options
+	flag.StringVar(&o.devstack, "devstack", "", "devstack binary (default: go build ./cmd/devstack into a temp dir)")
+	flag.StringVar(&o.compose, "compose", "docker-compose", "docker-compose binary")
+	flag.IntVar(&o.n, "n", 3, "timed runs per tool and stack (medians are reported)")
+	flag.IntVar(&o.wide, "wide", 20, "services of the generated stack")
+	flag.IntVar(&o.layer, "layer", 5, "services per dependency layer of the generated stack")
+	flag.DurationVar(&o.interval, "interval", 500*time.Millisecond, "healthcheck interval (and start_interval where the engine supports it)")
+	flag.DurationVar(&o.step, "step-timeout", 3*time.Minute, "bound of one up or down")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound of the whole run")
+	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
+	flag.StringVar(&o.repo, "repo", ".", "module root (where examples/shop is)")
+	flag.Parse()
+	return o
+}
+
+func run() error {
+	o := parseFlags()
+	if o.n < 1 || o.wide < 1 || o.layer < 1 {
+		return errors.New("-n, -wide and -layer must be at least 1")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	tmp, err := os.MkdirTemp("", "devstack-bench-compose")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	id := strconv.Itoa(os.Getpid())
+
+	eng, err := newEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer eng.cli.Close()
+	b := &bench{o: o, eng: eng, tmp: tmp, id: id, image: "devstack-bench-shop:" + id, out: os.Stdout}
+	// Cleanup runs on a context of its own: the run's may be cancelled.
+	defer b.cleanup()
+
+	if err := b.prepare(ctx); err != nil {
+		return err
+	}
+	stacks := []*stack{b.shopStack(), b.wideStack()}
+	var results []result
+	for _, s := range stacks {
+		if o.only != "" && o.only != s.name {
+			continue
+		}
+		if err := s.write(tmp); err != nil {
+			return err
+		}
+		r, err := b.measure(ctx, s)
+		if err != nil {
+			return fmt.Errorf("stack %s: %w", s.name, err)
+		}
+		results = append(results, r)
+	}
+	b.report(results)
+	return nil
+}
+
+// bench holds what one run shares.
+type bench struct {
+	o     options
+	eng   *engine
+	tmp   string
+	id    string
+	image string
+	out   io.Writer
+
+	startInterval bool         // the engine honours healthcheck start_interval
+	projects      []projectRef // every project used, for cleanup
+	imageBuilt    bool
+}
+
+// prepare checks the tools, builds devstack if needed, and builds the
+// shop image once.
+func (b *bench) prepare(ctx context.Context) error {
+	b.startInterval = apiAtLeast(b.eng.api, "1.44")
+	cv, err := exec.CommandContext(ctx, b.o.compose, "version", "--short").Output()
+	if err != nil {
+		return fmt.Errorf("running %s version: %w; install docker-compose or pass -compose", b.o.compose, err)
+	}
+	fmt.Fprintf(b.out, "engine %s (API %s); %s %s; --wait: %s\n", b.eng.version, b.eng.api, filepath.Base(b.o.compose),
+		strings.TrimSpace(string(cv)), b.composeWait(ctx))
+	if b.startInterval {
+		fmt.Fprintf(b.out, "healthcheck: interval 30s, start_interval %s (the engine supports it)\n", b.o.interval)
+	} else {
+		fmt.Fprintf(b.out, "healthcheck: interval %s for both tools (API %s < 1.44 ignores start_interval)\n", b.o.interval, b.eng.api)
+	}
+
+	if b.o.devstack == "" {
+		b.o.devstack = filepath.Join(b.tmp, "devstack")
+		if err := b.cmd(ctx, b.o.repo, nil, "go", "build", "-o", b.o.devstack, "./cmd/devstack"); err != nil {
+			return fmt.Errorf("building devstack: %w", err)
+		}
+	}
+	fmt.Fprintf(b.out, "devstack: %s\n", b.o.devstack)
+
+	// The image: the static shop binary in examples/shop's Dockerfile.
+	bctx := filepath.Join(b.tmp, "image")
+	if err := os.MkdirAll(filepath.Join(bctx, "bin"), 0o755); err != nil {
+		return err
+	}
+	shop := filepath.Join(b.o.repo, "examples", "shop")
+	for _, f := range []string{"Dockerfile", ".dockerignore"} {
+		data, err := os.ReadFile(filepath.Join(shop, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(bctx, f), data, 0o644); err != nil {
+			return err
+		}
+	}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	if err := b.cmd(ctx, shop, env, "go", "build", "-o", filepath.Join(bctx, "bin", "shop"), "./cmd/shop"); err != nil {
+		return fmt.Errorf("building the shop binary: %w", err)
+	}
+	// The legacy builder: this engine's BuildKit needs buildx, and the
+	// image is one COPY.
+	env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	b.imageBuilt = true // from here on, cleanup removes it
+	if err := b.cmd(ctx, bctx, env, "docker", "build", "-q", "-t", b.image, "--label", benchLabel+"="+b.id, "."); err != nil {
+		return fmt.Errorf("building image %s: %w", b.image, err)
+	}
+	fmt.Fprintf(b.out, "image: %s (FROM scratch + static bin/shop), built once before timing\n\n", b.image)
+	return nil
+}
+
+// benchLabel marks the image this run built.
+const benchLabel = "dev.devstack.bench"
+
+// composeWait says whether docker-compose can wait for health itself.
+func (b *bench) composeWait(ctx context.Context) string {
+	out, _ := exec.CommandContext(ctx, b.o.compose, "up", "--help").Output()
+	if bytes.Contains(out, []byte("--wait")) {
+		return "supported, but the bench waits through engine events for both versions alike"
+	}
+	return "not supported by this docker-compose; the bench waits for health through engine events"
+}
+
+// cmd runs a preparation command, showing its output only on failure.
+func (b *bench) cmd(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	c := exec.CommandContext(ctx, name, args...)
+	c.Dir, c.Env = dir, env
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// stack is one compose file, run by both tools under their own project
+// names.
+type stack struct {
+	name     string
+	services int
+	yaml     string
+	file     string
+}
+
+func (s *stack) write(tmp string) error {
+	dir := filepath.Join(tmp, s.name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	s.file = filepath.Join(dir, "compose.yaml")
+	return os.WriteFile(s.file, []byte(s.yaml), 0o644)
+}
+
+// healthcheck is the same for every service of both stacks.
+func (b *bench) healthcheck() string {
+	hc := fmt.Sprintf(`{test: ["CMD", "bin/shop", "probe"], interval: %s, timeout: 3s, retries: 3, start_period: 20s}`, b.o.interval)
+	if b.startInterval {
+		hc = fmt.Sprintf(`{test: ["CMD", "bin/shop", "probe"], interval: 30s, timeout: 3s, retries: 3, start_period: 20s, start_interval: %s}`, b.o.interval)
+	}
+	return hc
+}
+
+// shopStack is examples/shop/devstack.yaml without what only devstack
+// reads: same services, image, commands, dependencies and healthcheck.
+func (b *bench) shopStack() *stack {
+	roles := []string{"gateway", "orders", "inventory", "payments", "fraud"}
+	port := map[string]int{}
+	for _, r := range roles {
+		port[r] = freePort()
+	}
+	url := func(svc string) string { return fmt.Sprintf("http://%s:%d", svc, port[svc]) }
+	upstreams := map[string][][2]string{
+		"gateway":  {{"ORDERS_URL", url("orders")}},
+		"orders":   {{"INVENTORY_URL", url("inventory")}, {"PAYMENTS_URL", url("payments")}},
+		"payments": {{"FRAUD_URL", url("fraud")}},
+	}
+	deps := map[string][]string{"gateway": {"orders"}, "orders": {"inventory", "payments"}, "payments": {"fraud"}}
+	var sb strings.Builder
+	sb.WriteString("# Generated by bench/compose: examples/shop as a Compose-only file.\nservices:\n")
+	for _, r := range roles {
+		fmt.Fprintf(&sb, "  %s:\n    image: %s\n    command: [serve, %s]\n", r, b.image, r)
+		fmt.Fprintf(&sb, "    ports: [\"127.0.0.1:%d:%d\"]\n    environment:\n      PORT: \"%d\"\n", port[r], port[r], port[r])
+		for _, kv := range upstreams[r] {
+			fmt.Fprintf(&sb, "      %s: %s\n", kv[0], kv[1])
+		}
+		fmt.Fprintf(&sb, "    healthcheck: %s\n", b.healthcheck())
+		if len(deps[r]) > 0 {
+			sb.WriteString("    depends_on:\n")
+			for _, d := range deps[r] {
+				fmt.Fprintf(&sb, "      %s: {condition: service_healthy}\n", d)
+			}
+		}
+	}
+	return &stack{name: "shop", services: len(roles), yaml: sb.String()}
+}
+
+// wideStack is -wide copies of one service in layers of -layer.
+func (b *bench) wideStack() *stack {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "# Generated by bench/compose: %d services in layers of %d.\nservices:\n", b.o.wide, b.o.layer)
+	for i := range b.o.wide {
+		p := freePort()
+		fmt.Fprintf(&sb, "  s%02d:\n    image: %s\n    command: [serve, fraud]\n", i+1, b.image)
+		fmt.Fprintf(&sb, "    ports: [\"127.0.0.1:%d:%d\"]\n    environment: {PORT: \"%d\"}\n", p, p, p)
+		fmt.Fprintf(&sb, "    healthcheck: %s\n", b.healthcheck())
+		if i >= b.o.layer {
+			fmt.Fprintf(&sb, "    depends_on: {s%02d: {condition: service_healthy}}\n", i+1-b.o.layer)
+		}
+	}
+	return &stack{name: "wide", services: b.o.wide, yaml: sb.String()}
+}
+
+// freePort is a TCP port that was free on 127.0.0.1 a moment ago.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err) // no loopback: nothing here can work
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// projectRef is one project the run used.
+type projectRef struct{ name, file, label string }
+
+// tool is one side of the comparison.
+type tool struct {
+	name    string
+	project string
+	label   string // the label key that finds the project's objects
+	up      func(ctx context.Context) error
+	down    func(ctx context.Context) error
+}
+
+// samples are one tool's timings on one stack.
+type samples struct{ up, down []time.Duration }
+
+type result struct {
+	s        *stack
+	devstack samples
+	compose  samples
+}
+
+func (b *bench) tools(s *stack) (ds, dc *tool) {
+	dsProj, dcProj := "bds-"+s.name+"-"+b.id, "bdc-"+s.name+"-"+b.id
+	b.projects = append(b.projects, projectRef{dsProj, s.file, "dev.devstack.project"}, projectRef{dcProj, s.file, "com.docker.compose.project"})
+	state := filepath.Join(b.tmp, "state")
+	dsEnv := append(os.Environ(), "DEVSTACK_STATE_DIR="+state, "NO_COLOR=1")
+	ds = &tool{
+		name: "devstack", project: dsProj, label: "dev.devstack.project",
+		up: func(ctx context.Context) error {
+			err := b.step(ctx, dsEnv, b.o.devstack, "-p", dsProj, "-f", s.file, "up", "-d", "--backend", "docker")
+			if err != nil {
+				if log, rerr := os.ReadFile(filepath.Join(state, dsProj, "supervisor.log")); rerr == nil {
+					err = fmt.Errorf("%w\nsupervisor.log:\n%s", err, tail(log, 30))
+				}
+			}
+			return err
+		},
+		down: func(ctx context.Context) error {
+			return b.step(ctx, dsEnv, b.o.devstack, "-p", dsProj, "-f", s.file, "down")
+		},
+	}
+	dc = &tool{
+		name: "compose", project: dcProj, label: "com.docker.compose.project",
+		up: func(ctx context.Context) error {
+			// Subscribe before up, so that no verdict is missed.
+			w := b.eng.watchHealth(ctx, "com.docker.compose.project="+dcProj)
+			defer w.stop()
+			if err := b.step(ctx, nil, b.o.compose, "-p", dcProj, "-f", s.file, "up", "-d"); err != nil {
+				return err
+			}
+			return w.wait(ctx, s.services)
+		},
+		down: func(ctx context.Context) error {
+			return b.step(ctx, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
+		},
+	}
+	return ds, dc
+}
+
+// step runs one timed command, bounded by -step-timeout.
+func (b *bench) step(ctx context.Context, env []string, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, b.o.step)
+	defer cancel()
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = env
+	c.WaitDelay = 5 * time.Second
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(out, 30))
+	}
+	return nil
+}
+
+func tail(out []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// measure runs one untimed warm-up per tool, then -n timed rounds,
+// alternating which tool goes first.
+func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
+	ds, dc := b.tools(s)
+	res := result{s: s}
+	fmt.Fprintf(b.out, "%s: %d services, %s\n", s.name, s.services, s.file)
+	for round := range b.o.n + 1 {
+		order := []*tool{ds, dc}
+		if round%2 == 1 {
+			order = []*tool{dc, ds}
+		}
+		for _, t := range order {
+			up, down, err := b.once(ctx, t, s)
+			if err != nil {
+				return res, err
+			}
+			label := "warm-up"
+			if round > 0 {
+				label = fmt.Sprintf("run %d", round)
+				smp := &res.devstack
+				if t == dc {
+					smp = &res.compose
+				}
+				smp.up = append(smp.up, up)
+				smp.down = append(smp.down, down)
+			}
+			fmt.Fprintf(b.out, "  %-7s %-8s up %6s  down %6s\n", label, t.name, ms(up), ms(down))
+		}
+	}
+	fmt.Fprintln(b.out)
+	return res, nil
+}
+
+// once times one up and one down, and checks in between that the stack
+// is whole and healthy, and after that nothing of it is left.
+func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Duration, err error) {
+	start := time.Now()
+	if err := t.up(ctx); err != nil {
+		return 0, 0, fmt.Errorf("%s up: %w", t.name, err)
+	}
+	up = time.Since(start)
+	healthy, total, err := b.eng.health(ctx, t.label+"="+t.project)
+	if err != nil {
+		return 0, 0, err
+	}
+	if healthy != s.services || total != s.services {
+		return 0, 0, fmt.Errorf("%s up returned with %d of %d containers healthy (%d exist)", t.name, healthy, s.services, total)
+	}
+	start = time.Now()
+	if err := t.down(ctx); err != nil {
+		return 0, 0, fmt.Errorf("%s down: %w", t.name, err)
+	}
+	down = time.Since(start)
+	if left, err := b.eng.leftovers(ctx, t.label+"="+t.project); err != nil || left != "" {
+		return 0, 0, fmt.Errorf("%s down left %s (%v)", t.name, left, err)
+	}
+	return up, down, nil
+}
+
+// report prints the medians and ratios.
+func (b *bench) report(results []result) {
+	tw := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "stack\tservices\tstep\tdevstack\tcompose\tdevstack/compose\t\n")
+	for _, r := range results {
+		rows := []struct {
+			step   string
+			ds, dc time.Duration
+		}{
+			{"up", median(r.devstack.up), median(r.compose.up)},
+			{"down", median(r.devstack.down), median(r.compose.down)},
+			{"up+down", median(sum(r.devstack)), median(sum(r.compose))},
+		}
+		for _, row := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2fx\t\n", r.s.name, r.s.services, row.step, ms(row.ds), ms(row.dc), float64(row.ds)/float64(row.dc))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(b.out, "\nmedians of %d runs per tool (after one warm-up each); target: devstack at most 0.70x of compose\n", b.o.n)
+}
+
+func sum(s samples) []time.Duration {
+	out := make([]time.Duration, len(s.up))
+	for i := range s.up {
+		out[i] = s.up[i] + s.down[i]
+	}
+	return out
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+// cleanup removes whatever the run created: both tools' projects (by
+// their own down first, then by label), and the image.
+func (b *bench) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, p := range b.projects {
+		// A devstack supervisor that outlived a failed run: its down stops
+		// it (nothing to stop is the normal case).
+		if p.label == "dev.devstack.project" {
+			c := exec.CommandContext(ctx, b.o.devstack, "-p", p.name, "-f", p.file, "down")
+			c.Env = append(os.Environ(), "DEVSTACK_STATE_DIR="+filepath.Join(b.tmp, "state"))
+			c.WaitDelay = 5 * time.Second
+			_ = c.Run()
+		}
+		if err := b.eng.remove(ctx, p.label+"="+p.name); err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+	}
+	if b.imageBuilt {
+		if err := b.eng.removeImage(ctx, b.image); err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+	}
+}
