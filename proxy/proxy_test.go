@@ -521,3 +521,25 @@ func TestSetRoutesPortInUseNamesServiceAndKeepsTable(t *testing.T) {
 		t.Fatalf("want an error naming the service and address, got %v", err)
 	}
 }
+
+func TestProxyProtocolLineNamesTheRelayedClient(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{4242: "orders"}}
+	s := New(Options{Recorder: rec, Callers: cl})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "inventory", Upstream: hostOf(up.URL)})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PROXY TCP4 172.18.0.5 172.18.0.9 4242 8080\r\nGET /stock HTTP/1.1\r\nHost: inventory\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if sp := rec.next(t); sp.Caller != "orders" || sp.Route != "/stock" {
+		t.Errorf("span %+v: want the caller named from the PROXY line", sp)
+	}
+}

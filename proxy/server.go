@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -283,6 +285,15 @@ func (rt *route) handle(c net.Conn) {
 		c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
 	}
 	head, _ := br.Peek(len(h2Preface))
+	if bytes.HasPrefix(head, []byte("PROXY ")) {
+		// A connection relayed by a devstack ambassador (a container that
+		// answers to a service's name in a Docker network) starts with a
+		// PROXY protocol v1 line naming the real client.
+		if pc, err := readProxyLine(c, br); err == nil {
+			c = pc
+			head, _ = br.Peek(len(h2Preface))
+		}
+	}
 	c.SetReadDeadline(time.Time{})
 	switch {
 	case string(head) == h2Preface:
@@ -296,6 +307,32 @@ func (rt *route) handle(c net.Conn) {
 }
 
 const h2Preface = "PRI * HTTP/2.0"
+
+// readProxyLine consumes a PROXY protocol v1 line ("PROXY TCP4 src dst
+// sport dport") and returns c with the client address it names.
+func readProxyLine(c net.Conn, br *bufio.Reader) (net.Conn, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(string(line))
+	if len(f) != 6 || (f[1] != "TCP4" && f[1] != "TCP6") {
+		return c, nil // "PROXY UNKNOWN": keep the socket's address
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(f[2], f[4]))
+	if err != nil {
+		return nil, err
+	}
+	return &relayedConn{Conn: c, remote: net.TCPAddrFromAddrPort(ap)}, nil
+}
+
+// relayedConn reports the client an ambassador relayed for.
+type relayedConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (r *relayedConn) RemoteAddr() net.Addr { return r.remote }
 
 // looksHTTP reports whether a connection's first bytes start an HTTP/1.x
 // request or the HTTP/2 preface.

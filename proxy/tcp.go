@@ -58,7 +58,10 @@ func closeWrite(c net.Conn) {
 		x.CloseWrite()
 		return
 	}
-	if p, ok := c.(*peekedConn); ok {
+	switch p := c.(type) {
+	case *peekedConn:
+		closeWrite(p.Conn)
+	case *relayedConn:
 		closeWrite(p.Conn)
 	}
 }
