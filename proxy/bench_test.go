@@ -85,7 +85,7 @@ func BenchmarkServeOneCPU(b *testing.B) {
 			}
 		}
 		tc := trace.Extract(th)
-		ln := s.hops.resolve(&tc, func() string { return "" })
+		ln := s.hops.resolve(&tc, nil, nil)
 		sp := &trace.Span{TraceID: ln.traceID, SpanID: tc.SpanID, Callee: "x"}
 		sp.ReqHeaders = s.redact.fields(h.fields)
 		trace.Inject(th, tc, s.opts.Formats)

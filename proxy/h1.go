@@ -37,6 +37,8 @@ type field struct{ name, value string }
 type head struct {
 	line   string // request line or status line, without CRLF
 	fields []field
+	raw    []byte // reused buffer for the head's bytes
+	ends   []int  // reused: line ends within raw
 	// Framing and connection facts, read while parsing.
 	contentLength int64 // -1 when absent
 	chunked       bool
@@ -45,59 +47,61 @@ type head struct {
 }
 
 // readHead reads a head up to the blank line. Header values are kept as
-// sent; only the framing headers are interpreted.
+// sent; only the framing headers are interpreted. The head's bytes are
+// copied into one string, and the line and fields are slices of it: one
+// allocation per head instead of two per header.
 func readHead(br *bufio.Reader, h *head) error {
+	raw, ends := h.raw[:0], h.ends[:0] // ends: line ends within raw, CRLF stripped
 	*h = head{fields: h.fields[:0], contentLength: -1}
-	n := 0
-	first := true
-	http10 := false
-	keepAlive := false
 	for {
 		line, err := br.ReadSlice('\n')
-		n += len(line)
-		if n > maxHead {
+		if len(raw)+len(line) > maxHead {
 			return errHeadTooLarge
 		}
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
 				return errHeadTooLarge
 			}
-			if first && len(line) == 0 {
+			if len(ends) == 0 && len(line) == 0 {
 				return io.EOF
 			}
 			return err
 		}
 		line = bytes.TrimRight(line, "\r\n")
-		if first {
-			if len(line) == 0 {
-				continue // tolerate a stray CRLF between requests (RFC 9112 2.2)
-			}
-			h.line = string(line)
-			http10 = strings.HasSuffix(h.line, "HTTP/1.0") || strings.HasPrefix(h.line, "HTTP/1.0 ")
-			first = false
-			continue
+		if len(ends) == 0 && len(line) == 0 {
+			continue // tolerate a stray CRLF between requests (RFC 9112 2.2)
 		}
 		if len(line) == 0 {
 			break
 		}
-		colon := bytes.IndexByte(line, ':')
+		raw = append(raw, line...)
+		ends = append(ends, len(raw))
+	}
+	h.raw, h.ends = raw, ends
+	all := string(raw)
+	h.line = all[:ends[0]]
+	http10 := strings.HasSuffix(h.line, "HTTP/1.0") || strings.HasPrefix(h.line, "HTTP/1.0 ")
+	keepAlive := false
+	for i := 1; i < len(ends); i++ {
+		line := all[ends[i-1]:ends[i]]
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
 			return fmt.Errorf("malformed header line %q", line)
 		}
-		name := string(line[:colon])
-		value := string(bytes.TrimSpace(line[colon+1:]))
+		name := line[:colon]
+		value := strings.TrimSpace(line[colon+1:])
 		h.fields = append(h.fields, field{name, value})
 		switch {
-		case strings.EqualFold(name, "Content-Length"):
+		case len(name) == 14 && strings.EqualFold(name, "Content-Length"):
 			cl, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || cl < 0 {
 				return fmt.Errorf("bad Content-Length %q", value)
 			}
 			h.contentLength = cl
-		case strings.EqualFold(name, "Transfer-Encoding"):
+		case len(name) == 17 && strings.EqualFold(name, "Transfer-Encoding"):
 			h.chunked = strings.HasSuffix(strings.ToLower(value), "chunked")
-		case strings.EqualFold(name, "Connection"):
-			for _, tok := range strings.Split(value, ",") {
+		case len(name) == 10 && strings.EqualFold(name, "Connection"):
+			for tok := range strings.SplitSeq(value, ",") {
 				switch strings.ToLower(strings.TrimSpace(tok)) {
 				case "close":
 					h.close = true
@@ -153,6 +157,7 @@ type h1conn struct {
 	ubw  *bufio.Writer
 	req  head
 	resp head
+	th   http.Header // trace headers of the current request
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -198,15 +203,20 @@ func (hc *h1conn) serveOne() bool {
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
 
-	// Trace context: Extract reads only the trace headers.
-	th := http.Header{}
+	// Trace context: Extract reads only the trace headers. The map is the
+	// connection's, cleared per request.
+	if hc.th == nil {
+		hc.th = http.Header{}
+	}
+	th := hc.th
+	clear(th)
 	for _, f := range hc.req.fields {
 		if name := traceHeader(f.name); name != "" {
 			th[name] = append(th[name], f.value)
 		}
 	}
 	tc := trace.Extract(th)
-	ln := s.hops.resolve(&tc, func() string { return hc.ci.resolve(s.opts.Callers) })
+	ln := s.hops.resolve(&tc, hc.ci, s.opts.Callers)
 	if ln.broken {
 		s.markBroken(ln.caller)
 	}

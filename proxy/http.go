@@ -25,7 +25,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
 	tc := trace.Extract(r.Header)
-	ln := s.hops.resolve(&tc, func() string { return ci.resolve(s.opts.Callers) })
+	ln := s.hops.resolve(&tc, ci, s.opts.Callers)
 	if ln.broken {
 		s.markBroken(ln.caller)
 	}

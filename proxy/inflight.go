@@ -42,10 +42,11 @@ type link struct {
 	broken   bool // the caller is a service that did not propagate
 }
 
-// resolve links a hop to callee given the extracted context. caller()
-// names the calling service by its socket; it is only called when the
-// context alone cannot answer, because it may read /proc.
-func (h *hops) resolve(tc *trace.Context, caller func() string) link {
+// resolve links a hop to callee given the extracted context. The calling
+// service is looked up by the connection's socket (ci with callers) only
+// when the context alone cannot answer, because that may read /proc.
+func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) link {
+	caller := func() string { return ci.resolve(callers) }
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if tc.Continued {
