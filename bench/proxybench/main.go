@@ -47,10 +47,12 @@ type target struct {
 }
 
 func run() error {
-	duration := flag.Duration("duration", 5*time.Second, "wrk duration per run")
+	duration := flag.Duration("duration", 3*time.Second, "wrk duration per run")
 	seq := flag.Int("n", 3000, "sequential requests for the latency percentiles")
 	only := flag.String("only", "", "run only this target (direct, devstack, nginx, httputil)")
 	serve := flag.String("serve-upstream", "", "internal: be the upstream server on this address")
+	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
+	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
 	if *serve != "" {
@@ -93,7 +95,11 @@ func run() error {
 		return err
 	}
 	defer store.Close()
-	ds := proxy.New(proxy.Options{Recorder: store})
+	var rec trace.Recorder = store
+	if *norec {
+		rec = discard{}
+	}
+	ds := proxy.New(proxy.Options{Recorder: rec})
 	dsAddr := freeAddr()
 	if err := ds.SetRoutes([]proxy.Route{{Service: "upstream", Listen: dsAddr, Upstream: upAddr, Protocol: proxy.ProtoAuto}}); err != nil {
 		return err
@@ -117,28 +123,49 @@ func run() error {
 	if *only != "" {
 		targets = slices.DeleteFunc(targets, func(t target) bool { return t.name != *only && t.name != "direct" && t.name != "nginx" })
 	}
+	// Targets are measured in rounds, interleaved, and each figure is the
+	// median over the rounds: a burst of load from elsewhere on the
+	// machine then hurts one sample of every target, not all of one.
 	type result struct{ p50, p99, rps1, rps32 float64 }
+	samples := map[string]map[string][]result{}
+	for round := range *rounds {
+		for _, path := range []string{"/64", "/16k"} {
+			for _, t := range targets {
+				url := "http://" + t.addr + path
+				p50, p99, err := latency(url, *seq)
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				r1, err := wrk(url, 1, *duration)
+				if err != nil {
+					return err
+				}
+				r32, err := wrk(url, 32, *duration)
+				if err != nil {
+					return err
+				}
+				if samples[path] == nil {
+					samples[path] = map[string][]result{}
+				}
+				samples[path][t.name] = append(samples[path][t.name], result{p50, p99, r1, r32})
+				fmt.Fprintf(os.Stderr, "round %d %-5s %-9s p50 %7.1fµs p99 %7.1fµs  wrk c1 %8.0f/s c32 %8.0f/s\n", round+1, path, t.name, p50, p99, r1, r32)
+			}
+		}
+	}
 	res := map[string]map[string]result{}
-	for _, path := range []string{"/64", "/16k"} {
-		for _, t := range targets {
-			url := "http://" + t.addr + path
-			p50, p99, err := latency(url, *seq)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+	for path, byTarget := range samples {
+		res[path] = map[string]result{}
+		for name, rs := range byTarget {
+			med := func(f func(result) float64) float64 {
+				v := make([]float64, len(rs))
+				for i, r := range rs {
+					v[i] = f(r)
+				}
+				slices.Sort(v)
+				return v[len(v)/2]
 			}
-			r1, err := wrk(url, 1, *duration)
-			if err != nil {
-				return err
-			}
-			r32, err := wrk(url, 32, *duration)
-			if err != nil {
-				return err
-			}
-			if res[path] == nil {
-				res[path] = map[string]result{}
-			}
-			res[path][t.name] = result{p50, p99, r1, r32}
-			fmt.Fprintf(os.Stderr, "%-5s %-9s p50 %7.1fµs p99 %7.1fµs  wrk c1 %8.0f/s c32 %8.0f/s\n", path, t.name, p50, p99, r1, r32)
+			res[path][name] = result{med(func(r result) float64 { return r.p50 }), med(func(r result) float64 { return r.p99 }),
+				med(func(r result) float64 { return r.rps1 }), med(func(r result) float64 { return r.rps32 })}
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -290,3 +317,7 @@ func serveUpstream(addr string) error {
 		io.WriteString(w, small)
 	}))
 }
+
+type discard struct{}
+
+func (discard) Record(*trace.Span) {}
