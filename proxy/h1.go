@@ -306,7 +306,9 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 	// Request body; an upgrade's bytes flow after the 101 instead.
 	var err error
 	if !upgrade {
-		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false)
+		capt := hc.rt.s.capture()
+		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false, capt)
+		sp.ReqBody = capt.String()
 	}
 	if err == nil {
 		err = w.Flush()
@@ -353,7 +355,9 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 	if !noBody {
 		// No length and not chunked: the body runs until the server closes.
 		untilClose := hc.resp.contentLength < 0 && !hc.resp.chunked
-		sp.BytesOut, err = copyBody(hc.bw, hc.ubr, &hc.resp, true, untilClose)
+		capt := hc.rt.s.capture()
+		sp.BytesOut, err = copyBody(hc.bw, hc.ubr, &hc.resp, true, untilClose, capt)
+		sp.RespBody = capt.String()
 		if err != nil {
 			sp.Error = "response body: " + err.Error()
 			hc.bw.Flush()
@@ -450,20 +454,20 @@ func statusCode(line string) int {
 // copyBody copies one message body by its framing and returns its payload
 // size. flush makes streamed bodies reach the client as they arrive:
 // whenever the source has nothing more buffered, dst is flushed.
-func copyBody(dst *bufio.Writer, src *bufio.Reader, h *head, flush, untilClose bool) (int64, error) {
+func copyBody(dst *bufio.Writer, src *bufio.Reader, h *head, flush, untilClose bool, capt *capture) (int64, error) {
 	switch {
 	case h.chunked:
-		return copyChunked(dst, src, flush)
+		return copyChunked(dst, src, flush, capt)
 	case h.contentLength > 0:
-		return copyN(dst, src, h.contentLength, flush)
+		return copyN(dst, src, h.contentLength, flush, capt)
 	case untilClose:
-		return copyN(dst, src, -1, flush)
+		return copyN(dst, src, -1, flush, capt)
 	}
 	return 0, nil
 }
 
 // copyN copies n bytes (until EOF when n < 0).
-func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool) (int64, error) {
+func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool, capt *capture) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -478,6 +482,7 @@ func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool) (int64, er
 			if _, werr := dst.Write(buf[:k]); werr != nil {
 				return total, werr
 			}
+			capt.add(buf[:k])
 			total += int64(k)
 			if flush && src.Buffered() == 0 {
 				if err := dst.Flush(); err != nil {
@@ -500,7 +505,7 @@ func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool) (int64, er
 
 // copyChunked relays a chunked body verbatim (sizes, extensions and
 // trailers included) and returns the payload size.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush bool) (int64, error) {
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush bool, capt *capture) (int64, error) {
 	var total int64
 	for {
 		line, err := src.ReadSlice('\n')
@@ -526,7 +531,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush bool) (int64, error
 				}
 			}
 		}
-		n, err := copyN(dst, src, size, false)
+		n, err := copyN(dst, src, size, false, capt)
 		total += n
 		if err != nil {
 			return total, err
@@ -566,4 +571,32 @@ func (r *Redactor) fields(fs []field) []trace.Header {
 		out[i] = trace.Header{Name: name, Value: v}
 	}
 	return out
+}
+
+// capture keeps the first max bytes of a body, when body capture is on.
+// A nil *capture captures nothing, at no cost.
+type capture struct {
+	buf []byte
+	max int
+}
+
+func (s *Server) capture() *capture {
+	if s.opts.CaptureBodies <= 0 {
+		return nil
+	}
+	return &capture{max: s.opts.CaptureBodies}
+}
+
+func (c *capture) add(p []byte) {
+	if c == nil || len(c.buf) >= c.max {
+		return
+	}
+	c.buf = append(c.buf, p[:min(len(p), c.max-len(c.buf))]...)
+}
+
+func (c *capture) String() string {
+	if c == nil {
+		return ""
+	}
+	return string(c.buf)
 }

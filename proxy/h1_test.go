@@ -196,3 +196,30 @@ func TestUpstreamDownGivesClearError(t *testing.T) {
 		t.Errorf("span %+v", sp)
 	}
 }
+
+func TestBodyCaptureIsOptInAndCapped(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "response-body")
+	}))
+	defer up.Close()
+	for _, capBytes := range []int{0, 4} {
+		rec := newMemRecorder()
+		s := New(Options{Recorder: rec, CaptureBodies: capBytes})
+		addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+		resp, err := http.Post("http://"+addr+"/", "text/plain", strings.NewReader("request-body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		sp := rec.next(t)
+		wantReq, wantResp := "", ""
+		if capBytes == 4 {
+			wantReq, wantResp = "requ", "resp"
+		}
+		if sp.ReqBody != wantReq || sp.RespBody != wantResp {
+			t.Errorf("capture %d: bodies %q %q, want %q %q", capBytes, sp.ReqBody, sp.RespBody, wantReq, wantResp)
+		}
+	}
+}

@@ -53,6 +53,10 @@ type Options struct {
 	// Redact lists header names (or fragments) whose values are not
 	// recorded; nil means DefaultRedact.
 	Redact []string
+	// CaptureBodies records the first this many bytes of request and
+	// response bodies (HTTP/1.x). 0, the default, records none: bodies may
+	// hold credentials that header redaction cannot see.
+	CaptureBodies int
 	// Callers identifies callers by socket; nil means callers are known
 	// only from trace context.
 	Callers CallerResolver

@@ -78,7 +78,7 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	return x, err
 }
 
-var traceExtKeys = []string{"disabled", "formats", "max_spans", "redact"}
+var traceExtKeys = []string{"bodies", "disabled", "formats", "max_spans", "redact"}
 
 // trace decodes the project-level trace block.
 func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
@@ -89,7 +89,7 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 	}
 	tm, ok := v.(map[string]any)
 	if !ok {
-		return t, d.fail("trace", fmt.Sprintf("x-devstack key \"trace\" must be a mapping (formats, redact, max_spans, disabled), not %s", describe(v)), ErrInvalid)
+		return t, d.fail("trace", fmt.Sprintf("x-devstack key \"trace\" must be a mapping (formats, redact, max_spans, bodies, disabled), not %s", describe(v)), ErrInvalid)
 	}
 	sub := &extDecoder{src: d.src, service: d.service, base: append(slices.Clone(d.base), "trace")}
 	for k := range tm {
@@ -122,21 +122,21 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 		}
 	}
 	if n, ok := tm["max_spans"]; ok {
-		switch n := n.(type) {
-		case int:
-			t.MaxSpans = n
-		case int64:
-			t.MaxSpans = int(n)
-		case uint64:
-			t.MaxSpans = int(n)
-		case float64:
-			t.MaxSpans = int(n)
-		default:
+		v, isInt := toInt(n)
+		if !isInt {
 			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" must be a number, not %s", describe(n)), ErrInvalid)
 		}
+		t.MaxSpans = v
 		if t.MaxSpans < 100 {
 			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" is %d; keep at least 100 spans", t.MaxSpans), ErrInvalid)
 		}
+	}
+	if n, ok := tm["bodies"]; ok {
+		v, isInt := toInt(n)
+		if !isInt || v < 0 || v > 1<<20 {
+			return t, sub.fail("bodies", fmt.Sprintf("x-devstack.trace key \"bodies\" must be a number of bytes from 0 (off) to 1048576, not %s", describe(n)), ErrInvalid)
+		}
+		t.Bodies = v
 	}
 	if b, ok := tm["disabled"]; ok {
 		bv, ok := b.(bool)
@@ -261,4 +261,19 @@ func describe(v any) string {
 		return "a mapping"
 	}
 	return fmt.Sprintf("a %T", v)
+}
+
+// toInt reads a YAML number as an int.
+func toInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case uint64:
+		return int(n), true
+	case float64:
+		return int(n), n == float64(int(n))
+	}
+	return 0, false
 }

@@ -52,6 +52,10 @@ type TraceExt struct {
 	// MaxSpans bounds the spans kept (memory and disk); whole oldest traces
 	// go first. Default 100000.
 	MaxSpans int `yaml:"max_spans,omitempty" json:"max_spans,omitempty"`
+	// Bodies records the first this many bytes of each HTTP/1.x request
+	// and response body in its span. Default 0: off, since bodies can hold
+	// credentials that header redaction does not see.
+	Bodies int `yaml:"bodies,omitempty" json:"bodies,omitempty"`
 	// Disabled turns the proxy off: services listen on their declared
 	// ports themselves and nothing is traced.
 	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`

@@ -72,6 +72,38 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 	return private, routes, nil
 }
 
+// ambassadors says, per service, where the ambassador of a container
+// service relays each target port that the proxy fronts: to the proxy's
+// route on the host's bridge address, <gateway>:<declared port>, which
+// plan adds whenever gateway is set. Containers calling the service by
+// name (http://orders:8080) then reach the proxy like those calling
+// host.docker.internal:<declared port>. Nil without a gateway (no
+// containers run).
+func ambassadors(p *project.Project, private map[portKey]uint16, gateway string) map[string]*runner.Ambassador {
+	if gateway == "" {
+		return nil
+	}
+	out := map[string]*runner.Ambassador{}
+	for _, s := range p.Services {
+		for _, port := range s.Ports {
+			if _, ok := private[portKey{s.Name, port.Target}]; !ok {
+				continue
+			}
+			declared := port.Published
+			if declared == 0 {
+				declared = port.Target
+			}
+			a := out[s.Name]
+			if a == nil {
+				a = &runner.Ambassador{Relay: map[uint16]string{}}
+				out[s.Name] = a
+			}
+			a.Relay[port.Target] = net.JoinHostPort(gateway, strconv.Itoa(int(declared)))
+		}
+	}
+	return out
+}
+
 // privatePort picks the private port of a service port: the same one on
 // every run when it is free (so a container's config, which names it, is
 // unchanged and the container is not recreated), else any free port.
@@ -146,7 +178,7 @@ func (c callers) Caller(client, server netip.AddrPort) string {
 
 // traceOptions turns x-devstack.trace into proxy options.
 func traceOptions(p *project.Project, rec trace.Recorder) (proxy.Options, error) {
-	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact}
+	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact, CaptureBodies: p.X.Trace.Bodies}
 	if f := p.X.Trace.Formats; f != "" {
 		formats, err := trace.ParseFormats(f)
 		if err != nil {

@@ -45,7 +45,7 @@ type Options struct {
 	Gateway string
 	// ContainerCaller names the service of a container by its address.
 	ContainerCaller func(netip.Addr) string
-	Logger   *slog.Logger
+	Logger          *slog.Logger
 }
 
 // Supervisor owns one project's running stack.
@@ -122,6 +122,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
+	amb := ambassadors(p, private, opts.Gateway)
 	s.run, err = runner.New(p, runner.Options{
 		BackendFor: opts.BackendFor,
 		Logs:       logSink{s.logs},
@@ -138,6 +139,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			}
 			return port.Target
 		},
+		Ambassador: func(service string) *runner.Ambassador { return amb[service] },
 	})
 	if err != nil {
 		return nil, err
