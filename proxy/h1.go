@@ -232,15 +232,18 @@ func (hc *h1conn) serveOne() bool {
 	if hc.req.upgrade && strings.EqualFold(hc.req.get("Upgrade"), "websocket") {
 		sp.Protocol = "websocket"
 	}
-	if sp.Caller == "" && s.opts.Callers != nil {
-		sp.Caller = hc.ci.resolve(s.opts.Callers)
-	}
 	sp.ReqHeaders = s.redact.fields(hc.req.fields)
 	trace.Inject(th, tc, s.opts.Formats)
 	s.hops.begin(sp)
 	ok := hc.relay(sp, th, method, cfg)
 	sp.Duration = time.Since(start)
 	s.hops.end(sp)
+	if sp.Caller == "" && s.opts.Callers != nil {
+		// Not needed to link the hop, only to label it: looked up after
+		// the response went out, off the request's path (once per
+		// connection).
+		sp.Caller = hc.ci.resolve(s.opts.Callers)
+	}
 	s.opts.Recorder.Record(sp)
 	return ok
 }

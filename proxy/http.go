@@ -40,10 +40,6 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Route: r.URL.Path, GRPCStatus: -1, Start: start,
 		RequestID: tc.RequestID,
 	}
-	if sp.Caller == "" && ci != nil && s.opts.Callers != nil {
-		// Not needed to link; resolved for the record (cached per conn).
-		sp.Caller = ci.resolve(s.opts.Callers)
-	}
 	sp.ReqHeaders = s.redact.Headers(r.Header)
 	trace.Inject(r.Header, tc, s.opts.Formats)
 	s.hops.begin(sp)
@@ -96,6 +92,10 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sp.Error = "client went away"
 	}
 	s.hops.end(sp)
+	if sp.Caller == "" && ci != nil && s.opts.Callers != nil {
+		// Only to label the hop, after the response (cached per conn).
+		sp.Caller = ci.resolve(s.opts.Callers)
+	}
 	s.opts.Recorder.Record(sp)
 }
 

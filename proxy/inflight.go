@@ -22,6 +22,8 @@ type hops struct {
 	byCallee map[string][]*trace.Span        // in flight only
 	ring     []trace.SpanID                  // recent, for eviction from bySpan
 	next     int
+	// adopted counts the inferred children linked to each in-flight hop.
+	adopted map[trace.SpanID]int
 }
 
 func newHops() *hops {
@@ -30,6 +32,7 @@ func newHops() *hops {
 		byTrace:  map[trace.TraceID][]*trace.Span{},
 		byCallee: map[string][]*trace.Span{},
 		ring:     make([]trace.SpanID, recentHops),
+		adopted:  map[trace.SpanID]int{},
 	}
 }
 
@@ -82,10 +85,28 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 	if who == "" {
 		return link{traceID: tc.TraceID}
 	}
-	if p := latest(h.byCallee[who], ""); p != nil {
+	if p := h.adopter(h.byCallee[who]); p != nil {
+		h.adopted[p.SpanID]++
 		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true}
 	}
 	return link{traceID: tc.TraceID, caller: who}
+}
+
+// adopter picks which of a service's in-flight hops a context-less call
+// most likely belongs to. With one request in flight the answer is sure;
+// with several, calls are spread over them, the hop with the fewest calls
+// so far first, the most recent on a tie: services tend to make the same
+// calls for each request, so this keeps concurrent requests' traces the
+// same shape instead of piling every call onto the newest one.
+func (h *hops) adopter(spans []*trace.Span) *trace.Span {
+	var best *trace.Span
+	for _, s := range spans {
+		if best == nil || h.adopted[s.SpanID] < h.adopted[best.SpanID] ||
+			h.adopted[s.SpanID] == h.adopted[best.SpanID] && s.Start.After(best.Start) {
+			best = s
+		}
+	}
+	return best
 }
 
 // latest returns the most recently started span, with Callee == who when
@@ -124,6 +145,7 @@ func (h *hops) end(s *trace.Span) {
 		delete(h.byTrace, s.TraceID)
 	}
 	h.byCallee[s.Callee] = remove(h.byCallee[s.Callee], s)
+	delete(h.adopted, s.SpanID)
 	if len(h.byCallee[s.Callee]) == 0 {
 		delete(h.byCallee, s.Callee)
 	}

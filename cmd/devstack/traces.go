@@ -56,6 +56,19 @@ func (s clientSource) Trace(ctx context.Context, id trace.TraceID) ([]*trace.Spa
 func (clientSource) Close() {}
 
 func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.Project, error) {
+	// With the project named (-p or COMPOSE_PROJECT_NAME) and running, the
+	// file need not be loaded at all: that keeps `traces` fast.
+	name := g.name
+	if name == "" {
+		name = os.Getenv("COMPOSE_PROJECT_NAME")
+	}
+	if name != "" {
+		dir := supervisor.StateDir(name)
+		tok, _ := supervisor.ReadToken(dir)
+		if c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok); err == nil {
+			return clientSource{c}, nil, nil
+		}
+	}
 	p, err := g.load(ctx, nil)
 	if err != nil {
 		return nil, nil, err

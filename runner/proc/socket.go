@@ -19,7 +19,10 @@ import (
 // only the /proc/net tables and the descendants' fd directories, not every
 // process on the machine.
 func SocketOwner(client, server netip.AddrPort, roots []int) (int, bool) {
-	inode := connInode(client.Port(), server.Port())
+	inode, ok := diagInode(client, server)
+	if !ok {
+		inode = connInode(client.Port(), server.Port())
+	}
 	if inode == "" {
 		return 0, false
 	}

@@ -36,6 +36,10 @@ func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
 	client := srv.RemoteAddr().(*net.TCPAddr).AddrPort()
 	server := srv.LocalAddr().(*net.TCPAddr).AddrPort()
 
+	viaDiag, ok := diagInode(client, server)
+	if !ok || viaDiag != connInode(client.Port(), server.Port()) {
+		t.Errorf("sock_diag inode %q (%v), /proc/net/tcp says %q", viaDiag, ok, connInode(client.Port(), server.Port()))
+	}
 	root, ok := SocketOwner(client, server, []int{other.Process.Pid, os.Getpid()})
 	if !ok || root != os.Getpid() {
 		t.Fatalf("owner %d %v, want this process %d", root, ok, os.Getpid())
