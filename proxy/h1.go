@@ -164,7 +164,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // serveH1 relays HTTP/1.x requests on c until either side closes.
 func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
-	hc := &h1conn{rt: rt, c: c, br: br, bw: bufio.NewWriterSize(c, 16<<10), ci: newConnInfo(c)}
+	hc := &h1conn{rt: rt, c: c, br: br, bw: bufio.NewWriterSize(c, 64<<10), ci: newConnInfo(c)}
 	defer hc.close()
 	for {
 		if err := readHead(hc.br, &hc.req); err != nil {
