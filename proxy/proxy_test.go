@@ -525,7 +525,8 @@ func TestSetRoutesPortInUseNamesServiceAndKeepsTable(t *testing.T) {
 func TestProxyProtocolLineNamesTheRelayedClient(t *testing.T) {
 	rec := newMemRecorder()
 	cl := &callers{m: map[uint16]string{4242: "orders"}}
-	s := New(Options{Recorder: rec, Callers: cl})
+	// The test's client is on loopback, which is not trusted by default.
+	s := New(Options{Recorder: rec, Callers: cl, TrustProxyLine: func(netip.Addr) bool { return true }})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "inventory", Upstream: hostOf(up.URL)})[0]
@@ -541,5 +542,18 @@ func TestProxyProtocolLineNamesTheRelayedClient(t *testing.T) {
 	}
 	if sp := rec.next(t); sp.Caller != "orders" || sp.Route != "/stock" {
 		t.Errorf("span %+v: want the caller named from the PROXY line", sp)
+	}
+}
+
+func TestProxyLineFromLoopbackIsNotTrustedByDefault(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{4242: "orders"}}
+	s := New(Options{Recorder: rec, Callers: cl})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "inventory", Upstream: hostOf(up.URL)})[0]
+	out := rawExchange(t, addr, "PROXY TCP4 172.18.0.5 172.18.0.9 4242 8080\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 400") {
+		t.Fatalf("a PROXY line from loopback must not be accepted: %q", out)
 	}
 }

@@ -53,6 +53,11 @@ type Options struct {
 	// Redact lists header names (or fragments) whose values are not
 	// recorded; nil means DefaultRedact.
 	Redact []string
+	// TrustProxyLine says whether a connection from this address may name
+	// its real client with a PROXY protocol line. Default: only clients
+	// that are not on loopback (ambassador containers on a Docker bridge),
+	// so a host process cannot pass itself off as another service.
+	TrustProxyLine func(netip.Addr) bool
 	// CaptureBodies records the first this many bytes of request and
 	// response bodies (HTTP/1.x). 0, the default, records none: bodies may
 	// hold credentials that header redaction cannot see.
@@ -289,7 +294,7 @@ func (rt *route) handle(c net.Conn) {
 		c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
 	}
 	head, _ := br.Peek(len(h2Preface))
-	if bytes.HasPrefix(head, []byte("PROXY ")) {
+	if bytes.HasPrefix(head, []byte("PROXY ")) && rt.s.trustsProxyLine(c) {
 		// A connection relayed by a devstack ambassador (a container that
 		// answers to a service's name in a Docker network) starts with a
 		// PROXY protocol v1 line naming the real client.
@@ -311,6 +316,18 @@ func (rt *route) handle(c net.Conn) {
 }
 
 const h2Preface = "PRI * HTTP/2.0"
+
+func (s *Server) trustsProxyLine(c net.Conn) bool {
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip := a.AddrPort().Addr().Unmap()
+	if s.opts.TrustProxyLine != nil {
+		return s.opts.TrustProxyLine(ip)
+	}
+	return !ip.IsLoopback()
+}
 
 // readProxyLine consumes a PROXY protocol v1 line ("PROXY TCP4 src dst
 // sport dport") and returns c with the client address it names.

@@ -89,4 +89,3 @@ func indexAddr(v string) int {
 	}
 	return min(i, j)
 }
-

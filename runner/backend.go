@@ -72,6 +72,23 @@ type Spec struct {
 	// Marker is put in the environment as DEVSTACK_INSTANCE so that orphans
 	// can be found after a crash of devstack.
 	Marker string
+	// Ambassador, when set, asks a container backend to put an ambassador
+	// in front of the service on its networks: a container that answers to
+	// the service's name (and aliases) and relays every connection to the
+	// proxy, so that calls by service name are traced hops too. Nil (the
+	// default, and always for processes) means none: the container itself
+	// answers to its name. Filled from Options.Ambassador.
+	Ambassador *Ambassador
+}
+
+// Ambassador is where an ambassador relays a service's ports.
+type Ambassador struct {
+	// Relay maps a target port of the service (what callers use with its
+	// name: http://orders:8080) to the proxy's address for it as
+	// containers reach the host (<bridge gateway>:<declared port>). Target
+	// ports not in the map are not fronted by the proxy; the ambassador
+	// passes them straight to the container.
+	Relay map[uint16]string
 }
 
 // Exit says how an instance ended.

@@ -50,6 +50,10 @@ type Options struct {
 	// on. The proxy owns the declared port and forwards to this one. Nil
 	// means the declared port itself (published, else target).
 	ListenPort func(service string, p project.Port) uint16
+	// Ambassador says where a container service's ambassador relays its
+	// ports (see Spec.Ambassador); it is asked only for services that run
+	// in containers. Nil, or a nil result, means no ambassador.
+	Ambassador func(service string) *Ambassador
 	Logger     *slog.Logger
 }
 

@@ -403,22 +403,36 @@ func (r *Runner) spec(s *service) Spec {
 		}
 	}
 	if pe := s.spec.X.PortEnv; pe != "" && len(s.spec.Ports) > 0 {
-		env = append(env, pe+"="+fmt.Sprint(r.listenPort(name, s.spec.Ports[0])))
+		// The port to listen on: a process takes the private port when the
+		// proxy owns the declared one; a container always listens on its
+		// target port (the private port is its published side).
+		inside := func(p project.Port) uint16 {
+			if s.backend.Name() == "docker" {
+				return p.Target
+			}
+			return r.listenPort(name, p)
+		}
+		env = append(env, pe+"="+fmt.Sprint(inside(s.spec.Ports[0])))
 		// Every port, for services with more than one:
 		// DEVSTACK_PORT_<target>=<port to listen on>.
 		for _, p := range s.spec.Ports {
-			env = append(env, fmt.Sprintf("DEVSTACK_PORT_%d=%d", p.Target, r.listenPort(name, p)))
+			env = append(env, fmt.Sprintf("DEVSTACK_PORT_%d=%d", p.Target, inside(p)))
 		}
 	}
 	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
+	var amb *Ambassador
 	if s.backend.Name() == "docker" {
 		env = r.containerEnv(env)
+		if r.opts.Ambassador != nil {
+			amb = r.opts.Ambassador(name)
+		}
 	}
 	return Spec{
 		Project: r.p, Service: r.remapped(s.spec), Env: env, Marker: marker,
-		Stdout: r.opts.Logs.Writer(name, "out"),
-		Stderr: r.opts.Logs.Writer(name, "err"),
-		Status: r.opts.Logs.Writer(name, "sys"),
+		Stdout:     r.opts.Logs.Writer(name, "out"),
+		Stderr:     r.opts.Logs.Writer(name, "err"),
+		Status:     r.opts.Logs.Writer(name, "sys"),
+		Ambassador: amb,
 	}
 }
 

@@ -58,7 +58,7 @@ Services run as native processes when their x-devstack block says how
 		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on)"),
 		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack"),
 		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true"),
-		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g),
+		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 	)
 	return root
 }

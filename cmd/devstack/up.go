@@ -249,7 +249,8 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 		return err
 	}
 	defer r.Close()
-	args := append([]string{"supervise"}, g.args()...)
+	// Global flags go before the command (see newRootCmd).
+	args := append(g.args(), "supervise")
 	args = append(args, "--ready-fd", "3", "--backend", backend, "--")
 	args = append(args, names...)
 	cmd := exec.Command(exe, args...)

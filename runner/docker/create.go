@@ -96,6 +96,11 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 		return nil, err
 	}
 	nets := serviceNetworks(p, svc)
+	var amb *runner.Ambassador
+	if wantsAmbassador(spec) {
+		// The ambassador answers to the service's names (ambassador.go).
+		nets, amb = privateNets(nets, svc.Name), spec.Ambassador
+	}
 	if len(nets) > 0 {
 		host.NetworkMode = container.NetworkMode(nets[0].Name)
 	}
@@ -106,10 +111,11 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 	hcfg.Image = imageID
 	hcfg.Env = slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, markerEnv) })
 	data, err := json.Marshal(struct {
-		Config *container.Config
-		Host   *container.HostConfig
-		Nets   []attachment
-	}{&hcfg, host, nets})
+		Config     *container.Config
+		Host       *container.HostConfig
+		Nets       []attachment
+		Ambassador *runner.Ambassador `json:",omitempty"` // where it relays
+	}{&hcfg, host, nets, amb})
 	if err != nil {
 		return nil, fmt.Errorf("hashing the configuration of service %q: %w", svc.Name, err)
 	}

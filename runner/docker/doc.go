@@ -27,4 +27,13 @@
 // Mixed stacks: a host process reaches a container through its published
 // port on 127.0.0.1; a container reaches a host process through
 // host.docker.internal, which every container gets as an extra host.
+//
+// Calls by service name: when the proxy fronts a container service
+// (runner.Spec.Ambassador), an ambassador container takes over the
+// service's names on its networks and relays each connection to the proxy
+// on the host, with a PROXY protocol v1 line naming the calling container;
+// the service's own container answers to devstack-real-<service>. The
+// ambassador runs `devstack ambassador` from an image made of the running
+// devstack binary and the libraries it links (ambassador.go, ambimage.go,
+// relay.go).
 package docker

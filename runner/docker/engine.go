@@ -28,6 +28,9 @@ const (
 	LabelProject    = "dev.devstack.project"
 	LabelService    = "dev.devstack.service"
 	LabelConfigHash = "dev.devstack.config-hash"
+	// LabelRole marks devstack's helper objects: "ambassador" on the
+	// ambassador image and containers (see ambassador.go).
+	LabelRole = "dev.devstack.role"
 
 	composeProject    = "com.docker.compose.project"
 	composeService    = "com.docker.compose.service"
@@ -54,6 +57,12 @@ type Backend struct {
 	// which several services starting at once would otherwise race on.
 	mu      sync.Mutex
 	ensured map[string]bool // "network/<name>", "volume/<name>" already there
+
+	// ambMu serialises making the ambassador image, done once per backend.
+	ambMu         sync.Mutex
+	ambRef, ambID string // the image, once made
+	ambErr        error  // why no image can be made from ambExe, for good
+	ambExe        string // the devstack binary put in the image; "" is os.Executable()
 }
 
 var (

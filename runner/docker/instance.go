@@ -42,7 +42,8 @@ type Instance struct {
 	b       *Backend
 	spec    runner.Spec
 	reps    []*replica
-	tracked bool // the service declares a healthcheck: report it
+	amb     *replica // the service's ambassador (ambassador.go), if any
+	tracked bool     // the service declares a healthcheck: report it
 	tty     bool
 	prefix  bool // prefix log lines with the replica number
 
@@ -159,6 +160,9 @@ func (i *Instance) abort() {
 		if !r.adopted {
 			_ = i.b.removeContainer(ctx, r.id)
 		}
+	}
+	if i.amb != nil && !i.amb.adopted {
+		_ = i.b.removeContainer(ctx, i.amb.id)
 	}
 }
 
@@ -312,6 +316,11 @@ func (i *Instance) remove(ctx context.Context) error {
 	var errs []error
 	for _, r := range i.reps {
 		errs = append(errs, i.b.removeContainer(rctx, r.id))
+	}
+	if i.amb != nil {
+		// After the service: a caller by name meanwhile still reaches the
+		// proxy, which says the service is gone.
+		errs = append(errs, i.b.removeContainer(rctx, i.amb.id))
 	}
 	return errors.Join(errs...)
 }

@@ -36,6 +36,7 @@ var (
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
+	defer func() { os.RemoveAll(devstackBuild.dir) }() // built by the ambassador tests, if any ran
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	engine, engineErr = New(ctx)

@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -196,5 +198,22 @@ func (b *Backend) HostGateway(ctx context.Context) (netip.Addr, error) {
 			return c.Gateway, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("the default bridge network has no IPv4 gateway")
+	// Engines often leave the default bridge's gateway out of its IPAM
+	// (20.10 does): it is the address of the bridge's interface, docker0,
+	// which is on this host when the engine is.
+	if ifi, err := net.InterfaceByName(cmp.Or(res.Network.Options["com.docker.network.bridge.name"], "docker0")); err == nil {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil || !pfx.Addr().Is4() {
+				continue
+			}
+			for _, c := range res.Network.IPAM.Config {
+				if c.Subnet.Contains(pfx.Addr()) {
+					return pfx.Addr(), nil
+				}
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("the default bridge network has no IPv4 gateway, and no interface of this host is on its subnet")
 }

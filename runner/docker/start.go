@@ -33,6 +33,18 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	if err != nil {
 		return nil, err
 	}
+	var ap *ambassadorPlan
+	if wantsAmbassador(spec) {
+		if ap, err = b.planAmbassador(ctx, spec, imageID); err != nil {
+			fmt.Fprintf(spec.Status, "running service %q without an ambassador: %v; calls to it by service name go straight to its container and are not traced\n", svc.Name, err)
+			spec.Ambassador = nil
+		}
+	}
+	if ap == nil {
+		if err := b.removeAmbassador(ctx, p, svc); err != nil {
+			return nil, err
+		}
+	}
 	pl, err := planFor(spec, imageID)
 	if err != nil {
 		return nil, err
@@ -88,6 +100,12 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 		inst.abort()
 		return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
 	}
+	if ap != nil {
+		if err := inst.startAmbassador(ctx, ap); err != nil {
+			inst.abort()
+			return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
+		}
+	}
 	return inst, nil
 }
 
@@ -104,6 +122,9 @@ func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[
 	}
 	out := map[int]container.Summary{}
 	for i, c := range res.Items {
+		if c.Labels[LabelRole] == roleAmbassador {
+			continue // not a replica: Start deals with it apart
+		}
 		num, err := strconv.Atoi(c.Labels[composeNumber])
 		if err != nil || num < 1 {
 			num = -1 - i
@@ -113,13 +134,16 @@ func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[
 	return out, nil
 }
 
-// create creates replica num from plan pl. Networks beyond the first are
-// connected before the container starts: engines older than API 1.44
-// accept only one network at create time.
+// create creates replica num from plan pl (num 0: a helper such as an
+// ambassador, not a replica). Networks beyond the first are connected
+// before the container starts: engines older than API 1.44 accept only one
+// network at create time.
 func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (string, error) {
 	cfg := *pl.config
 	cfg.Labels = maps.Clone(cfg.Labels)
-	cfg.Labels[composeNumber] = strconv.Itoa(num)
+	if num > 0 {
+		cfg.Labels[composeNumber] = strconv.Itoa(num)
+	}
 	var netCfg *network.NetworkingConfig
 	if len(pl.nets) > 0 {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
@@ -223,7 +247,9 @@ func (b *Backend) ServiceAt(ctx context.Context, proj string, ip netip.Addr) str
 		return ""
 	}
 	for _, c := range res.Items {
-		if c.NetworkSettings == nil {
+		if c.NetworkSettings == nil || c.Labels[LabelRole] == roleAmbassador {
+			// An ambassador calls only on behalf of others, whom its
+			// PROXY line names; it is never the caller itself.
 			continue
 		}
 		for _, ep := range c.NetworkSettings.Networks {
