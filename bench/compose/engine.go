@@ -117,19 +117,27 @@ func (w *healthWatch) fallback(ctx context.Context, n int) error {
 	return nil
 }
 
-// health counts the project's containers, and those healthy, from the
-// status the engine shows (`Up 3 seconds (healthy)`).
+// roleLabel marks devstack's helper containers (ambassadors), which are
+// not services.
+const roleLabel = "dev.devstack.role"
+
+// health counts the project's service containers, and those healthy, from
+// the status the engine shows (`Up 3 seconds (healthy)`).
 func (e *engine) health(ctx context.Context, label string) (healthy, total int, err error) {
 	res, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", label)})
 	if err != nil {
 		return 0, 0, fmt.Errorf("listing containers with label %s: %w", label, err)
 	}
 	for _, c := range res.Items {
+		if _, helper := c.Labels[roleLabel]; helper {
+			continue
+		}
+		total++
 		if strings.Contains(c.Status, "(healthy)") {
 			healthy++
 		}
 	}
-	return healthy, len(res.Items), nil
+	return healthy, total, nil
 }
 
 // leftovers names the containers and networks still labelled label.
@@ -185,4 +193,26 @@ func (e *engine) removeImage(ctx context.Context, ref string) error {
 		return fmt.Errorf("removing image %s: %w", ref, err)
 	}
 	return nil
+}
+
+// count counts every container labelled label.
+func (e *engine) count(ctx context.Context, label string) (int, error) {
+	res, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", label)})
+	if err != nil {
+		return 0, fmt.Errorf("listing containers with label %s: %w", label, err)
+	}
+	return len(res.Items), nil
+}
+
+// imagesLabelled lists the IDs of the images carrying label (key=value).
+func (e *engine) imagesLabelled(ctx context.Context, label string) (map[string]bool, error) {
+	res, err := e.cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", label)})
+	if err != nil {
+		return nil, fmt.Errorf("listing images with label %s: %w", label, err)
+	}
+	ids := map[string]bool{}
+	for _, img := range res.Items {
+		ids[img.ID] = true
+	}
+	return ids, nil
 }

@@ -26,7 +26,11 @@
 // everything (it waits for service_healthy dependencies on the way), and
 // the bench then waits for the remaining health verdicts through the
 // engine's events, so polling adds nothing to Compose's time. "down" is
-// the wall time of the down command. Runs alternate between the tools.
+// the wall time of the down command. Runs rotate between the tools.
+//
+// With -untraced (the default) a third column times devstack on the same
+// services with x-devstack.trace.disabled: no proxy and no ambassador
+// containers, which shows what devstack's tracing costs at up and down.
 //
 // Everything is bounded by -timeout, and every container, network and
 // image the run created is removed on the way out, also on Ctrl-C.
@@ -44,6 +48,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +75,7 @@ type options struct {
 	step     time.Duration // bound of one command
 	timeout  time.Duration // bound of the whole run
 	only     string        // run only this stack
+	untraced bool          // also time devstack with the proxy off
 	repo     string        // module root
 }
 
@@ -82,8 +88,9 @@ func parseFlags() options {
 	flag.IntVar(&o.layer, "layer", 5, "services per dependency layer of the generated stack")
 	flag.DurationVar(&o.interval, "interval", 500*time.Millisecond, "healthcheck interval (and start_interval where the engine supports it)")
 	flag.DurationVar(&o.step, "step-timeout", 3*time.Minute, "bound of one up or down")
-	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound of the whole run")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
+	flag.BoolVar(&o.untraced, "untraced", true, "also time devstack on the same services with x-devstack.trace.disabled (no proxy, no ambassadors), to show what tracing costs")
 	flag.StringVar(&o.repo, "repo", ".", "module root (where examples/shop is)")
 	flag.Parse()
 	return o
@@ -149,12 +156,19 @@ type bench struct {
 	startInterval bool         // the engine honours healthcheck start_interval
 	projects      []projectRef // every project used, for cleanup
 	imageBuilt    bool
+	helperImages  map[string]bool // devstack's helper images before the run
 }
 
 // prepare checks the tools, builds devstack if needed, and builds the
 // shop image once.
 func (b *bench) prepare(ctx context.Context) error {
 	b.startInterval = apiAtLeast(b.eng.api, "1.44")
+	// devstack makes its ambassador image on the fly; cleanup removes it
+	// only if this run made it.
+	var err error
+	if b.helperImages, err = b.eng.imagesLabelled(ctx, helperImageLabel); err != nil {
+		return err
+	}
 	cv, err := exec.CommandContext(ctx, b.o.compose, "version", "--short").Output()
 	if err != nil {
 		return fmt.Errorf("running %s version: %w; install docker-compose or pass -compose", b.o.compose, err)
@@ -208,6 +222,10 @@ func (b *bench) prepare(ctx context.Context) error {
 // benchLabel marks the image this run built.
 const benchLabel = "dev.devstack.bench"
 
+// helperImageLabel marks the images devstack makes for its helper
+// containers (ambassadors).
+const helperImageLabel = "dev.devstack.role=ambassador"
+
 // composeWait says whether docker-compose can wait for health itself.
 func (b *bench) composeWait(ctx context.Context) string {
 	out, _ := exec.CommandContext(ctx, b.o.compose, "up", "--help").Output()
@@ -235,6 +253,9 @@ type stack struct {
 	services int
 	yaml     string
 	file     string
+	// untraced is the same file with x-devstack.trace.disabled, for the
+	// diagnostic "devstack untraced" runs (no proxy, no ambassadors).
+	untraced string
 }
 
 func (s *stack) write(tmp string) error {
@@ -243,6 +264,10 @@ func (s *stack) write(tmp string) error {
 		return err
 	}
 	s.file = filepath.Join(dir, "compose.yaml")
+	s.untraced = filepath.Join(dir, "untraced.yaml")
+	if err := os.WriteFile(s.untraced, []byte("x-devstack:\n  trace: {disabled: true}\n"+s.yaml), 0o644); err != nil {
+		return err
+	}
 	return os.WriteFile(s.file, []byte(s.yaml), 0o644)
 }
 
@@ -321,6 +346,7 @@ type projectRef struct{ name, file, label string }
 // tool is one side of the comparison.
 type tool struct {
 	name    string
+	helpers int // containers besides the services' (devstack's ambassadors)
 	project string
 	label   string // the label key that finds the project's objects
 	up      func(ctx context.Context) error
@@ -330,33 +356,40 @@ type tool struct {
 // samples are one tool's timings on one stack.
 type samples struct{ up, down []time.Duration }
 
+// result is every tool's timings on one stack; tools[0] is compose.
 type result struct {
-	s        *stack
-	devstack samples
-	compose  samples
+	s       *stack
+	tools   []*tool
+	samples map[*tool]*samples
 }
 
-func (b *bench) tools(s *stack) (ds, dc *tool) {
-	dsProj, dcProj := "bds-"+s.name+"-"+b.id, "bdc-"+s.name+"-"+b.id
-	b.projects = append(b.projects, projectRef{dsProj, s.file, "dev.devstack.project"}, projectRef{dcProj, s.file, "com.docker.compose.project"})
+// tools are compose, devstack, and (with -untraced) devstack on the
+// untraced variant of the file.
+func (b *bench) tools(s *stack) []*tool {
+	dcProj := "bdc-" + s.name + "-" + b.id
+	b.projects = append(b.projects, projectRef{dcProj, s.file, "com.docker.compose.project"})
 	state := filepath.Join(b.tmp, "state")
 	dsEnv := append(os.Environ(), "DEVSTACK_STATE_DIR="+state, "NO_COLOR=1")
-	ds = &tool{
-		name: "devstack", project: dsProj, label: "dev.devstack.project",
-		up: func(ctx context.Context) error {
-			err := b.step(ctx, dsEnv, b.o.devstack, "-p", dsProj, "-f", s.file, "up", "-d", "--backend", "docker")
-			if err != nil {
-				if log, rerr := os.ReadFile(filepath.Join(state, dsProj, "supervisor.log")); rerr == nil {
-					err = fmt.Errorf("%w\nsupervisor.log:\n%s", err, tail(log, 30))
+	devstack := func(name, prefix, file string) *tool {
+		proj := prefix + "-" + s.name + "-" + b.id
+		b.projects = append(b.projects, projectRef{proj, file, "dev.devstack.project"})
+		return &tool{
+			name: name, project: proj, label: "dev.devstack.project",
+			up: func(ctx context.Context) error {
+				err := b.step(ctx, dsEnv, b.o.devstack, "-p", proj, "-f", file, "up", "-d", "--backend", "docker")
+				if err != nil {
+					if log, rerr := os.ReadFile(filepath.Join(state, proj, "supervisor.log")); rerr == nil {
+						err = fmt.Errorf("%w\nsupervisor.log:\n%s", err, tail(log, 30))
+					}
 				}
-			}
-			return err
-		},
-		down: func(ctx context.Context) error {
-			return b.step(ctx, dsEnv, b.o.devstack, "-p", dsProj, "-f", s.file, "down")
-		},
+				return err
+			},
+			down: func(ctx context.Context) error {
+				return b.step(ctx, dsEnv, b.o.devstack, "-p", proj, "-f", file, "down")
+			},
+		}
 	}
-	dc = &tool{
+	dc := &tool{
 		name: "compose", project: dcProj, label: "com.docker.compose.project",
 		up: func(ctx context.Context) error {
 			// Subscribe before up, so that no verdict is missed.
@@ -371,7 +404,11 @@ func (b *bench) tools(s *stack) (ds, dc *tool) {
 			return b.step(ctx, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
 		},
 	}
-	return ds, dc
+	out := []*tool{dc, devstack("devstack", "bds", s.file)}
+	if b.o.untraced {
+		out = append(out, devstack("devstack untraced", "bdu", s.untraced))
+	}
+	return out
 }
 
 // step runs one timed command, bounded by -step-timeout.
@@ -394,17 +431,17 @@ func tail(out []byte, n int) string {
 }
 
 // measure runs one untimed warm-up per tool, then -n timed rounds,
-// alternating which tool goes first.
+// rotating which tool goes first.
 func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
-	ds, dc := b.tools(s)
-	res := result{s: s}
-	fmt.Fprintf(b.out, "%s: %d services, %s\n", s.name, s.services, s.file)
+	tools := b.tools(s)
+	res := result{s: s, tools: tools, samples: map[*tool]*samples{}}
+	for _, t := range tools {
+		res.samples[t] = &samples{}
+	}
+	fmt.Fprintf(b.out, "%s: %d services, %s (load average %s)\n", s.name, s.services, s.file, loadavg())
 	for round := range b.o.n + 1 {
-		order := []*tool{ds, dc}
-		if round%2 == 1 {
-			order = []*tool{dc, ds}
-		}
-		for _, t := range order {
+		k := round % len(tools)
+		for _, t := range append(slices.Clone(tools[k:]), tools[:k]...) {
 			up, down, err := b.once(ctx, t, s)
 			if err != nil {
 				return res, err
@@ -412,17 +449,14 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 			label := "warm-up"
 			if round > 0 {
 				label = fmt.Sprintf("run %d", round)
-				smp := &res.devstack
-				if t == dc {
-					smp = &res.compose
-				}
+				smp := res.samples[t]
 				smp.up = append(smp.up, up)
 				smp.down = append(smp.down, down)
 			}
-			fmt.Fprintf(b.out, "  %-7s %-8s up %6s  down %6s\n", label, t.name, ms(up), ms(down))
+			fmt.Fprintf(b.out, "  %-7s %-17s up %6s  down %6s\n", label, t.name, ms(up), ms(down))
 		}
 	}
-	fmt.Fprintln(b.out)
+	fmt.Fprintf(b.out, "  (load average %s, %d CPUs)\n\n", loadavg(), runtime.NumCPU())
 	return res, nil
 }
 
@@ -439,8 +473,13 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 		return 0, 0, err
 	}
 	if healthy != s.services || total != s.services {
-		return 0, 0, fmt.Errorf("%s up returned with %d of %d containers healthy (%d exist)", t.name, healthy, s.services, total)
+		return 0, 0, fmt.Errorf("%s up returned with %d of %d service containers healthy (%d exist)", t.name, healthy, s.services, total)
 	}
+	n, err := b.eng.count(ctx, t.label+"="+t.project)
+	if err != nil {
+		return 0, 0, err
+	}
+	t.helpers = n - total
 	start = time.Now()
 	if err := t.down(ctx); err != nil {
 		return 0, 0, fmt.Errorf("%s down: %w", t.name, err)
@@ -452,28 +491,48 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 	return up, down, nil
 }
 
-// report prints the medians and ratios.
+// report prints the medians, and each devstack's ratio to compose.
 func (b *bench) report(results []result) {
+	if len(results) == 0 {
+		return
+	}
 	tw := tabwriter.NewWriter(b.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "stack\tservices\tstep\tdevstack\tcompose\tdevstack/compose\t\n")
+	fmt.Fprint(tw, "stack\tservices\tstep\tcompose\t")
+	for _, t := range results[0].tools[1:] {
+		fmt.Fprintf(tw, "%s\t/compose\t", t.name)
+	}
+	fmt.Fprintln(tw)
+	steps := []struct {
+		name string
+		of   func(*samples) []time.Duration
+	}{
+		{"up", func(s *samples) []time.Duration { return s.up }},
+		{"down", func(s *samples) []time.Duration { return s.down }},
+		{"up+down", sum},
+	}
 	for _, r := range results {
-		rows := []struct {
-			step   string
-			ds, dc time.Duration
-		}{
-			{"up", median(r.devstack.up), median(r.compose.up)},
-			{"down", median(r.devstack.down), median(r.compose.down)},
-			{"up+down", median(sum(r.devstack)), median(sum(r.compose))},
-		}
-		for _, row := range rows {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2fx\t\n", r.s.name, r.s.services, row.step, ms(row.ds), ms(row.dc), float64(row.ds)/float64(row.dc))
+		for _, st := range steps {
+			dc := median(st.of(r.samples[r.tools[0]]))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t", r.s.name, r.s.services, st.name, ms(dc))
+			for _, t := range r.tools[1:] {
+				d := median(st.of(r.samples[t]))
+				fmt.Fprintf(tw, "%s\t%.2fx\t", ms(d), float64(d)/float64(dc))
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	tw.Flush()
 	fmt.Fprintf(b.out, "\nmedians of %d runs per tool (after one warm-up each); target: devstack at most 0.70x of compose\n", b.o.n)
+	for _, r := range results {
+		for _, t := range r.tools {
+			if t.helpers > 0 {
+				fmt.Fprintf(b.out, "%s: %s ran %d helper containers (ambassadors) besides the %d services\n", r.s.name, t.name, t.helpers, r.s.services)
+			}
+		}
+	}
 }
 
-func sum(s samples) []time.Duration {
+func sum(s *samples) []time.Duration {
 	out := make([]time.Duration, len(s.up))
 	for i := range s.up {
 		out[i] = s.up[i] + s.down[i]
@@ -491,6 +550,17 @@ func median(d []time.Duration) time.Duration {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// loadavg is the 1, 5 and 15 minute load average: wall times on a busy
+// machine (other tests using the same engine) are not comparable runs.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
@@ -516,6 +586,19 @@ func (b *bench) cleanup() {
 	if b.imageBuilt {
 		if err := b.eng.removeImage(ctx, b.image); err != nil {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+	}
+	if b.helperImages != nil {
+		now, err := b.eng.imagesLabelled(ctx, helperImageLabel)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cleanup:", err)
+		}
+		for id := range now {
+			if !b.helperImages[id] {
+				if err := b.eng.removeImage(ctx, id); err != nil {
+					fmt.Fprintln(os.Stderr, "cleanup:", err)
+				}
+			}
 		}
 	}
 }

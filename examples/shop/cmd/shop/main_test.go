@@ -41,6 +41,7 @@ func TestProbe(t *testing.T) {
 	}{
 		{"PORT", nil, map[string]string{"PORT": port}, 0},
 		{"LISTEN_ADDR wins", nil, map[string]string{"PORT": "1", "LISTEN_ADDR": ":" + port}, 0},
+		{"wildcard LISTEN_HOST", nil, map[string]string{"PORT": port, "LISTEN_HOST": "0.0.0.0"}, 0},
 		{"full URL", []string{srv.URL + "/healthz"}, nil, 0},
 		{"unhealthy path", []string{"/ready"}, map[string]string{"PORT": port}, 1},
 		{"nobody listening", []string{closed.URL + "/healthz"}, nil, 1},
@@ -58,18 +59,21 @@ func TestProbe(t *testing.T) {
 }
 
 func TestProbeURL(t *testing.T) {
-	tests := []struct{ arg, port, listen, want string }{
-		{"", "18080", "", "http://127.0.0.1:18080/healthz"},
-		{"ready", "18080", "", "http://127.0.0.1:18080/ready"},
-		{"/healthz", "", ":8080", "http://127.0.0.1:8080/healthz"},
-		{"", "", "0.0.0.0:8080", "http://127.0.0.1:8080/healthz"},
-		{"", "", "[::1]:8080", "http://[::1]:8080/healthz"},
-		{"http://svc:9/h", "", "", "http://svc:9/h"},
+	tests := []struct{ arg, port, host, listen, want string }{
+		{"", "18080", "", "", "http://127.0.0.1:18080/healthz"},
+		{"ready", "18080", "", "", "http://127.0.0.1:18080/ready"},
+		{"/healthz", "", "", ":8080", "http://127.0.0.1:8080/healthz"},
+		{"", "", "", "0.0.0.0:8080", "http://127.0.0.1:8080/healthz"},
+		{"", "", "", "[::1]:8080", "http://[::1]:8080/healthz"},
+		{"", "18082", "0.0.0.0", "", "http://127.0.0.1:18082/healthz"},
+		{"", "18082", "::1", "", "http://[::1]:18082/healthz"},
+		{"", "18082", "0.0.0.0", "127.0.0.2:9000", "http://127.0.0.2:9000/healthz"},
+		{"http://svc:9/h", "", "", "", "http://svc:9/h"},
 	}
 	for _, tt := range tests {
-		got, err := probeURL(tt.arg, tt.port, tt.listen)
+		got, err := probeURL(tt.arg, tt.port, tt.host, tt.listen)
 		if err != nil || got != tt.want {
-			t.Errorf("probeURL(%q, %q, %q) = %q, %v; want %q", tt.arg, tt.port, tt.listen, got, err, tt.want)
+			t.Errorf("probeURL(%q, %q, %q, %q) = %q, %v; want %q", tt.arg, tt.port, tt.host, tt.listen, got, err, tt.want)
 		}
 	}
 }
@@ -82,6 +86,9 @@ func TestListenAddr(t *testing.T) {
 		{nil, "127.0.0.1:18083"},
 		{map[string]string{"PORT": "9000"}, "127.0.0.1:9000"},
 		{map[string]string{"PORT": "9000", "LISTEN_ADDR": ":8080"}, ":8080"},
+		{map[string]string{"PORT": "9000", "LISTEN_HOST": "0.0.0.0"}, "0.0.0.0:9000"},
+		{map[string]string{"LISTEN_HOST": "0.0.0.0"}, "0.0.0.0:18083"},
+		{map[string]string{"LISTEN_HOST": "::", "LISTEN_ADDR": "127.0.0.1:1"}, "127.0.0.1:1"},
 	}
 	for _, tt := range tests {
 		if got := listenAddr(envOf(tt.vars).getenv, 18083); got != tt.want {

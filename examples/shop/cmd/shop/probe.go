@@ -22,7 +22,7 @@ func runProbe(ctx context.Context, e env, args []string) error {
 	if len(args) == 1 {
 		arg = args[0]
 	}
-	target, err := probeURL(arg, e.getenv("PORT"), e.getenv("LISTEN_ADDR"))
+	target, err := probeURL(arg, e.getenv("PORT"), e.getenv("LISTEN_HOST"), e.getenv("LISTEN_ADDR"))
 	if err != nil {
 		return err
 	}
@@ -47,8 +47,9 @@ func runProbe(ctx context.Context, e env, args []string) error {
 
 // probeURL turns the probe argument into a URL: a full http(s):// URL is
 // used as is; otherwise arg is a path (default /healthz) on the local
-// address the server listens on: LISTEN_ADDR's port if set, else PORT.
-func probeURL(arg, port, listenAddr string) (string, error) {
+// address the server listens on: LISTEN_ADDR if set, else LISTEN_HOST and
+// PORT. A wildcard host (0.0.0.0, ::, empty) is probed on 127.0.0.1.
+func probeURL(arg, port, listenHost, listenAddr string) (string, error) {
 	if strings.HasPrefix(arg, "http://") || strings.HasPrefix(arg, "https://") {
 		return arg, nil
 	}
@@ -59,16 +60,16 @@ func probeURL(arg, port, listenAddr string) (string, error) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	host := "127.0.0.1"
+	h := listenHost
 	if listenAddr != "" {
-		h, p, err := net.SplitHostPort(listenAddr)
-		if err != nil {
+		var err error
+		if h, port, err = net.SplitHostPort(listenAddr); err != nil {
 			return "", fmt.Errorf("probing: LISTEN_ADDR %q: %w", listenAddr, err)
 		}
-		if h != "" && h != "0.0.0.0" && h != "::" {
-			host = h
-		}
-		port = p
+	}
+	host := "127.0.0.1"
+	if h != "" && h != "0.0.0.0" && h != "::" {
+		host = h
 	}
 	if port == "" {
 		return "", errors.New("probing: PORT is not set: set PORT or LISTEN_ADDR to the server's, or pass a full http:// URL")

@@ -46,8 +46,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 	return serve(ctx, ln, h, log)
 }
 
-// listenAddr is LISTEN_ADDR if set, else 127.0.0.1:$PORT, else
-// 127.0.0.1:<defaultPort>.
+// listenAddr is LISTEN_ADDR if set, else $LISTEN_HOST:$PORT, where
+// LISTEN_HOST defaults to 127.0.0.1 and PORT to defaultPort.
 func listenAddr(getenv func(string) string, defaultPort int) string {
 	if a := getenv("LISTEN_ADDR"); a != "" {
 		return a
@@ -56,7 +56,17 @@ func listenAddr(getenv func(string) string, defaultPort int) string {
 	if port == "" {
 		port = strconv.Itoa(defaultPort)
 	}
-	return net.JoinHostPort("127.0.0.1", port)
+	return net.JoinHostPort(listenHost(getenv), port)
+}
+
+// listenHost is LISTEN_HOST, else 127.0.0.1. The image sets 0.0.0.0, so
+// that a container is reachable on the port PORT names, as a process is
+// on loopback.
+func listenHost(getenv func(string) string) string {
+	if h := getenv("LISTEN_HOST"); h != "" {
+		return h
+	}
+	return "127.0.0.1"
 }
 
 // serve runs h on ln until ctx is done, then shuts down gracefully, giving
