@@ -40,7 +40,49 @@ func (b *Backend) Build(ctx context.Context, spec runner.Spec) error {
 	return b.build(ctx, spec)
 }
 
+// build builds a service's image, once per image tag and build config for
+// the backend's life: services that share an image (the shop's five) wait
+// for one build instead of running five.
 func (b *Backend) build(ctx context.Context, spec runner.Spec) error {
+	tag := imageName(spec.Project, spec.Service)
+	key := tag + "\x00" + hashLabels(map[string]string{}, spec.Service.Compose.Build)[LabelConfigHash]
+	b.mu.Lock()
+	if b.builds == nil {
+		b.builds = map[string]*buildOnce{}
+	}
+	bo, started := b.builds[key]
+	if !started {
+		bo = &buildOnce{done: make(chan struct{})}
+		b.builds[key] = bo
+	}
+	b.mu.Unlock()
+	if started {
+		fmt.Fprintf(spec.Status, "waiting for the build of image %s (shared with another service)\n", tag)
+		select {
+		case <-bo.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return bo.err
+	}
+	bo.err = b.buildImage(ctx, spec)
+	if bo.err != nil {
+		// A failed build may be retried by the next start.
+		b.mu.Lock()
+		delete(b.builds, key)
+		b.mu.Unlock()
+	}
+	close(bo.done)
+	return bo.err
+}
+
+// buildOnce is one build that several services may wait on.
+type buildOnce struct {
+	done chan struct{}
+	err  error
+}
+
+func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	p, svc := spec.Project, spec.Service
 	bc := svc.Compose.Build
 	tag := imageName(p, svc)
@@ -58,7 +100,9 @@ func (b *Backend) build(ctx context.Context, spec runner.Spec) error {
 	if err != nil {
 		return fmt.Errorf("building service %q: %w", svc.Name, err)
 	}
-	labels := serviceLabels(p, svc)
+	// Project labels only: per-service labels would make every service's
+	// build differ and miss the builder's cache.
+	labels := projectLabels(p)
 	maps.Copy(labels, bc.Labels)
 	hashLabels(labels, bc)
 

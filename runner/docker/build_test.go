@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,11 +89,16 @@ services:
 	labels := img.Config.Labels
 	for k, want := range map[string]string{
 		"greeting": "hi", "example.label": "yes",
-		LabelProject: s.p.Name, LabelService: "good", composeProject: s.p.Name,
+		LabelProject: s.p.Name, composeProject: s.p.Name,
 	} {
 		if labels[k] != want {
 			t.Errorf("image label %s = %q, want %q (labels %v)", k, labels[k], want, labels)
 		}
+	}
+	// Images carry project labels only, so services sharing an image share
+	// its build cache.
+	if v, ok := labels[LabelService]; ok {
+		t.Errorf("image has a service label %q", v)
 	}
 
 	l = &logs{}
@@ -124,5 +130,55 @@ services:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
+	}
+}
+
+// Services that share an image and build config are built once, whatever
+// their number: the others wait for that build.
+func TestSharedImageIsBuiltOnce(t *testing.T) {
+	s := newStack(t, `
+services:
+  one:
+    image: devstack-test-shared:{{TAG}}
+    build: ./ctx
+  two:
+    image: devstack-test-shared:{{TAG}}
+    build: ./ctx
+  three:
+    image: devstack-test-shared:{{TAG}}
+    build: ./ctx
+`)
+	if err := os.MkdirAll(filepath.Join(s.dir, "ctx"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "ctx", "Dockerfile"), []byte("FROM "+testImage+"\nLABEL shared=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.b.cli.ImageRemove(ctx, "devstack-test-shared:"+testRunTag, client.ImageRemoveOptions{Force: true})
+	})
+	var wg sync.WaitGroup
+	outs := make([]*logs, 3)
+	errs := make([]error, 3)
+	for i, name := range []string{"one", "two", "three"} {
+		outs[i] = &logs{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.b.Build(t.Context(), specFor(s.p, name, outs[i]))
+		}()
+	}
+	wg.Wait()
+	built := 0
+	for i, l := range outs {
+		if errs[i] != nil {
+			t.Fatalf("build %d: %v", i, errs[i])
+		}
+		built += strings.Count(l.String(), "building image devstack-test-shared")
+	}
+	if built != 1 {
+		t.Fatalf("the shared image was built %d times, want once", built)
 	}
 }

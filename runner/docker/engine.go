@@ -57,6 +57,7 @@ type Backend struct {
 	// which several services starting at once would otherwise race on.
 	mu      sync.Mutex
 	ensured map[string]bool // "network/<name>", "volume/<name>" already there
+	builds  map[string]*buildOnce // by image tag and build config
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex

@@ -96,15 +96,21 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 			return nil, err
 		}
 	}
-	if err := inst.start(ctx); err != nil {
+	// The ambassador relays to the proxy, not to the container, so it
+	// starts alongside the replicas rather than after them.
+	ambErr := make(chan error, 1)
+	if ap != nil {
+		go func() { ambErr <- inst.startAmbassador(ctx, ap) }()
+	} else {
+		ambErr <- nil
+	}
+	err = inst.start(ctx)
+	if aerr := <-ambErr; err == nil {
+		err = aerr
+	}
+	if err != nil {
 		inst.abort()
 		return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
-	}
-	if ap != nil {
-		if err := inst.startAmbassador(ctx, ap); err != nil {
-			inst.abort()
-			return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
-		}
 	}
 	return inst, nil
 }
