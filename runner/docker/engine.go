@@ -56,7 +56,7 @@ type Backend struct {
 	// mu serialises creation of project-wide objects (networks, volumes),
 	// which several services starting at once would otherwise race on.
 	mu      sync.Mutex
-	ensured map[string]bool // "network/<name>", "volume/<name>" already there
+	ensured map[string]bool       // "network/<name>", "volume/<name>" already there
 	builds  map[string]*buildOnce // by image tag and build config
 
 	// ambMu serialises making the ambassador image, done once per backend.
