@@ -201,6 +201,9 @@ func TestDockerShopFromRootServesCheckoutAndDownLeavesNothing(t *testing.T) {
 	if missing := wentThrough(body, shopServices...); len(missing) > 0 {
 		t.Errorf("the checkout did not go through %v:\n%s", missing, body)
 	}
+	// Between containers too, every hop went through the proxy: the same
+	// one trace, parent links and inferred links as with processes.
+	checkShopTrace(t, p.cli)
 
 	p.must("down")
 	if left := p.leftovers(t.Context()); len(left) > 0 {
