@@ -17,7 +17,7 @@ const extKey = "x-devstack"
 // reflection-based so each wrong type gets a message that says what to write.
 var (
 	projectExtKeys = []string{"backend", "trace", "workdir"}
-	serviceExtKeys = []string{"backend", "build", "port_env", "protocol", "run", "workdir"}
+	serviceExtKeys = []string{"ambassador", "backend", "build", "port_env", "protocol", "run", "workdir"}
 )
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -177,6 +177,14 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	case "", "auto", "http", "tcp":
 	default:
 		return x, d.fail("protocol", fmt.Sprintf(`x-devstack key "protocol" is %q; use "auto", "http" or "tcp"`, x.Protocol), ErrInvalid)
+	}
+	if x.Ambassador, err = d.str(m, "ambassador", `"auto", "always" or "never"`); err != nil {
+		return x, err
+	}
+	switch x.Ambassador {
+	case "", "auto", "always", "never":
+	default:
+		return x, d.fail("ambassador", fmt.Sprintf(`x-devstack key "ambassador" is %q; use "auto", "always" or "never"`, x.Ambassador), ErrInvalid)
 	}
 	x.Backend, err = d.backend(m)
 	return x, err

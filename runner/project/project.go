@@ -97,6 +97,12 @@ type ServiceExt struct {
 	// WebSocket) or "tcp" (opaque bytes, one span per connection). Use tcp
 	// for a server-first protocol such as MySQL to skip detection's wait.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// Ambassador says whether a container service gets an ambassador, the
+	// small container that answers to its name so that calls to it by
+	// name go through the proxy: "auto" (the default: when another
+	// service's environment, command, healthcheck or links name it), "always" or
+	// "never".
+	Ambassador string `yaml:"ambassador,omitempty" json:"ambassador,omitempty"`
 }
 
 // Command is a command line. Shell is true when it was written as a single

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"regexp"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -85,6 +86,14 @@ func ambassadors(p *project.Project, private map[portKey]uint16, gateway string)
 	}
 	out := map[string]*runner.Ambassador{}
 	for _, s := range p.Services {
+		switch s.X.Ambassador {
+		case "never":
+			continue
+		case "", "auto":
+			if !namedByOthers(p, s.Name) {
+				continue
+			}
+		}
 		for _, port := range s.Ports {
 			if _, ok := private[portKey{s.Name, port.Target}]; !ok {
 				continue
@@ -102,6 +111,39 @@ func ambassadors(p *project.Project, private map[portKey]uint16, gateway string)
 		}
 	}
 	return out
+}
+
+// namedByOthers reports whether another service's environment, command,
+// entrypoint, healthcheck or links name service s, as a host name: a hint that a
+// container calls it by name, which only an ambassador can trace. A stack
+// whose containers call each other at localhost:<port> (rewritten to reach
+// the proxy) needs none, and saves the extra containers.
+func namedByOthers(p *project.Project, name string) bool {
+	re := regexp.MustCompile(`(^|[^A-Za-z0-9_.-])` + regexp.QuoteMeta(name) + `($|[^A-Za-z0-9_-])`)
+	for _, o := range p.Services {
+		if o.Name == name {
+			continue
+		}
+		var texts []string
+		for _, v := range o.Compose.Environment {
+			if v != nil {
+				texts = append(texts, *v)
+			}
+		}
+		texts = append(texts, o.Compose.Command...)
+		texts = append(texts, o.Compose.Entrypoint...)
+		texts = append(texts, o.Compose.Links...)
+		texts = append(texts, o.Compose.ExternalLinks...)
+		if hc := o.Compose.HealthCheck; hc != nil {
+			texts = append(texts, hc.Test...)
+		}
+		for _, t := range texts {
+			if re.MatchString(t) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // privatePort picks the private port of a service port: the same one on

@@ -21,6 +21,24 @@ func TestAmbassadors(t *testing.T) {
   db:
     image: db
     expose: ["5432"]
+    environment:
+      ORDERS_URL: http://orders:8080/
+  web:
+    image: web
+    ports: ["18000:80"]
+  forced:
+    image: forced
+    ports: ["18001:80"]
+    x-devstack: {ambassador: always}
+  never:
+    image: never
+    ports: ["18002:80"]
+    x-devstack: {ambassador: never}
+    environment:
+      SELF: never
+  caller:
+    image: caller
+    command: ["curl", "http://never:80", "http://web-admin:80"]
 `
 	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -35,8 +53,10 @@ func TestAmbassadors(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := ambassadors(p, private, "172.17.0.1")
-	if len(got) != 1 || got["orders"] == nil {
-		t.Fatalf("ambassadors = %v; want one, for orders", got)
+	// orders: named by db's environment. web: only "web-admin" is named,
+	// another host. forced: always. never: named, but never.
+	if len(got) != 2 || got["orders"] == nil || got["forced"] == nil {
+		t.Fatalf("ambassadors = %v; want orders (named by db) and forced (always)", got)
 	}
 	want := map[uint16]string{8080: "172.17.0.1:18082", 9090: "172.17.0.1:18090"}
 	if !maps.Equal(got["orders"].Relay, want) {
