@@ -2,11 +2,11 @@ package supervisor
 
 import (
 	"errors"
-	"regexp"
 	"fmt"
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
 
 	"github.com/devstack/devstack/proxy"
