@@ -46,6 +46,9 @@ type Options struct {
 	OnChange func()
 	// RunID makes instance markers unique to this supervisor run.
 	RunID string
+	// MarkerScope starts every instance marker (DEVSTACK_INSTANCE); orphan
+	// cleanup finds a scope's processes by it. Default: the project name.
+	MarkerScope string
 	// ListenPort maps a declared port to the port the instance must listen
 	// on. The proxy owns the declared port and forwards to this one. Nil
 	// means the declared port itself (published, else target).

@@ -395,7 +395,11 @@ func conditionWord(c string) string {
 // spec builds the backend's view of s.
 func (r *Runner) spec(s *service) Spec {
 	name := s.spec.Name
-	marker := r.p.Name + "/" + r.opts.RunID + "/" + name
+	scope := r.opts.MarkerScope
+	if scope == "" {
+		scope = r.p.Name
+	}
+	marker := scope + "/" + r.opts.RunID + "/" + name
 	env := make([]string, 0, len(s.spec.Compose.Environment)+2)
 	for k, v := range s.spec.Compose.Environment {
 		if v != nil {

@@ -228,7 +228,7 @@ func TestSIGKILLedSupervisorLeavesOrphansThatDownCleansUp(t *testing.T) {
 	t.Cleanup(func() { bystander.Process.Kill(); bystander.Wait() })
 
 	sup := supervisorPID(t, c)
-	orphans, err := proc.FindByMarkerPrefix("orphans/")
+	orphans, err := proc.FindByMarkerPrefix("orphans@")
 	if err != nil || len(orphans) != 1 {
 		t.Fatalf("want the worker's processes under one marker, got %v (%v)", orphans, err)
 	}
@@ -236,7 +236,7 @@ func TestSIGKILLedSupervisorLeavesOrphansThatDownCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, sup)
-	left, _ := proc.FindByMarkerPrefix("orphans/")
+	left, _ := proc.FindByMarkerPrefix("orphans@")
 	var survivors []int
 	for _, pids := range left {
 		survivors = append(survivors, pids...)

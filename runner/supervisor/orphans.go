@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"syscall"
@@ -38,7 +39,7 @@ func CleanOrphans(ctx context.Context, paths Paths, project string) (int, error)
 			}
 		}
 	}
-	found, err := proc.FindByMarkerPrefix(project + "/")
+	found, err := proc.FindByMarkerPrefix(markerScope(project, paths.Dir) + "/")
 	if err != nil {
 		return 0, fmt.Errorf("looking for leftover processes: %w", err)
 	}
@@ -60,6 +61,16 @@ func CleanOrphans(ctx context.Context, paths Paths, project string) (int, error)
 	}
 	os.Remove(paths.State())
 	return len(list), nil
+}
+
+// markerScope starts the markers of a project's processes: its name and
+// its state directory, so that two stacks of the same name (a test run
+// with its own DEVSTACK_STATE_DIR beside your own stack) never clean up
+// each other's processes.
+func markerScope(project, stateDir string) string {
+	h := fnv.New32a()
+	h.Write([]byte(stateDir))
+	return fmt.Sprintf("%s@%08x", project, h.Sum32())
 }
 
 // CleanOffline is `down` without a running supervisor: it takes the lock

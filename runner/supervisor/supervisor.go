@@ -124,12 +124,13 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	amb := ambassadors(p, private, opts.Gateway)
 	s.run, err = runner.New(p, runner.Options{
-		BackendFor: opts.BackendFor,
-		Logs:       logSink{s.logs},
-		Events:     s.emit,
-		OnChange:   s.persist,
-		RunID:      s.runID,
-		Logger:     opts.Logger,
+		BackendFor:  opts.BackendFor,
+		Logs:        logSink{s.logs},
+		Events:      s.emit,
+		OnChange:    s.persist,
+		RunID:       s.runID,
+		MarkerScope: markerScope(p.Name, paths.Dir),
+		Logger:      opts.Logger,
 		ListenPort: func(service string, port project.Port) uint16 {
 			if pp, ok := private[portKey{service, port.Target}]; ok {
 				return pp
@@ -322,7 +323,7 @@ func (s *Supervisor) persist() {
 			if err != nil {
 				continue
 			}
-			rec.Instances[name] = &Proc{PID: pid, StartTime: id.StartTime, Marker: s.opts.Project.Name + "/" + s.runID + "/" + name}
+			rec.Instances[name] = &Proc{PID: pid, StartTime: id.StartTime, Marker: markerScope(s.opts.Project.Name, s.paths.Dir) + "/" + s.runID + "/" + name}
 		}
 	}
 	b, _ := json.MarshalIndent(rec, "", "  ")
