@@ -30,8 +30,7 @@ type service struct {
 	cancel      func()        // ends the supervise loop's waits
 	loopDone    chan struct{} // closed when the supervise loop returns; nil when none ran
 	startCrash  int           // exits before it was ever ready, this run
-	everReady   bool
-	readyBefore bool
+	readyBefore bool          // the current instance has been ready (healthy)
 }
 
 // crashLimit is how many exits before first readiness make Up give up on a
@@ -320,7 +319,7 @@ func (r *Runner) followHealth(ctx context.Context, s *service, ch <-chan Health)
 func (r *Runner) setHealth(s *service, h Health, err error) {
 	if h == HealthHealthy {
 		r.mu.Lock()
-		s.readyBefore, s.everReady = true, true
+		s.readyBefore = true
 		r.mu.Unlock()
 	}
 	if err != nil {
