@@ -215,36 +215,14 @@ func (hc *h1conn) serveOne() bool {
 			th[name] = append(th[name], f.value)
 		}
 	}
-	tc := trace.Extract(th)
-	ln := s.hops.resolve(&tc, hc.ci, s.opts.Callers)
-	if ln.broken {
-		s.markBroken(ln.caller)
-	}
-	tc.TraceID = ln.traceID
-	if ln.inferred {
-		tc.Continued, tc.Sampled = true, true
-	}
-	sp := &trace.Span{
-		TraceID: tc.TraceID, SpanID: tc.SpanID, ParentID: ln.parent, Inferred: ln.inferred,
-		Caller: ln.caller, Callee: cfg.Service, Protocol: "http",
-		Method: method, Route: path, GRPCStatus: -1, Start: start, RequestID: tc.RequestID,
-	}
+	proto := "http"
 	if hc.req.upgrade && strings.EqualFold(hc.req.get("Upgrade"), "websocket") {
-		sp.Protocol = "websocket"
+		proto = "websocket"
 	}
-	sp.ReqHeaders = s.redact.fields(hc.req.fields)
-	trace.Inject(th, tc, s.opts.Formats)
-	s.hops.begin(sp)
+	// The recorded headers are the request's; th gets what goes upstream.
+	sp := s.startHop(th, s.redact.fields(hc.req.fields), hc.ci, cfg.Service, proto, method, path, start)
 	ok := hc.relay(sp, th, method, cfg)
-	sp.Duration = time.Since(start)
-	s.hops.end(sp)
-	if sp.Caller == "" && s.opts.Callers != nil {
-		// Not needed to link the hop, only to label it: looked up after
-		// the response went out, off the request's path (once per
-		// connection).
-		sp.Caller = hc.ci.resolve(s.opts.Callers)
-	}
-	s.opts.Recorder.Record(sp)
+	s.finishHop(sp, hc.ci)
 	return ok
 }
 

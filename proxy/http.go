@@ -24,25 +24,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	tc := trace.Extract(r.Header)
-	ln := s.hops.resolve(&tc, ci, s.opts.Callers)
-	if ln.broken {
-		s.markBroken(ln.caller)
-	}
-	tc.TraceID = ln.traceID
-	if ln.inferred {
-		// Downstream continues the trace the caller dropped.
-		tc.Continued, tc.Sampled = true, true
-	}
-	sp := &trace.Span{
-		TraceID: tc.TraceID, SpanID: tc.SpanID, ParentID: ln.parent, Inferred: ln.inferred,
-		Caller: ln.caller, Callee: cfg.Service, Protocol: protocolOf(r),
-		Method: r.Method, Route: r.URL.Path, GRPCStatus: -1, Start: start,
-		RequestID: tc.RequestID,
-	}
-	sp.ReqHeaders = s.redact.Headers(r.Header)
-	trace.Inject(r.Header, tc, s.opts.Formats)
-	s.hops.begin(sp)
+	sp := s.startHop(r.Header, s.redact.Headers(r.Header), ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
 
 	body := &countingBody{rc: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -78,7 +60,6 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rp.ServeHTTP(rw, r)
 
-	sp.Duration = time.Since(start)
 	sp.Status = rw.status
 	sp.TTFB = rw.ttfb
 	sp.BytesIn = body.n.Load()
@@ -91,12 +72,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sp.Error == "" && r.Context().Err() != nil && rw.status == 0 {
 		sp.Error = "client went away"
 	}
-	s.hops.end(sp)
-	if sp.Caller == "" && ci != nil && s.opts.Callers != nil {
-		// Only to label the hop, after the response (cached per conn).
-		sp.Caller = ci.resolve(s.opts.Callers)
-	}
-	s.opts.Recorder.Record(sp)
+	s.finishHop(sp, ci)
 }
 
 // upstreamError answers a request the service could not take, naming the
