@@ -19,11 +19,8 @@ func newLifecycleCmd(g *globalOptions, action, short string) *cobra.Command {
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()
-			p, err := g.load(ctx, nil)
+			p, err := g.load(ctx, names)
 			if err != nil {
-				return err
-			}
-			if err := checkNames(p, names); err != nil {
 				return err
 			}
 			c, _, err := g.client(ctx, p)

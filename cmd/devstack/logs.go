@@ -34,11 +34,8 @@ per service, so they can be read from another terminal and after down.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()
-			p, err := g.load(ctx, nil)
+			p, err := g.load(ctx, names)
 			if err != nil {
-				return err
-			}
-			if err := checkNames(p, names); err != nil {
 				return err
 			}
 			q := control.LogQuery{Services: names, Follow: o.follow}

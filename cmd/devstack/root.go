@@ -63,13 +63,17 @@ Services run as native processes when their x-devstack block says how
 	return root
 }
 
-// load loads and validates the project.
-func (g *globalOptions) load(ctx context.Context, services []string) (*project.Project, error) {
+// load loads and validates the whole project, and checks that every
+// service named on the command line is in it, so nothing starts on a typo.
+func (g *globalOptions) load(ctx context.Context, names []string) (*project.Project, error) {
 	p, err := project.Load(ctx, project.LoadOptions{
 		Files: g.files, WorkDir: g.projectDir, Name: g.name,
-		Profiles: g.profiles, EnvFiles: g.envFiles, Services: services,
+		Profiles: g.profiles, EnvFiles: g.envFiles,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := checkNames(p, names); err != nil {
 		return nil, err
 	}
 	for _, w := range p.Warnings {

@@ -72,11 +72,8 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	ctx, cancelUp := context.WithCancel(context.Background())
 	defer cancelUp()
 
-	p, err := g.load(ctx, nil)
+	p, err := g.load(ctx, names)
 	if err != nil {
-		return err
-	}
-	if err := checkNames(p, names); err != nil {
 		return err
 	}
 	all := serviceList(p)
@@ -172,11 +169,8 @@ func names0(names, all []string) []string {
 // runUpDetached starts (or reuses) a background supervisor and waits until
 // the stack is up.
 func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []string) error {
-	p, err := g.load(ctx, nil)
+	p, err := g.load(ctx, names)
 	if err != nil {
-		return err
-	}
-	if err := checkNames(p, names); err != nil {
 		return err
 	}
 	if o.timeout > 0 {
