@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -113,11 +114,20 @@ func run() error {
 	rpL := listen()
 	go http.Serve(rpL, rp)
 
-	nginxAddr, stopNginx, err := startNginx(tmp, upAddr)
+	nginxAddr, nginxPid, stopNginx, err := startNginx(tmp, upAddr)
 	if err != nil {
 		return err
 	}
 	defer stopNginx()
+	// cpuOf reads the CPU time a target's proxy has used so far: this
+	// process for the in-process proxies, nginx's workers for nginx.
+	pid := os.Getpid()
+	cpuOf := map[string]func() time.Duration{
+		"direct":   func() time.Duration { return 0 },
+		"devstack": func() time.Duration { return procCPU(pid) },
+		"httputil": func() time.Duration { return procCPU(pid) },
+		"nginx":    func() time.Duration { return childrenCPU(nginxPid) },
+	}
 
 	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()}}
 	if *only != "" {
@@ -126,7 +136,7 @@ func run() error {
 	// Targets are measured in rounds, interleaved, and each figure is the
 	// median over the rounds: a burst of load from elsewhere on the
 	// machine then hurts one sample of every target, not all of one.
-	type result struct{ p50, p99, rps1, rps32 float64 }
+	type result struct{ p50, p99, rps1, rps32, cpu float64 }
 	samples := map[string]map[string][]result{}
 	for round := range *rounds {
 		for _, path := range []string{"/64", "/16k"} {
@@ -140,15 +150,20 @@ func run() error {
 				if err != nil {
 					return err
 				}
+				cpu0 := cpuOf[t.name]()
 				r32, err := wrk(url, 32, *duration)
 				if err != nil {
 					return err
 				}
+				// CPU per request at c32: the proxy's cost, which is what
+				// decides throughput on a machine whose cores are shared
+				// with the load generator and the upstream.
+				cpu := float64((cpuOf[t.name]() - cpu0).Microseconds()) / (r32 * float64(int(duration.Seconds())))
 				if samples[path] == nil {
 					samples[path] = map[string][]result{}
 				}
-				samples[path][t.name] = append(samples[path][t.name], result{p50, p99, r1, r32})
-				fmt.Fprintf(os.Stderr, "round %d %-5s %-9s p50 %7.1fµs p99 %7.1fµs  wrk c1 %8.0f/s c32 %8.0f/s\n", round+1, path, t.name, p50, p99, r1, r32)
+				samples[path][t.name] = append(samples[path][t.name], result{p50, p99, r1, r32, cpu})
+				fmt.Fprintf(os.Stderr, "round %d %-5s %-9s p50 %7.1fµs p99 %7.1fµs  wrk c1 %8.0f/s c32 %8.0f/s  cpu %5.1fµs/req\n", round+1, path, t.name, p50, p99, r1, r32, cpu)
 			}
 		}
 	}
@@ -165,17 +180,18 @@ func run() error {
 				return v[len(v)/2]
 			}
 			res[path][name] = result{med(func(r result) float64 { return r.p50 }), med(func(r result) float64 { return r.p99 }),
-				med(func(r result) float64 { return r.rps1 }), med(func(r result) float64 { return r.rps32 })}
+				med(func(r result) float64 { return r.rps1 }), med(func(r result) float64 { return r.rps32 }),
+				med(func(r result) float64 { return r.cpu })}
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "body\ttarget\tp50 µs\tp99 µs\tadded p50 µs\trps c1\trps c32\tc1 vs nginx\tc32 vs nginx")
+	fmt.Fprintln(tw, "body\ttarget\tp50 µs\tp99 µs\tadded p50 µs\trps c1\trps c32\tc1 vs nginx\tc32 vs nginx\tproxy CPU µs/req c32")
 	for _, path := range []string{"/64", "/16k"} {
 		d, n := res[path]["direct"], res[path]["nginx"]
 		for _, t := range targets {
 			r := res[path][t.name]
-			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2fx\t%.2fx\n", path, t.name, r.p50, r.p99, r.p50-d.p50,
-				r.rps1, r.rps32, r.rps1/n.rps1, r.rps32/n.rps32)
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.2fx\t%.2fx\t%.1f\n", path, t.name, r.p50, r.p99, r.p50-d.p50,
+				r.rps1, r.rps32, r.rps1/n.rps1, r.rps32/n.rps32, r.cpu)
 		}
 	}
 	tw.Flush()
@@ -246,7 +262,7 @@ func wrk(url string, conns int, d time.Duration) (float64, error) {
 
 // startNginx runs nginx as a reverse proxy to upstream, with upstream
 // keep-alive and no access log, as a fair baseline.
-func startNginx(dir, upstream string) (string, func(), error) {
+func startNginx(dir, upstream string) (string, int, func(), error) {
 	addr := freeAddr()
 	conf := fmt.Sprintf(`daemon off;
 worker_processes 2;
@@ -273,19 +289,21 @@ http {
 `, dir, upstream, addr)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command("nginx", "-c", path, "-p", dir)
 	cmd.Stderr = os.Stderr
+	// Its own process group, so that stopping it stops the workers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("starting nginx (apt-get install nginx-light): %w", err)
+		return "", 0, nil, fmt.Errorf("starting nginx (apt-get install nginx-light): %w", err)
 	}
-	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	stop := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }
 	if err := waitListening(addr); err != nil {
 		stop()
-		return "", nil, fmt.Errorf("nginx: %w", err)
+		return "", 0, nil, fmt.Errorf("nginx: %w", err)
 	}
-	return addr, stop, nil
+	return addr, cmd.Process.Pid, stop, nil
 }
 
 // waitListening waits until something accepts connections on addr.
@@ -321,3 +339,29 @@ func serveUpstream(addr string) error {
 type discard struct{}
 
 func (discard) Record(*trace.Span) {}
+
+// procCPU is the user+system CPU time of a process, from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are fields 14 and 15 of the line.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// childrenCPU sums procCPU over a process's children (nginx's workers).
+func childrenCPU(pid int) time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var total time.Duration
+	for _, c := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(c); err == nil {
+			total += procCPU(n)
+		}
+	}
+	return total
+}
