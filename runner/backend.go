@@ -25,6 +25,17 @@ type Builder interface {
 	Build(ctx context.Context, spec Spec) error
 }
 
+// Preparer is implemented by backends that can do part of a start ahead,
+// while the service still waits on its dependencies (Docker creates its
+// containers and starts its ambassador). Each start of a stack's later
+// layers is then shorter, and those starts are its critical path.
+// Prepare is best effort: what it did not do, Start does. undo, when not
+// nil, removes what it made; the runner calls it when the service ends up
+// never started (a dependency failed, or the stack was stopped first).
+type Preparer interface {
+	Prepare(ctx context.Context, spec Spec) (undo func(), err error)
+}
+
 // Instance is one running incarnation of a service.
 type Instance interface {
 	// ID identifies the instance for humans: a pid or a container id.

@@ -62,6 +62,12 @@ type stack struct {
 // loads it and builds a Runner with the process backend.
 func newStack(t *testing.T, yaml string) *stack {
 	t.Helper()
+	return newStackWith(t, yaml, &process.Backend{})
+}
+
+// newStackWith is newStack with backend be for every service.
+func newStackWith(t *testing.T, yaml string, be runner.Backend) *stack {
+	t.Helper()
 	dir := t.TempDir()
 	bin, err := os.Executable()
 	if err != nil {
@@ -76,7 +82,6 @@ func newStack(t *testing.T, yaml string) *stack {
 		t.Fatalf("loading test stack: %v", err)
 	}
 	s := &stack{t: t, dir: dir, log: filepath.Join(dir, "events.log"), sink: &memSink{}}
-	be := &process.Backend{}
 	s.r, err = runner.New(p, runner.Options{
 		BackendFor: func(*project.Service) (runner.Backend, error) { return be, nil },
 		Logs:       s.sink,
@@ -490,5 +495,67 @@ func TestRestartAlsoRestartsDependentsWithRestartTrue(t *testing.T) {
 	}
 	if s.status("cron").ID != cronPID {
 		t.Error("cron (no restart: true) was restarted")
+	}
+}
+
+// preparing is the process backend plus a Preparer that records its calls
+// in the stack's event log, next to the services' own start and stop.
+type preparing struct {
+	process.Backend
+	log   string
+	state func(service string) runner.State // of the stack under test
+}
+
+func (p *preparing) record(what, name string) {
+	f, err := os.OpenFile(p.log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err == nil {
+		fmt.Fprintf(f, "%s %s\n", what, name)
+		f.Close()
+	}
+}
+
+func (p *preparing) Prepare(_ context.Context, spec runner.Spec) (func(), error) {
+	// What state the dependency db is in when api is prepared.
+	p.record("prepare", spec.Service.Name+" db="+string(p.state("db")))
+	return func() { p.record("undo", spec.Service.Name) }, nil
+}
+
+func TestPrepareRunsOnceDependenciesRunAndUndoesWhenNeverStarted(t *testing.T) {
+	be := &preparing{}
+	yaml := "services:" +
+		svc("db", "block", "      READY_AFTER: 300ms\n"+readyHC) + svc("api", "block", "    depends_on:\n      db: {condition: service_healthy}\n")
+	s := newStackWith(t, yaml, be)
+	be.log, be.state = s.log, func(name string) runner.State { return s.status(name).State }
+	if err := s.up(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.status("api"); st.State != runner.StateRunning {
+		t.Fatalf("api is %s, want running", st.State)
+	}
+	// db has no dependencies: nothing to prepare ahead. api is prepared
+	// once db runs (and before it is healthy, 300ms later), and is not
+	// undone since it started.
+	ev := s.events()
+	if indexOf(ev, "prepare_api_db=running") < 0 || indexOf(ev, "undo_api") >= 0 || len(ev) > 0 && strings.HasPrefix(ev[0], "prepare_db") {
+		t.Fatalf("events %v: want api prepared while db runs, and no undo", ev)
+	}
+
+	// A dependent that never starts has what was prepared for it undone.
+	be2 := &preparing{}
+	s2 := newStackWith(t, "services:"+
+		svc("db", "block", "    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 20ms\n      retries: 2\n")+
+		svc("api", "block", "    depends_on:\n      db: {condition: service_healthy}\n"), be2)
+	be2.log, be2.state = s2.log, func(name string) runner.State { return s2.status(name).State }
+	if err := s2.up(); err == nil {
+		t.Fatal("up succeeded with an unhealthy dependency")
+	}
+	// The undo comes as api's supervision ends, just after up has
+	// returned with api's failure.
+	deadline := time.Now().Add(5 * time.Second)
+	for ev = s2.events(); indexOf(ev, "undo_api") < 0 && time.Now().Before(deadline); ev = s2.events() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p, u := indexOf(ev, "prepare_api_db=running"), indexOf(ev, "undo_api"); p < 0 || u < p || indexOf(ev, "start_api") >= 0 {
+		t.Fatalf("events %v: want api prepared, then undone, never started", ev)
 	}
 }

@@ -164,6 +164,25 @@ func describeExit(e *ExitInfo) string {
 // health, and restart by policy until stopped or done.
 func (r *Runner) supervise(ctx context.Context, s *service) {
 	name := s.spec.Name
+	spec := r.spec(s)
+	// A service that waits on others prepares its start meanwhile.
+	var undo func()
+	if pr, ok := s.backend.(Preparer); ok && len(s.spec.DependsOn) > 0 {
+		// Once the dependencies run, waiting on their health leaves the
+		// backend idle (a Docker engine starts containers about one at a
+		// time): prepare then, not sooner, to take no turn from them.
+		r.depsUnderway(ctx, s)
+		var err error
+		if undo, err = pr.Prepare(ctx, spec); err != nil {
+			r.event(name, "could not prepare the start ahead (%v); doing it all at start", err)
+		}
+	}
+	started := false
+	defer func() {
+		if undo != nil && !started {
+			undo()
+		}
+	}()
 	for _, d := range s.spec.DependsOn {
 		if err := r.waitDep(ctx, s, d); err != nil {
 			if ctx.Err() != nil {
@@ -179,7 +198,6 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			return
 		}
 	}
-	spec := r.spec(s)
 	if b, ok := s.backend.(Builder); ok && !s.built {
 		r.update(s, func(st *ServiceStatus) { st.State = StateBuilding })
 		if err := b.Build(ctx, spec); err != nil {
@@ -199,7 +217,8 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			r.event(name, "failed to start: %v", err)
 			return
 		}
-		started := time.Now()
+		started = true
+		startedAt := time.Now()
 		r.mu.Lock()
 		s.inst = inst
 		stopNow := s.stopReq
@@ -210,7 +229,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			_ = inst.Stop(context.Background(), s.stopSig, s.grace)
 		}
 		r.update(s, func(st *ServiceStatus) {
-			st.State, st.ID, st.StartedAt, st.Error = StateRunning, inst.ID(), &started, ""
+			st.State, st.ID, st.StartedAt, st.Error = StateRunning, inst.ID(), &startedAt, ""
 			if s.hc != nil {
 				st.Health = HealthStarting
 			}
@@ -233,7 +252,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		}
 		s.readyBefore = false
 		r.mu.Unlock()
-		if exit.At.Sub(started) >= stableRun {
+		if exit.At.Sub(startedAt) >= stableRun {
 			streak = 0
 		}
 		if stopReq {
@@ -377,6 +396,29 @@ func (r *Runner) waitDep(ctx context.Context, s *service, d project.Dependency) 
 		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// depsUnderway waits until no dependency of s is still on its way to its
+// first start: each runs, or has ended one way or another. waitDep then
+// says what that means for s.
+func (r *Runner) depsUnderway(ctx context.Context, s *service) {
+	for _, d := range s.spec.DependsOn {
+		ds, ok := r.svcs[d.Service]
+		if !ok {
+			continue
+		}
+		for {
+			st, changed := r.snapshot(ds)
+			if st.State != StateCreated && st.State != StateWaiting && st.State != StateBuilding {
+				break
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

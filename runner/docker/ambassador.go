@@ -218,6 +218,12 @@ func (i *Instance) startAmbassador(ctx context.Context, ap *ambassadorPlan) erro
 		if !ours {
 			break // create says who is in the way
 		}
+		if c.State != nil && c.State.Running && c.Config.Labels[LabelConfigHash] == ap.pl.hash && b.takePrepared(c.ID) {
+			// Started by Prepare while the service waited: follow it
+			// from its first line, as one started here.
+			i.amb = &replica{id: c.ID, name: ap.name}
+			return i.awaitAmbassador(ctx)
+		}
 		if c.State != nil && c.State.Running && c.Config.Labels[LabelConfigHash] == ap.pl.hash {
 			fmt.Fprintf(i.spec.Status, "ambassador %s is up to date; reattaching\n", ap.name)
 			i.amb = &replica{id: c.ID, name: ap.name, adopted: true}
@@ -236,6 +242,13 @@ func (i *Instance) startAmbassador(ctx context.Context, ap *ambassadorPlan) erro
 	if _, err := b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("starting container %s: %w", ap.name, err)
 	}
+	return i.awaitAmbassador(ctx)
+}
+
+// awaitAmbassador follows the just started ambassador i.amb and waits
+// until it listens.
+func (i *Instance) awaitAmbassador(ctx context.Context) error {
+	ap := i.amb
 	ready, ended := make(chan struct{}), make(chan error, 1)
 	go i.followAmbassador(i.amb, ready, ended)
 	t := time.NewTimer(ambassadorReady)

@@ -55,9 +55,10 @@ type Backend struct {
 
 	// mu serialises creation of project-wide objects (networks, volumes),
 	// which several services starting at once would otherwise race on.
-	mu      sync.Mutex
-	ensured map[string]bool       // "network/<name>", "volume/<name>" already there
-	builds  map[string]*buildOnce // by image tag and build config
+	mu       sync.Mutex
+	ensured  map[string]bool       // "network/<name>", "volume/<name>" already there
+	builds   map[string]*buildOnce // by image tag and build config
+	prepared map[string]bool       // ambassadors Prepare started, by container id
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex
@@ -70,6 +71,7 @@ var (
 	_ runner.Backend        = (*Backend)(nil)
 	_ runner.Builder        = (*Backend)(nil)
 	_ runner.Cleaner        = (*Backend)(nil)
+	_ runner.Preparer       = (*Backend)(nil)
 	_ runner.Instance       = (*Instance)(nil)
 	_ runner.HealthReporter = (*Instance)(nil)
 )
@@ -96,7 +98,7 @@ func New(ctx context.Context) (*Backend, error) {
 		}
 		return nil, &EngineError{Host: host, Err: err}
 	}
-	return &Backend{cli: cli, host: host, ensured: map[string]bool{}}, nil
+	return &Backend{cli: cli, host: host, ensured: map[string]bool{}, prepared: map[string]bool{}}, nil
 }
 
 // Close releases the client's connections.

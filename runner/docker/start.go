@@ -70,6 +70,12 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 			inst.reps = append(inst.reps, &replica{id: c.ID, name: name, num: num, adopted: true})
 			continue
 		}
+		if found && c.State == container.StateCreated && c.Labels[LabelConfigHash] == pl.hash {
+			// Made ahead by Prepare (or by a run stopped before it started
+			// it): the same container Start would make.
+			inst.reps = append(inst.reps, &replica{id: c.ID, name: name, num: num})
+			continue
+		}
 		if found {
 			why := "its configuration changed"
 			if c.State != container.StateRunning {

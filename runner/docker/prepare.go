@@ -1,0 +1,107 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner"
+)
+
+// Prepare implements runner.Preparer. While a service waits on its
+// dependencies, its missing containers are created and its ambassador is
+// started, so that its start, when its turn comes, is one start call per
+// replica. On this kind of engine a container start takes most of a
+// second and starts run partly one at a time, so an ambassador started
+// alongside the service would make every layer of the stack slower.
+//
+// Only what Start would do anyway is done, and only when the image is
+// already there: a service that builds or pulls is prepared by Start.
+// Start then takes a created container with the same config hash as its
+// own, and finds the ambassador running with the plan it would make.
+func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error) {
+	p, svc := spec.Project, spec.Service
+	img, err := b.cli.ImageInspect(ctx, imageName(p, svc))
+	if err != nil {
+		return nil, nil // not there yet, or the engine is in trouble: Start says so
+	}
+	pl, err := planFor(spec, img.ID)
+	if err != nil {
+		return nil, nil // Start reports the same error
+	}
+	if err := b.ensureNetworks(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	if err := b.ensureVolumes(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	existing, err := b.serviceContainers(ctx, p.Name, svc.Name)
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	undo := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		for _, id := range made {
+			_ = b.removeContainer(ctx, id)
+		}
+	}
+	for num := 1; num <= replicas(svc); num++ {
+		if _, ok := existing[num]; ok {
+			continue // Start adopts or replaces it
+		}
+		id, err := b.create(ctx, pl, containerName(p, svc, num), num)
+		if err != nil {
+			undo()
+			return nil, fmt.Errorf("creating container %s: %w", containerName(p, svc, num), err)
+		}
+		made = append(made, id)
+	}
+	if wantsAmbassador(spec) {
+		ap, err := b.planAmbassador(ctx, spec, img.ID)
+		if err != nil {
+			return undo, nil // Start runs the service without one and says why
+		}
+		id, err := b.startPreparedAmbassador(ctx, ap)
+		if id != "" {
+			made = append(made, id)
+		}
+		if err != nil {
+			return undo, err
+		}
+	}
+	return undo, nil
+}
+
+// startPreparedAmbassador creates and starts ap's container unless one
+// already runs, and returns its id when it made it. Start's
+// startAmbassador takes it over (prepared) rather than adopting it as a
+// leftover of an earlier run.
+func (b *Backend) startPreparedAmbassador(ctx context.Context, ap *ambassadorPlan) (string, error) {
+	if _, err := b.cli.ContainerInspect(ctx, ap.name, client.ContainerInspectOptions{}); err == nil {
+		return "", nil // running or not, Start decides what to do with it
+	}
+	id, err := b.create(ctx, ap.pl, ap.name, 0)
+	if err != nil {
+		return "", fmt.Errorf("creating container %s: %w", ap.name, err)
+	}
+	b.mu.Lock()
+	b.prepared[id] = true
+	b.mu.Unlock()
+	if _, err := b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return id, fmt.Errorf("starting container %s: %w", ap.name, err)
+	}
+	return id, nil
+}
+
+// takePrepared reports whether Prepare started container id in this run,
+// and forgets it.
+func (b *Backend) takePrepared(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ok := b.prepared[id]
+	delete(b.prepared, id)
+	return ok
+}
