@@ -177,12 +177,17 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			r.event(name, "could not prepare the start ahead (%v); doing it all at start", err)
 		}
 	}
+	// What was prepared goes again if the service is not started: before
+	// a failure is reported (so that up returns with it gone), else on
+	// the way out.
 	started := false
-	defer func() {
+	abandon := func() {
 		if undo != nil && !started {
 			undo()
+			undo = nil
 		}
-	}()
+	}
+	defer abandon()
 	for _, d := range s.spec.DependsOn {
 		if err := r.waitDep(ctx, s, d); err != nil {
 			if ctx.Err() != nil {
@@ -193,6 +198,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 				r.event(name, "starting without optional dependency %q: %v", d.Service, err)
 				continue
 			}
+			abandon()
 			r.update(s, func(st *ServiceStatus) { st.State, st.Error = StateFailed, err.Error() })
 			r.event(name, "not started: %v", err)
 			return
