@@ -172,9 +172,11 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		// backend idle (a Docker engine starts containers about one at a
 		// time): prepare then, not sooner, to take no turn from them.
 		r.depsUnderway(ctx, s)
-		var err error
-		if undo, err = pr.Prepare(ctx, spec); err != nil {
-			r.event(name, "could not prepare the start ahead (%v); doing it all at start", err)
+		if ctx.Err() == nil { // not stopped meanwhile
+			var err error
+			if undo, err = pr.Prepare(ctx, spec); err != nil && ctx.Err() == nil {
+				r.event(name, "could not prepare the start ahead (%v); doing it all at start", err)
+			}
 		}
 	}
 	// What was prepared goes again if the service is not started: before
