@@ -68,8 +68,9 @@ func runSupervise(g *globalOptions, backend string, names []string, ready func(s
 	}
 	defer be.Close()
 	sopts := supervisor.Options{
-		Project: p,
-		Logger:  logger,
+		LockUntilExit: true,
+		Project:       p,
+		Logger:        logger,
 		Events: func(ev runner.Event) {
 			logger.Info(ev.Msg, "service", ev.Service)
 		},

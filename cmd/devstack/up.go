@@ -84,7 +84,8 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	}
 	defer be.Close()
 	sopts := supervisor.Options{
-		Project: p,
+		LockUntilExit: true,
+		Project:       p,
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)

@@ -45,7 +45,12 @@ type Options struct {
 	Gateway string
 	// ContainerCaller names the service of a container by its address.
 	ContainerCaller func(netip.Addr) string
-	Logger          *slog.Logger
+	// LockUntilExit keeps the project's lock until the process exits
+	// rather than releasing it when Run returns: a process that exits
+	// right after Run (the CLI) lets `down`, which waits on the lock,
+	// return only once the supervisor is gone, not a moment before.
+	LockUntilExit bool
+	Logger        *slog.Logger
 }
 
 // Supervisor owns one project's running stack.
@@ -235,7 +240,7 @@ func (s *Supervisor) release() {
 	os.Remove(s.paths.Socket())
 	os.Remove(s.paths.Token())
 	os.Remove(s.paths.State())
-	if s.lock != nil {
+	if s.lock != nil && !s.opts.LockUntilExit {
 		s.lock.Close() // releases the flock
 		s.lock = nil
 	}
