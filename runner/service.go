@@ -220,6 +220,12 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 	streak := 0
 	for {
 		inst, err := s.backend.Start(ctx, spec)
+		if err != nil && ctx.Err() != nil {
+			// Stopped while starting (Ctrl-C, down): not a failure.
+			r.update(s, func(st *ServiceStatus) { st.State = StateStopped })
+			r.event(name, "start cancelled")
+			return
+		}
 		if err != nil {
 			r.update(s, func(st *ServiceStatus) { st.State, st.Error = StateFailed, err.Error() })
 			r.event(name, "failed to start: %v", err)
