@@ -16,8 +16,9 @@ const MarkerEnv = "DEVSTACK_INSTANCE"
 
 // FindByMarker returns the pids, ascending, of all processes whose
 // environment contains exactly MarkerEnv=marker. The calling process is never
-// included, and processes that vanish or that procfs does not let us read
-// (other users) are skipped.
+// included, and processes that vanish, that procfs does not let us read
+// (other users), or that run in another pid namespace (containers) are
+// skipped.
 //
 // procfs shows the environment a process was started with; a process that
 // clears or overwrites its environment block (setproctitle) is not found.
@@ -53,10 +54,20 @@ func scanMarkers(match func(marker string) bool) (map[string][]int, error) {
 		return nil, err
 	}
 	self := os.Getpid()
+	// Processes in another pid namespace are a container's: the engine
+	// runs them and devstack deals with them through the engine (a
+	// container keeps its marker in its environment, and may outlive a
+	// supervisor that a new one takes over from).
+	ns, _ := os.Readlink("/proc/self/ns/pid")
 	found := make(map[string][]int)
 	for _, pid := range pids {
 		if pid == self {
 			continue
+		}
+		if ns != "" {
+			if theirs, err := os.Readlink(procPath(pid, "ns/pid")); err != nil || theirs != ns {
+				continue
+			}
 		}
 		env, err := os.ReadFile(procPath(pid, "environ"))
 		if err != nil {

@@ -453,3 +453,32 @@ func TestMarkerValue(t *testing.T) {
 		}
 	}
 }
+
+// A process in another pid namespace (a container's, here one made with
+// unshare) is never found by marker: the engine owns it.
+func TestFindByMarkerSkipsOtherPIDNamespaces(t *testing.T) {
+	if err := exec.Command("unshare", "--pid", "--fork", "true").Run(); err != nil {
+		t.Skipf("cannot make a pid namespace here (unshare --pid: %v)", err)
+	}
+	marker := newMarker(t, "ns")
+	inNS := start(t, marker, "unshare", "--pid", "--fork", "sh", "-c", "echo ready; exec sleep 60")
+	if line := inNS.readLine(t); line != "ready" {
+		t.Fatalf("child said %q", line)
+	}
+	here := start(t, marker, "sleep", "60")
+	var got []int
+	waitUntil(t, "FindByMarker finds the process in our namespace", func() bool {
+		var err error
+		if got, err = FindByMarker(marker); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(got, here.pid())
+	})
+	// unshare itself stays in our namespace; its child, the shell turned
+	// sleep, is pid 1 of the new one and must not be found.
+	for _, pid := range got {
+		if pid != here.pid() && pid != inNS.pid() {
+			t.Errorf("FindByMarker found pid %d, which runs in another pid namespace", pid)
+		}
+	}
+}
