@@ -99,6 +99,21 @@ func (c *Client) Down(ctx context.Context, volumes bool, fn func(Message)) error
 	return readStream(resp, fn)
 }
 
+// Handover asks the supervisor to make way for a new one (see
+// Server.Handover); it exits after answering.
+func (c *Client) Handover(ctx context.Context, fn func(Message)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/handover", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("calling the supervisor: %w", err)
+	}
+	return readStream(resp, fn)
+}
+
 // LogQuery selects log lines.
 type LogQuery struct {
 	Services []string

@@ -16,4 +16,6 @@
 //	GET  /v1/logs?service=&tail=&since=&follow=1   NDJSON LogLines
 //	POST /v1/{up,start,stop,restart}    {"services":[...]} → progress stream
 //	POST /v1/down                       stop everything; the supervisor exits after
+//	POST /v1/handover                   stop processes, keep containers; the supervisor
+//	                                    exits after, for one with a changed file
 package control

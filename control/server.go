@@ -41,9 +41,13 @@ type Server struct {
 	// Down stops everything (and removes named volumes when volumes is
 	// set); the supervisor exits once it returns.
 	Down func(ctx context.Context, volumes bool) error
-	// DownDone is called once a down's result has been sent to the client,
-	// so that the supervisor exits only after answering.
+	// DownDone is called once a down's (or a handover's) result has been
+	// sent to the client, so that the supervisor exits only after answering.
 	DownDone func()
+	// Handover makes way for a new supervisor of the same project: the
+	// supervisor stops its processes and exits, leaving its containers
+	// for the next one to adopt or replace.
+	Handover func(ctx context.Context) error
 	// Traces answers trace queries.
 	Traces trace.Reader
 }
@@ -117,6 +121,16 @@ func (s *Server) Handler() http.Handler {
 		_ = json.NewDecoder(r.Body).Decode(&req) // an empty body means no volumes
 		// Down must finish even if the client goes away mid-way.
 		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context()), req.Volumes) })
+		if s.DownDone != nil {
+			s.DownDone()
+		}
+	}))
+	mux.Handle("POST /v1/handover", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		if s.Handover == nil {
+			writeError(w, &apiError{http.StatusNotImplemented, "this supervisor cannot hand over"})
+			return
+		}
+		s.stream(w, r, func(context.Context) error { return s.Handover(context.WithoutCancel(r.Context())) })
 		if s.DownDone != nil {
 			s.DownDone()
 		}

@@ -28,6 +28,17 @@ func (r *Runner) Stop(ctx context.Context, names []string) error {
 	return r.stopOrdered(ctx, sel)
 }
 
+// Release stops supervising without stopping anything: no instance that
+// ends from now on is restarted. The supervisor calls it when it exits
+// and leaves its containers to the next one (a handover).
+func (r *Runner) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.svcs {
+		s.stopReq = true
+	}
+}
+
 // Down stops every service in reverse dependency order.
 func (r *Runner) Down(ctx context.Context) error {
 	sel, _ := r.lookup(nil)

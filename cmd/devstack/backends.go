@@ -47,6 +47,19 @@ func newBackends(ctx context.Context, p *project.Project, flag string) (*backend
 		if w == "" {
 			w = p.X.Backend
 		}
+		// A default (--backend, the project's x-devstack.backend) applies
+		// where it can: a service that only has x-devstack.run stays a
+		// process under --backend docker, one that only has image: stays
+		// a container under --backend process. Only a service's own
+		// x-devstack.backend is taken strictly.
+		if s.X.Backend == "" {
+			switch {
+			case w == "docker" && !docker.CanRun(s) && process.CanRun(s):
+				w = "process"
+			case w == "process" && !process.CanRun(s) && docker.CanRun(s):
+				w = "docker"
+			}
+		}
 		want[s.Name] = w
 		if w == "docker" || w == "" && docker.CanRun(s) {
 			mayDocker = true
@@ -136,6 +149,14 @@ func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return b.docker.ServiceAt(ctx, p.Name, ip)
+	}
+	held, err := b.docker.PublishedPorts(ctx, p.Name)
+	if err != nil {
+		return err
+	}
+	o.HeldPorts = func(service string, target uint16) (uint16, bool) {
+		port, ok := held[service][target]
+		return port, ok
 	}
 	return nil
 }

@@ -335,6 +335,76 @@ func TestDockerSIGKILLedSupervisorThenDownLeavesNoContainers(t *testing.T) {
 	}
 }
 
+// A second up with a changed file applies it, as a second `docker compose
+// up` does: the changed container is recreated, the unchanged one kept,
+// the processes restarted. After a SIGKILLed supervisor, up takes the
+// running containers over unchanged.
+func TestDockerUpAppliesChangedFileAndKeepsUnchangedContainers(t *testing.T) {
+	d := requireEngine(t)
+	yaml, ports := mixedStack(t, true)
+	dir := writeProject(t, yaml)
+	p := newDockerProject(t, dir, projectName("reup"), d)
+	p.must("up", "-d")
+	order := func(when string) {
+		t.Helper()
+		code, body := get(t, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/orders?item=sku-1&qty=1", ports["orders"]))
+		if code != http.StatusCreated {
+			t.Fatalf("%s: POST /orders: %d\n%s", when, code, body)
+		}
+	}
+	order("after the first up")
+	before := p.ps()
+
+	changed := strings.Replace(yaml, "command: [serve, fraud]", "command: [serve, fraud]\n    environment: {EXTRA: \"2\"}", 1)
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := p.must("up", "-d")
+	if !strings.Contains(r.stderr, "changed: fraud") {
+		t.Errorf("up did not say that fraud changed:\n%s", r.stderr)
+	}
+	after := p.ps()
+	if after["fraud"].ID == before["fraud"].ID {
+		t.Errorf("fraud changed but kept its container %s", before["fraud"].ID)
+	}
+	if after["orders"].ID != before["orders"].ID {
+		t.Errorf("orders did not change but its container was recreated: %s, then %s", before["orders"].ID, after["orders"].ID)
+	}
+	for name, s := range after {
+		if name != "build" && (s.State != runner.StateRunning || s.Health != runner.HealthHealthy) {
+			t.Errorf("after the second up, %s is %s/%s (%s)", name, s.State, s.Health, s.Error)
+		}
+	}
+	res, err := d.Client().ContainerInspect(t.Context(), p.name+"-fraud-1", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Container.Config.Env, "EXTRA=2") {
+		t.Errorf("fraud's new container lacks EXTRA=2: %v", res.Container.Config.Env)
+	}
+	order("after the second up")
+
+	// A SIGKILLed supervisor leaves the containers; the next up takes
+	// them over as they are.
+	sup := supervisorPID(t, p.cli)
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, sup)
+	p.must("up", "-d")
+	again := p.ps()
+	for _, name := range []string{"fraud", "orders"} {
+		if again[name].ID != after[name].ID {
+			t.Errorf("after a SIGKILLed supervisor, up recreated %s: %s, then %s", name, after[name].ID, again[name].ID)
+		}
+	}
+	order("after taking over from a SIGKILLed supervisor")
+	p.must("down")
+	if left := p.leftovers(t.Context()); len(left) > 0 {
+		t.Errorf("down left %v", left)
+	}
+}
+
 // With no engine at DOCKER_HOST, up --backend docker must fail at once,
 // naming the address tried and the services that need it, and say that
 // they could run as processes; nothing may start.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,10 @@ exists) and leaves a background supervisor: use ps, logs, stop, start,
 restart and down. up exits non-zero if the stack failed to come up.
 
 If a supervisor already runs the project, up -d asks it to start the named
-services (or any that are not running).`,
+services (or any that are not running). If the file changed since that
+supervisor started, up -d applies it, as a second docker compose up does:
+changed containers are recreated, unchanged ones kept, and processes
+restarted.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.detach {
@@ -180,9 +184,16 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		defer cancel()
 	}
 	progress := func(m control.Message) { printProgress(g.stderr, m) }
-	if c, _, err := g.client(ctx, p); err == nil {
-		fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
-		return c.Do(ctx, "up", names, progress)
+	if c, dir, err := g.client(ctx, p); err == nil {
+		old, known := supervisor.RunningConfig(dir)
+		what := describeChanges(old, p.Fingerprint())
+		if !known || what == "" {
+			fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
+			return c.Do(ctx, "up", names, progress)
+		}
+		if names, err = handOver(ctx, c, dir, p, names, what, g.stderr); err != nil {
+			return err
+		}
 	}
 	// Backend problems (no engine) are reported here, before a supervisor
 	// exists; the supervisor checks again with the same rules.
@@ -204,6 +215,56 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	}
 	fmt.Fprintf(g.stderr, "devstack: %s is up; `devstack ps` shows it, `devstack down` stops it\n", p.Name)
 	return nil
+}
+
+// describeChanges says what differs between the file a supervisor runs
+// and p's, or "" when nothing does.
+func describeChanges(old, now project.Fingerprint) string {
+	changed, added, removed, proj := old.Changes(now)
+	var parts []string
+	if len(changed) > 0 {
+		parts = append(parts, "changed: "+strings.Join(changed, ", "))
+	}
+	if len(added) > 0 {
+		parts = append(parts, "added: "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "removed: "+strings.Join(removed, ", "))
+	}
+	if proj {
+		parts = append(parts, "project settings changed")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// handOver applies a changed file to a running stack, as a second
+// `docker compose up` does: the running supervisor stops its processes
+// and exits, leaving its containers, and the caller then starts a new
+// supervisor on the new file, which keeps unchanged containers and
+// recreates changed ones by config hash. It returns the services the new
+// supervisor must start: the named ones plus every one that was running.
+func handOver(ctx context.Context, c *control.Client, dir string, p *project.Project, names []string, what string, stderr io.Writer) ([]string, error) {
+	fmt.Fprintf(stderr, "devstack: %s was started from another version of its file (%s); applying it: changed containers are recreated, unchanged ones kept, processes restarted\n", p.Name, what)
+	if len(names) > 0 {
+		st, err := c.Ps(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range st {
+			if s.State == runner.StateRunning && p.Service(s.Name) != nil && !slices.Contains(names, s.Name) {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	if err := c.Handover(ctx, func(m control.Message) { printProgress(stderr, m) }); err != nil {
+		return nil, fmt.Errorf("asking the running supervisor to hand over: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, downTimeout)
+	defer cancel()
+	if err := supervisor.WaitUnlocked(wctx, dir); err != nil {
+		return nil, err
+	}
+	return names, nil
 }
 
 func orAll(names []string) string {

@@ -272,3 +272,34 @@ func (b *Backend) ServiceAt(ctx context.Context, proj string, ip netip.Addr) str
 	}
 	return ""
 }
+
+// PublishedPorts maps each service of the project that has a running
+// container to the host ports that container publishes on 127.0.0.1, by
+// target port (TCP, first replica). A new supervisor uses them as its
+// private ports, so that the containers it takes over keep their config
+// hash and are not recreated.
+func (b *Backend) PublishedPorts(ctx context.Context, proj string) (map[string]map[uint16]uint16, error) {
+	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", LabelProject+"="+proj, composeNumber+"=1"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers of project %q: %w", proj, err)
+	}
+	out := map[string]map[uint16]uint16{}
+	for _, c := range res.Items {
+		svc := c.Labels[LabelService]
+		if svc == "" || c.Labels[LabelRole] == roleAmbassador {
+			continue
+		}
+		for _, pt := range c.Ports {
+			if pt.Type != "tcp" || pt.PublicPort == 0 || !pt.IP.IsLoopback() {
+				continue
+			}
+			if out[svc] == nil {
+				out[svc] = map[uint16]uint16{}
+			}
+			out[svc][pt.PrivatePort] = pt.PublicPort
+		}
+	}
+	return out, nil
+}

@@ -31,7 +31,12 @@ type portKey struct {
 // Containers publish on the private port instead of the declared one, so
 // the same holds for them; only ports they publish on a fixed host port are
 // fronted (an ephemeral one has no address for callers to know).
-func plan(p *project.Project, backendOf func(*project.Service) string, gateway string) (map[portKey]uint16, []proxy.Route, error) {
+// held, when not nil, gives the host port that a running container of the
+// project already publishes for a service's target port: a supervisor
+// that takes over running containers (after a crash of devstack, or a
+// handover) keeps their private ports, so their config hash, rather than
+// finding the port taken and recreating them on another.
+func plan(p *project.Project, backendOf func(*project.Service) string, gateway string, held func(service string, target uint16) (uint16, bool)) (map[portKey]uint16, []proxy.Route, error) {
 	private := map[portKey]uint16{}
 	var routes []proxy.Route
 	if p.X.Trace.Disabled {
@@ -46,9 +51,15 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 			if port.Protocol == "udp" || docker && port.Published == 0 {
 				continue
 			}
-			pp, err := privatePort(p.Name, s.Name, port.Target)
-			if err != nil {
-				return nil, nil, fmt.Errorf("finding a private port for service %q: %w", s.Name, err)
+			pp, ok := uint16(0), false
+			if docker && held != nil {
+				pp, ok = held(s.Name, port.Target)
+			}
+			if !ok {
+				var err error
+				if pp, err = privatePort(p.Name, s.Name, port.Target); err != nil {
+					return nil, nil, fmt.Errorf("finding a private port for service %q: %w", s.Name, err)
+				}
 			}
 			private[portKey{s.Name, port.Target}] = pp
 			declared := port.Published

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,9 +49,26 @@ func TestAmbassadors(t *testing.T) {
 		t.Fatal(err)
 	}
 	docker := func(*project.Service) string { return "docker" }
-	private, _, err := plan(p, docker, "172.17.0.1")
+	// A port that a running container of forced already publishes is
+	// kept, though it is taken (by that container, here by l).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := uint16(l.Addr().(*net.TCPAddr).Port)
+	held := func(service string, target uint16) (uint16, bool) {
+		return taken, service == "forced" && target == 80
+	}
+	private, _, err := plan(p, docker, "172.17.0.1", held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := private[portKey{"forced", 80}]; got != taken {
+		t.Errorf("forced's private port is %d; want %d, the one its running container publishes", got, taken)
+	}
+	if got := private[portKey{"never", 80}]; got == taken || got == 0 {
+		t.Errorf("never's private port is %d; want a free one of its own", got)
 	}
 	got := ambassadors(p, private, "172.17.0.1")
 	// orders: named by db's environment. web: only "web-admin" is named,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/devstack/devstack/runner/project"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,6 +51,19 @@ type Record struct {
 	RunID      string           `json:"run_id"`
 	Supervisor Proc             `json:"supervisor"`
 	Instances  map[string]*Proc `json:"instances"`
+	// Config is the fingerprint of the file the supervisor runs, so that
+	// a later `up` can tell which services changed since.
+	Config *project.Fingerprint `json:"config,omitempty"`
+}
+
+// RunningConfig is the fingerprint of the file that the project's
+// running supervisor loaded, from its record in dir; false if unknown.
+func RunningConfig(dir string) (project.Fingerprint, bool) {
+	r, err := readRecord(Paths{dir}.State())
+	if err != nil || r.Config == nil {
+		return project.Fingerprint{}, false
+	}
+	return *r.Config, true
 }
 
 // Proc identifies a process across pid reuse: pid plus start time.

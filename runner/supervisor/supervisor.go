@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	Gateway string
 	// ContainerCaller names the service of a container by its address.
 	ContainerCaller func(netip.Addr) string
+	// HeldPorts gives the host port a running container of the project
+	// publishes for a service's target port (see plan); may be nil.
+	HeldPorts func(service string, target uint16) (uint16, bool)
 	// LockUntilExit keeps the project's lock until the process exits
 	// rather than releasing it when Run returns: a process that exits
 	// right after Run (the CLI) lets `down`, which waits on the lock,
@@ -77,6 +81,8 @@ type Supervisor struct {
 	downReq       chan struct{} // closed when the API asked for down
 	recordMu      sync.Mutex
 	stateFile     string
+	fp            project.Fingerprint // of opts.Project
+	handover      atomic.Bool         // Shutdown leaves containers running
 }
 
 // Start takes the project's lock, cleans up orphans of an earlier run,
@@ -99,7 +105,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{
-		opts: opts, paths: paths, lock: lock, token: newToken(),
+		opts: opts, paths: paths, lock: lock, token: newToken(), fp: p.Fingerprint(),
 		runID:  strconv.FormatInt(time.Now().UnixNano(), 36),
 		evSubs: map[chan runner.Event]struct{}{},
 		upDone: make(chan struct{}), downReq: make(chan struct{}),
@@ -123,7 +129,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			return b.Name()
 		}
 		return ""
-	}, opts.Gateway)
+	}, opts.Gateway, opts.HeldPorts)
 	if err != nil {
 		return nil, err
 	}
@@ -213,13 +219,38 @@ func (s *Supervisor) down(ctx context.Context, volumes bool) error {
 	return errors.Join(errs...)
 }
 
+// Handover makes way for a new supervisor of the project, started with a
+// changed file. Process services stop, since they cannot outlive this
+// supervisor. Containers keep running, with their networks and
+// ambassadors, and Shutdown then leaves them. The next supervisor
+// adopts the unchanged ones and replaces the changed ones by config hash,
+// as after a crash of devstack.
+func (s *Supervisor) Handover(ctx context.Context) error {
+	s.handover.Store(true)
+	var procs []string
+	for _, svc := range s.opts.Project.Services {
+		if b, err := s.opts.BackendFor(svc); err == nil && b.Name() != "docker" {
+			procs = append(procs, svc.Name)
+		}
+	}
+	if len(procs) == 0 {
+		return nil
+	}
+	return s.run.Stop(ctx, procs)
+}
+
 // DownRequested is closed when a client asked for down.
 func (s *Supervisor) DownRequested() <-chan struct{} { return s.downReq }
 
 // Shutdown stops every service (killing at once when ctx ends), stops the
 // API and releases the state directory.
 func (s *Supervisor) Shutdown(ctx context.Context) error {
-	err := s.down(ctx, s.removeVolumes)
+	var err error
+	if s.handover.Load() {
+		s.run.Release()
+	} else {
+		err = s.down(ctx, s.removeVolumes)
+	}
 	s.srv.Close()
 	s.logs.Close()
 	s.release()
@@ -273,6 +304,7 @@ func (s *Supervisor) serve() error {
 		},
 		Down:     s.down,
 		DownDone: func() { s.downOnce.Do(func() { close(s.downReq) }) },
+		Handover: s.Handover,
 	}
 	s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -317,7 +349,7 @@ func (s *Supervisor) persist() {
 	defer s.recordMu.Unlock()
 	self := proc.Self()
 	rec := Record{Project: s.opts.Project.Name, RunID: s.runID,
-		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}}
+		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp}
 	if s.run != nil {
 		for name, inst := range s.run.Instances() {
 			pid, err := strconv.Atoi(inst.ID())
