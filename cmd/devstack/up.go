@@ -184,28 +184,36 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		defer cancel()
 	}
 	progress := func(m control.Message) { printProgress(g.stderr, m) }
-	if c, dir, err := g.client(ctx, p); err == nil {
+	c, dir, err := g.client(ctx, p)
+	running := err == nil
+	var what string
+	if running {
 		old, known := supervisor.RunningConfig(dir)
-		what := describeChanges(old, p.Fingerprint())
-		if !known || what == "" {
+		if what = describeChanges(old, p.Fingerprint()); !known || what == "" {
 			fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
 			return c.Do(ctx, "up", names, progress)
 		}
-		if names, err = handOver(ctx, c, dir, p, names, what, g.stderr); err != nil {
-			return err
-		}
 	}
 	// Backend problems (no engine) are reported here, before a supervisor
-	// exists; the supervisor checks again with the same rules.
+	// exists or one is asked to hand over; the supervisor checks again
+	// with the same rules.
 	be, err := newBackends(ctx, p, o.backend)
 	if err != nil {
 		return err
 	}
 	be.Close()
+	if running {
+		if names, err = handOver(ctx, c, dir, p, names, what, g.stderr); err != nil {
+			return err
+		}
+	}
 	if err := spawnSupervisor(ctx, g, p, o.backend, names); err != nil {
+		if running {
+			return fmt.Errorf("%w\nthe stack was handed over to apply the changed file, but the new supervisor did not start: its containers are still running, unsupervised; fix the file and run `devstack up -d` again (it takes them over), or `devstack down` to remove them", err)
+		}
 		return err
 	}
-	c, dir, err := g.client(ctx, p)
+	c, dir, err = g.client(ctx, p)
 	if err != nil {
 		return fmt.Errorf("the supervisor started but does not answer: %w; see %s", err, supervisor.Paths{Dir: dir}.SupLog())
 	}
