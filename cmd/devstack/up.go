@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/runner/supervisor"
 )
@@ -203,6 +206,11 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	}
 	be.Close()
 	if running {
+		if sup, ok := supervisor.SupervisorPID(dir); ok {
+			if err := portsForHandover(p, sup); err != nil {
+				return fmt.Errorf("%w\nthe running stack was left as it is", err)
+			}
+		}
 		if names, err = handOver(ctx, c, dir, p, names, what, g.stderr); err != nil {
 			return err
 		}
@@ -243,6 +251,39 @@ func describeChanges(old, now project.Fingerprint) string {
 		parts = append(parts, "project settings changed")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// portsForHandover checks the changed file's declared ports before the
+// running stack is handed over, so that a conflict stops up while the
+// old supervisor still runs everything. A port is fine when it is free or
+// held by the running supervisor (its proxy) or one of its processes, or
+// by docker-proxy (a container publishing it). Where the system does not
+// tell who holds a port, it is let through: the new supervisor checks
+// again.
+func portsForHandover(p *project.Project, supervisorPID int) error {
+	var errs []error
+	for _, s := range p.Services {
+		for _, port := range s.Ports {
+			if port.Protocol == "udp" {
+				continue
+			}
+			n := port.Published
+			if n == 0 {
+				n = port.Target
+			}
+			l, err := net.Listen("tcp", net.JoinHostPort(port.HostIP, strconv.Itoa(int(n))))
+			if err == nil {
+				l.Close()
+				continue
+			}
+			pid, cmd, ok := proc.PortHolder(int(n))
+			if !ok || proc.DescendsFrom(pid, supervisorPID) || strings.Contains(cmd, "docker-proxy") {
+				continue
+			}
+			errs = append(errs, runner.PortInUse(s.Name, int(n)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // handOver applies a changed file to a running stack, as a second

@@ -162,3 +162,22 @@ func listPIDs() ([]int, error) {
 	slices.Sort(pids)
 	return pids, nil
 }
+
+// DescendsFrom reports whether pid is ancestor or one of its descendants,
+// following parent pids up from pid.
+func DescendsFrom(pid, ancestor int) bool {
+	for range 64 { // deeper than any tree a supervisor makes
+		if pid == ancestor {
+			return true
+		}
+		if pid <= 1 {
+			return false
+		}
+		st, err := readStat(pid)
+		if err != nil {
+			return false
+		}
+		pid = st.ppid
+	}
+	return false
+}

@@ -56,6 +56,16 @@ type Record struct {
 	Config *project.Fingerprint `json:"config,omitempty"`
 }
 
+// SupervisorPID is the pid of the project's running supervisor, from its
+// record in dir; false if unknown.
+func SupervisorPID(dir string) (int, bool) {
+	r, err := readRecord(Paths{dir}.State())
+	if err != nil || r.Supervisor.PID <= 0 {
+		return 0, false
+	}
+	return r.Supervisor.PID, true
+}
+
 // RunningConfig is the fingerprint of the file that the project's
 // running supervisor loaded, from its record in dir; false if unknown.
 func RunningConfig(dir string) (project.Fingerprint, bool) {
