@@ -359,6 +359,9 @@ func TestDockerUpAppliesChangedFileAndKeepsUnchangedContainers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if r := p.must("ps"); !strings.Contains(r.stderr, "the file changed since") || !strings.Contains(r.stderr, "changed: fraud") {
+		t.Errorf("ps did not say that the file changed:\n%s", r.stderr)
+	}
 	r := p.must("up", "-d")
 	if !strings.Contains(r.stderr, "changed: fraud") {
 		t.Errorf("up did not say that fraud changed:\n%s", r.stderr)

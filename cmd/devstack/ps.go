@@ -12,6 +12,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/supervisor"
 )
 
 type psOptions struct{ format string }
@@ -31,7 +32,7 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			var st []runner.ServiceStatus
-			c, _, err := g.client(cmd.Context(), p)
+			c, dir, err := g.client(cmd.Context(), p)
 			switch {
 			case errors.Is(err, control.ErrNotRunning):
 				fmt.Fprintf(g.stderr, "devstack: %s is not running\n", p.Name)
@@ -40,6 +41,11 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 			default:
 				if st, err = c.Ps(cmd.Context()); err != nil {
 					return err
+				}
+				if old, ok := supervisor.RunningConfig(dir); ok {
+					if what := describeChanges(old, p.Fingerprint()); what != "" {
+						fmt.Fprintf(g.stderr, "devstack: the file changed since %s started (%s); `devstack up -d` applies it\n", p.Name, what)
+					}
 				}
 			}
 			if o.format == "json" {
