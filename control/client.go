@@ -70,43 +70,33 @@ func (c *Client) Wait(ctx context.Context, fn func(Message)) error {
 // Do runs an action (up, start, stop, restart, down) on services, passing
 // progress to fn.
 func (c *Client) Do(ctx context.Context, action string, services []string, fn func(Message)) error {
-	body, _ := json.Marshal(map[string][]string{"services": services})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/"+action, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("calling the supervisor: %w", err)
-	}
-	return readStream(resp, fn)
+	return c.post(ctx, "/v1/"+action, map[string][]string{"services": services}, fn)
 }
 
 // Down stops the stack; volumes also removes its named volumes.
 func (c *Client) Down(ctx context.Context, volumes bool, fn func(Message)) error {
-	body, _ := json.Marshal(map[string]bool{"volumes": volumes})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/down", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("calling the supervisor: %w", err)
-	}
-	return readStream(resp, fn)
+	return c.post(ctx, "/v1/down", map[string]bool{"volumes": volumes}, fn)
 }
 
 // Handover asks the supervisor to make way for a new one (see
 // Server.Handover); it exits after answering.
 func (c *Client) Handover(ctx context.Context, fn func(Message)) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/handover", nil)
+	return c.post(ctx, "/v1/handover", struct{}{}, fn)
+}
+
+// post makes a mutating call with body as JSON and passes the streamed
+// progress to fn.
+func (c *Client) post(ctx context.Context, path string, body any, fn func(Message)) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("calling the supervisor: %w", err)

@@ -226,6 +226,22 @@ func (fp *fakeProxy) serve(c net.Conn) {
 // line; ports the proxy does not front must still answer by name, and
 // the service's own container must keep only its private alias. Stop
 // removes the ambassador; a start without one gives the names back.
+// frontedSpec makes s's backend one that can make ambassadors and
+// returns the spec of service svc with its target port fronted by a fake
+// proxy on the host's bridge address, as the supervisor would give it.
+func (s *stack) frontedSpec(ctx context.Context, svc string, port uint16, l *logs) (runner.Spec, *fakeProxy) {
+	s.t.Helper()
+	s.b = ambassadorBackend(s.t)
+	gw, err := s.b.HostGateway(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	fp := newFakeProxy(s.t, gw)
+	spec := specFor(s.p, svc, l)
+	spec.Ambassador = &runner.Ambassador{Relay: map[uint16]string{port: fp.l.Addr().String()}}
+	return spec, fp
+}
+
 func TestAmbassadorFrontsServiceName(t *testing.T) {
 	s := newStack(t, `
 services:
@@ -245,18 +261,10 @@ services:
     image: {{IMAGE}}
     command: ["fetch", "http://b:9090/", "http://devstack-real-b:9090/"]
 `)
-	s.b = ambassadorBackend(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	gw, err := s.b.HostGateway(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := newFakeProxy(t, gw)
-
 	bl := &logs{}
-	bspec := specFor(s.p, "b", bl)
-	bspec.Ambassador = &runner.Ambassador{Relay: map[uint16]string{8080: fp.l.Addr().String()}}
+	bspec, fp := s.frontedSpec(ctx, "b", 8080, bl)
 	start := func(spec runner.Spec) *Instance {
 		t.Helper()
 		inst, err := s.b.Start(ctx, spec)

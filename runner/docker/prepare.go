@@ -30,13 +30,7 @@ func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error)
 	if err != nil {
 		return nil, nil // Start reports the same error
 	}
-	if err := b.ensureNetworks(ctx, p, svc); err != nil {
-		return nil, err
-	}
-	if err := b.ensureVolumes(ctx, p, svc); err != nil {
-		return nil, err
-	}
-	existing, err := b.serviceContainers(ctx, p.Name, svc.Name)
+	existing, err := b.groundwork(ctx, spec)
 	if err != nil {
 		return nil, err
 	}

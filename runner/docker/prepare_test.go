@@ -9,8 +9,6 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-
-	"github.com/devstack/devstack/runner"
 )
 
 // Prepare creates the service's containers and starts its ambassador
@@ -25,17 +23,10 @@ services:
     ports: ["8080"]
     deploy: {replicas: 2}
 `)
-	s.b = ambassadorBackend(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	gw, err := s.b.HostGateway(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp := newFakeProxy(t, gw)
 	l := &logs{}
-	spec := specFor(s.p, "b", l)
-	spec.Ambassador = &runner.Ambassador{Relay: map[uint16]string{8080: fp.l.Addr().String()}}
+	spec, _ := s.frontedSpec(ctx, "b", 8080, l)
 
 	state := func(name string) (string, container.ContainerState) {
 		t.Helper()

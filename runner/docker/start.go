@@ -49,13 +49,7 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	if err != nil {
 		return nil, err
 	}
-	if err := b.ensureNetworks(ctx, p, svc); err != nil {
-		return nil, err
-	}
-	if err := b.ensureVolumes(ctx, p, svc); err != nil {
-		return nil, err
-	}
-	existing, err := b.serviceContainers(ctx, p.Name, svc.Name)
+	existing, err := b.groundwork(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +113,19 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 		return nil, fmt.Errorf("starting service %q: %w", svc.Name, err)
 	}
 	return inst, nil
+}
+
+// groundwork makes sure the service's networks and volumes exist and
+// returns its containers by replica number (see serviceContainers).
+func (b *Backend) groundwork(ctx context.Context, spec runner.Spec) (map[int]container.Summary, error) {
+	p, svc := spec.Project, spec.Service
+	if err := b.ensureNetworks(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	if err := b.ensureVolumes(ctx, p, svc); err != nil {
+		return nil, err
+	}
+	return b.serviceContainers(ctx, p.Name, svc.Name)
 }
 
 // serviceContainers returns the service's containers by replica number.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -170,21 +171,11 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	if x.PortEnv != "" && !envNameRE.MatchString(x.PortEnv) {
 		return x, d.fail("port_env", fmt.Sprintf("x-devstack key \"port_env\" is %q, which is not an environment variable name; use letters, digits and '_' (e.g. PORT)", x.PortEnv), ErrInvalid)
 	}
-	if x.Protocol, err = d.str(m, "protocol", `"auto", "http" or "tcp"`); err != nil {
+	if x.Protocol, err = d.oneOf(m, "protocol", "auto", "http", "tcp"); err != nil {
 		return x, err
 	}
-	switch x.Protocol {
-	case "", "auto", "http", "tcp":
-	default:
-		return x, d.fail("protocol", fmt.Sprintf(`x-devstack key "protocol" is %q; use "auto", "http" or "tcp"`, x.Protocol), ErrInvalid)
-	}
-	if x.Ambassador, err = d.str(m, "ambassador", `"auto", "always" or "never"`); err != nil {
+	if x.Ambassador, err = d.oneOf(m, "ambassador", "auto", "always", "never"); err != nil {
 		return x, err
-	}
-	switch x.Ambassador {
-	case "", "auto", "always", "never":
-	default:
-		return x, d.fail("ambassador", fmt.Sprintf(`x-devstack key "ambassador" is %q; use "auto", "always" or "never"`, x.Ambassador), ErrInvalid)
 	}
 	x.Backend, err = d.backend(m)
 	return x, err
@@ -200,6 +191,20 @@ func (d *extDecoder) backend(m map[string]any) (string, error) {
 		return b, nil
 	}
 	return "", d.fail("backend", fmt.Sprintf(`x-devstack key "backend" is %q; use "process" or "docker" (or leave it out to choose automatically)`, b), ErrInvalid)
+}
+
+// oneOf decodes an optional string key that must be one of values.
+func (d *extDecoder) oneOf(m map[string]any, key string, values ...string) (string, error) {
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = strconv.Quote(v)
+	}
+	want := strings.Join(quoted[:len(quoted)-1], ", ") + " or " + quoted[len(quoted)-1]
+	v, err := d.str(m, key, want)
+	if err != nil || v == "" || slices.Contains(values, v) {
+		return v, err
+	}
+	return "", d.fail(key, fmt.Sprintf("x-devstack key %q is %q; use %s", key, v, want), ErrInvalid)
 }
 
 // str decodes an optional string key.
