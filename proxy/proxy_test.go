@@ -545,6 +545,49 @@ func TestProxyProtocolLineNamesTheRelayedClient(t *testing.T) {
 	}
 }
 
+// A TCP service called through an ambassador: the PROXY line names the
+// caller, and the service gets only the bytes after it.
+func TestProxyProtocolLineOnATCPRoute(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{4242: "orders"}}
+	s := New(Options{Recorder: rec, Callers: cl, TrustProxyLine: func(netip.Addr) bool { return true }})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+		io.WriteString(c, "+PONG\r\n")
+	}()
+	addr := front(t, s, Route{Service: "redis", Upstream: l.Addr().String(), Protocol: ProtoTCP})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "PROXY TCP4 172.18.0.5 172.18.0.9 4242 6379\r\nPING\r\n")
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || reply != "+PONG\r\n" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+	if line := <-got; line != "PING\r\n" {
+		t.Errorf("the service got %q; want the client's bytes without the PROXY line", line)
+	}
+	c.Close()
+	if sp := rec.next(t); sp.Caller != "orders" || sp.Callee != "redis" || sp.Protocol != "tcp" || sp.BytesIn != 6 {
+		t.Errorf("span %+v: want a tcp hop orders → redis of 6 bytes in", sp)
+	}
+}
+
 func TestProxyLineFromLoopbackIsNotTrustedByDefault(t *testing.T) {
 	rec := newMemRecorder()
 	cl := &callers{m: map[uint16]string{4242: "orders"}}

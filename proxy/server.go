@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -285,24 +284,35 @@ func (rt *route) serve() {
 // handle sends a connection to the HTTP server or the TCP proxy.
 func (rt *route) handle(c net.Conn) {
 	cfg := rt.cfg.Load()
-	if cfg.Protocol == ProtoTCP {
-		rt.tcp(c, nil)
+	relayed := rt.s.trustsProxyLine(c)
+	if cfg.Protocol == ProtoTCP && !relayed {
+		rt.tcp(c)
 		return
 	}
 	br := bufio.NewReaderSize(c, 16<<10)
-	if cfg.Protocol == ProtoAuto {
+	if cfg.Protocol != ProtoHTTP {
+		// Auto-detection, or a relayed TCP connection that may start with
+		// a PROXY line: a server-first protocol sends nothing, so the wait
+		// for the client's first bytes is bounded.
 		c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
 	}
-	head, _ := br.Peek(len(h2Preface))
-	if bytes.HasPrefix(head, []byte("PROXY ")) && rt.s.trustsProxyLine(c) {
+	if relayed {
 		// A connection relayed by a devstack ambassador (a container that
 		// answers to a service's name in a Docker network) starts with a
-		// PROXY protocol v1 line naming the real client.
-		if pc, err := readProxyLine(c, br); err == nil {
-			c = pc
-			head, _ = br.Peek(len(h2Preface))
+		// PROXY protocol v1 line naming the real client, whatever the
+		// protocol after it.
+		if b, _ := br.Peek(len("PROXY ")); string(b) == "PROXY " {
+			if pc, err := readProxyLine(c, br); err == nil {
+				c = pc
+			}
 		}
 	}
+	if cfg.Protocol == ProtoTCP {
+		c.SetReadDeadline(time.Time{})
+		rt.tcp(&peekedConn{Conn: c, r: br})
+		return
+	}
+	head, _ := br.Peek(len(h2Preface))
 	c.SetReadDeadline(time.Time{})
 	switch {
 	case string(head) == h2Preface:
@@ -311,7 +321,7 @@ func (rt *route) handle(c net.Conn) {
 	case cfg.Protocol == ProtoHTTP || looksHTTP(head):
 		rt.serveH1(c, br)
 	default:
-		rt.tcp(&peekedConn{Conn: c, r: br}, head)
+		rt.tcp(&peekedConn{Conn: c, r: br})
 	}
 }
 

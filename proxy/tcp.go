@@ -14,7 +14,7 @@ import (
 
 // tcp proxies an opaque connection and records it as one span: bytes each
 // way, duration and how it ended.
-func (rt *route) tcp(c net.Conn, _ []byte) {
+func (rt *route) tcp(c net.Conn) {
 	s := rt.s
 	cfg := rt.cfg.Load()
 	start := time.Now()

@@ -110,10 +110,10 @@ type ambassadorPlan struct {
 }
 
 // planAmbassador makes (once) the ambassador image and plans the
-// container: one relay per fronted port, with the PROXY line unless the
-// service's traffic is plain TCP (x-devstack.protocol: tcp, which the
-// proxy relays without looking), one direct relay per other TCP port of
-// the service. imageID is the service's image, for its EXPOSE.
+// container: one relay per fronted port, each connection prefixed with a
+// PROXY line naming the caller (the proxy reads it whatever the protocol,
+// TCP services included), and one direct relay per other TCP port of the
+// service. imageID is the service's image, for its EXPOSE.
 func (b *Backend) planAmbassador(ctx context.Context, spec runner.Spec, imageID string) (*ambassadorPlan, error) {
 	p, svc := spec.Project, spec.Service
 	ref, ambImageID, err := b.ambassadorImage(ctx)
@@ -122,7 +122,7 @@ func (b *Backend) planAmbassador(ctx context.Context, spec runner.Spec, imageID 
 	}
 	relays := map[uint16]Relay{}
 	for port, to := range spec.Ambassador.Relay {
-		relays[port] = Relay{Port: port, To: to, Proxy: svc.X.Protocol != "tcp"}
+		relays[port] = Relay{Port: port, To: to, Proxy: true}
 	}
 	direct := func(port uint16) {
 		if _, ok := relays[port]; !ok && port != 0 {

@@ -378,7 +378,7 @@ func TestAmbassadorTracesCallsByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t, gw)
+	port, tcpPort := freePort(t, gw), freePort(t, gw)
 	name := "dst-amb-traces-" + randHex(3)
 	dir := t.TempDir()
 	yaml := fmt.Sprintf(`name: %s
@@ -393,18 +393,27 @@ services:
       interval: 200ms
       timeout: 2s
       retries: 50
+  c:
+    # Proxied as opaque TCP: the hop is one span per connection, and the
+    # ambassador's PROXY line still names the caller.
+    image: %s
+    pull_policy: never
+    environment: {NAME: c}
+    ports: ["%d:8080"]
+    x-devstack: {protocol: tcp}
   a:
     image: %s
     pull_policy: never
     environment: {NAME: a}
     depends_on:
       b: {condition: service_healthy}
+      c: {condition: service_started}
     healthcheck:
-      test: ["CMD", "/testsvc", "check", "http://b:8080/by-name"]
+      test: ["CMD", "/testsvc", "fetch", "http://b:8080/by-name", "http://c:8080/raw"]
       interval: 300ms
       timeout: 2s
       retries: 50
-`, name, testImage, port, testImage)
+`, name, testImage, port, testImage, tcpPort, testImage)
 	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -460,6 +469,33 @@ services:
 		return sp.Caller == "a" && sp.Callee == "b" && sp.Route == "/by-name" && sp.Status == http.StatusOK
 	}) {
 		t.Errorf("trace %s has no hop a → b GET /by-name 200:\n%s", list[0].TraceID, out)
+	}
+
+	// The TCP service's hop names its caller too (from the PROXY line).
+	out, err = devstack("traces", "--format", "json", "--service", "c", "-n", "20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list = nil
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) == 0 {
+		t.Fatalf("traces --service c: %v; want at least one trace:\n%s", err, out)
+	}
+	found := false
+	for _, tr := range list {
+		out, err = devstack("trace", tr.TraceID.String(), "--format", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spans = nil
+		if err := json.Unmarshal([]byte(out), &spans); err != nil {
+			t.Fatalf("trace --format json: %v\n%s", err, out)
+		}
+		found = found || slices.ContainsFunc(spans, func(sp trace.Span) bool {
+			return sp.Caller == "a" && sp.Callee == "c" && sp.Protocol == "tcp" && sp.BytesIn > 0 && sp.BytesOut > 0
+		})
+	}
+	if !found {
+		t.Errorf("no tcp hop a → c among c's traces:\n%s", out)
 	}
 
 	if _, err := devstack("down"); err != nil {
