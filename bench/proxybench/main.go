@@ -1,5 +1,6 @@
 // Command proxybench measures a hop through devstack's proxy against a
-// direct connection, nginx and a minimal httputil.ReverseProxy, all in
+// direct connection, nginx, a minimal httputil.ReverseProxy and two byte
+// relays written in Go that do less than any proxy can (floor.go), all in
 // front of the same upstream, side by side in one run. It prints latency
 // (sequential p50/p99) and wrk throughput at 1 and 32 connections, for
 // 64 B and 16 KiB bodies, with ratios.
@@ -50,14 +51,20 @@ type target struct {
 func run() error {
 	duration := flag.Duration("duration", 3*time.Second, "wrk duration per run")
 	seq := flag.Int("n", 3000, "sequential requests for the latency percentiles")
-	only := flag.String("only", "", "run only this target (direct, devstack, nginx, httputil)")
+	only := flag.String("only", "", "run only this target (direct, devstack, nginx, httputil, relay-goroutines, relay-epoll)")
 	serve := flag.String("serve-upstream", "", "internal: be the upstream server on this address")
+	floor := flag.String("serve-floor", "", "internal: be this floor relay (relay-goroutines, relay-epoll) from -listen to -to")
+	floorListen := flag.String("listen", "", "internal: the floor relay's address")
+	floorTo := flag.String("to", "", "internal: the floor relay's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
 	if *serve != "" {
 		return serveUpstream(*serve)
+	}
+	if *floor != "" {
+		return serveFloor(*floor, *floorListen, *floorTo)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -119,6 +126,22 @@ func run() error {
 		return err
 	}
 	defer stopNginx()
+	floors := map[string]target{}
+	floorPids := map[string]int{}
+	for _, kind := range []string{"relay-goroutines", "relay-epoll"} {
+		addr := freeAddr()
+		cmd := exec.Command(self, "-serve-floor", kind, "-listen", addr, "-to", upAddr)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		if err := waitListening(addr); err != nil {
+			return err
+		}
+		floors[kind] = target{kind, addr}
+		floorPids[kind] = cmd.Process.Pid
+	}
 	// cpuOf reads the CPU time a target's proxy has used so far: this
 	// process for the in-process proxies, nginx's workers for nginx.
 	pid := os.Getpid()
@@ -128,8 +151,12 @@ func run() error {
 		"httputil": func() time.Duration { return procCPU(pid) },
 		"nginx":    func() time.Duration { return childrenCPU(nginxPid) },
 	}
+	for kind, pid := range floorPids {
+		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
+	}
 
-	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()}}
+	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()},
+		floors["relay-goroutines"], floors["relay-epoll"]}
 	if *only != "" {
 		targets = slices.DeleteFunc(targets, func(t target) bool { return t.name != *only && t.name != "direct" && t.name != "nginx" })
 	}
@@ -200,6 +227,11 @@ func run() error {
 		d, n, x := res[path]["direct"], res[path]["nginx"], res[path]["devstack"]
 		fmt.Printf("%s: devstack throughput %.2fx nginx at c1, %.2fx at c32 (target ≥ 0.9x); added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
 			path, x.rps1/n.rps1, x.rps32/n.rps32, x.p50-d.p50, n.p50-d.p50)
+		for _, kind := range []string{"relay-goroutines", "relay-epoll"} {
+			if f, ok := res[path][kind]; ok {
+				fmt.Printf("%s: floor %s (bytes relayed, no HTTP work): %.2fx nginx at c1, %.2fx at c32\n", path, kind, f.rps1/n.rps1, f.rps32/n.rps32)
+			}
+		}
 	}
 	st := store.Stats()
 	fmt.Printf("spans recorded: %+v\n", st)
