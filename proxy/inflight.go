@@ -16,8 +16,12 @@ const recentHops = 1 << 16
 // this trace is the caller serving, and which hop is this caller serving
 // right now.
 type hops struct {
-	mu       sync.Mutex
-	bySpan   map[trace.SpanID]*trace.Span    // in flight and recent
+	mu sync.Mutex
+	// bySpan names the callee of each hop in flight or recent. It keeps
+	// the name, not the span: a recent hop's span is the store's to keep
+	// or drop, and 64k finished spans with their headers would otherwise
+	// stay on the heap (and be scanned by every GC) for nothing.
+	bySpan   map[trace.SpanID]string
 	byTrace  map[trace.TraceID][]*trace.Span // in flight only
 	byCallee map[string][]*trace.Span        // in flight only
 	ring     []trace.SpanID                  // recent, for eviction from bySpan
@@ -28,7 +32,7 @@ type hops struct {
 
 func newHops() *hops {
 	return &hops{
-		bySpan:   map[trace.SpanID]*trace.Span{},
+		bySpan:   map[trace.SpanID]string{},
 		byTrace:  map[trace.TraceID][]*trace.Span{},
 		byCallee: map[string][]*trace.Span{},
 		ring:     make([]trace.SpanID, recentHops),
@@ -54,8 +58,8 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 	defer h.mu.Unlock()
 	if tc.Continued {
 		// A parent id that is one of our hops: its callee is the caller.
-		if p, ok := h.bySpan[tc.ParentID]; ok {
-			return link{traceID: tc.TraceID, parent: p.SpanID, caller: p.Callee}
+		if callee, ok := h.bySpan[tc.ParentID]; ok {
+			return link{traceID: tc.TraceID, parent: tc.ParentID, caller: callee}
 		}
 		// An instrumented service made its own span: nest under the hop
 		// of this trace that the caller is serving.
@@ -130,7 +134,7 @@ func latest(spans []*trace.Span, who string) *trace.Span {
 // begin registers an in-flight hop.
 func (h *hops) begin(s *trace.Span) {
 	h.mu.Lock()
-	h.bySpan[s.SpanID] = s
+	h.bySpan[s.SpanID] = s.Callee
 	h.byTrace[s.TraceID] = append(h.byTrace[s.TraceID], s)
 	h.byCallee[s.Callee] = append(h.byCallee[s.Callee], s)
 	h.mu.Unlock()
