@@ -16,8 +16,8 @@ import (
 // implements Recorder for the proxy and Reader for the control API, the CLI
 // and exporters.
 //
-//	proxy ──Record──> [bounded channel] ──> background goroutine ──> index (RWMutex) <── Traces / Trace
-//	                   full: drop, count     │  intern, evict            │
+//	proxy ──Record──> [bounded batch] ──> background goroutine ──> index (RWMutex) <── Traces / Trace
+//	                   full: drop, count   │  intern, evict            │
 //	                                         └─> span log segments      └─> Subscribe channels
 //
 // # Memory
@@ -51,8 +51,13 @@ type Store struct {
 	opts StoreOptions
 	log  *slog.Logger
 
-	in     chan *Span
-	ctl    chan ctlRequest
+	// Record appends to pending; the background goroutine takes the whole
+	// batch at once (see loop).
+	pendMu  sync.Mutex
+	pending []*Span
+	spare   []*Span       // the goroutine's last batch, reused
+	kick    chan struct{} // cap 1: pending went from empty to not
+	ctl     chan ctlRequest
 	done   chan struct{} // closed when the background goroutine exits
 	closed atomic.Bool
 
@@ -84,9 +89,9 @@ type StoreOptions struct {
 	// Logger receives warnings about the span log (a torn record skipped,
 	// a failed write or deletion). Default: discard.
 	Logger *slog.Logger
-	// Buffer is the capacity of the channel from Record to the background
-	// goroutine. When it is full, Record drops the span and counts it (see
-	// Dropped). Default 8192.
+	// Buffer is how many recorded spans may wait for the background
+	// goroutine. When that many wait, Record drops the span and counts it
+	// (see Dropped). Default 8192.
 	Buffer int
 	// SegmentSpans starts a new log segment after this many records.
 	// Smaller segments free disk sooner after eviction but mean more files.
@@ -124,6 +129,12 @@ const (
 	defaultSegmentSpans = 10_000
 	defaultSegmentBytes = 16 << 20
 	flushInterval       = 200 * time.Millisecond
+	// batchDelay is how long recorded spans gather before the background
+	// goroutine takes them: under load it then wakes once per batch, not
+	// once per span, which costs the proxy's hot path a goroutine wake-up
+	// (and often a thread wake-up) per request. Readers see a span at most
+	// this much later; Flush does not wait for it.
+	batchDelay = time.Millisecond
 	subscriberBuffer    = 256
 )
 
@@ -161,7 +172,7 @@ func Open(dir string, opts StoreOptions) (*Store, error) {
 	st := &Store{
 		opts:   opts,
 		log:    opts.Logger,
-		in:     make(chan *Span, opts.Buffer),
+		kick:   make(chan struct{}, 1),
 		ctl:    make(chan ctlRequest),
 		done:   make(chan struct{}),
 		idx:    newIndex(opts.MaxSpans),
@@ -253,10 +264,20 @@ func (st *Store) Record(s *Span) {
 		st.dropped.Add(1)
 		return
 	}
-	select {
-	case st.in <- s:
-	default:
+	st.pendMu.Lock()
+	if len(st.pending) >= st.opts.Buffer {
+		st.pendMu.Unlock()
 		st.dropped.Add(1)
+		return
+	}
+	first := len(st.pending) == 0
+	st.pending = append(st.pending, s)
+	st.pendMu.Unlock()
+	if first {
+		select {
+		case st.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -343,13 +364,22 @@ func (st *Store) publish(s *Span) {
 // interner and the log writer.
 func (st *Store) loop() {
 	defer close(st.done)
-	timer := time.NewTimer(flushInterval)
-	timer.Stop()
-	var tick <-chan time.Time
+	flush := time.NewTimer(flushInterval)
+	flush.Stop()
+	batch := time.NewTimer(batchDelay)
+	batch.Stop()
+	var tick, gathered <-chan time.Time
 	for {
 		select {
-		case s := <-st.in:
-			st.process(s)
+		case <-st.kick:
+			// The first span of a batch: let the rest gather.
+			if gathered == nil {
+				batch.Reset(batchDelay)
+				gathered = batch.C
+			}
+		case <-gathered:
+			gathered = nil
+			st.drain()
 		case req := <-st.ctl:
 			st.drain()
 			st.flushLog()
@@ -364,21 +394,23 @@ func (st *Store) loop() {
 			st.flushLog()
 		}
 		if tick == nil && st.w != nil && st.w.dirty {
-			timer.Reset(flushInterval)
-			tick = timer.C
+			flush.Reset(flushInterval)
+			tick = flush.C
 		}
 	}
 }
 
+// drain processes every span recorded so far, as one batch.
 func (st *Store) drain() {
-	for {
-		select {
-		case s := <-st.in:
-			st.process(s)
-		default:
-			return
-		}
+	st.pendMu.Lock()
+	b := st.pending
+	st.pending = st.spare[:0]
+	st.pendMu.Unlock()
+	for i, s := range b {
+		st.process(s)
+		b[i] = nil // the span is the index's now, or garbage
 	}
+	st.spare = b[:0]
 }
 
 // process indexes one span and appends it to the log.
