@@ -150,6 +150,14 @@ func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o 
 		defer cancel()
 		return b.docker.ServiceAt(ctx, p.Name, ip)
 	}
+	o.Relayer = func(ip netip.Addr) bool {
+		if ip.IsLoopback() {
+			return false // ambassadors are containers
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return b.docker.IsAmbassador(ctx, p.Name, ip)
+	}
 	held, err := b.docker.PublishedPorts(ctx, p.Name)
 	if err != nil {
 		return err

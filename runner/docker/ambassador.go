@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -239,7 +240,10 @@ func (i *Instance) startAmbassador(ctx context.Context, ap *ambassadorPlan) erro
 		return fmt.Errorf("creating container %s: %w", ap.name, err)
 	}
 	i.amb = &replica{id: id, name: ap.name}
-	if _, err := b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+	b.ambAddrs.starting()
+	_, err = b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	b.ambAddrs.started()
+	if err != nil {
 		return fmt.Errorf("starting container %s: %w", ap.name, err)
 	}
 	return i.awaitAmbassador(ctx)
@@ -346,4 +350,71 @@ func (a *ambassadorLog) flush() {
 		fmt.Fprintf(a.w, "ambassador: %s\n", a.partial)
 		a.partial = nil
 	}
+}
+
+// ambassadorAddrs caches where a project's ambassadors are.
+type ambassadorAddrs struct {
+	mu      sync.Mutex
+	proj    string
+	addrs   map[netip.Addr]bool
+	fetched time.Time
+	starts  int // ambassadors being started
+}
+
+// starting and started bracket an ambassador's start. Until it ends, an
+// address not known is always looked up: the new ambassador gets its
+// address during the start and may relay a connection at once, and that
+// connection's PROXY line must not be taken for the client's bytes.
+func (c *ambassadorAddrs) starting() {
+	c.mu.Lock()
+	c.starts++
+	c.mu.Unlock()
+}
+
+func (c *ambassadorAddrs) started() {
+	c.mu.Lock()
+	c.starts--
+	c.fetched = time.Time{}
+	c.mu.Unlock()
+}
+
+const (
+	ambassadorMissRefresh = time.Second      // an unknown address is looked up again after this
+	ambassadorHitRefresh  = 10 * time.Second // a known one is trusted this long
+)
+
+// IsAmbassador reports whether ip is the address of one of proj's
+// ambassador containers. Only their connections to the proxy start with a
+// PROXY line naming the real client: a container calling the proxy
+// directly (host.docker.internal) sends none, and must not be able to
+// name another service as the caller. Lookups are cached, so a stream of
+// connections from other containers costs at most one engine call a
+// second.
+func (b *Backend) IsAmbassador(ctx context.Context, proj string, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	c := &b.ambAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	age := time.Since(c.fetched)
+	if c.proj == proj && (c.addrs[ip] && age < ambassadorHitRefresh || !c.addrs[ip] && c.starts == 0 && age < ambassadorMissRefresh) {
+		return c.addrs[ip]
+	}
+	res, err := b.cli.ContainerList(ctx, client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", LabelProject+"="+proj, LabelRole+"="+roleAmbassador),
+	})
+	if err != nil {
+		return c.proj == proj && c.addrs[ip] // keep what was known while the engine does not answer
+	}
+	c.proj, c.fetched, c.addrs = proj, time.Now(), map[netip.Addr]bool{}
+	for _, ctr := range res.Items {
+		if ctr.NetworkSettings == nil {
+			continue
+		}
+		for _, ep := range ctr.NetworkSettings.Networks {
+			if ep != nil && ep.IPAddress.IsValid() {
+				c.addrs[ep.IPAddress.Unmap()] = true
+			}
+		}
+	}
+	return c.addrs[ip]
 }

@@ -317,6 +317,13 @@ services:
 		return res.Container.NetworkSettings.Networks[netName].IPAddress
 	}
 	aIP, ambIP := ip(a.reps[0].id), ip(b.amb.id)
+	// Only the ambassador's connections are trusted to carry a PROXY line.
+	if !s.b.IsAmbassador(ctx, s.p.Name, ambIP) {
+		t.Errorf("IsAmbassador(%s), b's ambassador = false", ambIP)
+	}
+	if s.b.IsAmbassador(ctx, s.p.Name, aIP) {
+		t.Errorf("IsAmbassador(%s), a's own container = true", aIP)
+	}
 	var line string
 	select {
 	case line = <-fp.lines:

@@ -65,6 +65,7 @@ type Backend struct {
 	ambRef, ambID string // the image, once made
 	ambErr        error  // why no image can be made from ambExe, for good
 	ambExe        string // the devstack binary put in the image; "" is os.Executable()
+	ambAddrs      ambassadorAddrs
 }
 
 var (

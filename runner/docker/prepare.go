@@ -84,7 +84,10 @@ func (b *Backend) startPreparedAmbassador(ctx context.Context, ap *ambassadorPla
 	b.mu.Lock()
 	b.prepared[id] = true
 	b.mu.Unlock()
-	if _, err := b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+	b.ambAddrs.starting()
+	_, err = b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	b.ambAddrs.started()
+	if err != nil {
 		return id, fmt.Errorf("starting container %s: %w", ap.name, err)
 	}
 	return id, nil

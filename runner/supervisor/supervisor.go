@@ -46,6 +46,10 @@ type Options struct {
 	Gateway string
 	// ContainerCaller names the service of a container by its address.
 	ContainerCaller func(netip.Addr) string
+	// Relayer says whether a connection from this (non-loopback) address
+	// comes from an ambassador, and so starts with a PROXY line naming the
+	// real client. Nil: no address is trusted to.
+	Relayer func(netip.Addr) bool
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
 	HeldPorts func(service string, target uint16) (uint16, bool)
@@ -169,6 +173,10 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	popts.Callers = callers{r: func() *runner.Runner { return s.run }, container: opts.ContainerCaller}
+	popts.TrustProxyLine = opts.Relayer
+	if popts.TrustProxyLine == nil {
+		popts.TrustProxyLine = func(netip.Addr) bool { return false }
+	}
 	popts.Logger = opts.Logger
 	popts.OnBrokenPropagation = func(service string) {
 		msg := service + " does not propagate trace context: its outbound calls carry none of the context it received; devstack links them to its in-flight request (marked inferred)"
