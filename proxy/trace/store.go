@@ -58,8 +58,8 @@ type Store struct {
 	spare   []*Span       // the goroutine's last batch, reused
 	kick    chan struct{} // cap 1: pending went from empty to not
 	ctl     chan ctlRequest
-	done   chan struct{} // closed when the background goroutine exits
-	closed atomic.Bool
+	done    chan struct{} // closed when the background goroutine exits
+	closed  atomic.Bool
 
 	dropped    atomic.Uint64
 	late       atomic.Uint64
@@ -134,8 +134,8 @@ const (
 	// once per span, which costs the proxy's hot path a goroutine wake-up
 	// (and often a thread wake-up) per request. Readers see a span at most
 	// this much later; Flush does not wait for it.
-	batchDelay = time.Millisecond
-	subscriberBuffer    = 256
+	batchDelay       = time.Millisecond
+	subscriberBuffer = 256
 )
 
 var (
