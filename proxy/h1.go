@@ -77,6 +77,44 @@ func readHead(br *bufio.Reader, h *head) error {
 		raw = append(raw, line...)
 		ends = append(ends, len(raw))
 	}
+	return h.parse(raw, ends)
+}
+
+// parseHead parses a head at the start of b, as readHead does from a
+// reader. It returns how many bytes the head took, or 0 while b does not
+// hold a whole head yet.
+func parseHead(b []byte, h *head) (int, error) {
+	raw, ends := h.raw[:0], h.ends[:0]
+	*h = head{fields: h.fields[:0], contentLength: -1, raw: raw, ends: ends}
+	pos := 0
+	for {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			if len(b) > maxHead {
+				return 0, errHeadTooLarge
+			}
+			return 0, nil
+		}
+		line := bytes.TrimRight(b[pos:pos+i+1], "\r\n")
+		pos += i + 1
+		if pos > maxHead {
+			return 0, errHeadTooLarge
+		}
+		if len(ends) == 0 && len(line) == 0 {
+			continue // a stray CRLF between requests
+		}
+		if len(line) == 0 {
+			break
+		}
+		raw = append(raw, line...)
+		ends = append(ends, len(raw))
+	}
+	return pos, h.parse(raw, ends)
+}
+
+// parse reads the line and fields out of a head's lines (raw, with line
+// ends at ends), interpreting only the framing headers.
+func (h *head) parse(raw []byte, ends []int) error {
 	h.raw, h.ends = raw, ends
 	all := string(raw)
 	h.line = all[:ends[0]]
@@ -115,6 +153,17 @@ func readHead(br *bufio.Reader, h *head) error {
 	}
 	if http10 && !keepAlive {
 		h.close = true
+	}
+	return nil
+}
+
+// checkRequestLine rejects what is not "METHOD target HTTP/1.x", which
+// would otherwise go to the service as it is.
+func checkRequestLine(line string) error {
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, version, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || target == "" || !strings.HasPrefix(version, "HTTP/1.") || len(version) != 8 {
+		return fmt.Errorf("malformed request line %q", line)
 	}
 	return nil
 }
@@ -158,6 +207,9 @@ type h1conn struct {
 	req  head
 	resp head
 	th   http.Header // trace headers of the current request
+	// rest is what an event loop had read of the client before handing
+	// the connection back (br reads it first); nil otherwise.
+	rest *bytes.Reader
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -165,18 +217,42 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // serveH1 relays HTTP/1.x requests on c until either side closes.
 func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
 	hc := &h1conn{rt: rt, c: c, br: br, bw: bufio.NewWriterSize(c, 64<<10), ci: newConnInfo(c)}
-	defer hc.close()
+	hc.serve()
+}
+
+// serve relays requests until either side closes, or until an event loop
+// takes the connection over between two requests (loop_linux.go).
+func (hc *h1conn) serve() {
 	for {
-		if err := readHead(hc.br, &hc.req); err != nil {
+		err := readHead(hc.br, &hc.req)
+		if err == nil {
+			err = checkRequestLine(hc.req.line)
+		}
+		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
 				hc.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
 			}
+			hc.close()
 			return
 		}
 		if !hc.serveOne() {
+			hc.close()
 			return
 		}
+		if hc.idle() {
+			if ls := hc.rt.s.eventLoops(); ls != nil && ls.adopt(hc) {
+				return
+			}
+		}
 	}
+}
+
+// idle reports whether the connection is between requests with nothing
+// read or written that is not handled yet, so a loop can take it over.
+func (hc *h1conn) idle() bool {
+	return hc.up != nil && hc.rt.s.opts.CaptureBodies == 0 &&
+		hc.br.Buffered() == 0 && (hc.rest == nil || hc.rest.Len() == 0) &&
+		hc.ubr.Buffered() == 0 && hc.bw.Buffered() == 0 && hc.ubw.Buffered() == 0
 }
 
 func (hc *h1conn) close() {
@@ -188,9 +264,15 @@ func (hc *h1conn) close() {
 
 // reply writes a small response of the proxy's own and flushes it.
 func (hc *h1conn) reply(status int, msg string) {
-	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Devstack-Error: upstream\r\nConnection: close\r\n\r\n%s\n",
-		status, http.StatusText(status), len(msg)+1, msg)
+	replyTo(hc.bw, status, msg)
 	hc.bw.Flush()
+}
+
+// replyTo writes a response of the proxy's own, which closes the
+// connection.
+func replyTo(w io.Writer, status int, msg string) {
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Devstack-Error: upstream\r\nConnection: close\r\n\r\n%s\n",
+		status, http.StatusText(status), len(msg)+1, msg)
 }
 
 // serveOne relays one request and its response. It reports whether the
@@ -261,28 +343,8 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 		hc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		hc.bw.Flush()
 	}
-	// Request head, with the trace headers replaced by Inject's.
 	w := hc.ubw
-	w.WriteString(hc.req.line)
-	w.WriteString("\r\n")
-	for _, f := range hc.req.fields {
-		if traceHeader(f.name) != "" || expect && strings.EqualFold(f.name, "Expect") {
-			continue
-		}
-		w.WriteString(f.name)
-		w.WriteString(": ")
-		w.WriteString(f.value)
-		w.WriteString("\r\n")
-	}
-	for name, vs := range th {
-		for _, v := range vs {
-			w.WriteString(name)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
-	}
-	w.WriteString("\r\n")
+	writeRequestHead(w, &hc.req, th, expect)
 	upgrade := hc.req.upgrade
 	// Request body; an upgrade's bytes flow after the 101 instead.
 	var err error
@@ -309,6 +371,9 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 			return hc.fail(sp, cfg, err), false
 		}
 		code := statusCode(hc.resp.line)
+		if code < 0 {
+			return hc.fail(sp, cfg, fmt.Errorf("%w %q from %s", errStatusLine, hc.resp.line, cfg.Service)), false
+		}
 		if sp.TTFB == 0 {
 			sp.TTFB = time.Since(sp.Start)
 		}
@@ -390,10 +455,14 @@ func (hc *h1conn) dialUpstream(cfg *Route) error {
 	if err != nil {
 		return err
 	}
-	hc.up, hc.upAt = up, cfg.Upstream
+	hc.setUpstream(up, cfg.Upstream)
+	return nil
+}
+
+func (hc *h1conn) setUpstream(up net.Conn, addr string) {
+	hc.up, hc.upAt = up, addr
 	hc.ubr = bufio.NewReaderSize(up, 16<<10)
 	hc.ubw = bufio.NewWriterSize(up, 16<<10)
-	return nil
 }
 
 // tunnel copies both ways after a protocol switch (WebSocket) until either
@@ -411,7 +480,39 @@ func (hc *h1conn) tunnel() (in, out int64) {
 	return in, out
 }
 
-func writeHead(w *bufio.Writer, h *head) {
+// stringWriter is where heads are written: a bufio.Writer on the
+// goroutine path, a bytes.Buffer in the event loop.
+type stringWriter interface {
+	WriteString(string) (int, error)
+}
+
+// writeRequestHead writes a request head to go upstream: the trace
+// headers replaced by th (what Inject made), and Expect dropped when the
+// proxy answered it itself.
+func writeRequestHead(w stringWriter, req *head, th http.Header, dropExpect bool) {
+	w.WriteString(req.line)
+	w.WriteString("\r\n")
+	for _, f := range req.fields {
+		if traceHeader(f.name) != "" || dropExpect && strings.EqualFold(f.name, "Expect") {
+			continue
+		}
+		w.WriteString(f.name)
+		w.WriteString(": ")
+		w.WriteString(f.value)
+		w.WriteString("\r\n")
+	}
+	for name, vs := range th {
+		for _, v := range vs {
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+}
+
+func writeHead(w stringWriter, h *head) {
 	w.WriteString(h.line)
 	w.WriteString("\r\n")
 	for _, f := range h.fields {
@@ -423,14 +524,20 @@ func writeHead(w *bufio.Writer, h *head) {
 	w.WriteString("\r\n")
 }
 
+// statusCode reads the code of a status line ("HTTP/1.1 200 OK"), or -1
+// when it is not one.
 func statusCode(line string) int {
-	// "HTTP/1.1 200 OK"
-	if len(line) < 12 {
-		return 0
+	if len(line) < 12 || !strings.HasPrefix(line, "HTTP/1.") || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
+		return -1
 	}
-	n, _ := strconv.Atoi(line[9:12])
+	n, err := strconv.Atoi(line[9:12])
+	if err != nil || n < 100 {
+		return -1
+	}
 	return n
 }
+
+var errStatusLine = errors.New("malformed status line")
 
 // copyBody copies one message body by its framing and returns its payload
 // size. flush makes streamed bodies reach the client as they arrive:

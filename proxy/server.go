@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ type Options struct {
 	// HoldFor is how long a request waits for a service that refuses
 	// connections (restarting, or not listening yet). Default 30s.
 	HoldFor time.Duration
+	// NoEventLoop keeps every HTTP/1 connection on the goroutine path
+	// (for comparing the two; see loop_linux.go).
+	NoEventLoop bool
 	// DetectTimeout is how long auto-detection waits for the client's
 	// first bytes before deciding the protocol is server-first (TCP).
 	// Default 300ms.
@@ -86,6 +90,10 @@ type Server struct {
 
 	mu     sync.Mutex
 	routes map[string]*route // by listen address
+	closed bool              // Close was called
+	// loops serve kept-alive HTTP/1 connections; made on first use.
+	loops   atomic.Pointer[loops]
+	noLoops bool // none can be made
 
 	brokenMu sync.Mutex
 	broken   map[string]bool
@@ -187,13 +195,40 @@ func (s *Server) SetRoutes(routes []Route) error {
 	return nil
 }
 
+// eventLoops returns the Server's event loops, making them on first use;
+// nil when there are none.
+func (s *Server) eventLoops() *loops {
+	if ls := s.loops.Load(); ls != nil {
+		return ls
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.noLoops || s.opts.NoEventLoop {
+		return nil
+	}
+	if ls := s.loops.Load(); ls != nil {
+		return ls
+	}
+	ls := newLoops(s, max(1, runtime.GOMAXPROCS(0)-1))
+	if ls == nil {
+		s.noLoops = true
+		return nil
+	}
+	s.loops.Store(ls)
+	return ls
+}
+
 // Close stops every listener and the connections they carry.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	for addr, rt := range s.routes {
 		rt.close()
 		delete(s.routes, addr)
+	}
+	if ls := s.loops.Load(); ls != nil {
+		ls.stop()
 	}
 	s.h1.CloseIdleConnections()
 	s.h2.CloseIdleConnections()
@@ -265,6 +300,9 @@ func (rt *route) close() {
 	rt.cancel()
 	rt.l.Close()
 	rt.httpSrv.Close()
+	if ls := rt.s.loops.Load(); ls != nil {
+		ls.closeRoute(rt)
+	}
 }
 
 func (rt *route) serve() {

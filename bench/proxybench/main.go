@@ -51,7 +51,7 @@ type target struct {
 func run() error {
 	duration := flag.Duration("duration", 3*time.Second, "wrk duration per run")
 	seq := flag.Int("n", 3000, "sequential requests for the latency percentiles")
-	only := flag.String("only", "", "run only this target (direct, devstack, nginx, httputil, relay-goroutines, relay-epoll)")
+	only := flag.String("only", "", "run only this target (direct, devstack, devstack-goroutines, nginx, httputil, relay-goroutines, relay-epoll)")
 	serve := flag.String("serve-upstream", "", "internal: be the upstream server on this address")
 	floor := flag.String("serve-floor", "", "internal: be this floor relay (relay-goroutines, relay-epoll) from -listen to -to")
 	floorListen := flag.String("listen", "", "internal: the floor relay's address")
@@ -113,6 +113,14 @@ func run() error {
 		return err
 	}
 	defer ds.Close()
+	// The same proxy with every request on the goroutine path (no event
+	// loop), to show what the loop is worth.
+	dsg := proxy.New(proxy.Options{Recorder: rec, NoEventLoop: true})
+	dsgAddr := freeAddr()
+	if err := dsg.SetRoutes([]proxy.Route{{Service: "upstream", Listen: dsgAddr, Upstream: upAddr, Protocol: proxy.ProtoAuto}}); err != nil {
+		return err
+	}
+	defer dsg.Close()
 
 	// A minimal httputil.ReverseProxy with a tuned transport.
 	u, _ := url.Parse("http://" + upAddr)
@@ -148,6 +156,7 @@ func run() error {
 	cpuOf := map[string]func() time.Duration{
 		"direct":   func() time.Duration { return 0 },
 		"devstack": func() time.Duration { return procCPU(pid) },
+		"devstack-goroutines": func() time.Duration { return procCPU(pid) },
 		"httputil": func() time.Duration { return procCPU(pid) },
 		"nginx":    func() time.Duration { return childrenCPU(nginxPid) },
 	}
@@ -155,7 +164,7 @@ func run() error {
 		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
 	}
 
-	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()},
+	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"devstack-goroutines", dsgAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()},
 		floors["relay-goroutines"], floors["relay-epoll"]}
 	if *only != "" {
 		targets = slices.DeleteFunc(targets, func(t target) bool { return t.name != *only && t.name != "direct" && t.name != "nginx" })

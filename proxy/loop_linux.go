@@ -1,0 +1,820 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/devstack/devstack/proxy/trace"
+)
+
+// The event loop serves the HTTP/1.1 keep-alive exchanges of a connection
+// after its first, the way nginx does: one epoll loop per core over raw
+// non-blocking sockets, each request read, stamped, relayed and recorded
+// without a goroutine waking up for it. On a machine whose cores are
+// shared with the load and the services, the goroutine path's scheduler
+// hand-offs cost as much CPU per request as the relaying itself (see
+// bench/proxybench's floors).
+//
+// A connection comes here from the goroutine path once an exchange
+// finished with nothing left unread (adopt), with its upstream connection.
+// The loop serves a request itself only when it is plain: a head, a body
+// of known length or none, and the same upstream as before. Anything else
+// (an upgrade, a chunked upload, Expect, a switched upstream, a closed
+// upstream, a stale one that must be retried) goes back to the goroutine
+// path (handBack) with the bytes read so far, before anything of it was
+// sent. Responses of any framing are relayed here as they arrive, so
+// streams (SSE) are never held back.
+
+// loops is the set of event loops of a Server.
+type loops struct {
+	ls   []*evloop
+	next atomic.Uint32
+	// served counts exchanges the loops relayed (tests check the path ran).
+	served atomic.Uint64
+}
+
+func newLoops(s *Server, n int) *loops {
+	ls := &loops{}
+	for range n {
+		l, err := newEvloop(s, ls)
+		if err != nil {
+			// No epoll: every connection stays on the goroutine path.
+			s.opts.Logger.Warn("proxy: no event loop, serving every request on the goroutine path", "err", err)
+			ls.stop()
+			return nil
+		}
+		ls.ls = append(ls.ls, l)
+	}
+	return ls
+}
+
+// adopt moves the connection of hc, idle between requests, to a loop. It
+// reports false, leaving hc as it was, when it cannot.
+func (ls *loops) adopt(hc *h1conn) bool {
+	cfd, err := dupSocket(hc.c)
+	if err != nil {
+		return false
+	}
+	ufd, err := dupSocket(hc.up)
+	if err != nil {
+		unix.Close(cfd)
+		return false
+	}
+	// Both sockets are idle, so writable: the first write needs no edge.
+	p := &pair{rt: hc.rt, ci: hc.ci, upAt: hc.upAt, th: hc.th,
+		cl: &side{fd: cfd, client: true, canWrite: true}, up: &side{fd: ufd, canWrite: true}}
+	p.cl.p, p.up.p = p, p
+	l := ls.ls[int(ls.next.Add(1))%len(ls.ls)]
+	if !l.do(func() { l.register(p) }) {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		return false
+	}
+	// The loop owns copies of both sockets now.
+	hc.c.Close()
+	hc.up.Close()
+	return true
+}
+
+// closeRoute closes the loops' connections of a route that is going away.
+func (ls *loops) closeRoute(rt *route) {
+	for _, l := range ls.ls {
+		l.do(func() {
+			for p := range l.pairs {
+				if p.rt == rt {
+					p.close()
+				}
+			}
+		})
+	}
+}
+
+func (ls *loops) stop() {
+	for _, l := range ls.ls {
+		l.do(func() { l.stopping = true })
+	}
+}
+
+// dupSocket returns a non-blocking close-on-exec copy of c's socket.
+func dupSocket(c net.Conn) (int, error) {
+	for {
+		switch x := c.(type) {
+		case *relayedConn:
+			c = x.Conn
+			continue
+		case *peekedConn:
+			c = x.Conn
+			continue
+		}
+		break
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// evloop is one event loop: a goroutine waiting in epoll_wait.
+type evloop struct {
+	s   *Server
+	ls  *loops
+	ep  int
+	evf int // eventfd that wakes the loop for do
+
+	mu      sync.Mutex
+	queue   []func()
+	stopped bool // no more do
+
+	// Owned by the loop's goroutine.
+	sides    map[int]*side
+	pairs    map[*pair]struct{}
+	buf      []byte
+	stopping bool
+}
+
+func newEvloop(s *Server, ls *loops) (*evloop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evf, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(ep)
+		return nil, err
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, evf, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evf)}); err != nil {
+		unix.Close(ep)
+		unix.Close(evf)
+		return nil, err
+	}
+	l := &evloop{s: s, ls: ls, ep: ep, evf: evf, sides: map[int]*side{}, pairs: map[*pair]struct{}{}, buf: make([]byte, 64<<10)}
+	go l.run()
+	return l, nil
+}
+
+// do runs f on the loop's goroutine. It reports false once the loop has
+// stopped.
+func (l *evloop) do(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, f)
+	l.mu.Unlock()
+	one := [8]byte{1}
+	unix.Write(l.evf, one[:])
+	return true
+}
+
+func (l *evloop) run() {
+	events := make([]unix.EpollEvent, 256)
+	for {
+		// Under load there is nearly always something ready: look without
+		// blocking first. A raw syscall does not hand the goroutine's P
+		// over to the scheduler, so the runtime's monitor has nothing to
+		// retake; only an idle loop blocks in epoll_wait.
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		n, err := int(r), error(nil)
+		if errno != 0 || n == 0 {
+			n, err = unix.EpollWait(l.ep, events, -1)
+		}
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			l.s.opts.Logger.Error("proxy: event loop stopped", "err", err)
+			l.shutdown()
+			return
+		}
+		for _, e := range events[:n] {
+			fd := int(e.Fd)
+			if fd == l.evf {
+				l.runQueue()
+				continue
+			}
+			sd := l.sides[fd]
+			if sd == nil {
+				continue
+			}
+			if e.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+				sd.canWrite = true
+			}
+			if e.Events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
+				sd.canRead = true
+			}
+			if e.Events&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
+				sd.hup = true
+			}
+			sd.p.pump()
+		}
+		if l.stopping {
+			l.shutdown()
+			return
+		}
+	}
+}
+
+func (l *evloop) runQueue() {
+	var b [8]byte
+	unix.Read(l.evf, b[:])
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, f := range q {
+		f()
+	}
+}
+
+func (l *evloop) shutdown() {
+	l.mu.Lock()
+	l.stopped = true
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, f := range q {
+		f() // adoptions register, then close below
+	}
+	for p := range l.pairs {
+		p.close()
+	}
+	unix.Close(l.ep)
+	unix.Close(l.evf)
+}
+
+// register starts serving p. Edge-triggered: each socket is added once and
+// never modified; the loop remembers what it may do (canRead, canWrite).
+func (l *evloop) register(p *pair) {
+	p.l = l
+	l.pairs[p] = struct{}{}
+	for _, sd := range []*side{p.cl, p.up} {
+		l.sides[sd.fd] = sd
+		ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(sd.fd)}
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, sd.fd, ev); err != nil {
+			p.close()
+			return
+		}
+	}
+	if p.rt.closed.Load() || l.stopping {
+		p.close()
+	}
+}
+
+// side is one socket of a pair.
+type side struct {
+	fd       int // -1 once closed
+	p        *pair
+	client   bool
+	pending  []byte // bytes for fd the kernel did not take yet
+	canRead  bool   // an edge said readable, and no read since said drained
+	canWrite bool
+	hup      bool // the peer closed or failed: read until the end is seen
+	eof      bool // the client sent all it will
+	broken   bool // a write failed: the peer is gone
+}
+
+// pair is a client connection and its upstream connection in a loop.
+type pair struct {
+	l    *evloop
+	rt   *route
+	ci   *connInfo
+	cl   *side
+	up   *side // nil once the upstream connection is closed
+	upAt string
+
+	in   []byte // client bytes not consumed yet
+	uin  []byte // upstream bytes of a response head not complete yet
+	raw  []byte // the current request's head as the client sent it
+	req  head
+	resp head
+	th   http.Header
+	out  bytes.Buffer // a request head being written, or a reply
+	cout bytes.Buffer // what one upstream read sends the client
+
+	busy        bool  // an exchange is in progress
+	respStarted bool  // its final response head was relayed
+	reqLeft     int64 // request body bytes still to come from the client
+	respLeft    int64 // response body bytes still to come (Content-Length)
+	untilClose  bool  // the response body runs until the upstream closes
+	chunked     bool
+	chunks      chunkScanner
+	method      string
+	headLen     int // bytes of the last response head in cout
+	sp          *trace.Span
+	closeAfter  bool // close once the client has everything
+	closed      bool
+}
+
+// paused reports whether reading waits for a socket to take its pending
+// bytes (backpressure, both ways).
+func (p *pair) paused() bool {
+	return len(p.cl.pending) > 0 || p.up != nil && len(p.up.pending) > 0
+}
+
+// pump does everything the pair's sockets allow now.
+func (p *pair) pump() {
+	for !p.closed {
+		// A socket a write failed on: its peer is gone.
+		if p.cl.broken {
+			p.clientGone()
+			return
+		}
+		if p.up != nil && p.up.broken {
+			p.upstreamGone()
+			continue
+		}
+		progress := false
+		for _, sd := range []*side{p.cl, p.up} {
+			if sd != nil && sd.canWrite && len(sd.pending) > 0 {
+				p.flush(sd)
+				progress = true
+			}
+		}
+		if p.closed {
+			return
+		}
+		if p.closeAfter && !p.busy && len(p.cl.pending) == 0 {
+			p.close()
+			return
+		}
+		if !p.paused() {
+			if p.up != nil && p.up.canRead {
+				p.read(p.up)
+				progress = true
+			} else if p.cl.canRead && !p.cl.eof && (!p.busy || p.reqLeft > 0 || len(p.in) < maxHead) {
+				p.read(p.cl)
+				progress = true
+			}
+		}
+		if !progress {
+			return
+		}
+	}
+}
+
+// read reads once from sd and handles what came.
+func (p *pair) read(sd *side) {
+	buf := p.l.buf
+	n, err := rawRead(sd.fd, buf)
+	if err == unix.EAGAIN {
+		sd.canRead = false
+		return
+	}
+	if err == unix.EINTR {
+		return
+	}
+	if n < len(buf) && !sd.hup {
+		// Drained, most likely; data arriving after the read raises a new
+		// edge, so no read is needed to see EAGAIN. Not so for the end of
+		// the stream when it came with the data's edge: after a hang-up,
+		// reads go on until they see it.
+		sd.canRead = false
+	}
+	switch {
+	case n == 0 && sd.client:
+		// The client is done sending. It may still be reading: an
+		// exchange in flight is finished first.
+		sd.eof, sd.canRead = true, false
+		if !p.busy {
+			p.close()
+		} else {
+			p.closeAfter = true
+		}
+		return
+	case n <= 0 && sd.client:
+		p.clientGone()
+		return
+	case n <= 0:
+		p.upstreamGone()
+		return
+	}
+	if sd.client {
+		p.in = append(p.in, buf[:n]...)
+		p.requests()
+	} else {
+		p.fromUpstream(buf[:n])
+	}
+}
+
+// send writes b to sd, keeping what the kernel does not take.
+func (p *pair) send(sd *side, b []byte) {
+	if sd == nil || sd.fd < 0 || sd.broken || len(b) == 0 {
+		return
+	}
+	if len(sd.pending) > 0 || !sd.canWrite {
+		sd.pending = append(sd.pending, b...)
+		return
+	}
+	n, err := rawWrite(sd.fd, b)
+	if err != nil {
+		n = 0
+		if err != unix.EAGAIN && err != unix.EINTR {
+			sd.broken = true // pump ends the exchange
+			return
+		}
+	}
+	if n < len(b) {
+		sd.canWrite = false
+		sd.pending = append(sd.pending, b[n:]...)
+	}
+}
+
+func (p *pair) flush(sd *side) {
+	n, err := rawWrite(sd.fd, sd.pending)
+	if err != nil {
+		n = 0
+		if err != unix.EAGAIN && err != unix.EINTR {
+			sd.pending, sd.broken = nil, true
+			return
+		}
+	}
+	rest := copy(sd.pending, sd.pending[n:])
+	sd.pending = sd.pending[:rest]
+	if rest > 0 {
+		sd.canWrite = false
+	} else if cap(sd.pending) > 64<<10 {
+		sd.pending = nil // a large response went through: give the memory back
+	}
+}
+
+// requests starts the requests the client sent, one at a time.
+func (p *pair) requests() {
+	for !p.closed && !p.closeAfter {
+		if p.busy {
+			if p.reqLeft > 0 && len(p.in) > 0 {
+				k := int(min(p.reqLeft, int64(len(p.in))))
+				p.send(p.up, p.in[:k])
+				p.sp.BytesIn += int64(k)
+				p.reqLeft -= int64(k)
+				p.consume(k)
+			}
+			return
+		}
+		if len(p.in) == 0 {
+			return
+		}
+		n, err := parseHead(p.in, &p.req)
+		if err == nil && n > 0 {
+			err = checkRequestLine(p.req.line)
+		}
+		if err != nil {
+			p.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
+			return
+		}
+		if n == 0 {
+			return // the rest of the head is still on its way
+		}
+		if !p.plain() {
+			p.handBack(nil)
+			return
+		}
+		p.raw = append(p.raw[:0], p.in[:n]...)
+		p.consume(n)
+		p.begin()
+	}
+}
+
+func (p *pair) consume(n int) {
+	p.in = p.in[:copy(p.in, p.in[n:])]
+}
+
+// plain reports whether the loop can relay the request just parsed.
+func (p *pair) plain() bool {
+	cfg := p.rt.cfg.Load()
+	return p.up != nil && cfg.Upstream == p.upAt && !p.req.upgrade && !p.req.chunked &&
+		p.req.get("Expect") == "" && !strings.HasPrefix(p.req.line, "CONNECT ")
+}
+
+// begin starts the exchange of the request in p.req, as serveOne does.
+func (p *pair) begin() {
+	s, cfg := p.rt.s, p.rt.cfg.Load()
+	start := time.Now()
+	method, target, _ := strings.Cut(p.req.line, " ")
+	target, _, _ = strings.Cut(target, " ")
+	path, _, _ := strings.Cut(target, "?")
+	if p.th == nil {
+		p.th = http.Header{}
+	}
+	th := p.th
+	clear(th)
+	for _, f := range p.req.fields {
+		if name := traceHeader(f.name); name != "" {
+			th[name] = append(th[name], f.value)
+		}
+	}
+	p.sp = s.startHop(th, s.redact.fields(p.req.fields), p.ci, cfg.Service, "http", method, path, start)
+	p.busy, p.respStarted, p.method = true, false, method
+	p.reqLeft = max(p.req.contentLength, 0)
+	p.out.Reset()
+	writeRequestHead(&p.out, &p.req, th, false)
+	if k := int(min(p.reqLeft, int64(len(p.in)))); k > 0 {
+		p.out.Write(p.in[:k])
+		p.sp.BytesIn += int64(k)
+		p.reqLeft -= int64(k)
+		p.consume(k)
+	}
+	p.send(p.up, p.out.Bytes())
+}
+
+// fromUpstream relays response bytes to the client, in one write per
+// read: the head and the body bytes that came with it go out together.
+func (p *pair) fromUpstream(b []byte) {
+	if !p.busy {
+		// Bytes nobody asked for: this connection is out of step.
+		p.closeUp()
+		return
+	}
+	p.cout.Reset()
+	defer func() {
+		if p.cout.Len() > 0 {
+			p.send(p.cl, p.cout.Bytes())
+		}
+		if !p.busy && !p.closed {
+			p.requests() // pipelined ones, already read
+		}
+	}()
+	sp := p.sp
+	for len(b) > 0 && p.busy && !p.closed {
+		if !p.respStarted {
+			p.uin = append(p.uin, b...)
+			n, err := parseHead(p.uin, &p.resp)
+			if err != nil {
+				p.fail(err.Error())
+				return
+			}
+			if n == 0 {
+				return
+			}
+			// What follows the head; uin is reused below, and append
+			// copies overlapping bytes safely.
+			b = p.uin[n:]
+			p.uin = p.uin[:0]
+			if sp.TTFB == 0 {
+				sp.TTFB = time.Since(sp.Start)
+			}
+			before := p.cout.Len()
+			writeHead(&p.cout, &p.resp)
+			p.headLen = p.cout.Len() - before
+			code := statusCode(p.resp.line)
+			if code < 0 {
+				p.cout.Truncate(p.cout.Len() - p.headLen)
+				p.fail(fmt.Sprintf("%v %q from %s", errStatusLine, p.resp.line, p.rt.cfg.Load().Service))
+				return
+			}
+			if code < 200 {
+				continue // interim (100, 103): the final head follows
+			}
+			p.respBegins(code)
+			continue
+		}
+		switch {
+		case p.chunked:
+			n, payload, done, err := p.chunks.scan(b)
+			p.cout.Write(b[:n])
+			sp.BytesOut += payload
+			b = b[n:]
+			if err != nil {
+				p.fail("response body: " + err.Error())
+				return
+			}
+			if done {
+				p.respDone()
+			}
+		case p.untilClose:
+			p.cout.Write(b)
+			sp.BytesOut += int64(len(b))
+			b = nil
+		default:
+			k := int(min(p.respLeft, int64(len(b))))
+			p.cout.Write(b[:k])
+			sp.BytesOut += int64(k)
+			p.respLeft -= int64(k)
+			b = b[k:]
+			if p.respLeft == 0 {
+				p.respDone()
+			}
+		}
+	}
+	if len(b) > 0 && !p.closed {
+		p.closeUp() // more than the response: out of step
+	}
+}
+
+// respBegins sets up the relay of a final response's body.
+func (p *pair) respBegins(code int) {
+	s, sp := p.rt.s, p.sp
+	sp.Status = code
+	sp.RespHeaders = s.redact.fields(p.resp.fields)
+	if strings.HasPrefix(p.resp.get("Content-Type"), "text/event-stream") {
+		sp.Protocol = "sse"
+	}
+	p.respStarted = true
+	p.chunked, p.untilClose, p.respLeft = false, false, 0
+	noBody := p.method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	switch {
+	case noBody:
+	case p.resp.chunked:
+		p.chunked, p.chunks = true, chunkScanner{}
+	case p.resp.contentLength >= 0:
+		p.respLeft = p.resp.contentLength
+	default:
+		p.untilClose = true
+	}
+	if !p.chunked && !p.untilClose && p.respLeft == 0 {
+		p.respDone()
+	}
+}
+
+// respDone ends an exchange and records its hop.
+func (p *pair) respDone() {
+	p.finish()
+	if p.resp.close || p.untilClose {
+		p.closeUp()
+	}
+	if p.req.close || p.untilClose || p.reqLeft > 0 {
+		// The client asked to close, or the connection cannot carry
+		// another exchange (the response ended before the request did).
+		p.closeAfter = true
+	}
+}
+
+func (p *pair) finish() {
+	p.busy = false
+	sp := p.sp
+	p.sp = nil
+	p.rt.s.finishHop(sp, p.ci)
+	p.l.ls.served.Add(1)
+}
+
+// fail ends an exchange with an upstream failure: 502 when no final
+// response head was sent yet, else the client connection is closed.
+func (p *pair) fail(msg string) {
+	p.sp.Error = msg
+	if !p.respStarted {
+		p.sp.Status = http.StatusBadGateway
+		p.finish()
+		p.reply(http.StatusBadGateway, "devstack proxy: "+msg)
+		return
+	}
+	p.finish()
+	p.closeAfter = true
+	p.closeUp()
+}
+
+// reply sends a response of the proxy's own and closes the connection
+// after it.
+func (p *pair) reply(status int, msg string) {
+	if p.cout.Len() > 0 { // interim heads relayed before the failure
+		p.send(p.cl, p.cout.Bytes())
+		p.cout.Reset()
+	}
+	p.out.Reset()
+	replyTo(&p.out, status, msg)
+	p.send(p.cl, p.out.Bytes())
+	p.closeAfter = true
+	p.closeUp()
+}
+
+func (p *pair) clientGone() {
+	if p.busy {
+		p.sp.Error = "client went away"
+		p.finish()
+	}
+	p.close()
+}
+
+func (p *pair) upstreamGone() {
+	p.closeUp()
+	if !p.busy {
+		return // an idle connection the service closed: the next request dials
+	}
+	switch {
+	case p.untilClose:
+		p.respDone()
+	case !p.respStarted && p.sp.TTFB == 0 && p.req.contentLength <= 0:
+		// The kept-alive connection was closed by the service as the
+		// request went out: send it again on a new one, as the goroutine
+		// path does. This hop is dropped; the retry records its own.
+		p.rt.s.hops.end(p.sp)
+		p.sp, p.busy = nil, false
+		p.handBack(p.raw)
+	default:
+		p.fail("connection reset by " + p.rt.cfg.Load().Service)
+	}
+}
+
+func (p *pair) closeUp() {
+	if p.up == nil {
+		return
+	}
+	p.l.forget(p.up)
+	p.up = nil
+}
+
+func (p *pair) close() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	p.closeUp()
+	p.l.forget(p.cl)
+	delete(p.l.pairs, p)
+}
+
+func (l *evloop) forget(sd *side) {
+	if sd.fd < 0 {
+		return
+	}
+	delete(l.sides, sd.fd)
+	unix.Close(sd.fd) // leaves the epoll set with it
+	sd.fd = -1
+}
+
+// handBack returns the connection to the goroutine path, which reads
+// prefix and the client's unconsumed bytes before the socket's.
+func (p *pair) handBack(prefix []byte) {
+	l := p.l
+	p.closed = true
+	delete(l.pairs, p)
+	c, err := l.release(p.cl)
+	if err != nil {
+		p.closeUp()
+		return
+	}
+	var up net.Conn
+	if p.up != nil {
+		up, _ = l.release(p.up)
+		p.up = nil
+	}
+	rest := bytes.NewReader(append(append([]byte(nil), prefix...), p.in...))
+	hc := &h1conn{rt: p.rt, c: c, ci: p.ci, th: p.th, rest: rest,
+		br: bufio.NewReaderSize(io.MultiReader(rest, c), 16<<10), bw: bufio.NewWriterSize(c, 64<<10)}
+	if up != nil {
+		hc.setUpstream(up, p.upAt)
+	}
+	go hc.serve()
+}
+
+// release takes sd out of the loop as a net.Conn.
+func (l *evloop) release(sd *side) (net.Conn, error) {
+	delete(l.sides, sd.fd)
+	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
+	f := os.NewFile(uintptr(sd.fd), "")
+	sd.fd = -1
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket,
+// made without telling the scheduler: they never block, so there is
+// nothing for it to do, and a loop that is always "in a syscall" would
+// keep the runtime's monitor waking every 20µs to check on it.
+func rawRead(fd int, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}

@@ -1,0 +1,512 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The event loop serves a connection's requests after its first. These
+// tests send a first request to have the connection adopted, then check
+// what the loop does with the next ones, and that it did serve them.
+
+// client is one kept-alive client connection to the proxy.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// do sends a raw request and reads the response to it, body included.
+func (cl *client) do(raw, method string) (*http.Response, string) {
+	cl.t.Helper()
+	if _, err := io.WriteString(cl.c, raw); err != nil {
+		cl.t.Fatal(err)
+	}
+	return cl.read(method)
+}
+
+func (cl *client) read(method string) (*http.Response, string) {
+	cl.t.Helper()
+	resp, err := http.ReadResponse(cl.br, &http.Request{Method: method})
+	if err != nil {
+		cl.t.Fatalf("reading the response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		cl.t.Fatalf("reading the body: %v", err)
+	}
+	return resp, string(body)
+}
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+
+// served is how many exchanges s's loops relayed.
+func served(s *Server) uint64 {
+	if ls := s.loops.Load(); ls != nil {
+		return ls.served.Load()
+	}
+	return 0
+}
+
+func TestLoopRelaysEveryFraming(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "part1,")
+			w.(http.Flusher).Flush() // chunked from here on
+			io.WriteString(w, "part2")
+			w.Header().Set("X-Sum", "11")
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		case "/cached":
+			w.WriteHeader(http.StatusNotModified)
+		case "/upload":
+			body, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "got %d %x", len(body), sha256.Sum256(body))
+		default:
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		}
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	rec.next(t)
+
+	if resp, body := cl.do(get("/cl"), "GET"); resp.StatusCode != 200 || body != "hello" {
+		t.Errorf("content-length: %d %q", resp.StatusCode, body)
+	}
+	if sp := rec.next(t); sp.Route != "/cl" || sp.Status != 200 || sp.BytesOut != 5 || !sp.TraceID.IsValid() {
+		t.Errorf("span %+v", sp)
+	}
+	resp, body := cl.do(get("/chunked"), "GET")
+	if body != "part1,part2" || resp.Trailer.Get("X-Sum") != "11" {
+		t.Errorf("chunked: %q, trailer %v", body, resp.Trailer)
+	}
+	if sp := rec.next(t); sp.BytesOut != 11 {
+		t.Errorf("chunked span: %d bytes out; want the 11 of payload", sp.BytesOut)
+	}
+	if resp, body := cl.do("HEAD /cl HTTP/1.1\r\nHost: x\r\n\r\n", "HEAD"); resp.StatusCode != 200 || body != "" {
+		t.Errorf("HEAD: %d %q", resp.StatusCode, body)
+	}
+	rec.next(t)
+	for _, path := range []string{"/empty", "/cached"} {
+		if resp, body := cl.do(get(path), "GET"); resp.StatusCode/100 == 2 && resp.StatusCode != 204 || body != "" {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		rec.next(t)
+	}
+	// A body of known length, larger than one read.
+	upload := bytes.Repeat([]byte("0123456789abcdef"), 64<<10)
+	raw := fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(upload), upload)
+	want := fmt.Sprintf("got %d %x", len(upload), sha256.Sum256(upload))
+	if _, body := cl.do(raw, "POST"); body != want {
+		t.Errorf("upload: %q; want %q", body, want)
+	}
+	if sp := rec.next(t); sp.BytesIn != int64(len(upload)) || sp.Method != "POST" {
+		t.Errorf("upload span: %d bytes in, method %s", sp.BytesIn, sp.Method)
+	}
+	if n := served(s); n != 6 {
+		t.Errorf("the loop served %d exchanges; want the 6 after the first", n)
+	}
+}
+
+// A response much larger than the sockets' buffers, to a client that
+// reads it in small pieces: the loop keeps what the client cannot take
+// yet and stops reading the upstream until it does.
+func TestLoopLargeResponseToASlowReader(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	big := bytes.Repeat([]byte("devstack"), 4<<20) // 32 MiB
+	sum := sha256.Sum256(big)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		w.Write(big)
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	io.WriteString(cl.c, get("/big"))
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	buf := make([]byte, 1000)
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{resp.Body}, buf)
+	if err != nil || n != int64(len(big)) || !bytes.Equal(h.Sum(nil), sum[:]) {
+		t.Fatalf("got %d bytes (%v), intact %v; want %d", n, err, bytes.Equal(h.Sum(nil), sum[:]), len(big))
+	}
+	rec.next(t)
+	if sp := rec.next(t); sp.BytesOut != int64(len(big)) || sp.Error != "" {
+		t.Errorf("span: %d bytes out, error %q", sp.BytesOut, sp.Error)
+	}
+	// The connection still works after it.
+	if _, body := cl.do(get("/big"), "GET"); len(body) != len(big) {
+		t.Errorf("the next response has %d bytes", len(body))
+	}
+	if served(s) != 2 {
+		t.Errorf("the loop served %d exchanges; want 2", served(s))
+	}
+}
+
+func TestLoopStreamsEvents(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stream" {
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release // the client must see the first event before this
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "events", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	rec.next(t)
+	io.WriteString(cl.c, get("/stream"))
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "data: second") {
+		t.Fatalf("rest %q", rest)
+	}
+	if sp := rec.next(t); sp.Protocol != "sse" || sp.BytesOut != int64(len("data: first\n\ndata: second\n\n")) {
+		t.Errorf("span %+v", sp)
+	}
+	if served(s) != 1 {
+		t.Errorf("the loop served %d exchanges; want 1", served(s))
+	}
+}
+
+// Requests the loop does not relay itself go back to the goroutine path
+// with what was read of them: an upgrade, a chunked upload, Expect.
+func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(brw, buf); err == nil {
+				c.Write(buf)
+			}
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+
+	chunked := "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+	if _, body := cl.do(chunked, "POST"); body != "/chunked:abc" {
+		t.Errorf("chunked upload: %q", body)
+	}
+	// Handed back, the connection is adopted again after the exchange.
+	if _, body := cl.do(get("/again"), "GET"); body != "/again:" {
+		t.Errorf("after the hand-back: %q", body)
+	}
+	expect := "POST /expect HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+	io.WriteString(cl.c, expect)
+	if resp, _ := cl.read("POST"); resp.StatusCode != http.StatusContinue {
+		t.Fatalf("Expect: got %d before the body; want 100", resp.StatusCode)
+	}
+	io.WriteString(cl.c, "xyz")
+	if _, body := cl.read("POST"); body != "/expect:xyz" {
+		t.Errorf("expect: %q", body)
+	}
+	fmt.Fprint(cl.c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	cl.c.Write([]byte("ping"))
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(cl.br, echo); err != nil || string(echo) != "ping" {
+		t.Fatalf("echo %q %v", echo, err)
+	}
+	if served(s) != 1 {
+		t.Errorf("the loop served %d exchanges; want 1 (/again)", served(s))
+	}
+}
+
+// rawUpstream serves each connection with handle(conn, n), n counting
+// connections from 0.
+func rawUpstream(t *testing.T, handle func(c net.Conn, br *bufio.Reader, n int)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	go func() {
+		for n := 0; ; n++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				handle(c, bufio.NewReader(c), n)
+			})
+		}
+	}()
+	return l.Addr().String()
+}
+
+func readRequest(br *bufio.Reader) (*http.Request, error) {
+	r, err := http.ReadRequest(br)
+	if err == nil {
+		io.Copy(io.Discard, r.Body)
+	}
+	return r, err
+}
+
+// A kept-alive upstream connection closed by the service: while idle, or
+// just as the next request goes out. The request is sent again on a new
+// connection, as on the goroutine path.
+func TestLoopRetriesOnANewConnectionWhenTheServiceClosedIt(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	upAddr := rawUpstream(t, func(c net.Conn, br *bufio.Reader, n int) {
+		for i := 0; ; i++ {
+			r, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			if n == 0 && i == 1 {
+				return // closes as the second request arrives
+			}
+			body := fmt.Sprintf("conn %d: %s", n, r.URL.Path)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			if n == 1 {
+				return // closes while idle after one exchange
+			}
+		}
+	})
+	addr := front(t, s, Route{Service: "svc", Upstream: upAddr})[0]
+	cl := dialClient(t, addr)
+	for _, want := range []string{"conn 0: /a", "conn 1: /b", "conn 2: /c", "conn 2: /d"} {
+		path := want[len(want)-2:]
+		if resp, body := cl.do(get(path), "GET"); resp.StatusCode != 200 || body != want {
+			t.Errorf("%s: %d %q; want %q", path, resp.StatusCode, body, want)
+		}
+		if sp := rec.next(t); sp.Route != path || sp.Status != 200 || sp.Error != "" {
+			t.Errorf("span %+v", sp)
+		}
+	}
+	if served(s) != 1 {
+		t.Errorf("the loop served %d exchanges; want 1 (/d)", served(s))
+	}
+}
+
+func TestLoopFollowsASwitchedUpstream(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	mk := func(name string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b := mk("a"), mk("b")
+	route := Route{Service: "svc", Upstream: hostOf(a.URL)}
+	addr := front(t, s, route)[0]
+	route.Listen = addr
+	cl := dialClient(t, addr)
+	cl.do(get("/1"), "GET")
+	if _, body := cl.do(get("/2"), "GET"); body != "a" {
+		t.Fatalf("before the switch: %q", body)
+	}
+	route.Upstream = hostOf(b.URL)
+	if err := s.SetRoutes([]Route{route}); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := cl.do(get("/3"), "GET"); body != "b" {
+		t.Errorf("after the switch: %q; want b", body)
+	}
+	if _, body := cl.do(get("/4"), "GET"); body != "b" {
+		t.Errorf("after the switch, again: %q; want b", body)
+	}
+	if served(s) != 2 {
+		t.Errorf("the loop served %d exchanges; want 2 (/2, /4)", served(s))
+	}
+}
+
+func TestLoopPipelinedRequestsAnswerInOrder(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	io.WriteString(cl.c, get("/one")+get("/two")+get("/three"))
+	for _, want := range []string{"/one", "/two", "/three"} {
+		if _, body := cl.read("GET"); body != want {
+			t.Errorf("got %q; want %q", body, want)
+		}
+	}
+	if served(s) != 3 {
+		t.Errorf("the loop served %d exchanges; want 3", served(s))
+	}
+}
+
+func TestLoopUpstreamFailures(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	upAddr := rawUpstream(t, func(c net.Conn, br *bufio.Reader, n int) {
+		for {
+			r, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			switch r.URL.Path {
+			case "/cut":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+				return
+			case "/garbage":
+				io.WriteString(c, "NOT HTTP AT ALL\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	addr := front(t, s, Route{Service: "svc", Upstream: upAddr})[0]
+
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	rec.next(t)
+	io.WriteString(cl.c, get("/cut"))
+	resp, err := http.ReadResponse(cl.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := io.ReadAll(resp.Body); err == nil || string(body) != "only ten.." {
+		t.Errorf("cut response: %q, %v; want the 10 bytes, then an unexpected EOF", body, err)
+	}
+	if sp := rec.next(t); sp.Status != 200 || sp.Error != "connection reset by svc" || sp.BytesOut != 10 {
+		t.Errorf("span %+v", sp)
+	}
+
+	cl = dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	rec.next(t)
+	if resp, body := cl.do(get("/garbage"), "GET"); resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "devstack proxy") {
+		t.Errorf("garbage from the service: %d %q; want a 502 of the proxy's", resp.StatusCode, body)
+	}
+	if sp := rec.next(t); sp.Status != http.StatusBadGateway || sp.Error == "" {
+		t.Errorf("span %+v", sp)
+	}
+
+	cl = dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	if resp, _ := cl.do("NONSENSE\r\n\r\n", "GET"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a bad request: %d; want 400", resp.StatusCode)
+	}
+}
+
+func TestLoopConnectionsEndWithTheServer(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/1"), "GET")
+	cl.do(get("/2"), "GET")
+	if served(s) != 1 {
+		t.Fatalf("the loop served %d exchanges; want 1", served(s))
+	}
+	s.Close()
+	if n, err := cl.br.ReadByte(); err != io.EOF {
+		t.Errorf("after Close the connection gave %v, %v; want EOF", n, err)
+	}
+}
+
+// A client that shuts down its sending side after a request still gets
+// the response.
+func TestLoopAnswersAClientThatHalfCloses(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release // answers only once the client has half-closed
+		}
+		io.WriteString(w, "answer")
+	}))
+	defer up.Close()
+	defer close(release)
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	rec.next(t)
+	io.WriteString(cl.c, get("/slow"))
+	if err := cl.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	release <- struct{}{}
+	if _, body := cl.read("GET"); body != "answer" {
+		t.Errorf("got %q", body)
+	}
+	if sp := rec.next(t); sp.Error != "" || sp.Status != 200 {
+		t.Errorf("span %+v", sp)
+	}
+	if _, err := cl.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v; want the connection closed", err)
+	}
+}
