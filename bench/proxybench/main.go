@@ -154,11 +154,11 @@ func run() error {
 	// process for the in-process proxies, nginx's workers for nginx.
 	pid := os.Getpid()
 	cpuOf := map[string]func() time.Duration{
-		"direct":   func() time.Duration { return 0 },
-		"devstack": func() time.Duration { return procCPU(pid) },
+		"direct":              func() time.Duration { return 0 },
+		"devstack":            func() time.Duration { return procCPU(pid) },
 		"devstack-goroutines": func() time.Duration { return procCPU(pid) },
-		"httputil": func() time.Duration { return procCPU(pid) },
-		"nginx":    func() time.Duration { return childrenCPU(nginxPid) },
+		"httputil":            func() time.Duration { return procCPU(pid) },
+		"nginx":               func() time.Duration { return childrenCPU(nginxPid) },
 	}
 	for kind, pid := range floorPids {
 		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
