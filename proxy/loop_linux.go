@@ -67,6 +67,9 @@ func newLoops(s *Server, n int) *loops {
 // adopt moves the connection of hc, idle between requests, to a loop. It
 // reports false, leaving hc as it was, when it cannot.
 func (ls *loops) adopt(hc *h1conn) bool {
+	// Naming the caller may read /proc: done here, once per connection,
+	// so that the loop never waits on it.
+	hc.ci.resolve(hc.rt.s.opts.Callers)
 	cfd, err := dupSocket(hc.c)
 	if err != nil {
 		return false
