@@ -454,10 +454,15 @@ func (x *index) find(k traceKey) int {
 
 func (x *index) insertOrder(t *traceEntry) {
 	k := t.key()
-	// New traces almost always start last.
-	if n := len(x.order); n == 0 || x.order[n-1].key().compare(k) < 0 {
-		x.order = append(x.order, t)
-		return
+	// New traces start last, or nearly: a span is recorded when its hop
+	// ends, so concurrent requests arrive a little out of order. Look back
+	// a few places before searching the whole order.
+	n := len(x.order)
+	for i := n; i > 0 && i > n-64; i-- {
+		if x.order[i-1].key().compare(k) < 0 {
+			x.order = slices.Insert(x.order, i, t)
+			return
+		}
 	}
 	i, _ := slices.BinarySearchFunc(x.order, k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
 	x.order = slices.Insert(x.order, i, t)
