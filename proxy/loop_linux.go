@@ -339,6 +339,7 @@ type pair struct {
 	headLen     int // bytes of the last response head in cout
 	sp          *trace.Span
 	closeAfter  bool // close once the client has everything
+	stalled     bool // requests waits for the sockets to drain
 	closed      bool
 }
 
@@ -370,7 +371,12 @@ func (p *pair) pump() {
 		if p.closed {
 			return
 		}
-		if p.closeAfter && !p.busy && len(p.cl.pending) == 0 {
+		if p.stalled && !p.paused() {
+			p.stalled = false
+			p.requests()
+			continue
+		}
+		if (p.closeAfter || p.cl.eof) && !p.busy && !p.stalled && len(p.cl.pending) == 0 {
 			p.close()
 			return
 		}
@@ -409,13 +415,12 @@ func (p *pair) read(sd *side) {
 	}
 	switch {
 	case n == 0 && sd.client:
-		// The client is done sending. It may still be reading: an
-		// exchange in flight is finished first.
+		// The client is done sending. It may still be reading: the
+		// requests it sent are answered first (pump closes after them),
+		// unless it stopped in the middle of a body.
 		sd.eof, sd.canRead = true, false
-		if !p.busy {
-			p.close()
-		} else {
-			p.closeAfter = true
+		if p.busy && p.reqLeft > 0 {
+			p.clientGone()
 		}
 		return
 	case n <= 0 && sd.client:
@@ -477,6 +482,12 @@ func (p *pair) flush(sd *side) {
 // requests starts the requests the client sent, one at a time.
 func (p *pair) requests() {
 	for !p.closed && !p.closeAfter {
+		if p.paused() {
+			// The client has not taken all of the last response yet: a
+			// request handed back now would lose it. pump resumes.
+			p.stalled = true
+			return
+		}
 		if p.busy {
 			if p.reqLeft > 0 && len(p.in) > 0 {
 				k := int(min(p.reqLeft, int64(len(p.in))))

@@ -510,3 +510,39 @@ func TestLoopAnswersAClientThatHalfCloses(t *testing.T) {
 		t.Errorf("after the answer: %v; want the connection closed", err)
 	}
 }
+
+// Pipelined requests, the last of which the loop hands back, then the
+// client half-closes: every request is answered, in order.
+func TestLoopPipelinedHandBackAndHalfClose(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	big := strings.Repeat("x", 4<<20) // more than the socket takes at once
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			io.WriteString(w, big)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	chunked := "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+	io.WriteString(cl.c, get("/big")+chunked+get("/last"))
+	cl.c.(*net.TCPConn).CloseWrite()
+	if _, body := cl.read("GET"); len(body) != len(big) {
+		t.Errorf("/big: %d bytes", len(body))
+	}
+	if _, body := cl.read("POST"); body != "/chunked:abc" {
+		t.Errorf("/chunked: %q", body)
+	}
+	if _, body := cl.read("GET"); body != "/last:" {
+		t.Errorf("/last: %q", body)
+	}
+	if _, err := cl.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answers: %v; want the connection closed", err)
+	}
+}
