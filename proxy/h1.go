@@ -278,34 +278,36 @@ func replyTo(w io.Writer, status int, msg string) {
 // serveOne relays one request and its response. It reports whether the
 // connection can carry another request.
 func (hc *h1conn) serveOne() bool {
-	rt, s := hc.rt, hc.rt.s
-	cfg := rt.cfg.Load()
-	start := time.Now()
-	method, target, _ := strings.Cut(hc.req.line, " ")
+	s, cfg := hc.rt.s, hc.rt.cfg.Load()
+	sp, method := s.requestHop(&hc.req, &hc.th, hc.ci, cfg.Service, time.Now())
+	ok := hc.relay(sp, hc.th, method, cfg)
+	s.finishHop(sp, hc.ci)
+	return ok
+}
+
+// requestHop begins the hop of a parsed HTTP/1 request, on either path.
+// Trace context: Extract reads only the trace headers, gathered into *th
+// (the connection's map, cleared per request), which then holds what goes
+// upstream. The recorded headers are the request's as sent.
+func (s *Server) requestHop(req *head, th *http.Header, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
+	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
-
-	// Trace context: Extract reads only the trace headers. The map is the
-	// connection's, cleared per request.
-	if hc.th == nil {
-		hc.th = http.Header{}
+	if *th == nil {
+		*th = http.Header{}
 	}
-	th := hc.th
-	clear(th)
-	for _, f := range hc.req.fields {
+	h := *th
+	clear(h)
+	for _, f := range req.fields {
 		if name := traceHeader(f.name); name != "" {
-			th[name] = append(th[name], f.value)
+			h[name] = append(h[name], f.value)
 		}
 	}
 	proto := "http"
-	if hc.req.upgrade && strings.EqualFold(hc.req.get("Upgrade"), "websocket") {
+	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	// The recorded headers are the request's; th gets what goes upstream.
-	sp := s.startHop(th, s.redact.fields(hc.req.fields), hc.ci, cfg.Service, proto, method, path, start)
-	ok := hc.relay(sp, th, method, cfg)
-	s.finishHop(sp, hc.ci)
-	return ok
+	return s.startHop(h, s.redact.fields(req.fields), ci, service, proto, method, path, start), method
 }
 
 // relay forwards the request head and body, then the response. It fills

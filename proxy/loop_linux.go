@@ -535,26 +535,12 @@ func (p *pair) plain() bool {
 
 // begin starts the exchange of the request in p.req, as serveOne does.
 func (p *pair) begin() {
-	s, cfg := p.rt.s, p.rt.cfg.Load()
-	start := time.Now()
-	method, target, _ := strings.Cut(p.req.line, " ")
-	target, _, _ = strings.Cut(target, " ")
-	path, _, _ := strings.Cut(target, "?")
-	if p.th == nil {
-		p.th = http.Header{}
-	}
-	th := p.th
-	clear(th)
-	for _, f := range p.req.fields {
-		if name := traceHeader(f.name); name != "" {
-			th[name] = append(th[name], f.value)
-		}
-	}
-	p.sp = s.startHop(th, s.redact.fields(p.req.fields), p.ci, cfg.Service, "http", method, path, start)
+	sp, method := p.rt.s.requestHop(&p.req, &p.th, p.ci, p.rt.cfg.Load().Service, time.Now())
+	p.sp = sp
 	p.busy, p.respStarted, p.method = true, false, method
 	p.reqLeft = max(p.req.contentLength, 0)
 	p.out.Reset()
-	writeRequestHead(&p.out, &p.req, th, false)
+	writeRequestHead(&p.out, &p.req, p.th, false)
 	if k := int(min(p.reqLeft, int64(len(p.in)))); k > 0 {
 		p.out.Write(p.in[:k])
 		p.sp.BytesIn += int64(k)

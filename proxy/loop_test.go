@@ -64,12 +64,16 @@ func (cl *client) read(method string) (*http.Response, string) {
 
 func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n" }
 
-// served is how many exchanges s's loops relayed.
-func served(s *Server) uint64 {
+// wantServed checks how many exchanges s's loops relayed.
+func wantServed(t *testing.T, s *Server, want uint64, which string) {
+	t.Helper()
+	var n uint64
 	if ls := s.loops.Load(); ls != nil {
-		return ls.served.Load()
+		n = ls.served.Load()
 	}
-	return 0
+	if n != want {
+		t.Errorf("the loop served %d exchanges; want %d: %s", n, want, which)
+	}
 }
 
 func TestLoopRelaysEveryFraming(t *testing.T) {
@@ -134,9 +138,7 @@ func TestLoopRelaysEveryFraming(t *testing.T) {
 	if sp := rec.next(t); sp.BytesIn != int64(len(upload)) || sp.Method != "POST" {
 		t.Errorf("upload span: %d bytes in, method %s", sp.BytesIn, sp.Method)
 	}
-	if n := served(s); n != 6 {
-		t.Errorf("the loop served %d exchanges; want the 6 after the first", n)
-	}
+	wantServed(t, s, 6, "every request after the first")
 }
 
 // A response much larger than the sockets' buffers, to a client that
@@ -174,9 +176,7 @@ func TestLoopLargeResponseToASlowReader(t *testing.T) {
 	if _, body := cl.do(get("/big"), "GET"); len(body) != len(big) {
 		t.Errorf("the next response has %d bytes", len(body))
 	}
-	if served(s) != 2 {
-		t.Errorf("the loop served %d exchanges; want 2", served(s))
-	}
+	wantServed(t, s, 2, "both /big")
 }
 
 func TestLoopStreamsEvents(t *testing.T) {
@@ -215,9 +215,7 @@ func TestLoopStreamsEvents(t *testing.T) {
 	if sp := rec.next(t); sp.Protocol != "sse" || sp.BytesOut != int64(len("data: first\n\ndata: second\n\n")) {
 		t.Errorf("span %+v", sp)
 	}
-	if served(s) != 1 {
-		t.Errorf("the loop served %d exchanges; want 1", served(s))
-	}
+	wantServed(t, s, 1, "/stream")
 }
 
 // Requests the loop does not relay itself go back to the goroutine path
@@ -227,18 +225,7 @@ func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
 	s := New(Options{Recorder: rec})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ws" {
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer c.Close()
-			fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			brw.Flush()
-			buf := make([]byte, 4)
-			if _, err := io.ReadFull(brw, buf); err == nil {
-				c.Write(buf)
-			}
+			upgradeAndEcho(t, w)
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
@@ -276,9 +263,7 @@ func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
 	if _, err := io.ReadFull(cl.br, echo); err != nil || string(echo) != "ping" {
 		t.Fatalf("echo %q %v", echo, err)
 	}
-	if served(s) != 1 {
-		t.Errorf("the loop served %d exchanges; want 1 (/again)", served(s))
-	}
+	wantServed(t, s, 1, "/again")
 }
 
 // rawUpstream serves each connection with handle(conn, n), n counting
@@ -349,9 +334,7 @@ func TestLoopRetriesOnANewConnectionWhenTheServiceClosedIt(t *testing.T) {
 			t.Errorf("span %+v", sp)
 		}
 	}
-	if served(s) != 1 {
-		t.Errorf("the loop served %d exchanges; want 1 (/d)", served(s))
-	}
+	wantServed(t, s, 1, "/d")
 }
 
 func TestLoopFollowsASwitchedUpstream(t *testing.T) {
@@ -381,9 +364,7 @@ func TestLoopFollowsASwitchedUpstream(t *testing.T) {
 	if _, body := cl.do(get("/4"), "GET"); body != "b" {
 		t.Errorf("after the switch, again: %q; want b", body)
 	}
-	if served(s) != 2 {
-		t.Errorf("the loop served %d exchanges; want 2 (/2, /4)", served(s))
-	}
+	wantServed(t, s, 2, "/2 and /4")
 }
 
 func TestLoopPipelinedRequestsAnswerInOrder(t *testing.T) {
@@ -400,9 +381,7 @@ func TestLoopPipelinedRequestsAnswerInOrder(t *testing.T) {
 			t.Errorf("got %q; want %q", body, want)
 		}
 	}
-	if served(s) != 3 {
-		t.Errorf("the loop served %d exchanges; want 3", served(s))
-	}
+	wantServed(t, s, 3, "the pipelined three")
 }
 
 func TestLoopUpstreamFailures(t *testing.T) {
@@ -468,9 +447,7 @@ func TestLoopConnectionsEndWithTheServer(t *testing.T) {
 	cl := dialClient(t, addr)
 	cl.do(get("/1"), "GET")
 	cl.do(get("/2"), "GET")
-	if served(s) != 1 {
-		t.Fatalf("the loop served %d exchanges; want 1", served(s))
-	}
+	wantServed(t, s, 1, "/2")
 	s.Close()
 	if n, err := cl.br.ReadByte(); err != io.EOF {
 		t.Errorf("after Close the connection gave %v, %v; want EOF", n, err)

@@ -293,25 +293,29 @@ func TestSSEIsStreamedNotBuffered(t *testing.T) {
 	}
 }
 
+// upgradeAndEcho answers a WebSocket handshake with 101, then echoes the
+// first 4 bytes it gets: the handshake is HTTP, the rest is bytes.
+func upgradeAndEcho(t *testing.T, w http.ResponseWriter) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	brw.Flush()
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(brw, buf); err == nil {
+		c.Write(buf)
+	}
+}
+
 func TestWebSocketUpgrade(t *testing.T) {
 	rec := newMemRecorder()
 	s := New(Options{Recorder: rec})
 	// A minimal upgrade-and-echo server: the handshake is HTTP, the rest
 	// is bytes.
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer c.Close()
-		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(brw, buf); err == nil {
-			c.Write(buf)
-		}
-	}))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { upgradeAndEcho(t, w) }))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "ws", Upstream: hostOf(up.URL)})[0]
 	c, err := net.Dial("tcp", addr)
