@@ -604,3 +604,40 @@ func TestProxyLineFromLoopbackIsNotTrustedByDefault(t *testing.T) {
 		t.Fatalf("a PROXY line from loopback must not be accepted: %q", out)
 	}
 }
+
+// A connection closed before sending anything (a client's spare pooled
+// connection) is not a hop: nothing is recorded and the service never sees
+// it.
+func TestAnUnusedConnectionIsNotAHop(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	var mu sync.Mutex
+	conns := 0
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	up.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	up.Start()
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if out := rawExchange(t, addr, "GET /real HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasSuffix(out, "ok") {
+		t.Fatalf("response %q", out)
+	}
+	if sp := rec.next(t); sp.Route != "/real" || sp.Protocol != "http" {
+		t.Errorf("first span %+v; want the request's, none for the unused connection", sp)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("the service saw %d connections; want 1", conns)
+	}
+}

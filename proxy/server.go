@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -350,9 +351,13 @@ func (rt *route) handle(c net.Conn) {
 		rt.tcp(&peekedConn{Conn: c, r: br})
 		return
 	}
-	head, _ := br.Peek(len(h2Preface))
+	head, err := br.Peek(len(h2Preface))
 	c.SetReadDeadline(time.Time{})
 	switch {
+	case len(head) == 0 && errors.Is(err, io.EOF) && cfg.Protocol == ProtoAuto:
+		// Closed without a byte: a client's spare pooled connection, never
+		// used. Not a hop, and no reason to disturb the service.
+		c.Close()
 	case string(head) == h2Preface:
 		// HTTP/2 cleartext (gRPC): net/http's server handles the framing.
 		rt.httpConn.push(&peekedConn{Conn: c, r: br})
