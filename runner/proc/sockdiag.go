@@ -14,7 +14,10 @@ import (
 // given local and remote addresses, through NETLINK_SOCK_DIAG (what `ss`
 // uses). Unlike reading /proc/net/tcp, whose size grows with every
 // connection in TIME_WAIT, it costs the same however busy the machine is.
-func diagInode(local, remote netip.AddrPort) (string, bool) {
+// answered is false only when the kernel could not be asked; an inode of
+// "" with answered true means no open socket has those addresses (the
+// connection is closed, or in TIME_WAIT, which has no inode).
+func diagInode(local, remote netip.AddrPort) (inode string, answered bool) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return "", false
@@ -52,15 +55,19 @@ func diagInode(local, remote netip.AddrPort) (string, bool) {
 	if err != nil || n < 16+72 {
 		return "", false
 	}
-	if ne.Uint16(buf[4:]) != unix.SOCK_DIAG_BY_FAMILY {
-		return "", false // NLMSG_ERROR: no such socket
+	if ne.Uint16(buf[4:]) == unix.NLMSG_ERROR {
+		// struct nlmsgerr: a negative errno first. ENOENT: no such socket.
+		return "", int32(ne.Uint32(buf[16:])) == -int32(unix.ENOENT)
 	}
-	// struct inet_diag_msg: the inode is its last field, at offset 68.
-	inode := ne.Uint32(buf[16+68:])
-	if inode == 0 {
+	if ne.Uint16(buf[4:]) != unix.SOCK_DIAG_BY_FAMILY {
 		return "", false
 	}
-	return strconv.FormatUint(uint64(inode), 10), true
+	// struct inet_diag_msg: the inode is its last field, at offset 68.
+	ino := ne.Uint32(buf[16+68:])
+	if ino == 0 {
+		return "", true // closing: no process holds it any more
+	}
+	return strconv.FormatUint(uint64(ino), 10), true
 }
 
 func putAddr(dst []byte, a netip.Addr, family byte) {

@@ -16,19 +16,25 @@ import (
 // connected to. It returns the root whose tree holds the socket.
 //
 // The proxy calls it to learn which service opened a connection. It reads
-// only the /proc/net tables and the descendants' fd directories, not every
-// process on the machine.
-func SocketOwner(client, server netip.AddrPort, roots []int) (int, bool) {
-	inode, ok := diagInode(client, server)
-	if !ok {
+// only the socket's entry (sock_diag) and the fd directories of the
+// trees' processes, not every process on the machine, and stops at the
+// first tree that holds it: put the likeliest roots first. tree lists a
+// root's processes; nil means Descendants.
+func SocketOwner(client, server netip.AddrPort, roots []int, tree func(root int) []int) (int, bool) {
+	inode, answered := diagInode(client, server)
+	if !answered {
+		// No sock_diag (an old or restricted kernel): scan the tables.
 		inode = connInode(client.Port(), server.Port())
 	}
 	if inode == "" {
 		return 0, false
 	}
 	want := "socket:[" + inode + "]"
+	if tree == nil {
+		tree = Descendants
+	}
 	for _, root := range roots {
-		for _, pid := range descendants(root) {
+		for _, pid := range tree(root) {
 			if holds(pid, want) {
 				return root, true
 			}
@@ -82,9 +88,9 @@ func hexPort(field string) uint16 {
 	return uint16(p)
 }
 
-// descendants returns pid and every process below it, from the kernel's
+// Descendants returns pid and every process below it, from the kernel's
 // per-task children lists.
-func descendants(pid int) []int {
+func Descendants(pid int) []int {
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {
 		tasks, err := os.ReadDir(procPath(out[i], "task"))

@@ -7,7 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/proxy/trace"
@@ -199,12 +202,30 @@ func checkRoutes(routes []proxy.Route) error {
 // callers identifies which service opened a connection to the proxy: from
 // the socket's owner among the services' process trees on loopback, and
 // from the container's address otherwise.
+//
+// Services that churn connections (Go's default client keeps two idle
+// connections per host, so under load most calls open a new one) make
+// this a hot path: the trees that held a caller most recently are searched
+// first, and each tree's process list is reused for treeTTL.
 type callers struct {
 	r         func() *runner.Runner
 	container func(netip.Addr) string
+
+	mu     sync.Mutex
+	recent []int // roots that held a caller's socket, most recent first
+	trees  map[int]tree
 }
 
-func (c callers) Caller(client, server netip.AddrPort) string {
+type tree struct {
+	pids []int
+	at   time.Time
+}
+
+// treeTTL bounds how long a child process started by a service can go
+// unnoticed as its caller.
+const treeTTL = 500 * time.Millisecond
+
+func (c *callers) Caller(client, server netip.AddrPort) string {
 	r := c.r()
 	if r == nil {
 		return ""
@@ -223,10 +244,40 @@ func (c callers) Caller(client, server netip.AddrPort) string {
 			roots = append(roots, pid)
 		}
 	}
-	if root, ok := proc.SocketOwner(client, server, roots); ok {
-		return byPID[root]
+	c.mu.Lock()
+	rank := map[int]int{}
+	for i, root := range c.recent {
+		rank[root] = len(c.recent) - i
 	}
-	return ""
+	c.mu.Unlock()
+	slices.SortStableFunc(roots, func(a, b int) int { return rank[b] - rank[a] })
+	root, ok := proc.SocketOwner(client, server, roots, c.tree)
+	if !ok {
+		return ""
+	}
+	c.mu.Lock()
+	c.recent = append([]int{root}, slices.DeleteFunc(c.recent, func(x int) bool { return x == root })...)
+	c.recent = c.recent[:min(len(c.recent), 8)]
+	c.mu.Unlock()
+	return byPID[root]
+}
+
+// tree lists root's processes, read again once treeTTL old.
+func (c *callers) tree(root int) []int {
+	c.mu.Lock()
+	t, ok := c.trees[root]
+	c.mu.Unlock()
+	if ok && time.Since(t.at) < treeTTL {
+		return t.pids
+	}
+	pids := proc.Descendants(root)
+	c.mu.Lock()
+	if c.trees == nil || len(c.trees) > 1024 {
+		c.trees = map[int]tree{} // dead roots go with the rest
+	}
+	c.trees[root] = tree{pids, time.Now()}
+	c.mu.Unlock()
+	return pids
 }
 
 // traceOptions turns x-devstack.trace into proxy options.

@@ -172,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts.Callers = callers{r: func() *runner.Runner { return s.run }, container: opts.ContainerCaller}
+	popts.Callers = &callers{r: func() *runner.Runner { return s.run }, container: opts.ContainerCaller}
 	popts.TrustProxyLine = opts.Relayer
 	if popts.TrustProxyLine == nil {
 		popts.TrustProxyLine = func(netip.Addr) bool { return false }
