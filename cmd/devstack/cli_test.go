@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -139,23 +141,12 @@ func repoRoot(t *testing.T) string {
 func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.T) {
 	c := newCLI(t, repoRoot(t))
 	c.must("up", "-d")
-	req, _ := http.NewRequest("GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=2", nil)
-	req.Header.Set("Authorization", "Bearer top-secret")
-	req.Header.Set("Cookie", "session=also-secret")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, body := shopCheckout(t)
+	if code != 200 {
+		t.Fatalf("gateway: %d\n%s", code, body)
 	}
-	var body bytes.Buffer
-	body.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("gateway: %s\n%s", resp.Status, body.String())
-	}
-	for _, svc := range []string{"gateway", "orders", "inventory", "payments", "fraud"} {
-		if !strings.Contains(body.String(), `"service": "`+svc+`"`) && !strings.Contains(body.String(), `"service":"`+svc+`"`) {
-			t.Errorf("the response did not go through %s:\n%s", svc, body.String())
-		}
+	if missing := wentThrough(body, shopServices...); len(missing) > 0 {
+		t.Errorf("the checkout did not go through %v:\n%s", missing, body)
 	}
 	var pids []int
 	for _, s := range c.ps() {
@@ -474,9 +465,32 @@ services:
 	}
 }
 
-// checkShopTrace asserts that the one request sent through the shop made
-// one trace with a span per hop, parented correctly, with orders' dropped
-// context linked by inference, and credentials redacted.
+// shopCheckout sends one checkout through the shop's gateway, with
+// credentials that the recorded trace must not show.
+func shopCheckout(t *testing.T) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer top-secret")
+	req.Header.Set("Cookie", "session=also-secret")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("checkout: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("checkout: reading the body: %v", err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// checkShopTrace asserts that the one request sent through the shop
+// (shopCheckout) made one trace with a span per hop, parented correctly,
+// with orders' dropped context linked by inference, and its credentials
+// recorded redacted.
 func checkShopTrace(t *testing.T, c *cli) {
 	t.Helper()
 	var list []trace.Summary
@@ -521,9 +535,12 @@ func checkShopTrace(t *testing.T, c *cli) {
 				link.child.ParentID, link.child.Inferred, link.parent.SpanID, link.parent.Caller, link.parent.Callee, link.inferred)
 		}
 	}
-	for _, h := range gw.ReqHeaders {
-		if (h.Name == "Authorization" || h.Name == "Cookie") && h.Value != "[redacted]" {
-			t.Errorf("%s recorded as %q", h.Name, h.Value)
+	for _, name := range []string{"Authorization", "Cookie"} {
+		i := slices.IndexFunc(gw.ReqHeaders, func(h trace.Header) bool { return h.Name == name })
+		if i < 0 {
+			t.Errorf("the gateway hop did not record the request's %s header: %+v", name, gw.ReqHeaders)
+		} else if v := gw.ReqHeaders[i].Value; v != "[redacted]" {
+			t.Errorf("%s recorded as %q; want [redacted]", name, v)
 		}
 	}
 	// The waterfall says why two links are inferred; ps says it too.

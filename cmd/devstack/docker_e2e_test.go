@@ -194,7 +194,7 @@ func TestDockerShopFromRootServesCheckoutAndDownLeavesNothing(t *testing.T) {
 		t.Errorf("image devstack-shop:dev has %d layers and entrypoint %v; want FROM scratch + one COPY of /bin/shop", n, img.Config.Entrypoint)
 	}
 
-	code, body := get(t, http.MethodGet, "http://127.0.0.1:18080/checkout?item=sku-1&qty=2")
+	code, body := shopCheckout(t)
 	if code != http.StatusOK {
 		t.Fatalf("checkout: %d\n%s\nlogs:\n%s", code, body, p.run("logs").stdout)
 	}
