@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"math/rand/v2"
 	"fmt"
 	"io"
 	"net"
@@ -521,5 +522,91 @@ func TestLoopPipelinedHandBackAndHalfClose(t *testing.T) {
 	}
 	if _, err := cl.br.ReadByte(); err != io.EOF {
 		t.Errorf("after the answers: %v; want the connection closed", err)
+	}
+}
+
+// Random traffic on many connections at once, pipelined in random
+// batches, with bodies of random sizes both ways and every response
+// framing: each response must be the one the upstream made for its
+// request.
+func TestLoopRandomTraffic(t *testing.T) {
+	s := New(Options{Recorder: discardRecorder{}})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		// /<framing>/<size>: a response body of size bytes, derived from
+		// the request so that a misrouted answer shows.
+		parts := strings.Split(r.URL.Path, "/")
+		size, _ := strconv.Atoi(parts[2])
+		sum := sha256.Sum256(body)
+		out := bytes.Repeat([]byte(fmt.Sprintf("%x|", sum[:4])), size/9+1)[:size]
+		switch parts[1] {
+		case "chunked":
+			w.(http.Flusher).Flush()
+			w.Write(out)
+		case "empty":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.Write(out)
+		}
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+
+	const conns, perConn = 8, 60
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 42))
+			cl := dialClient(t, addr)
+			type sent struct {
+				method, framing string
+				size            int
+				body            []byte
+			}
+			for n := 0; n < perConn; {
+				batch := min(1+r.IntN(4), perConn-n) // pipelined requests
+				var reqs []sent
+				var raw bytes.Buffer
+				for range batch {
+					q := sent{method: "GET", framing: []string{"cl", "chunked", "empty"}[r.IntN(3)], size: r.IntN(40 << 10)}
+					if r.IntN(3) == 0 {
+						q.method, q.body = "POST", bytes.Repeat([]byte{byte('a' + r.IntN(26))}, r.IntN(100<<10))
+					}
+					if r.IntN(5) == 0 {
+						q.method = "HEAD"
+					}
+					fmt.Fprintf(&raw, "%s /%s/%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", q.method, q.framing, q.size, len(q.body), q.body)
+					reqs = append(reqs, q)
+				}
+				if _, err := cl.c.Write(raw.Bytes()); err != nil {
+					t.Error(err)
+					return
+				}
+				for _, q := range reqs {
+					resp, body := cl.read(q.method)
+					sum := sha256.Sum256(q.body)
+					want := bytes.Repeat([]byte(fmt.Sprintf("%x|", sum[:4])), q.size/9+1)[:q.size]
+					switch {
+					case q.framing == "empty":
+						want = nil
+						if resp.StatusCode != http.StatusNoContent {
+							t.Errorf("conn %d: %s %s: status %d", i, q.method, q.framing, resp.StatusCode)
+						}
+					case q.method == "HEAD":
+						want = nil
+					}
+					if !bytes.Equal([]byte(body), want) {
+						t.Errorf("conn %d: %s /%s/%d: %d bytes, not the ones sent for it", i, q.method, q.framing, q.size, len(body))
+						return
+					}
+				}
+				n += batch
+			}
+		})
+	}
+	wg.Wait()
+	if ls := s.loops.Load(); ls == nil || ls.served.Load() < conns*(perConn-4) {
+		t.Errorf("the loop served too few of the exchanges: %v", ls)
 	}
 }
