@@ -210,6 +210,9 @@ type h1conn struct {
 	// rest is what an event loop had read of the client before handing
 	// the connection back (br reads it first); nil otherwise.
 	rest *bytes.Reader
+	// upClean: the last exchange ended with up idle, so that it can serve
+	// another client once this one is gone.
+	upClean bool
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -257,9 +260,14 @@ func (hc *h1conn) idle() bool {
 
 func (hc *h1conn) close() {
 	hc.c.Close()
-	if hc.up != nil {
-		hc.up.Close()
+	if hc.up == nil {
+		return
 	}
+	if hc.upClean && hc.ubr.Buffered() == 0 && !hc.rt.closed.Load() {
+		hc.rt.s.pool.put(hc.upAt, hc.up)
+		return
+	}
+	hc.up.Close()
 }
 
 // reply writes a small response of the proxy's own and flushes it.
@@ -313,10 +321,10 @@ func (s *Server) requestHop(req *head, th *http.Header, ci *connInfo, service st
 // relay forwards the request head and body, then the response. It fills
 // the span's outcome and reports whether the connection stays usable.
 func (hc *h1conn) relay(sp *trace.Span, th http.Header, method string, cfg *Route) bool {
-	// A kept-alive upstream connection may have been closed by the service
-	// while idle; a request without a body is then sent again on a new one.
-	reused := hc.up != nil && hc.upAt == cfg.Upstream
-	retry := reused && hc.req.contentLength <= 0 && !hc.req.chunked && !hc.req.upgrade
+	// A kept-alive upstream connection (this client's, or a pooled one)
+	// may have been closed by the service while idle; a request without a
+	// body is then sent again on a new one.
+	retry := hc.req.contentLength <= 0 && !hc.req.chunked && !hc.req.upgrade
 	ok, stale := hc.relayOnce(sp, th, method, cfg, retry)
 	if stale {
 		hc.up.Close()
@@ -329,7 +337,10 @@ func (hc *h1conn) relay(sp *trace.Span, th http.Header, method string, cfg *Rout
 // relayOnce is one attempt of relay. With mayRetry, an upstream that fails
 // before answering reports stale instead of failing the request.
 func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *Route, mayRetry bool) (ok, stale bool) {
-	if err := hc.dialUpstream(cfg); err != nil {
+	hc.upClean = false
+	reused, err := hc.dialUpstream(cfg, mayRetry)
+	mayRetry = mayRetry && reused // a fresh connection's failure is the service's
+	if err != nil {
 		sp.Error = fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
 		if !isRefused(err) {
 			sp.Error = "dialing " + cfg.Service + ": " + err.Error()
@@ -349,7 +360,6 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 	writeRequestHead(w, &hc.req, th, expect)
 	upgrade := hc.req.upgrade
 	// Request body; an upgrade's bytes flow after the 101 instead.
-	var err error
 	if !upgrade {
 		capt := hc.rt.s.capture()
 		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false, capt)
@@ -424,6 +434,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 		hc.up.Close()
 		hc.up = nil
 	}
+	hc.upClean = hc.up != nil
 	return !hc.req.close, false
 }
 
@@ -442,23 +453,32 @@ func (hc *h1conn) fail(sp *trace.Span, cfg *Route, err error) bool {
 	return false
 }
 
-// dialUpstream makes sure the connection has an upstream, holding while
-// the service refuses connections (see Server.dial).
-func (hc *h1conn) dialUpstream(cfg *Route) error {
+// dialUpstream makes sure the connection has an upstream: its own from
+// the last request, an idle one from the pool (when pooled allows), or a
+// new one, holding while the service refuses connections (see
+// Server.dial). reused says whether the connection carried requests
+// before.
+func (hc *h1conn) dialUpstream(cfg *Route, pooled bool) (reused bool, err error) {
 	if hc.up != nil && hc.upAt == cfg.Upstream {
-		return nil
+		return true, nil
 	}
 	if hc.up != nil {
 		// The route switched upstream (a swap): follow it.
 		hc.up.Close()
 		hc.up = nil
 	}
+	if pooled {
+		if up := hc.rt.s.pool.get(cfg.Upstream); up != nil {
+			hc.setUpstream(up, cfg.Upstream)
+			return true, nil
+		}
+	}
 	up, err := hc.rt.s.dial(hc.rt.ctx, "tcp", cfg.Upstream)
 	if err != nil {
-		return err
+		return false, err
 	}
 	hc.setUpstream(up, cfg.Upstream)
-	return nil
+	return false, nil
 }
 
 func (hc *h1conn) setUpstream(up net.Conn, addr string) {

@@ -713,6 +713,7 @@ func (p *pair) clientGone() {
 	if p.busy {
 		p.sp.Error = "client went away"
 		p.finish()
+		p.closeUp() // mid-exchange: not reusable
 	}
 	p.close()
 }
@@ -750,6 +751,15 @@ func (p *pair) close() {
 		return
 	}
 	p.closed = true
+	if up := p.up; up != nil && !p.busy && p.reqLeft == 0 && len(up.pending) == 0 && len(p.uin) == 0 &&
+		!up.hup && !up.broken && !p.rt.closed.Load() && !p.l.stopping {
+		// Between exchanges: the upstream connection can serve the next
+		// client (see upstreamPool).
+		if c, err := p.l.release(up); err == nil {
+			p.rt.s.pool.put(p.upAt, c)
+		}
+		p.up = nil
+	}
 	p.closeUp()
 	p.l.forget(p.cl)
 	delete(p.l.pairs, p)

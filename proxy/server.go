@@ -95,6 +95,8 @@ type Server struct {
 	// loops serve kept-alive HTTP/1 connections; made on first use.
 	loops   atomic.Pointer[loops]
 	noLoops bool // none can be made
+	// idle upstream connections, shared by the routes' client connections
+	pool upstreamPool
 
 	brokenMu sync.Mutex
 	broken   map[string]bool
@@ -231,6 +233,7 @@ func (s *Server) Close() error {
 	if ls := s.loops.Load(); ls != nil {
 		ls.stop()
 	}
+	s.pool.close()
 	s.h1.CloseIdleConnections()
 	s.h2.CloseIdleConnections()
 	return nil
