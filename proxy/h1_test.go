@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -222,4 +223,81 @@ func TestBodyCaptureIsOptInAndCapped(t *testing.T) {
 			t.Errorf("capture %d: bodies %q %q, want %q %q", capBytes, sp.ReqBody, sp.RespBody, wantReq, wantResp)
 		}
 	}
+}
+
+// client is one kept-alive client connection to the proxy.
+type client struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialClient(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// do sends a raw request and reads the response to it, body included.
+func (cl *client) do(raw, method string) (*http.Response, string) {
+	cl.t.Helper()
+	if _, err := io.WriteString(cl.c, raw); err != nil {
+		cl.t.Fatal(err)
+	}
+	return cl.read(method)
+}
+
+func (cl *client) read(method string) (*http.Response, string) {
+	cl.t.Helper()
+	resp, err := http.ReadResponse(cl.br, &http.Request{Method: method})
+	if err != nil {
+		cl.t.Fatalf("reading the response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		cl.t.Fatalf("reading the body: %v", err)
+	}
+	return resp, string(body)
+}
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+
+// rawUpstream serves each connection with handle(conn, n), n counting
+// connections from 0.
+func rawUpstream(t *testing.T, handle func(c net.Conn, br *bufio.Reader, n int)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	go func() {
+		for n := 0; ; n++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				handle(c, bufio.NewReader(c), n)
+			})
+		}
+	}()
+	return l.Addr().String()
+}
+
+func readRequest(br *bufio.Reader) (*http.Request, error) {
+	r, err := http.ReadRequest(br)
+	if err == nil {
+		io.Copy(io.Discard, r.Body)
+	}
+	return r, err
 }
