@@ -301,3 +301,23 @@ func readRequest(br *bufio.Reader) (*http.Request, error) {
 	}
 	return r, err
 }
+
+// Header names come from clients: the redactor's decisions stay right for
+// any number of them, while its cache stops growing.
+func TestRedactorCacheIsBounded(t *testing.T) {
+	r := NewRedactor(nil)
+	for i := range maxCachedNames + 1000 {
+		name := fmt.Sprintf("X-Made-Up-%d", i)
+		if r.redacts(name) {
+			t.Fatalf("%s redacted", name)
+		}
+		if secret := fmt.Sprintf("X-Api-Token-%d", i); !r.redacts(secret) {
+			t.Fatalf("%s not redacted", secret)
+		}
+	}
+	n := 0
+	r.cache.Range(func(any, any) bool { n++; return true })
+	if n > maxCachedNames {
+		t.Errorf("the cache holds %d names; want at most %d", n, maxCachedNames)
+	}
+}

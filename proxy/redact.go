@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/devstack/devstack/proxy/trace"
 )
@@ -20,9 +21,14 @@ var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "
 // Decisions are cached per header name: the set of names is small, and
 // this runs for every header of every hop.
 type Redactor struct {
-	words []string
-	cache sync.Map // canonical name → bool
+	words  []string
+	cache  sync.Map // canonical name → bool
+	cached atomic.Int32
 }
+
+// maxCachedNames bounds the cache: header names come from clients, and a
+// client inventing new ones must not grow the proxy's memory.
+const maxCachedNames = 4096
 
 // NewRedactor returns a Redactor for words (DefaultRedact when nil).
 func NewRedactor(words []string) *Redactor {
@@ -48,7 +54,9 @@ func (r *Redactor) redacts(name string) bool {
 			break
 		}
 	}
-	r.cache.Store(name, hit)
+	if r.cached.Add(1) <= maxCachedNames {
+		r.cache.Store(name, hit)
+	}
 	return hit
 }
 
