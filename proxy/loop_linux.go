@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -828,3 +829,21 @@ func rawWrite(fd int, b []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// SpareP gives the Go runtime one P more than it chose (or than the
+// GOMAXPROCS environment variable set, which is then left alone). The
+// event loops take all Ps but one; with this, they get one per core while
+// a P stays free, so the scheduler never takes a loop's thread away as it
+// waits in epoll_wait and the rest of the program keeps a P of its own.
+// Measured with bench/proxy.sh on 2 cores: 64 B at 32 connections 0.73x
+// nginx without, 0.79x with; 16 KiB 0.90x and 1.0x. Programs that serve
+// the proxy (the supervisor) call it at start; it acts once.
+func SpareP() {
+	spareOnce.Do(func() {
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+		}
+	})
+}
+
+var spareOnce sync.Once

@@ -12,3 +12,6 @@ func newLoops(*Server, int) *loops { return nil }
 func (*loops) adopt(*h1conn) bool  { return false }
 func (*loops) closeRoute(*route)   {}
 func (*loops) stop()               {}
+
+// SpareP does nothing where there is no event loop.
+func SpareP() {}

@@ -66,6 +66,7 @@ func run() error {
 	if *floor != "" {
 		return serveFloor(*floor, *floorListen, *floorTo)
 	}
+	proxy.SpareP() // as the supervisor does
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

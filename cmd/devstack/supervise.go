@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/supervisor"
 )
@@ -78,6 +79,7 @@ func runSupervise(g *globalOptions, backend string, names []string, ready func(s
 	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
 		return err
 	}
+	proxy.SpareP() // this process serves the proxy
 	sup, err := supervisor.Start(ctx, sopts)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
@@ -104,6 +105,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
 		return err
 	}
+	proxy.SpareP() // this process serves the proxy
 	sup, err := supervisor.Start(ctx, sopts)
 	if errors.Is(err, supervisor.ErrRunning) {
 		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
