@@ -94,7 +94,7 @@ type Server struct {
 	closed bool              // Close was called
 	// loops serve kept-alive HTTP/1 connections; made on first use.
 	loops   atomic.Pointer[loops]
-	noLoops bool // none can be made
+	noLoops atomic.Bool // none can be made
 	// idle upstream connections, shared by the routes' client connections
 	pool upstreamPool
 
@@ -201,12 +201,14 @@ func (s *Server) SetRoutes(routes []Route) error {
 // eventLoops returns the Server's event loops, making them on first use;
 // nil when there are none.
 func (s *Server) eventLoops() *loops {
-	if ls := s.loops.Load(); ls != nil {
+	// Asked after every exchange on the goroutine path: without loops,
+	// the answer must not take the Server's lock.
+	if ls := s.loops.Load(); ls != nil || s.opts.NoEventLoop || s.noLoops.Load() {
 		return ls
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.noLoops || s.opts.NoEventLoop {
+	if s.closed {
 		return nil
 	}
 	if ls := s.loops.Load(); ls != nil {
@@ -214,7 +216,7 @@ func (s *Server) eventLoops() *loops {
 	}
 	ls := newLoops(s, max(1, runtime.GOMAXPROCS(0)-1))
 	if ls == nil {
-		s.noLoops = true
+		s.noLoops.Store(true)
 		return nil
 	}
 	s.loops.Store(ls)
