@@ -571,18 +571,27 @@ func (p *pair) fromUpstream(b []byte) {
 	sp := p.sp
 	for len(b) > 0 && p.busy && !p.closed {
 		if !p.respStarted {
-			p.uin = append(p.uin, b...)
-			n, err := parseHead(p.uin, &p.resp)
+			// A head usually comes whole in one read: it is parsed where
+			// it lies, and kept in uin only while it is incomplete.
+			src := b
+			if len(p.uin) > 0 {
+				p.uin = append(p.uin, b...)
+				src = p.uin
+			}
+			n, err := parseHead(src, &p.resp)
 			if err != nil {
 				p.fail(err.Error())
 				return
 			}
 			if n == 0 {
+				if len(p.uin) == 0 {
+					p.uin = append(p.uin, b...)
+				}
 				return
 			}
 			// What follows the head; uin is reused below, and append
 			// copies overlapping bytes safely.
-			b = p.uin[n:]
+			b = src[n:]
 			p.uin = p.uin[:0]
 			if sp.TTFB == 0 {
 				sp.TTFB = time.Since(sp.Start)

@@ -532,3 +532,35 @@ func TestLoopRandomTraffic(t *testing.T) {
 		t.Errorf("the loop served too few of the exchanges: %v", ls)
 	}
 }
+
+// A response head that arrives in pieces is put together before it is
+// relayed.
+func TestLoopResponseHeadInPieces(t *testing.T) {
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec})
+	release := make(chan struct{})
+	upAddr := rawUpstream(t, func(c net.Conn, br *bufio.Reader, n int) {
+		for i := 0; ; i++ {
+			if _, err := readRequest(br); err != nil {
+				return
+			}
+			if i == 0 {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nwarm")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-")
+			<-release
+			io.WriteString(c, "Length: 5\r\nX-Part: two\r\n\r\nhello")
+		}
+	})
+	addr := front(t, s, Route{Service: "svc", Upstream: upAddr})[0]
+	cl := dialClient(t, addr)
+	cl.do(get("/warm"), "GET")
+	io.WriteString(cl.c, get("/split"))
+	close(release)
+	resp, body := cl.read("GET")
+	if body != "hello" || resp.Header.Get("X-Part") != "two" {
+		t.Errorf("got %q, X-Part %q; want hello, two", body, resp.Header.Get("X-Part"))
+	}
+	wantServed(t, s, 1, "/split")
+}
