@@ -142,14 +142,9 @@ func TestLoopStreamsEvents(t *testing.T) {
 	s := New(Options{Recorder: rec})
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/stream" {
-			return
+		if r.URL.Path == "/stream" {
+			twoEvents(w, release)
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: first\n\n")
-		w.(http.Flusher).Flush()
-		<-release // the client must see the first event before this
-		io.WriteString(w, "data: second\n\n")
 	}))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "events", Upstream: hostOf(up.URL)})[0]
@@ -211,16 +206,7 @@ func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
 	if _, body := cl.read("POST"); body != "/expect:xyz" {
 		t.Errorf("expect: %q", body)
 	}
-	fmt.Fprint(cl.c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	resp, err := http.ReadResponse(cl.br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
-	cl.c.Write([]byte("ping"))
-	echo := make([]byte, 4)
-	if _, err := io.ReadFull(cl.br, echo); err != nil || string(echo) != "ping" {
-		t.Fatalf("echo %q %v", echo, err)
-	}
+	upgradeAndPing(t, cl.c, cl.br, "/ws")
 	wantServed(t, s, 1, "/again")
 }
 

@@ -264,13 +264,7 @@ func TestSSEIsStreamedNotBuffered(t *testing.T) {
 	rec := newMemRecorder()
 	s := New(Options{Recorder: rec})
 	release := make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: first\n\n")
-		w.(http.Flusher).Flush()
-		<-release // the client must see the first event before this
-		io.WriteString(w, "data: second\n\n")
-	}))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { twoEvents(w, release) }))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "events", Upstream: hostOf(up.URL)})[0]
 	resp, err := http.Get("http://" + addr + "/stream")
@@ -310,6 +304,33 @@ func upgradeAndEcho(t *testing.T, w http.ResponseWriter) {
 	}
 }
 
+// upgradeAndPing makes the WebSocket handshake for path on c, then checks
+// that 4 bytes sent come back (from upgradeAndEcho).
+func upgradeAndPing(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
+	t.Helper()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	c.Write([]byte("ping"))
+	echo := make([]byte, 4)
+	if _, err := io.ReadFull(br, echo); err != nil || string(echo) != "ping" {
+		t.Fatalf("echo %q %v", echo, err)
+	}
+}
+
+// twoEvents streams one server-sent event, waits for release, then sends
+// a second: a client that sees the first before release shows that the
+// stream was not buffered.
+func twoEvents(w http.ResponseWriter, release <-chan struct{}) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	io.WriteString(w, "data: first\n\n")
+	w.(http.Flusher).Flush()
+	<-release
+	io.WriteString(w, "data: second\n\n")
+}
+
 func TestWebSocketUpgrade(t *testing.T) {
 	rec := newMemRecorder()
 	s := New(Options{Recorder: rec})
@@ -323,17 +344,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprint(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	c.Write([]byte("ping"))
-	echo := make([]byte, 4)
-	if _, err := io.ReadFull(br, echo); err != nil || string(echo) != "ping" {
-		t.Fatalf("echo %q %v", echo, err)
-	}
+	upgradeAndPing(t, c, bufio.NewReader(c), "/chat")
 	c.Close()
 	sp := rec.next(t)
 	if sp.Protocol != "websocket" || sp.Status != 101 || sp.BytesIn < 4 || sp.BytesOut < 4 {
