@@ -22,6 +22,12 @@ import (
 // tests send a first request to have the connection adopted, then check
 // what the loop does with the next ones, and that it did serve them.
 
+// echoPathAndBody answers "path:body".
+func echoPathAndBody(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
+}
+
 // wantServed checks how many exchanges s's loops relayed.
 func wantServed(t *testing.T, s *Server, want uint64, which string) {
 	t.Helper()
@@ -181,8 +187,7 @@ func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
 			upgradeAndEcho(t, w)
 			return
 		}
-		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
+		echoPathAndBody(w, r)
 	}))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
@@ -409,8 +414,7 @@ func TestLoopPipelinedHandBackAndHalfClose(t *testing.T) {
 			io.WriteString(w, big)
 			return
 		}
-		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
+		echoPathAndBody(w, r)
 	}))
 	defer up.Close()
 	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]

@@ -84,19 +84,11 @@ func run() error {
 	// The upstream is a process of its own, as nginx is, so that the
 	// proxies measured here share a process with nothing but themselves.
 	upAddr := freeAddr()
-	self, err := os.Executable()
+	_, stopUp, err := startSelf(upAddr, "-serve-upstream", upAddr)
 	if err != nil {
 		return err
 	}
-	upCmd := exec.Command(self, "-serve-upstream", upAddr)
-	upCmd.Stderr = os.Stderr
-	if err := upCmd.Start(); err != nil {
-		return err
-	}
-	defer func() { upCmd.Process.Kill(); upCmd.Wait() }()
-	if err := waitListening(upAddr); err != nil {
-		return err
-	}
+	defer stopUp()
 
 	// devstack's proxy, recording every hop into a real span store.
 	store, err := trace.Open(filepath.Join(tmp, "spans"), trace.StoreOptions{})
@@ -139,17 +131,13 @@ func run() error {
 	floorPids := map[string]int{}
 	for _, kind := range []string{"relay-goroutines", "relay-epoll"} {
 		addr := freeAddr()
-		cmd := exec.Command(self, "-serve-floor", kind, "-listen", addr, "-to", upAddr)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
+		pid, stop, err := startSelf(addr, "-serve-floor", kind, "-listen", addr, "-to", upAddr)
+		if err != nil {
 			return err
 		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		if err := waitListening(addr); err != nil {
-			return err
-		}
+		defer stop()
 		floors[kind] = target{kind, addr}
-		floorPids[kind] = cmd.Process.Pid
+		floorPids[kind] = pid
 	}
 	// cpuOf reads the CPU time a target's proxy has used so far: this
 	// process for the in-process proxies, nginx's workers for nginx.
@@ -246,6 +234,26 @@ func run() error {
 	st := store.Stats()
 	fmt.Printf("spans recorded: %+v\n", st)
 	return nil
+}
+
+// startSelf runs this program with args in a process of its own and
+// waits until it listens on addr. stop kills it.
+func startSelf(addr string, args ...string) (pid int, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	if err := waitListening(addr); err != nil {
+		stop()
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, stop, nil
 }
 
 func listen() net.Listener {
