@@ -178,19 +178,12 @@ func (h *head) get(name string) string {
 	return ""
 }
 
-// traceHeaders are the headers that trace.Extract reads and trace.Inject
-// writes; the fast path takes them out of the request and writes what
-// Inject made instead.
-var traceHeaders = []string{"Traceparent", "Tracestate", "Baggage", "Sentry-Trace", "B3",
-	"X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags", "X-Request-Id"}
-
-func traceHeader(name string) string {
-	for _, t := range traceHeaders {
-		if len(t) == len(name) && strings.EqualFold(t, name) {
-			return t
-		}
-	}
-	return ""
+// hopHeaders are a connection's trace headers, reused request after
+// request: the incoming ones gathered for trace.Extract, and the lines
+// stamped in their place on the request sent upstream.
+type hopHeaders struct {
+	in    trace.Carrier
+	lines []byte
 }
 
 // h1conn is one client connection on the fast path.
@@ -206,7 +199,7 @@ type h1conn struct {
 	ubw  *bufio.Writer
 	req  head
 	resp head
-	th   http.Header // trace headers of the current request
+	th   *hopHeaders // trace headers of the current request
 	// rest is what an event loop had read of the client before handing
 	// the connection back (br reads it first); nil otherwise.
 	rest *bytes.Reader
@@ -287,56 +280,55 @@ func replyTo(w io.Writer, status int, msg string) {
 // connection can carry another request.
 func (hc *h1conn) serveOne() bool {
 	s, cfg := hc.rt.s, hc.rt.cfg.Load()
-	sp, method := s.requestHop(&hc.req, &hc.th, hc.ci, cfg.Service, time.Now())
-	ok := hc.relay(sp, hc.th, method, cfg)
+	if hc.th == nil {
+		hc.th = &hopHeaders{}
+	}
+	sp, method := s.requestHop(&hc.req, hc.th, hc.ci, cfg.Service, time.Now())
+	ok := hc.relay(sp, method, cfg)
 	s.finishHop(sp, hc.ci)
 	return ok
 }
 
 // requestHop begins the hop of a parsed HTTP/1 request, on either path.
-// Trace context: Extract reads only the trace headers, gathered into *th
-// (the connection's map, cleared per request), which then holds what goes
-// upstream. The recorded headers are the request's as sent.
-func (s *Server) requestHop(req *head, th *http.Header, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
+// Extract reads the trace headers gathered into th.in, and th.lines gets
+// the trace header lines to send upstream (see writeRequestHead). The
+// recorded headers are the request's as sent.
+func (s *Server) requestHop(req *head, th *hopHeaders, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
 	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
-	if *th == nil {
-		*th = http.Header{}
-	}
-	h := *th
-	clear(h)
+	th.in.Reset()
 	for _, f := range req.fields {
-		if name := traceHeader(f.name); name != "" {
-			h[name] = append(h[name], f.value)
-		}
+		th.in.Add(f.name, f.value)
 	}
 	proto := "http"
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	return s.startHop(h, s.redact.fields(req.fields), ci, service, proto, method, path, start), method
+	sp, tc := s.startHop(&th.in, s.redact.fields(req.fields), ci, service, proto, method, path, start)
+	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
+	return sp, method
 }
 
 // relay forwards the request head and body, then the response. It fills
 // the span's outcome and reports whether the connection stays usable.
-func (hc *h1conn) relay(sp *trace.Span, th http.Header, method string, cfg *Route) bool {
+func (hc *h1conn) relay(sp *trace.Span, method string, cfg *Route) bool {
 	// A kept-alive upstream connection (this client's, or a pooled one)
 	// may have been closed by the service while idle; a request without a
 	// body is then sent again on a new one.
 	retry := hc.req.contentLength <= 0 && !hc.req.chunked && !hc.req.upgrade
-	ok, stale := hc.relayOnce(sp, th, method, cfg, retry)
+	ok, stale := hc.relayOnce(sp, method, cfg, retry)
 	if stale {
 		hc.up.Close()
 		hc.up = nil
-		ok, _ = hc.relayOnce(sp, th, method, cfg, false)
+		ok, _ = hc.relayOnce(sp, method, cfg, false)
 	}
 	return ok
 }
 
 // relayOnce is one attempt of relay. With mayRetry, an upstream that fails
 // before answering reports stale instead of failing the request.
-func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *Route, mayRetry bool) (ok, stale bool) {
+func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry bool) (ok, stale bool) {
 	hc.upClean = false
 	reused, err := hc.dialUpstream(cfg, mayRetry)
 	mayRetry = mayRetry && reused // a fresh connection's failure is the service's
@@ -357,7 +349,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, th http.Header, method string, cfg *
 		hc.bw.Flush()
 	}
 	w := hc.ubw
-	writeRequestHead(w, &hc.req, th, expect)
+	writeRequestHead(w, &hc.req, hc.th.lines, hc.rt.s.opts.Formats, expect)
 	upgrade := hc.req.upgrade
 	// Request body; an upgrade's bytes flow after the 101 instead.
 	if !upgrade {
@@ -502,20 +494,22 @@ func (hc *h1conn) tunnel() (in, out int64) {
 	return in, out
 }
 
-// stringWriter is where heads are written: a bufio.Writer on the
-// goroutine path, a bytes.Buffer in the event loop.
-type stringWriter interface {
-	WriteString(string) (int, error)
+// headWriter is where heads are written: a bufio.Writer on the goroutine
+// path, a bytes.Buffer in the event loop.
+type headWriter interface {
+	io.Writer
+	io.StringWriter
 }
 
 // writeRequestHead writes a request head to go upstream: the trace
-// headers replaced by th (what Inject made), and Expect dropped when the
-// proxy answered it itself.
-func writeRequestHead(w stringWriter, req *head, th http.Header, dropExpect bool) {
+// headers that traceLines (from trace.AppendHeaderLines for formats)
+// stand for replaced by them, and Expect dropped when the proxy answered
+// it itself.
+func writeRequestHead(w headWriter, req *head, traceLines []byte, formats trace.Formats, dropExpect bool) {
 	w.WriteString(req.line)
 	w.WriteString("\r\n")
 	for _, f := range req.fields {
-		if traceHeader(f.name) != "" || dropExpect && strings.EqualFold(f.name, "Expect") {
+		if trace.Replaces(formats, f.name) || dropExpect && strings.EqualFold(f.name, "Expect") {
 			continue
 		}
 		w.WriteString(f.name)
@@ -523,18 +517,11 @@ func writeRequestHead(w stringWriter, req *head, th http.Header, dropExpect bool
 		w.WriteString(f.value)
 		w.WriteString("\r\n")
 	}
-	for name, vs := range th {
-		for _, v := range vs {
-			w.WriteString(name)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
-	}
+	w.Write(traceLines)
 	w.WriteString("\r\n")
 }
 
-func writeHead(w stringWriter, h *head) {
+func writeHead(w headWriter, h *head) {
 	w.WriteString(h.line)
 	w.WriteString("\r\n")
 	for _, f := range h.fields {

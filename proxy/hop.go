@@ -1,17 +1,17 @@
 package proxy
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/devstack/devstack/proxy/trace"
 )
 
 // startHop begins a hop, the same way on every path: it reads the trace
-// context from h, links the hop to its trace and parent, stamps h with the
-// context to send upstream, and registers the hop as in flight. reqHeaders
-// are the headers to record (redacted), taken before h is stamped.
-func (s *Server) startHop(h http.Header, reqHeaders []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) *trace.Span {
+// context from h, links the hop to its trace and parent, and registers the
+// hop as in flight. It returns the context to stamp on the request sent
+// upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders are the
+// headers to record (redacted).
+func (s *Server) startHop(h trace.Headers, reqHeaders []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
 	tc := trace.Extract(h)
 	ln := s.hops.resolve(&tc, ci, s.opts.Callers)
 	if ln.broken {
@@ -28,9 +28,8 @@ func (s *Server) startHop(h http.Header, reqHeaders []trace.Header, ci *connInfo
 		Method: method, Route: path, GRPCStatus: -1, Start: start,
 		RequestID: tc.RequestID, ReqHeaders: reqHeaders,
 	}
-	trace.Inject(h, tc, s.opts.Formats)
 	s.hops.begin(sp)
-	return sp
+	return sp, tc
 }
 
 // finishHop ends a hop and records it. The caller, when the link did not

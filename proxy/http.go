@@ -24,7 +24,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	sp := s.startHop(r.Header, s.redact.Headers(r.Header), ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
+	sp, tc := s.startHop(r.Header, s.redact.Headers(r.Header), ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
+	trace.Inject(r.Header, tc, s.opts.Formats)
 
 	body := &countingBody{rc: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {

@@ -325,7 +325,7 @@ type pair struct {
 	raw  []byte // the current request's head as the client sent it
 	req  head
 	resp head
-	th   http.Header
+	th   *hopHeaders
 	out  bytes.Buffer // a request head being written, or a reply
 	cout bytes.Buffer // what one upstream read sends the client
 
@@ -536,12 +536,12 @@ func (p *pair) plain() bool {
 
 // begin starts the exchange of the request in p.req, as serveOne does.
 func (p *pair) begin() {
-	sp, method := p.rt.s.requestHop(&p.req, &p.th, p.ci, p.rt.cfg.Load().Service, time.Now())
+	sp, method := p.rt.s.requestHop(&p.req, p.th, p.ci, p.rt.cfg.Load().Service, time.Now())
 	p.sp = sp
 	p.busy, p.respStarted, p.method = true, false, method
 	p.reqLeft = max(p.req.contentLength, 0)
 	p.out.Reset()
-	writeRequestHead(&p.out, &p.req, p.th, false)
+	writeRequestHead(&p.out, &p.req, p.th.lines, p.rt.s.opts.Formats, false)
 	if k := int(min(p.reqLeft, int64(len(p.in)))); k > 0 {
 		p.out.Write(p.in[:k])
 		p.sp.BytesIn += int64(k)

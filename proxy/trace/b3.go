@@ -159,13 +159,12 @@ const (
 	headerB3Flags        = "X-B3-Flags"
 )
 
-// ParseB3Multi parses the X-B3-* headers of h (canonical keys, as net/http
-// stores them); the first value of each wins. X-B3-TraceId and X-B3-SpanId
+// ParseB3Multi parses the X-B3-* headers of h; the first value of each wins. X-B3-TraceId and X-B3-SpanId
 // must both be present and valid, or both absent with only a sampling
 // decision present. X-B3-Sampled accepts 1/0 and, leniently, true/false;
 // X-B3-Flags: 1 means debug. Any other sampled or flags value counts as no
 // decision. An invalid X-B3-ParentSpanId rejects the context.
-func ParseB3Multi(h http.Header) (B3, bool) {
+func ParseB3Multi(h Headers) (B3, bool) {
 	var b B3
 	switch first(h, headerB3Sampled) {
 	case "1", "true":
@@ -227,8 +226,8 @@ func deleteB3(h http.Header) {
 }
 
 // first returns the first value of the canonical key in h, trimmed of OWS.
-func first(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
+func first(h Headers, key string) string {
+	if v := h.Values(key); len(v) > 0 {
 		return trimOWS(v[0])
 	}
 	return ""

@@ -2,7 +2,6 @@ package trace
 
 import (
 	"net/http"
-	"strings"
 )
 
 // Canonical header keys, as net/http stores them. Extract and Inject index
@@ -77,8 +76,7 @@ func (c *Context) setSampling(s Sampling) {
 	c.Deferred = s == SamplingDeferred
 }
 
-// Extract reads the trace context of an incoming request. h must use
-// canonical keys, as net/http provides them. The first format that holds a
+// Extract reads the trace context of an incoming request's headers. The first format that holds a
 // valid context wins:
 //
 //  1. traceparent (exactly one header field; several mean invalid), with
@@ -96,21 +94,21 @@ func (c *Context) setSampling(s Sampling) {
 //
 // In the common case (valid canonical headers, request id present) Extract
 // does not allocate.
-func Extract(h http.Header) Context {
+func Extract(h Headers) Context {
 	var c Context
 	decided := false // a decision arrived without ids
-	if v := h[headerTraceParent]; len(v) == 1 {
+	if v := h.Values(headerTraceParent); len(v) == 1 {
 		if tp, ok := ParseTraceParent(v[0]); ok {
 			c.TraceID, c.ParentID = tp.TraceID, tp.ParentID
 			c.Flags = tp.Flags & knownFlags
 			c.Sampled = tp.Sampled()
 			c.Source = FormatW3C
 			// The spec forbids reading tracestate without a valid traceparent.
-			c.TraceState = normalizeTraceState(h[headerTraceState])
+			c.TraceState = normalizeTraceState(h.Values(headerTraceState))
 		}
 	}
 	if c.Source == 0 {
-		if v := h[headerSentryTrace]; len(v) > 0 {
+		if v := h.Values(headerSentryTrace); len(v) > 0 {
 			if st, ok := ParseSentryTrace(v[0]); ok {
 				c.TraceID, c.ParentID = st.TraceID, st.SpanID
 				c.setSampling(st.Sampling)
@@ -119,7 +117,7 @@ func Extract(h http.Header) Context {
 		}
 	}
 	if c.Source == 0 {
-		if v := h[headerB3]; len(v) > 0 {
+		if v := h.Values(headerB3); len(v) > 0 {
 			if b, ok := ParseB3(v[0]); ok {
 				c.setSampling(b.Sampling)
 				if b.HasIDs() {
@@ -160,7 +158,7 @@ func Extract(h http.Header) Context {
 			break
 		}
 	}
-	c.Baggage = normalizeBaggage(h[headerBaggage])
+	c.Baggage = normalizeBaggage(h.Values(headerBaggage))
 	if c.RequestID = RequestID(h); c.RequestID == "" {
 		c.RequestID = NewRequestID(nil)
 	}
@@ -184,135 +182,151 @@ func Extract(h http.Header) Context {
 // span id, the id formats are only removed.
 //
 // Inject makes at most two allocations whatever the formats: all values it
-// builds share one string buffer, and all header value slices share one
-// backing array (each capped at length 1, so appending to one header's
-// values cannot overwrite another's).
+// builds share one string, and all header value slices share one backing
+// array (each capped at length 1, so appending to one header's values
+// cannot overwrite another's).
 func Inject(h http.Header, c Context, formats Formats) {
-	ids := c.TraceID.IsValid() && c.SpanID.IsValid()
-	sampling := c.Sampling()
+	for k, name := range keyNames {
+		// X-Request-ID is only overwritten, below, when c has one.
+		if k != keyRequestID && Replaces(formats, name) {
+			delete(h, name)
+		}
+	}
+	var stack [512]byte
+	var out [maxInjected]injected
+	buf, n := render(stack[:0], c, formats, &out)
+	shared := string(buf)
+	vals := make([]string, n)
+	for i, f := range out[:n] {
+		vals[i] = f.lit
+		if f.lit == "" {
+			vals[i] = shared[f.from:f.to]
+		}
+		h[f.key] = vals[i : i+1 : i+1]
+	}
+}
 
-	if formats&FormatW3C != 0 {
-		delete(h, headerTraceParent)
-		delete(h, headerTraceState)
+// AppendHeaderLines appends what Inject would set, as HTTP/1 header lines
+// ("Name: value\r\n"), to b. It is Inject for a proxy that writes request
+// heads itself: with Replaces to drop the incoming lines it stands for, it
+// needs no header map and, when b has room, no allocation.
+func AppendHeaderLines(b []byte, c Context, formats Formats) []byte {
+	var stack [512]byte
+	var out [maxInjected]injected
+	buf, n := render(stack[:0], c, formats, &out)
+	for _, f := range out[:n] {
+		b = append(b, f.key...)
+		b = append(b, ": "...)
+		if f.lit != "" {
+			b = append(b, f.lit...)
+		} else {
+			b = append(b, buf[f.from:f.to]...)
+		}
+		b = append(b, "\r\n"...)
 	}
-	if formats&FormatSentry != 0 {
-		delete(h, headerSentryTrace)
+	return b
+}
+
+// Replaces reports whether Inject, for formats, removes or overwrites the
+// header name (any case): the incoming copies of a format it writes, every
+// B3 header when it writes either B3 form, baggage and X-Request-ID always.
+func Replaces(formats Formats, name string) bool {
+	switch keyOf(name) {
+	case keyTraceParent, keyTraceState:
+		return formats&FormatW3C != 0
+	case keySentryTrace:
+		return formats&FormatSentry != 0
+	case keyB3, keyB3TraceID, keyB3SpanID, keyB3ParentSpanID, keyB3Sampled, keyB3Flags:
+		return formats&(FormatB3|FormatB3Multi) != 0
+	case keyBaggage, keyRequestID: // a context from Extract always has a request id
+		return true
 	}
-	if formats&(FormatB3|FormatB3Multi) != 0 {
-		deleteB3(h)
-	}
-	delete(h, headerBaggage)
-	if !ids {
+	return false
+}
+
+// injected is one header Inject writes: its canonical name, and its value
+// either as lit or as buf[from:to] of render's buffer.
+type injected struct {
+	key      string
+	from, to int
+	lit      string
+}
+
+// maxInjected bounds the headers one Inject writes: traceparent,
+// tracestate, sentry-trace, b3, four X-B3-*, baggage and X-Request-ID.
+const maxInjected = 10
+
+// render works out the headers Inject writes for c and formats, in the
+// order they go on the wire. Values made from ids are appended to buf;
+// values passed through (tracestate, baggage, X-Request-ID) are not copied.
+func render(buf []byte, c Context, formats Formats, out *[maxInjected]injected) ([]byte, int) {
+	if !c.TraceID.IsValid() || !c.SpanID.IsValid() {
 		formats = 0
 	}
-	sentryBaggage := formats&FormatSentry != 0 && !hasSentryBaggage(c.Baggage)
-
-	// Size the shared buffer and header slice array.
-	size, nvals := 0, 1 // X-Request-ID
-	if formats&FormatW3C != 0 {
-		size += traceParentLen
-		nvals += 2
-	}
-	if formats&FormatSentry != 0 {
-		size += sentryTraceSampledLen
-		nvals++
-	}
-	if formats&FormatB3 != 0 {
-		size += 32 + 1 + 16 + 2 + 17
-		nvals++
-	}
-	if formats&FormatB3Multi != 0 {
-		size += 32 + 16 + 16
-		nvals += 4
-	}
-	nvals++ // baggage
-	if sentryBaggage {
-		size += len(c.Baggage) + sentryBaggageMaxLen
-	}
-
-	var b strings.Builder
-	b.Grow(size)
-	// Each value is a span of the one buffer; at most 7 are written.
-	var spans [8]valueSpan
+	sampling := c.Sampling()
 	n := 0
-	mark := func(key string, from int) {
-		spans[n] = valueSpan{key, from, b.Len()}
+	add := func(key string, from int) {
+		if from < len(buf) { // empty only for baggage with nothing that fit
+			out[n] = injected{key: key, from: from, to: len(buf)}
+			n++
+		}
+	}
+	lit := func(key, v string) {
+		out[n] = injected{key: key, lit: v}
 		n++
 	}
-	var tmp [68]byte
 	if formats&FormatW3C != 0 {
-		from := b.Len()
 		tp := TraceParent{TraceID: c.TraceID, ParentID: c.SpanID, Flags: c.Flags & knownFlags &^ FlagSampled}
 		if sampling.Sampled() {
 			tp.Flags |= FlagSampled
 		}
-		b.Write(tp.AppendFormat(tmp[:0]))
-		mark(headerTraceParent, from)
+		from := len(buf)
+		buf = tp.AppendFormat(buf)
+		add(headerTraceParent, from)
+		if c.TraceState != "" {
+			lit(headerTraceState, c.TraceState)
+		}
 	}
 	if formats&FormatSentry != 0 {
-		from := b.Len()
-		b.Write(SentryTrace{TraceID: c.TraceID, SpanID: c.SpanID, Sampling: sampling}.AppendFormat(tmp[:0]))
-		mark(headerSentryTrace, from)
+		from := len(buf)
+		buf = SentryTrace{TraceID: c.TraceID, SpanID: c.SpanID, Sampling: sampling}.AppendFormat(buf)
+		add(headerSentryTrace, from)
 	}
 	if formats&FormatB3 != 0 {
-		from := b.Len()
-		b.Write(B3{TraceID: c.TraceID, SpanID: c.SpanID, ParentSpanID: c.ParentID, Sampling: sampling}.AppendFormat(tmp[:0]))
-		mark(headerB3, from)
+		from := len(buf)
+		buf = B3{TraceID: c.TraceID, SpanID: c.SpanID, ParentSpanID: c.ParentID, Sampling: sampling}.AppendFormat(buf)
+		add(headerB3, from)
 	}
 	if formats&FormatB3Multi != 0 {
-		from := b.Len()
-		b.Write(appendHex(tmp[:0], c.TraceID[:]))
-		mark(headerB3TraceID, from)
-		from = b.Len()
-		b.Write(appendHex(tmp[:0], c.SpanID[:]))
-		mark(headerB3SpanID, from)
+		from := len(buf)
+		buf = appendHex(buf, c.TraceID[:])
+		add(headerB3TraceID, from)
+		from = len(buf)
+		buf = appendHex(buf, c.SpanID[:])
+		add(headerB3SpanID, from)
 		if c.ParentID.IsValid() {
-			from = b.Len()
-			b.Write(appendHex(tmp[:0], c.ParentID[:]))
-			mark(headerB3ParentSpanID, from)
+			from = len(buf)
+			buf = appendHex(buf, c.ParentID[:])
+			add(headerB3ParentSpanID, from)
 		}
-	}
-	if sentryBaggage {
-		from := b.Len()
-		writeSentryBaggage(&b, c.Baggage, &SentryDSC{TraceID: c.TraceID, Sampled: sampling})
-		mark(headerBaggage, from)
-	}
-	buf := b.String()
-
-	vals := make([]string, 0, nvals)
-	set := func(key, v string) {
-		vals = append(vals, v)
-		i := len(vals) - 1
-		h[key] = vals[i : i+1 : i+1]
-	}
-	for _, s := range spans[:n] {
-		if s.from < s.to { // empty only for baggage with nothing that fit
-			set(s.key, buf[s.from:s.to])
-		}
-	}
-	if formats&FormatW3C != 0 && c.TraceState != "" {
-		set(headerTraceState, c.TraceState)
-	}
-	if formats&FormatB3Multi != 0 {
 		switch sampling {
 		case SamplingDeny:
-			set(headerB3Sampled, "0")
+			lit(headerB3Sampled, "0")
 		case SamplingAccept:
-			set(headerB3Sampled, "1")
+			lit(headerB3Sampled, "1")
 		case SamplingDebug:
-			set(headerB3Flags, "1")
+			lit(headerB3Flags, "1")
 		}
 	}
-	if !sentryBaggage && c.Baggage != "" {
-		set(headerBaggage, c.Baggage)
+	if formats&FormatSentry != 0 && !hasSentryBaggage(c.Baggage) {
+		from := len(buf)
+		buf = appendSentryBaggage(buf, c.Baggage, &SentryDSC{TraceID: c.TraceID, Sampled: sampling})
+		add(headerBaggage, from)
+	} else if c.Baggage != "" {
+		lit(headerBaggage, c.Baggage)
 	}
 	if c.RequestID != "" {
-		set(headerRequestID, c.RequestID)
+		lit(headerRequestID, c.RequestID)
 	}
-}
-
-// valueSpan locates one header value in Inject's shared buffer.
-type valueSpan struct {
-	key      string
-	from, to int
+	return buf, n
 }

@@ -5,9 +5,9 @@ import "net/http"
 const headerRequestID = "X-Request-Id" // canonical form of X-Request-ID
 
 // RequestID returns the first X-Request-ID value of h exactly as received,
-// or "" when there is none. h must use canonical keys, as net/http does.
-func RequestID(h http.Header) string {
-	if v := h[headerRequestID]; len(v) > 0 {
+// or "" when there is none.
+func RequestID(h Headers) string {
+	if v := h.Values(headerRequestID); len(v) > 0 {
 		return v[0]
 	}
 	return ""

@@ -146,19 +146,13 @@ func AppendSentryBaggage(baggage string, dsc SentryDSC) string {
 		return baggage
 	}
 	base := normalizeBaggage([]string{baggage})
-	var b strings.Builder
-	writeSentryBaggage(&b, base, &dsc)
-	return b.String()
+	return string(appendSentryBaggage(nil, base, &dsc))
 }
 
-// sentryBaggageMaxLen bounds what writeSentryBaggage adds for a DSC with
-// only a trace id and a decision, for sizing buffers.
-const sentryBaggageMaxLen = len(",sentry-trace_id=") + 32 + len(",sentry-sampled=false")
-
-// writeSentryBaggage writes base (canonical baggage without sentry-*
+// appendSentryBaggage appends base (canonical baggage without sentry-*
 // members) followed by the DSC members that fit within the limits.
-func writeSentryBaggage(b *strings.Builder, base string, dsc *SentryDSC) {
-	b.WriteString(base)
+func appendSentryBaggage(b []byte, base string, dsc *SentryDSC) []byte {
+	b = append(b, base...)
 	count, size := 0, len(base)
 	if base != "" {
 		count = strings.Count(base, ",") + 1
@@ -172,15 +166,15 @@ func writeSentryBaggage(b *strings.Builder, base string, dsc *SentryDSC) {
 			return
 		}
 		if count > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString(sentryBaggagePrefix)
-		b.WriteString(key)
-		b.WriteByte('=')
+		b = append(b, sentryBaggagePrefix...)
+		b = append(b, key...)
+		b = append(b, '=')
 		if hexID != nil {
-			b.Write(hexID)
+			b = append(b, hexID...)
 		} else {
-			writePercentEncoded(b, value)
+			b = appendPercentEncoded(b, value)
 		}
 		count++
 		size += n
@@ -204,6 +198,7 @@ func writeSentryBaggage(b *strings.Builder, base string, dsc *SentryDSC) {
 	case SamplingDeny:
 		add("sampled", "false", nil)
 	}
+	return b
 }
 
 // percentEncodedLen returns the length of s once percent-encoded for a
@@ -218,20 +213,20 @@ func percentEncodedLen(s string) int {
 	return n
 }
 
-// writePercentEncoded writes s with every byte that is not a baggage-octet,
-// and '%' itself, escaped as %XX (RFC 3986 style, uppercase hex).
-func writePercentEncoded(b *strings.Builder, s string) {
+// appendPercentEncoded appends s with every byte that is not a
+// baggage-octet, and '%' itself, escaped as %XX (RFC 3986 style, uppercase
+// hex).
+func appendPercentEncoded(b []byte, s string) []byte {
 	const upper = "0123456789ABCDEF"
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if needsPercent(c) {
-			b.WriteByte('%')
-			b.WriteByte(upper[c>>4])
-			b.WriteByte(upper[c&0xf])
+			b = append(b, '%', upper[c>>4], upper[c&0xf])
 			continue
 		}
-		b.WriteByte(c)
+		b = append(b, c)
 	}
+	return b
 }
 
 func needsPercent(c byte) bool { return c == '%' || !isBaggageOctet(c) }
