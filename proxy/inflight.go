@@ -6,9 +6,10 @@ import (
 	"github.com/devstack/devstack/proxy/trace"
 )
 
-// recentHops is how many finished hops stay known by span id, so that a
-// call made after the response that caused it (a background job carrying
-// the context on) still links to its hop.
+// recentHops is about how many hops stay known by span id after they
+// begin, so that a call made after the response that caused it (a
+// background job carrying the context on) still links to its hop. They
+// are kept in two generations of recentHops/2.
 const recentHops = 1 << 16
 
 // hops tracks in-flight and recently finished hops. It answers the linking
@@ -17,15 +18,17 @@ const recentHops = 1 << 16
 // right now.
 type hops struct {
 	mu sync.Mutex
-	// bySpan names the callee of each hop in flight or recent. It keeps
-	// the name, not the span: a recent hop's span is the store's to keep
-	// or drop, and 64k finished spans with their headers would otherwise
-	// stay on the heap (and be scanned by every GC) for nothing.
-	bySpan   map[trace.SpanID]string
-	byTrace  map[trace.TraceID][]*trace.Span // in flight only
-	byCallee map[string][]*trace.Span        // in flight only
-	ring     []trace.SpanID                  // recent, for eviction from bySpan
-	next     int
+	// bySpan and older name the callee of each hop begun lately, by span
+	// id. They keep the name, not the span: a recent hop's span is the
+	// store's to keep or drop, and 64k finished spans with their headers
+	// would otherwise stay on the heap (and be scanned by every GC) for
+	// nothing. A hop goes into bySpan as it begins; a full bySpan becomes
+	// older, and the older one is cleared and reused. So nothing is
+	// deleted per hop. A hop in flight for longer than a generation is
+	// still found through byTrace.
+	bySpan, older map[trace.SpanID]string
+	byTrace       map[trace.TraceID][]*trace.Span // in flight only
+	byCallee      map[string][]*trace.Span        // in flight only
 	// adopted counts the inferred children linked to each in-flight hop.
 	adopted map[trace.SpanID]int
 }
@@ -33,9 +36,9 @@ type hops struct {
 func newHops() *hops {
 	return &hops{
 		bySpan:   map[trace.SpanID]string{},
+		older:    map[trace.SpanID]string{},
 		byTrace:  map[trace.TraceID][]*trace.Span{},
 		byCallee: map[string][]*trace.Span{},
-		ring:     make([]trace.SpanID, recentHops),
 		adopted:  map[trace.SpanID]int{},
 	}
 }
@@ -58,7 +61,7 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 	defer h.mu.Unlock()
 	if tc.Continued {
 		// A parent id that is one of our hops: its callee is the caller.
-		if callee, ok := h.bySpan[tc.ParentID]; ok {
+		if callee, ok := h.recent(tc.ParentID); ok {
 			return link{traceID: tc.TraceID, parent: tc.ParentID, caller: callee}
 		}
 		// An instrumented service made its own span: nest under the hop
@@ -131,9 +134,21 @@ func latest(spans []*trace.Span, who string) *trace.Span {
 	return any
 }
 
+// recent looks a hop up by span id.
+func (h *hops) recent(id trace.SpanID) (callee string, ok bool) {
+	if callee, ok = h.bySpan[id]; !ok {
+		callee, ok = h.older[id]
+	}
+	return callee, ok
+}
+
 // begin registers an in-flight hop.
 func (h *hops) begin(s *trace.Span) {
 	h.mu.Lock()
+	if len(h.bySpan) >= recentHops/2 {
+		clear(h.older)
+		h.bySpan, h.older = h.older, h.bySpan
+	}
 	h.bySpan[s.SpanID] = s.Callee
 	h.byTrace[s.TraceID] = append(h.byTrace[s.TraceID], s)
 	h.byCallee[s.Callee] = append(h.byCallee[s.Callee], s)
@@ -149,15 +164,12 @@ func (h *hops) end(s *trace.Span) {
 		delete(h.byTrace, s.TraceID)
 	}
 	h.byCallee[s.Callee] = remove(h.byCallee[s.Callee], s)
-	delete(h.adopted, s.SpanID)
+	if len(h.adopted) > 0 {
+		delete(h.adopted, s.SpanID)
+	}
 	if len(h.byCallee[s.Callee]) == 0 {
 		delete(h.byCallee, s.Callee)
 	}
-	if old := h.ring[h.next]; old.IsValid() {
-		delete(h.bySpan, old)
-	}
-	h.ring[h.next] = s.SpanID
-	h.next = (h.next + 1) % len(h.ring)
 }
 
 func remove(list []*trace.Span, s *trace.Span) []*trace.Span {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,11 +20,13 @@ var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "
 // Redactor decides which recorded header values are hidden. A header is
 // redacted when its lowercased name equals or contains one of the words.
 // Decisions are cached per header name: the set of names is small, and
-// this runs for every header of every hop.
+// this runs for every header of every hop, so a known name is answered
+// from a plain map read without a lock.
 type Redactor struct {
-	words  []string
-	cache  sync.Map // canonical name → bool
-	cached atomic.Int32
+	words []string
+	known atomic.Pointer[map[string]bool] // canonical name → redact; never written once published
+	mu    sync.Mutex
+	newer map[string]bool // decided since known was published
 }
 
 // maxCachedNames bounds the cache: header names come from clients, and a
@@ -43,8 +46,10 @@ func NewRedactor(words []string) *Redactor {
 }
 
 func (r *Redactor) redacts(name string) bool {
-	if v, ok := r.cache.Load(name); ok {
-		return v.(bool)
+	if m := r.known.Load(); m != nil {
+		if v, ok := (*m)[name]; ok {
+			return v
+		}
 	}
 	ln := strings.ToLower(name)
 	hit := false
@@ -54,10 +59,37 @@ func (r *Redactor) redacts(name string) bool {
 			break
 		}
 	}
-	if r.cached.Add(1) <= maxCachedNames {
-		r.cache.Store(name, hit)
-	}
+	r.remember(name, hit)
 	return hit
+}
+
+// remember caches a decision. New names are published in batches that
+// grow with the table (a new map each time, copied), so that a client
+// inventing header names costs amortised constant work per name until
+// the cache is full.
+func (r *Redactor) remember(name string, hit bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var known map[string]bool
+	if m := r.known.Load(); m != nil {
+		known = *m
+	}
+	if _, ok := r.newer[name]; ok || len(known)+len(r.newer) >= maxCachedNames {
+		return
+	}
+	if r.newer == nil {
+		r.newer = map[string]bool{}
+	}
+	// A clone: name may point into a request head, which must not stay
+	// on the heap for it.
+	r.newer[strings.Clone(name)] = hit
+	if len(r.newer) > len(known)/4 {
+		m := make(map[string]bool, len(known)+len(r.newer))
+		maps.Copy(m, known)
+		maps.Copy(m, r.newer)
+		r.known.Store(&m)
+		clear(r.newer)
+	}
 }
 
 // Headers converts h to recorded headers, redacting credentials.
