@@ -145,8 +145,10 @@ func (sw *segmentWriter) fail(err error) {
 	}
 }
 
-func (sw *segmentWriter) writeSpan(s *Span, vol func(string) bool) {
-	sw.buf = appendSpanRecord(sw.buf[:0], s, sw.dict, vol)
+// writeSpan writes the record of sp, a span of trace tid in the form the
+// interner made; own lists the positions of its per-request headers.
+func (sw *segmentWriter) writeSpan(tid TraceID, sp *storedSpan, own []int) {
+	sw.buf = appendSpanRecord(sw.buf[:0], tid, sp, sw.dict, own)
 	sw.frame()
 }
 
@@ -212,24 +214,28 @@ func (sw *segmentWriter) remove(seq uint32) error {
 	return nil
 }
 
-// segDict is the writer's view of a segment's dictionaries.
+// segDict is the writer's view of a segment's dictionaries. Header pairs
+// are known by the interner's shared copy: a pointer, cheaper to look up
+// than the pair's two strings, and kept alive by the key for as long as
+// the segment is written.
 type segDict struct {
 	strs  map[string]uint32
-	pairs map[Header]uint32
+	pairs map[*Header]uint32
 }
 
 func (d *segDict) reset() {
 	if d.strs == nil {
-		d.strs, d.pairs = make(map[string]uint32), make(map[Header]uint32)
+		d.strs, d.pairs = make(map[string]uint32), make(map[*Header]uint32)
 	}
 	clear(d.strs)
 	clear(d.pairs)
 }
 
-// appendSpanRecord appends the payload of a span record. Strings and header
-// pairs that are not per request (vol reports header names whose values
-// are) join the segment dictionaries.
-func appendSpanRecord(b []byte, s *Span, dict segDict, vol func(string) bool) []byte {
+// appendSpanRecord appends the payload of a span record, from the form the
+// interner made (so that its shared header pairs are known by pointer).
+// Strings and header pairs that are not per request (own lists the
+// positions in sp.hdrs of those that are) join the segment dictionaries.
+func appendSpanRecord(b []byte, tid TraceID, sp *storedSpan, dict segDict, own []int) []byte {
 	str := func(v string, share bool) {
 		switch {
 		case v == "":
@@ -248,39 +254,45 @@ func appendSpanRecord(b []byte, s *Span, dict segDict, vol func(string) bool) []
 		}
 	}
 	b = append(b, recSpan)
-	b = append(b, s.TraceID[:]...)
-	b = append(b, s.SpanID[:]...)
-	b = append(b, s.ParentID[:]...)
+	b = append(b, tid[:]...)
+	b = append(b, sp.id[:]...)
+	b = append(b, sp.parent[:]...)
 	var flags byte
-	if s.Inferred {
+	if sp.inferred {
 		flags |= 1
 	}
 	b = append(b, flags)
-	for _, v := range []int64{s.Start.UnixNano(), int64(s.Duration), int64(s.TTFB), s.BytesIn, s.BytesOut, int64(s.Status), int64(s.GRPCStatus)} {
+	for _, v := range [...]int64{sp.start, int64(sp.dur), int64(sp.ttfb), sp.bytesIn, sp.bytesOut, int64(sp.status), int64(sp.grpcStatus)} {
 		b = binary.AppendVarint(b, v)
 	}
-	str(s.Caller, true)
-	str(s.Callee, true)
-	str(s.Protocol, true)
-	str(s.Method, true)
-	str(s.Route, true)
-	str(s.RequestID, false)
-	str(s.Error, true)
-	b = binary.AppendUvarint(b, uint64(len(s.Faults)))
-	for _, f := range s.Faults {
+	x := sp.extra
+	if x == nil {
+		x = &noExtra
+	}
+	str(sp.caller, true)
+	str(sp.callee, true)
+	str(sp.protocol, true)
+	str(sp.method, true)
+	str(sp.route, true)
+	str(sp.requestID, false)
+	str(x.err, true)
+	b = binary.AppendUvarint(b, uint64(len(x.faults)))
+	for _, f := range x.faults {
 		str(f, true)
 	}
-	for _, hs := range [2][]Header{s.ReqHeaders, s.RespHeaders} {
-		b = binary.AppendUvarint(b, uint64(len(hs)))
-		for _, h := range hs {
-			if i, ok := dict.pairs[h]; ok {
-				b = binary.AppendUvarint(b, uint64(i)<<2|strRef)
-				continue
-			}
-			if len(h.Value) > maxInternLen || vol(h.Name) {
+	nReq := int(sp.nReq)
+	for i, n := range [2]int{nReq, len(sp.hdrs) - nReq} {
+		b = binary.AppendUvarint(b, uint64(n))
+		for j, h := range sp.hdrs[i*nReq : i*nReq+n] {
+			if len(own) > 0 && own[0] == i*nReq+j {
+				own = own[1:]
 				b = append(b, strLiteral)
 				str(h.Name, true)
 				str(h.Value, false)
+				continue
+			}
+			if k, ok := dict.pairs[h]; ok {
+				b = binary.AppendUvarint(b, uint64(k)<<2|strRef)
 				continue
 			}
 			dict.pairs[h] = uint32(len(dict.pairs))
@@ -289,10 +301,12 @@ func appendSpanRecord(b []byte, s *Span, dict segDict, vol func(string) bool) []
 			str(h.Value, true)
 		}
 	}
-	str(s.ReqBody, false)
-	str(s.RespBody, false)
+	str(x.reqBody, false)
+	str(x.respBody, false)
 	return b
 }
+
+var noExtra spanExtra // what a nil spanExtra stands for
 
 var errBadRecord = errors.New("malformed span log record")
 

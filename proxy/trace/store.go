@@ -247,10 +247,9 @@ func (st *Store) load(dir string) error {
 }
 
 func (st *Store) replay(s *Span, seq uint32) {
-	if !st.idx.accepts(s.TraceID, s.Start.UnixNano()) {
-		return
+	if t, ok := st.idx.accepts(s.TraceID, s.Start.UnixNano()); ok {
+		st.idx.add(s.TraceID, t, st.intern.compact(s, seq))
 	}
-	st.idx.add(s.TraceID, st.intern.compact(s, seq))
 }
 
 // Record hands s to the store. It never blocks: when the buffer is full it
@@ -420,7 +419,8 @@ func (st *Store) process(s *Span) {
 			st.log.Error("span store: dropping a span after a panic", "panic", r, "trace_id", s.TraceID)
 		}
 	}()
-	if !st.idx.accepts(s.TraceID, s.Start.UnixNano()) {
+	t, ok := st.idx.accepts(s.TraceID, s.Start.UnixNano())
+	if !ok {
 		st.late.Add(1)
 		return
 	}
@@ -429,12 +429,14 @@ func (st *Store) process(s *Span) {
 		if old := w.rotateIfFull(st.idx.mark, st.idx.hasMark); old != 0 && st.idx.segLive[old] == 0 {
 			st.removeSegment(old)
 		}
-		w.writeSpan(s, st.intern.isVolatile)
 		seg = w.seq
 	}
 	sp := st.intern.compact(s, seg)
+	if w := st.w; w != nil {
+		w.writeSpan(s.TraceID, sp, st.intern.own)
+	}
 	st.mu.Lock()
-	moved := st.idx.add(s.TraceID, sp)
+	moved := st.idx.add(s.TraceID, t, sp)
 	emptied := st.idx.takeEmptied()
 	st.mu.Unlock()
 	if w := st.w; w != nil {

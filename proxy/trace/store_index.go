@@ -102,6 +102,9 @@ type interner struct {
 	strs     map[string]string
 	pairs    map[Header]*Header
 	volatile map[string]bool // header name → its values are per request
+	// own lists, after compact, the positions in the span's hdrs of the
+	// per-request pairs it holds itself (for the log writer).
+	own []int
 }
 
 func newInterner() *interner {
@@ -160,6 +163,7 @@ func (in *interner) shareable(h Header) bool {
 
 // compact converts s into its stored form.
 func (in *interner) compact(s *Span, seg uint32) *storedSpan {
+	in.own = in.own[:0]
 	sp := &storedSpan{
 		id:         s.SpanID,
 		parent:     s.ParentID,
@@ -206,8 +210,8 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		return s.RespHeaders[i-nReq]
 	}
 	sp.hdrs = make([]*Header, n)
-	var volBuf [8]int
-	vol := volBuf[:0] // positions of per-request pairs
+	vol := in.own[:0] // positions of per-request pairs
+	defer func() { in.own = vol }()
 	for i := range n {
 		if p := in.pair(at(i)); p != nil {
 			sp.hdrs[i] = p
@@ -387,24 +391,24 @@ func (x *index) behindMark(k traceKey) bool {
 }
 
 // accepts reports whether a span of trace tid starting at start would be
-// kept. The store checks it before writing the span to the log, so the log
-// replays to the same state.
-func (x *index) accepts(tid TraceID, start int64) bool {
-	if _, ok := x.traces[tid]; ok {
-		return true
+// kept, and returns the trace's entry when it is known, for add. The store
+// checks it before writing the span to the log, so the log replays to the
+// same state.
+func (x *index) accepts(tid TraceID, start int64) (*traceEntry, bool) {
+	if t, ok := x.traces[tid]; ok {
+		return t, true
 	}
 	if x.behindMark(traceKey{start, tid}) {
 		x.late++
-		return false
+		return nil, false
 	}
-	return true
+	return nil, true
 }
 
-// add indexes sp (which accepts allowed) and evicts whole oldest traces
-// while the index holds more than max spans. It reports whether the
-// watermark moved.
-func (x *index) add(tid TraceID, sp *storedSpan) (markMoved bool) {
-	t := x.traces[tid]
+// add indexes sp in trace t, the entry accepts returned (nil for a new
+// trace), and evicts whole oldest traces while the index holds more than
+// max spans. It reports whether the watermark moved.
+func (x *index) add(tid TraceID, t *traceEntry, sp *storedSpan) (markMoved bool) {
 	if t == nil {
 		t = &traceEntry{id: tid, start: sp.start, end: sp.end()}
 		x.traces[tid] = t

@@ -304,6 +304,13 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	for i := range 20 {
 		all = append(all, typicalTrace(r, epoch.Add(time.Duration(i)*time.Second))...)
 	}
+	// And a hop with every rarely set field, and a header value too long
+	// to share.
+	odd := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "", "gateway", epoch.Add(time.Minute))
+	odd.Error, odd.Faults, odd.ReqBody, odd.RespBody = "connection reset by gateway", []string{"latency 300ms", "abort 503"}, "req", "resp"
+	odd.Inferred, odd.GRPCStatus = true, 14
+	odd.RespHeaders = append(odd.RespHeaders, trace.Header{Name: "X-Long", Value: strings.Repeat("v", 300)})
+	all = append(all, odd)
 	recordFlush(st, all...)
 	wantSums := st.Traces(trace.Query{})
 	if err := st.Close(); err != nil {
@@ -314,7 +321,7 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	if got := st2.Traces(trace.Query{}); !reflect.DeepEqual(got, wantSums) {
 		t.Fatalf("after restart:\n got %+v\nwant %+v", got, wantSums)
 	}
-	for _, s := range all[:5] {
+	for _, s := range all {
 		got := st2.Trace(s.TraceID)
 		i := slices.IndexFunc(got, func(g *trace.Span) bool { return g.SpanID == s.SpanID })
 		if i < 0 || !reflect.DeepEqual(got[i], asStored(s)) {
