@@ -28,7 +28,7 @@ func (st *Store) Traces(q Query) []Summary {
 	order := st.idx.order
 	out := make([]Summary, 0, min(limit, len(order)))
 	for i := len(order) - 1; i >= 0 && len(out) < limit; i-- {
-		t := order[i]
+		t := order[i].t
 		if since != 0 && t.start < since {
 			break
 		}

@@ -360,7 +360,7 @@ func (t *traceEntry) findRoot() *storedSpan {
 // writing; readers hold it for reading.
 type index struct {
 	traces map[TraceID]*traceEntry
-	order  []*traceEntry // by key, ascending
+	order  []ordered // by key, ascending
 	spans  int
 	max    int
 
@@ -375,6 +375,24 @@ type index struct {
 
 	evicted uint64 // traces evicted
 	late    uint64 // spans discarded behind the watermark
+}
+
+// ordered is a trace in index.order. It keeps the trace's start beside
+// the pointer, so that placing a trace compares starts without loading
+// every entry it passes (the id settles only equal starts).
+type ordered struct {
+	start int64
+	t     *traceEntry
+}
+
+func (o ordered) compare(k traceKey) int {
+	switch {
+	case o.start < k.start:
+		return -1
+	case o.start > k.start:
+		return 1
+	}
+	return slices.Compare(o.t.id[:], k.id[:])
 }
 
 func newIndex(maxSpans int) *index {
@@ -430,7 +448,7 @@ func (x *index) add(tid TraceID, t *traceEntry, sp *storedSpan) (markMoved bool)
 		x.remove(x.find(t.key()))
 	}
 	for x.spans > x.max && len(x.order) > 0 {
-		x.mark, x.hasMark = x.order[0].key(), true
+		x.mark, x.hasMark = x.order[0].t.key(), true
 		x.remove(0)
 		markMoved = true
 	}
@@ -443,13 +461,13 @@ func (x *index) applyMark(k traceKey) {
 	if !x.behindMark(k) {
 		x.mark, x.hasMark = k, true
 	}
-	for len(x.order) > 0 && x.behindMark(x.order[0].key()) {
+	for len(x.order) > 0 && x.behindMark(x.order[0].t.key()) {
 		x.remove(0)
 	}
 }
 
 func (x *index) find(k traceKey) int {
-	i, ok := slices.BinarySearchFunc(x.order, k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
+	i, ok := slices.BinarySearchFunc(x.order, k, ordered.compare)
 	if !ok {
 		panic("trace: index order lost a trace") // an invariant, not an input error
 	}
@@ -457,35 +475,35 @@ func (x *index) find(k traceKey) int {
 }
 
 func (x *index) insertOrder(t *traceEntry) {
-	k := t.key()
+	k, o := t.key(), ordered{t.start, t}
 	// New traces start last, or nearly: a span is recorded when its hop
 	// ends, so concurrent requests arrive a little out of order. Look back
 	// a few places before searching the whole order.
 	n := len(x.order)
 	for i := n; i > 0 && i > n-64; i-- {
-		if x.order[i-1].key().compare(k) < 0 {
-			x.order = slices.Insert(x.order, i, t)
+		if x.order[i-1].compare(k) < 0 {
+			x.order = slices.Insert(x.order, i, o)
 			return
 		}
 	}
-	i, _ := slices.BinarySearchFunc(x.order, k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
-	x.order = slices.Insert(x.order, i, t)
+	i, _ := slices.BinarySearchFunc(x.order, k, ordered.compare)
+	x.order = slices.Insert(x.order, i, o)
 }
 
-// moveDown restores the order after order[i]'s key decreased.
+// moveDown restores the order after order[i]'s trace started earlier.
 func (x *index) moveDown(i int) {
-	t := x.order[i]
-	k := t.key()
-	j, _ := slices.BinarySearchFunc(x.order[:i], k, func(e *traceEntry, k traceKey) int { return e.key().compare(k) })
+	o := x.order[i]
+	o.start = o.t.start
+	j, _ := slices.BinarySearchFunc(x.order[:i], o.t.key(), ordered.compare)
 	copy(x.order[j+1:i+1], x.order[j:i])
-	x.order[j] = t
+	x.order[j] = o
 }
 
 // remove evicts order[i] and its spans.
 func (x *index) remove(i int) {
-	t := x.order[i]
+	t := x.order[i].t
 	if i == 0 {
-		x.order[0] = nil
+		x.order[0] = ordered{}
 		x.order = x.order[1:]
 	} else {
 		x.order = slices.Delete(x.order, i, i+1)

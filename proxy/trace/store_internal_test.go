@@ -1,6 +1,8 @@
 package trace
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -33,5 +35,44 @@ func TestStoredSpanSize(t *testing.T) {
 	// One size class: keep it there when adding fields.
 	if n := unsafe.Sizeof(storedSpan{}); n > 208 {
 		t.Errorf("storedSpan is %d bytes, want at most 208", n)
+	}
+}
+
+// The index's invariants hold under spans arriving in any order, while
+// whole oldest traces are evicted: the order is sorted by (start, id),
+// holds each trace once with its current start, matches the map, counts
+// spans right, and keeps no trace at or behind the watermark.
+func TestIndexInvariantsUnderRandomArrival(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	x := newIndex(300)
+	in := newInterner()
+	for i := range 5000 {
+		tid := TraceID{byte(r.IntN(200)), byte(r.IntN(200)), 1}
+		s := &Span{TraceID: tid, SpanID: SpanID{byte(i), byte(i >> 8), 1}, Start: time.Unix(0, int64(r.IntN(1_000_000))), Duration: time.Duration(r.IntN(1000))}
+		tr, ok := x.accepts(tid, s.Start.UnixNano())
+		if !ok {
+			continue
+		}
+		x.add(tid, tr, in.compact(s, 0))
+
+		if !slices.IsSortedFunc(x.order, func(a, b ordered) int { return a.compare(b.t.key()) }) {
+			t.Fatalf("after span %d: order not sorted", i)
+		}
+		spans := 0
+		for _, o := range x.order {
+			if o.start != o.t.start || x.traces[o.t.id] != o.t {
+				t.Fatalf("after span %d: order entry %+v out of step with its trace", i, o)
+			}
+			if x.behindMark(o.t.key()) {
+				t.Fatalf("after span %d: trace at or behind the watermark kept", i)
+			}
+			spans += len(o.t.spans)
+		}
+		if len(x.order) != len(x.traces) || spans != x.spans || spans > x.max {
+			t.Fatalf("after span %d: %d ordered, %d traces, %d spans (counted %d, max %d)", i, len(x.order), len(x.traces), spans, x.spans, x.max)
+		}
+	}
+	if x.evicted == 0 {
+		t.Fatal("nothing was evicted: the test did not reach the limit")
 	}
 }
