@@ -305,7 +305,8 @@ func (s *Server) requestHop(req *head, th *hopHeaders, ci *connInfo, service str
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	sp, tc := s.startHop(&th.in, s.redact.fields(req.fields), ci, service, proto, method, path, start)
+	sp, tc := s.startHop(&th.in, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
+		ci, service, proto, method, path, start)
 	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method
 }
@@ -388,7 +389,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 		}
 		hc.bw.Flush()
 	}
-	sp.RespHeaders = hc.rt.s.redact.fields(hc.resp.fields)
+	sp.RespHeaders = hc.rt.s.redact.fields(sp.RespHeaders[:0], hc.resp.fields)
 	if sp.Status == http.StatusSwitchingProtocols {
 		hc.bw.Flush()
 		in, out := hc.tunnel()
@@ -651,23 +652,22 @@ func isReset(err error) bool {
 	return errors.As(err, &ne) && strings.Contains(ne.Err.Error(), "reset")
 }
 
-// fields converts parsed header lines to recorded headers, redacting
-// credentials. Names are canonicalised so recorded headers read the same
-// whichever path served the request.
-func (r *Redactor) fields(fs []field) []trace.Header {
+// fields appends parsed header lines to dst as recorded headers,
+// redacting credentials. Names are canonicalised so recorded headers read
+// the same whichever path served the request.
+func (r *Redactor) fields(dst []trace.Header, fs []field) []trace.Header {
 	if len(fs) == 0 {
-		return nil
+		return dst
 	}
-	out := make([]trace.Header, len(fs))
-	for i, f := range fs {
+	for _, f := range fs {
 		name := textproto.CanonicalMIMEHeaderKey(f.name)
 		v := f.value
 		if r.redacts(name) {
 			v = Redacted
 		}
-		out[i] = trace.Header{Name: name, Value: v}
+		dst = append(dst, trace.Header{Name: name, Value: v})
 	}
-	return out
+	return dst
 }
 
 // capture keeps the first max bytes of a body, when body capture is on.

@@ -9,9 +9,9 @@ import (
 // startHop begins a hop, the same way on every path: it reads the trace
 // context from h, links the hop to its trace and parent, and registers the
 // hop as in flight. It returns the context to stamp on the request sent
-// upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders are the
-// headers to record (redacted).
-func (s *Server) startHop(h trace.Headers, reqHeaders []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
+// upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders appends
+// the headers to record (redacted) to a span's reused slice.
+func (s *Server) startHop(h trace.Headers, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
 	tc := trace.Extract(h)
 	ln := s.hops.resolve(&tc, ci, s.opts.Callers)
 	if ln.broken {
@@ -22,12 +22,12 @@ func (s *Server) startHop(h trace.Headers, reqHeaders []trace.Header, ci *connIn
 		// Downstream continues the trace the caller dropped.
 		tc.Continued, tc.Sampled = true, true
 	}
-	sp := &trace.Span{
-		TraceID: tc.TraceID, SpanID: tc.SpanID, ParentID: ln.parent, Inferred: ln.inferred,
-		Caller: ln.caller, Callee: callee, Protocol: proto,
-		Method: method, Route: path, GRPCStatus: -1, Start: start,
-		RequestID: tc.RequestID, ReqHeaders: reqHeaders,
-	}
+	sp := trace.NewSpan()
+	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred = tc.TraceID, tc.SpanID, ln.parent, ln.inferred
+	sp.Caller, sp.Callee, sp.Protocol = ln.caller, callee, proto
+	sp.Method, sp.Route, sp.GRPCStatus, sp.Start = method, path, -1, start
+	sp.RequestID = tc.RequestID
+	sp.ReqHeaders = reqHeaders(sp.ReqHeaders[:0])
 	s.hops.begin(sp)
 	return sp, tc
 }

@@ -1,6 +1,9 @@
 package trace
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Span is one recorded hop through the proxy: a request (or a TCP
 // connection) from a caller to a callee service.
@@ -16,6 +19,9 @@ type Span struct {
 	// Inferred is set when the parent link was inferred because the caller
 	// did not propagate trace context (broken propagation).
 	Inferred bool `json:"inferred,omitempty"`
+	// pooled marks a span from NewSpan: once recorded, it is the
+	// store's to reuse.
+	pooled bool
 	// Caller is the calling service; "" for a client outside the stack.
 	Caller string `json:"caller,omitempty"`
 	// Callee is the service the hop went to.
@@ -49,6 +55,34 @@ type Span struct {
 	// ReqBody and RespBody are captured only when body capture is on, capped.
 	ReqBody  string `json:"req_body,omitempty"`
 	RespBody string `json:"resp_body,omitempty"`
+}
+
+// spanPool holds spans a Store is done with, for NewSpan.
+var spanPool = sync.Pool{New: func() any { return new(Span) }}
+
+// NewSpan returns an empty span to fill and record. Once a Store has
+// indexed it (in its own compact copy) and no subscriber was handed it,
+// the span goes back to a pool, header slices included, for a later
+// NewSpan: a proxy recording every hop then allocates no span per hop.
+// So a span from NewSpan must not be used after it is recorded. A span
+// made otherwise is never reused.
+func NewSpan() *Span {
+	s := spanPool.Get().(*Span)
+	s.pooled = true
+	return s
+}
+
+// recycle puts a span from NewSpan back in the pool, keeping the header
+// slices' room but not what they pointed to (request heads).
+func (s *Span) recycle() {
+	if !s.pooled {
+		return
+	}
+	req, resp := s.ReqHeaders[:0], s.RespHeaders[:0]
+	clear(req[:cap(req)])
+	clear(resp[:cap(resp)])
+	*s = Span{ReqHeaders: req, RespHeaders: resp}
+	spanPool.Put(s)
 }
 
 // Header is one header field.

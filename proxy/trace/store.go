@@ -261,12 +261,14 @@ func (st *Store) Record(s *Span) {
 	}
 	if st.closed.Load() {
 		st.dropped.Add(1)
+		s.recycle()
 		return
 	}
 	st.pendMu.Lock()
 	if len(st.pending) >= st.opts.Buffer {
 		st.pendMu.Unlock()
 		st.dropped.Add(1)
+		s.recycle()
 		return
 	}
 	first := len(st.pending) == 0
@@ -347,16 +349,20 @@ func (st *Store) Subscribe() (<-chan *Span, func()) {
 	}
 }
 
-func (st *Store) publish(s *Span) {
+// publish hands s to every subscriber with room for it, and reports
+// whether any took it.
+func (st *Store) publish(s *Span) (handed bool) {
 	st.subsMu.Lock()
 	defer st.subsMu.Unlock()
 	for ch := range st.subs {
 		select {
 		case ch <- s:
+			handed = true
 		default:
 			st.subDropped.Add(1)
 		}
 	}
+	return handed
 }
 
 // loop is the background goroutine: it owns the index's writes, the
@@ -422,6 +428,7 @@ func (st *Store) process(s *Span) {
 	t, ok := st.idx.accepts(s.TraceID, s.Start.UnixNano())
 	if !ok {
 		st.late.Add(1)
+		s.recycle()
 		return
 	}
 	var seg uint32
@@ -450,7 +457,9 @@ func (st *Store) process(s *Span) {
 		}
 		st.logWriteError()
 	}
-	st.publish(s)
+	if !st.publish(s) {
+		s.recycle() // the index and the log have their own copies
+	}
 }
 
 func (st *Store) removeSegment(seq uint32) {

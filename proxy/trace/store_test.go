@@ -611,3 +611,76 @@ func TestStoreReadOnly(t *testing.T) {
 		t.Error("read-only Open of a missing directory: want an error")
 	}
 }
+
+// Spans from NewSpan are reused once stored: what the store holds, and
+// what a subscriber was handed, must not change when they are. A span
+// made otherwise is left alone.
+func TestStoreReusesOnlyPooledSpansAndKeepsItsOwnCopy(t *testing.T) {
+	st := openStore(t, t.TempDir(), trace.StoreOptions{})
+	r := rand.New(rand.NewPCG(9, 10))
+	fill := func(s *trace.Span, callee string) *trace.Span {
+		// Field by field, as the proxy does (a struct copy would also
+		// copy the mark that the span is the pool's), and the headers into
+		// the span's own, maybe reused, slices.
+		h := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "gateway", callee, epoch)
+		s.TraceID, s.SpanID, s.Caller, s.Callee, s.Protocol, s.Method, s.Route = h.TraceID, h.SpanID, h.Caller, h.Callee, h.Protocol, h.Method, h.Route
+		s.Status, s.GRPCStatus, s.Start, s.Duration, s.TTFB = h.Status, h.GRPCStatus, h.Start, h.Duration, h.TTFB
+		s.BytesIn, s.BytesOut, s.RequestID = h.BytesIn, h.BytesOut, h.RequestID
+		s.ReqHeaders = append(s.ReqHeaders[:0], h.ReqHeaders...)
+		s.RespHeaders = append(s.RespHeaders[:0], h.RespHeaders...)
+		return h
+	}
+	var want []*trace.Span
+	record := func(callee string) {
+		for range 200 {
+			s := trace.NewSpan()
+			want = append(want, asStored(fill(s, callee)))
+			st.Record(s)
+		}
+		st.Flush()
+	}
+	record("orders")
+	ch, cancel := st.Subscribe()
+	record("payments") // reusing orders' spans; handed to the subscriber, so not reused after
+	var handed []*trace.Span
+	for range 200 {
+		handed = append(handed, <-ch)
+	}
+	cancel()
+	record("inventory")
+	// Reuse whatever went back to the pool, and scribble on it.
+	reused := 0
+	for range 400 {
+		s := trace.NewSpan()
+		if cap(s.ReqHeaders) > 0 {
+			reused++
+		}
+		fill(s, "scribble")
+		for i := range s.ReqHeaders[:cap(s.ReqHeaders)] {
+			s.ReqHeaders[:cap(s.ReqHeaders)][i] = trace.Header{Name: "X-Scribble", Value: "x"}
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no span was reused: the test tests nothing")
+	}
+	for _, w := range want {
+		got := st.Trace(w.TraceID)
+		if len(got) != 1 || !reflect.DeepEqual(got[0], w) {
+			t.Fatalf("trace %s after the pool reused spans:\n got %+v\nwant %+v", w.TraceID, got, w)
+		}
+	}
+	for i, w := range want[200:400] {
+		s := handed[i]
+		if s.Callee != "payments" || s.TraceID != w.TraceID || !reflect.DeepEqual(s.ReqHeaders, w.ReqHeaders) {
+			t.Fatalf("the subscriber's span changed: %+v, want %+v", s, w)
+		}
+	}
+
+	mine := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "", "gateway", epoch)
+	before := *mine
+	st.Record(mine)
+	st.Flush()
+	if !reflect.DeepEqual(*mine, before) {
+		t.Fatalf("a span not from NewSpan changed once recorded: %+v", *mine)
+	}
+}
