@@ -67,7 +67,7 @@ func readHead(br *bufio.Reader, h *head) error {
 			}
 			return err
 		}
-		line = bytes.TrimRight(line, "\r\n")
+		line = trimCRLF(line)
 		if len(ends) == 0 && len(line) == 0 {
 			continue // tolerate a stray CRLF between requests (RFC 9112 2.2)
 		}
@@ -95,7 +95,7 @@ func parseHead(b []byte, h *head) (int, error) {
 			}
 			return 0, nil
 		}
-		line := bytes.TrimRight(b[pos:pos+i+1], "\r\n")
+		line := trimCRLF(b[pos : pos+i+1])
 		pos += i + 1
 		if pos > maxHead {
 			return 0, errHeadTooLarge
@@ -110,6 +110,15 @@ func parseHead(b []byte, h *head) (int, error) {
 		ends = append(ends, len(raw))
 	}
 	return pos, h.parse(raw, ends)
+}
+
+// trimCRLF drops the line end, and any CR or LF before it, from a line
+// (bytes.TrimRight with a cutset, without building the set per line).
+func trimCRLF(line []byte) []byte {
+	for n := len(line); n > 0 && (line[n-1] == '\n' || line[n-1] == '\r'); n-- {
+		line = line[:n-1]
+	}
+	return line
 }
 
 // parse reads the line and fields out of a head's lines (raw, with line

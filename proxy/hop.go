@@ -13,7 +13,11 @@ import (
 // the headers to record (redacted) to a span's reused slice.
 func (s *Server) startHop(h trace.Headers, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
 	tc := trace.Extract(h)
-	ln := s.hops.resolve(&tc, ci, s.opts.Callers)
+	sp := trace.NewSpan()
+	sp.Callee, sp.Protocol, sp.Method, sp.Route, sp.GRPCStatus, sp.Start = callee, proto, method, path, -1, start
+	sp.RequestID = tc.RequestID
+	sp.ReqHeaders = reqHeaders(sp.ReqHeaders[:0])
+	ln := s.hops.begin(&tc, sp, ci, s.opts.Callers)
 	if ln.broken {
 		s.markBroken(ln.caller)
 	}
@@ -22,13 +26,6 @@ func (s *Server) startHop(h trace.Headers, reqHeaders func([]trace.Header) []tra
 		// Downstream continues the trace the caller dropped.
 		tc.Continued, tc.Sampled = true, true
 	}
-	sp := trace.NewSpan()
-	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred = tc.TraceID, tc.SpanID, ln.parent, ln.inferred
-	sp.Caller, sp.Callee, sp.Protocol = ln.caller, callee, proto
-	sp.Method, sp.Route, sp.GRPCStatus, sp.Start = method, path, -1, start
-	sp.RequestID = tc.RequestID
-	sp.ReqHeaders = reqHeaders(sp.ReqHeaders[:0])
-	s.hops.begin(sp)
 	return sp, tc
 }
 

@@ -31,7 +31,12 @@ type hops struct {
 	byCallee      map[string][]*trace.Span        // in flight only
 	// adopted counts the inferred children linked to each in-flight hop.
 	adopted map[trace.SpanID]int
+	// spare are emptied byTrace lists, reused: most hops start a trace.
+	spare [][]*trace.Span
 }
+
+// maxSpareLists bounds hops.spare.
+const maxSpareLists = 256
 
 func newHops() *hops {
 	return &hops{
@@ -52,13 +57,34 @@ type link struct {
 	broken   bool // the caller is a service that did not propagate
 }
 
-// resolve links a hop to callee given the extracted context. The calling
-// service is looked up by the connection's socket (ci with callers) only
-// when the context alone cannot answer, because that may read /proc.
-func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) link {
-	caller := func() string { return ci.resolve(callers) }
+// begin links a new hop sp (its callee and start set) to its trace and
+// parent, from the context tc extracted from its request; fills in its
+// ids and caller; and registers it as in flight: all under one lock.
+func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers CallerResolver) link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	ln := h.resolve(tc, ci, callers)
+	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred, sp.Caller = ln.traceID, tc.SpanID, ln.parent, ln.inferred, ln.caller
+	if len(h.bySpan) >= recentHops/2 {
+		clear(h.older)
+		h.bySpan, h.older = h.older, h.bySpan
+	}
+	h.bySpan[sp.SpanID] = sp.Callee
+	inTrace, ok := h.byTrace[sp.TraceID]
+	if !ok && len(h.spare) > 0 {
+		inTrace, h.spare = h.spare[len(h.spare)-1], h.spare[:len(h.spare)-1]
+	}
+	h.byTrace[sp.TraceID] = append(inTrace, sp)
+	h.byCallee[sp.Callee] = append(h.byCallee[sp.Callee], sp)
+	return ln
+}
+
+// resolve links a hop to callee given the extracted context, with h.mu
+// held. The calling service is looked up by the connection's socket (ci
+// with callers) only when the context alone cannot answer, and with h.mu
+// released, because that may read /proc.
+func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) link {
+	caller := func() string { return ci.resolve(callers) }
 	if tc.Continued {
 		// A parent id that is one of our hops: its callee is the caller.
 		if callee, ok := h.recent(tc.ParentID); ok {
@@ -142,26 +168,17 @@ func (h *hops) recent(id trace.SpanID) (callee string, ok bool) {
 	return callee, ok
 }
 
-// begin registers an in-flight hop.
-func (h *hops) begin(s *trace.Span) {
-	h.mu.Lock()
-	if len(h.bySpan) >= recentHops/2 {
-		clear(h.older)
-		h.bySpan, h.older = h.older, h.bySpan
-	}
-	h.bySpan[s.SpanID] = s.Callee
-	h.byTrace[s.TraceID] = append(h.byTrace[s.TraceID], s)
-	h.byCallee[s.Callee] = append(h.byCallee[s.Callee], s)
-	h.mu.Unlock()
-}
-
-// end moves a hop from in flight to recent.
+// end takes a hop out of flight (it stays known by span id).
 func (h *hops) end(s *trace.Span) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.byTrace[s.TraceID] = remove(h.byTrace[s.TraceID], s)
-	if len(h.byTrace[s.TraceID]) == 0 {
+	if inTrace := remove(h.byTrace[s.TraceID], s); len(inTrace) > 0 {
+		h.byTrace[s.TraceID] = inTrace
+	} else {
 		delete(h.byTrace, s.TraceID)
+		if len(h.spare) < maxSpareLists {
+			h.spare = append(h.spare, inTrace) // its room, for the next trace
+		}
 	}
 	h.byCallee[s.Callee] = remove(h.byCallee[s.Callee], s)
 	if len(h.adopted) > 0 {

@@ -11,16 +11,21 @@ import (
 // the index stays bounded however many hops pass.
 func TestRecentHopsAreKeptForAGenerationAndBounded(t *testing.T) {
 	h := newHops()
-	hop := func(callee string) *trace.Span {
-		sp := &trace.Span{TraceID: trace.NewTraceID(nil), SpanID: trace.NewSpanID(nil), Callee: callee}
-		h.begin(sp)
+	begin := func(tc trace.Context, callee string) (*trace.Span, link) {
+		tc.SpanID = trace.NewSpanID(nil)
+		sp := &trace.Span{Callee: callee}
+		ln := h.begin(&tc, sp, nil, nil)
 		h.end(sp)
+		return sp, ln
+	}
+	hop := func(callee string) *trace.Span {
+		sp, _ := begin(trace.Context{TraceID: trace.NewTraceID(nil)}, callee)
 		return sp
 	}
 	first := hop("orders")
 	linkOf := func(sp *trace.Span) link {
-		tc := trace.Context{TraceID: sp.TraceID, ParentID: sp.SpanID, Continued: true}
-		return h.resolve(&tc, nil, nil)
+		_, ln := begin(trace.Context{TraceID: sp.TraceID, ParentID: sp.SpanID, Continued: true}, "inventory")
+		return ln
 	}
 	for range recentHops/2 - 1 {
 		hop("other")
