@@ -105,13 +105,41 @@ func (c *Carrier) Add(name, value string) bool {
 	return true
 }
 
-// Values returns the values of the canonical trace header key, in the
-// order added.
+// Values returns the values of the trace header key, in the order added.
+// Extract asks by canonical name, which is matched exactly, without
+// folding case.
 func (c *Carrier) Values(key string) []string {
-	if k := keyOf(key); k >= 0 {
-		return c.vals[k]
+	k := -1
+	switch key {
+	case headerTraceParent:
+		k = keyTraceParent
+	case headerTraceState:
+		k = keyTraceState
+	case headerBaggage:
+		k = keyBaggage
+	case headerSentryTrace:
+		k = keySentryTrace
+	case headerB3:
+		k = keyB3
+	case headerB3TraceID:
+		k = keyB3TraceID
+	case headerB3SpanID:
+		k = keyB3SpanID
+	case headerB3ParentSpanID:
+		k = keyB3ParentSpanID
+	case headerB3Sampled:
+		k = keyB3Sampled
+	case headerB3Flags:
+		k = keyB3Flags
+	case headerRequestID:
+		k = keyRequestID
+	default:
+		k = keyOf(key)
 	}
-	return nil
+	if k < 0 {
+		return nil
+	}
+	return c.vals[k]
 }
 
 // Reset empties c for the next request.
