@@ -1,15 +1,16 @@
 package proxy
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/devstack/devstack/proxy/trace"
 )
 
-// recentHops is about how many hops stay known by span id after they
-// begin, so that a call made after the response that caused it (a
-// background job carrying the context on) still links to its hop. They
-// are kept in two generations of recentHops/2.
+// recentHops is how many hops stay known by span id after they begin, so
+// that a call made after the response that caused it (a background job
+// carrying the context on) still links to its hop.
 const recentHops = 1 << 16
 
 // hops tracks in-flight and recently finished hops. It answers the linking
@@ -18,17 +19,18 @@ const recentHops = 1 << 16
 // right now.
 type hops struct {
 	mu sync.Mutex
-	// bySpan and older name the callee of each hop begun lately, by span
-	// id. They keep the name, not the span: a recent hop's span is the
-	// store's to keep or drop, and 64k finished spans with their headers
-	// would otherwise stay on the heap (and be scanned by every GC) for
-	// nothing. A hop goes into bySpan as it begins; a full bySpan becomes
-	// older, and the older one is cleared and reused. So nothing is
-	// deleted per hop. A hop in flight for longer than a generation is
-	// still found through byTrace.
-	bySpan, older map[trace.SpanID]string
-	byTrace       map[trace.TraceID][]*trace.Span // in flight only
-	byCallee      map[string][]*trace.Span        // in flight only
+	// recent names the callee of the last recentHops hops begun, by
+	// sequence number modulo recentHops. A hop's span id is its sequence
+	// number, scrambled (see spanIDs): so a parent id leads straight to
+	// the slot that may hold it, with no hash table to fill and empty on
+	// every hop. It keeps the name, not the span: a recent hop's span is
+	// the store's to keep or reuse. A hop in flight for longer than the
+	// ring lasts is still found through byTrace.
+	recent   []recentHop
+	seq      uint64 // hops begun
+	ids      spanIDs
+	byTrace  map[trace.TraceID][]*trace.Span // in flight only
+	byCallee map[string][]*trace.Span        // in flight only
 	// adopted counts the inferred children linked to each in-flight hop.
 	adopted map[trace.SpanID]int
 	// spare are emptied byTrace lists, reused: most hops start a trace.
@@ -38,10 +40,15 @@ type hops struct {
 // maxSpareLists bounds hops.spare.
 const maxSpareLists = 256
 
+type recentHop struct {
+	id     trace.SpanID
+	callee string
+}
+
 func newHops() *hops {
 	return &hops{
-		bySpan:   map[trace.SpanID]string{},
-		older:    map[trace.SpanID]string{},
+		recent:   make([]recentHop, recentHops),
+		ids:      spanIDs{key: rand.Uint64()},
 		byTrace:  map[trace.TraceID][]*trace.Span{},
 		byCallee: map[string][]*trace.Span{},
 		adopted:  map[trace.SpanID]int{},
@@ -58,18 +65,22 @@ type link struct {
 }
 
 // begin links a new hop sp (its callee and start set) to its trace and
-// parent, from the context tc extracted from its request; fills in its
-// ids and caller; and registers it as in flight: all under one lock.
+// parent, from the context tc extracted from its request; gives it its
+// span id (also set in tc, to send upstream); fills in its trace, parent
+// and caller; and registers it as in flight: all under one lock.
 func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers CallerResolver) link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ln := h.resolve(tc, ci, callers)
-	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred, sp.Caller = ln.traceID, tc.SpanID, ln.parent, ln.inferred, ln.caller
-	if len(h.bySpan) >= recentHops/2 {
-		clear(h.older)
-		h.bySpan, h.older = h.older, h.bySpan
+	for { // the hop's own id: never zero, never its parent's
+		tc.SpanID = h.ids.encode(h.seq)
+		h.seq++
+		if tc.SpanID.IsValid() && tc.SpanID != tc.ParentID {
+			break
+		}
 	}
-	h.bySpan[sp.SpanID] = sp.Callee
+	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred, sp.Caller = ln.traceID, tc.SpanID, ln.parent, ln.inferred, ln.caller
+	h.recent[(h.seq-1)%recentHops] = recentHop{sp.SpanID, sp.Callee}
 	inTrace, ok := h.byTrace[sp.TraceID]
 	if !ok && len(h.spare) > 0 {
 		inTrace, h.spare = h.spare[len(h.spare)-1], h.spare[:len(h.spare)-1]
@@ -87,7 +98,7 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 	caller := func() string { return ci.resolve(callers) }
 	if tc.Continued {
 		// A parent id that is one of our hops: its callee is the caller.
-		if callee, ok := h.recent(tc.ParentID); ok {
+		if callee, ok := h.recentHop(tc.ParentID); ok {
 			return link{traceID: tc.TraceID, parent: tc.ParentID, caller: callee}
 		}
 		// An instrumented service made its own span: nest under the hop
@@ -160,12 +171,59 @@ func latest(spans []*trace.Span, who string) *trace.Span {
 	return any
 }
 
-// recent looks a hop up by span id.
-func (h *hops) recent(id trace.SpanID) (callee string, ok bool) {
-	if callee, ok = h.bySpan[id]; !ok {
-		callee, ok = h.older[id]
+// recentHop looks one of the last recentHops hops up by span id.
+func (h *hops) recentHop(id trace.SpanID) (callee string, ok bool) {
+	n := h.ids.decode(id)
+	if n >= h.seq || h.seq-n > recentHops {
+		return "", false // not one of ours, or too old
 	}
-	return callee, ok
+	if r := h.recent[n%recentHops]; r.id == id {
+		return r.callee, true
+	}
+	return "", false
+}
+
+// spanIDs turns hop sequence numbers into span ids and back: a keyed
+// bijection on 64 bits (SplitMix64's finaliser, after adding a random
+// key), so that ids look random, differ from run to run, and never repeat
+// within one.
+type spanIDs struct{ key uint64 }
+
+const (
+	mix1 = 0xbf58476d1ce4e5b9
+	mix2 = 0x94d049bb133111eb
+)
+
+// mix1Inv and mix2Inv are the multiplicative inverses of mix1 and mix2
+// modulo 2^64 (Newton's iteration doubles the correct bits each step).
+var mix1Inv, mix2Inv = inverse(mix1), inverse(mix2)
+
+func inverse(a uint64) uint64 {
+	x := a // correct to 3 bits for odd a
+	for range 5 {
+		x *= 2 - a*x
+	}
+	return x
+}
+
+func (c spanIDs) encode(n uint64) trace.SpanID {
+	z := n + c.key
+	z = (z ^ z>>30) * mix1
+	z = (z ^ z>>27) * mix2
+	z ^= z >> 31
+	var id trace.SpanID
+	binary.BigEndian.PutUint64(id[:], z)
+	return id
+}
+
+func (c spanIDs) decode(id trace.SpanID) uint64 {
+	z := binary.BigEndian.Uint64(id[:])
+	z ^= z>>31 ^ z>>62
+	z *= mix2Inv
+	z ^= z>>27 ^ z>>54
+	z *= mix1Inv
+	z ^= z>>30 ^ z>>60
+	return z - c.key
 }
 
 // end takes a hop out of flight (it stays known by span id).

@@ -6,13 +6,12 @@ import (
 	"github.com/devstack/devstack/proxy/trace"
 )
 
-// A finished hop stays known by span id for at least recentHops/2 later
-// hops (a background call carrying its context still links to it), and
-// the index stays bounded however many hops pass.
-func TestRecentHopsAreKeptForAGenerationAndBounded(t *testing.T) {
+// A finished hop stays known by span id until recentHops more hops have
+// begun (a background call carrying its context still links to it), and
+// no longer.
+func TestRecentHopsAreKeptForRecentHops(t *testing.T) {
 	h := newHops()
 	begin := func(tc trace.Context, callee string) (*trace.Span, link) {
-		tc.SpanID = trace.NewSpanID(nil)
 		sp := &trace.Span{Callee: callee}
 		ln := h.begin(&tc, sp, nil, nil)
 		h.end(sp)
@@ -27,22 +26,54 @@ func TestRecentHopsAreKeptForAGenerationAndBounded(t *testing.T) {
 		_, ln := begin(trace.Context{TraceID: sp.TraceID, ParentID: sp.SpanID, Continued: true}, "inventory")
 		return ln
 	}
-	for range recentHops/2 - 1 {
+	for range recentHops - 1 {
 		hop("other")
 	}
+	// recentHops-1 hops began after first; linkOf links, then begins one.
 	if ln := linkOf(first); ln.caller != "orders" || ln.parent != first.SpanID {
-		t.Fatalf("a hop %d hops back: link %+v; want caller orders", recentHops/2-1, ln)
-	}
-	for range 3 * recentHops {
-		hop("other")
-	}
-	if n := len(h.bySpan) + len(h.older); n > recentHops {
-		t.Fatalf("%d hops indexed; want at most %d", n, recentHops)
+		t.Fatalf("a hop %d hops back: link %+v; want caller orders", recentHops-1, ln)
 	}
 	if ln := linkOf(first); ln.caller != "" {
-		t.Fatalf("a hop %d hops back is still linked: %+v", 3*recentHops, ln)
+		t.Fatalf("a hop %d hops back is still linked: %+v", recentHops, ln)
+	}
+	// An id that is not ours, and the zero id, link to nothing.
+	for _, id := range []trace.SpanID{trace.NewSpanID(nil), {}} {
+		if ln := linkOf(&trace.Span{TraceID: first.TraceID, SpanID: id}); ln.caller != "" {
+			t.Fatalf("foreign parent id %s linked: %+v", id, ln)
+		}
 	}
 	if len(h.byTrace) != 0 || len(h.byCallee) != 0 {
 		t.Fatalf("finished hops still in flight: %d traces, %d callees", len(h.byTrace), len(h.byCallee))
+	}
+}
+
+// Span ids are the hop sequence numbers through a bijection: decoding
+// gives the number back, and distinct numbers give distinct, non-zero
+// looking ids whatever the key.
+func TestSpanIDsRoundTrip(t *testing.T) {
+	for _, key := range []uint64{0, 1, 0xdeadbeefcafef00d, ^uint64(0)} {
+		c := spanIDs{key: key}
+		seen := map[trace.SpanID]bool{}
+		for _, n := range []uint64{0, 1, 2, 1 << 32, ^uint64(0), 12345678901234567} {
+			id := c.encode(n)
+			if got := c.decode(id); got != n {
+				t.Fatalf("key %x: decode(encode(%d)) = %d", key, n, got)
+			}
+			if seen[id] {
+				t.Fatalf("key %x: id %s repeated", key, id)
+			}
+			seen[id] = true
+		}
+		clear(seen)
+		for n := range uint64(100_000) {
+			id := c.encode(n)
+			if c.decode(id) != n || seen[id] {
+				t.Fatalf("key %x: sequence %d: id %s", key, n, id)
+			}
+			seen[id] = true
+		}
+	}
+	if mix1*mix1Inv != 1 || mix2*mix2Inv != 1 {
+		t.Fatal("the inverses are wrong")
 	}
 }
