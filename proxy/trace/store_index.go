@@ -361,6 +361,10 @@ func (t *traceEntry) findRoot() *storedSpan {
 type index struct {
 	traces map[TraceID]*traceEntry
 	order  []ordered // by key, ascending
+	// orderBuf is order's whole backing array: evicting the oldest trace
+	// slices order from the front, and the room left there is reused
+	// (see makeRoom) instead of growing a new array.
+	orderBuf []ordered
 	spans  int
 	max    int
 
@@ -474,7 +478,25 @@ func (x *index) find(k traceKey) int {
 	return i
 }
 
+// makeRoom makes room for one more trace at the end of order, moving it
+// back to the start of its array when eviction has freed enough there.
+func (x *index) makeRoom() {
+	n := len(x.order)
+	if n < cap(x.order) {
+		return
+	}
+	if cap(x.orderBuf)-n > n/4 {
+		copy(x.orderBuf, x.order)
+		clear(x.orderBuf[n:])
+		x.order = x.orderBuf[:n]
+		return
+	}
+	x.order = slices.Grow(x.order, n/4+16)
+	x.orderBuf = x.order[:cap(x.order)]
+}
+
 func (x *index) insertOrder(t *traceEntry) {
+	x.makeRoom()
 	k, o := t.key(), ordered{t.start, t}
 	// New traces start last, or nearly: a span is recorded when its hop
 	// ends, so concurrent requests arrive a little out of order. Look back
