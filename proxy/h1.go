@@ -219,9 +219,52 @@ type h1conn struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// A connection's buffers come from pools and go back when the goroutine
+// path is done with it (closed, or taken by an event loop): a caller that
+// opens a connection per call, as Go's default client does under load,
+// would otherwise cost over 100 KiB of allocation per connection.
+var (
+	readerPool       = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	clientWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	upWriterPool     = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
+
+func pooledReader(r io.Reader) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func pooledWriter(p *sync.Pool, w io.Writer) *bufio.Writer {
+	bw := p.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+// release gives the connection's buffers back; hc is not used after.
+func (hc *h1conn) release() {
+	for _, r := range []**bufio.Reader{&hc.br, &hc.ubr} {
+		if *r != nil {
+			(*r).Reset(nil)
+			readerPool.Put(*r)
+			*r = nil
+		}
+	}
+	if hc.bw != nil {
+		hc.bw.Reset(nil)
+		clientWriterPool.Put(hc.bw)
+		hc.bw = nil
+	}
+	if hc.ubw != nil {
+		hc.ubw.Reset(nil)
+		upWriterPool.Put(hc.ubw)
+		hc.ubw = nil
+	}
+}
+
 // serveH1 relays HTTP/1.x requests on c until either side closes.
 func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
-	hc := &h1conn{rt: rt, c: c, br: br, bw: bufio.NewWriterSize(c, 64<<10), ci: newConnInfo(c)}
+	hc := &h1conn{rt: rt, c: c, br: br, bw: pooledWriter(&clientWriterPool, c), ci: newConnInfo(c)}
 	hc.serve()
 }
 
@@ -238,14 +281,17 @@ func (hc *h1conn) serve() {
 				hc.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
 			}
 			hc.close()
+			hc.release()
 			return
 		}
 		if !hc.serveOne() {
 			hc.close()
+			hc.release()
 			return
 		}
 		if hc.idle() {
 			if ls := hc.rt.s.eventLoops(); ls != nil && ls.adopt(hc) {
+				hc.release()
 				return
 			}
 		}
@@ -485,8 +531,13 @@ func (hc *h1conn) dialUpstream(cfg *Route, pooled bool) (reused bool, err error)
 
 func (hc *h1conn) setUpstream(up net.Conn, addr string) {
 	hc.up, hc.upAt = up, addr
-	hc.ubr = bufio.NewReaderSize(up, 16<<10)
-	hc.ubw = bufio.NewWriterSize(up, 16<<10)
+	if hc.ubr != nil { // a previous upstream connection's, done with
+		hc.ubr.Reset(up)
+		hc.ubw.Reset(up)
+		return
+	}
+	hc.ubr = pooledReader(up)
+	hc.ubw = pooledWriter(&upWriterPool, up)
 }
 
 // tunnel copies both ways after a protocol switch (WebSocket) until either

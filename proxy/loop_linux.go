@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -802,7 +801,7 @@ func (p *pair) handBack(prefix []byte) {
 	}
 	rest := bytes.NewReader(append(append([]byte(nil), prefix...), p.in...))
 	hc := &h1conn{rt: p.rt, c: c, ci: p.ci, th: p.th, rest: rest,
-		br: bufio.NewReaderSize(io.MultiReader(rest, c), 16<<10), bw: bufio.NewWriterSize(c, 64<<10)}
+		br: pooledReader(io.MultiReader(rest, c)), bw: pooledWriter(&clientWriterPool, c)}
 	if up != nil {
 		hc.setUpstream(up, p.upAt)
 	}

@@ -333,7 +333,7 @@ func (rt *route) handle(c net.Conn) {
 		rt.tcp(c)
 		return
 	}
-	br := bufio.NewReaderSize(c, 16<<10)
+	br := pooledReader(c) // back to the pool when the HTTP/1 path is done
 	if cfg.Protocol != ProtoHTTP {
 		// Auto-detection, or a relayed TCP connection that may start with
 		// a PROXY line: a server-first protocol sends nothing, so the wait

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // SocketOwner finds which of the process trees rooted at roots holds the
@@ -112,17 +114,21 @@ func Descendants(pid int) []int {
 	return out
 }
 
-// holds reports whether pid has a file descriptor whose link is want.
+// holds reports whether pid has a file descriptor whose link is want. It
+// runs for every new connection whose caller is looked up, over every fd
+// of the likeliest service: links are read relative to the open fd
+// directory (no path walk from /proc per fd) into one buffer.
 func holds(pid int, want string) bool {
-	dir := procPath(pid, "fd")
-	d, err := os.Open(dir)
+	d, err := os.Open(procPath(pid, "fd"))
 	if err != nil {
 		return false
 	}
+	defer d.Close()
 	names, _ := d.Readdirnames(-1)
-	d.Close()
+	dfd := int(d.Fd())
+	var buf [64]byte // a socket link is "socket:[inode]"; longer links are not want
 	for _, n := range names {
-		if link, err := os.Readlink(dir + "/" + n); err == nil && link == want {
+		if k, err := unix.Readlinkat(dfd, n, buf[:]); err == nil && string(buf[:k]) == want {
 			return true
 		}
 	}
