@@ -365,8 +365,8 @@ type index struct {
 	// slices order from the front, and the room left there is reused
 	// (see makeRoom) instead of growing a new array.
 	orderBuf []ordered
-	spans  int
-	max    int
+	spans    int
+	max      int
 
 	// mark is the eviction watermark: every trace whose key is at or
 	// before it has been evicted, and a span of an unknown trace at or
