@@ -37,8 +37,7 @@ type field struct{ name, value string }
 type head struct {
 	line   string // request line or status line, without CRLF
 	fields []field
-	raw    []byte // reused buffer for the head's bytes
-	ends   []int  // reused: line ends within raw
+	raw    []byte // reused buffer for a head read in pieces (readHead)
 	// Framing and connection facts, read while parsing.
 	contentLength int64 // -1 when absent
 	chunked       bool
@@ -51,7 +50,7 @@ type head struct {
 // copied into one string, and the line and fields are slices of it: one
 // allocation per head instead of two per header.
 func readHead(br *bufio.Reader, h *head) error {
-	raw, ends := h.raw[:0], h.ends[:0] // ends: line ends within raw, CRLF stripped
+	raw := h.raw[:0] // the head's lines, each ended by LF
 	*h = head{fields: h.fields[:0], contentLength: -1}
 	for {
 		line, err := br.ReadSlice('\n')
@@ -62,31 +61,32 @@ func readHead(br *bufio.Reader, h *head) error {
 			if errors.Is(err, bufio.ErrBufferFull) {
 				return errHeadTooLarge
 			}
-			if len(ends) == 0 && len(line) == 0 {
+			if len(raw) == 0 && len(line) == 0 {
 				return io.EOF
 			}
 			return err
 		}
 		line = trimCRLF(line)
-		if len(ends) == 0 && len(line) == 0 {
+		if len(raw) == 0 && len(line) == 0 {
 			continue // tolerate a stray CRLF between requests (RFC 9112 2.2)
 		}
 		if len(line) == 0 {
 			break
 		}
 		raw = append(raw, line...)
-		ends = append(ends, len(raw))
+		raw = append(raw, '\n')
 	}
-	return h.parse(raw, ends)
+	h.raw = raw
+	return h.parse(string(raw))
 }
 
 // parseHead parses a head at the start of b, as readHead does from a
 // reader. It returns how many bytes the head took, or 0 while b does not
-// hold a whole head yet.
+// hold a whole head yet. The head is copied once, whole, into the string
+// its line and fields are slices of.
 func parseHead(b []byte, h *head) (int, error) {
-	raw, ends := h.raw[:0], h.ends[:0]
-	*h = head{fields: h.fields[:0], contentLength: -1, raw: raw, ends: ends}
-	pos := 0
+	*h = head{fields: h.fields[:0], contentLength: -1, raw: h.raw}
+	pos, from, to := 0, -1, 0 // the head's lines are b[from:to]
 	for {
 		i := bytes.IndexByte(b[pos:], '\n')
 		if i < 0 {
@@ -95,21 +95,21 @@ func parseHead(b []byte, h *head) (int, error) {
 			}
 			return 0, nil
 		}
-		line := trimCRLF(b[pos : pos+i+1])
-		pos += i + 1
-		if pos > maxHead {
+		empty := len(trimCRLF(b[pos:pos+i+1])) == 0
+		if pos+i+1 > maxHead {
 			return 0, errHeadTooLarge
 		}
-		if len(ends) == 0 && len(line) == 0 {
-			continue // a stray CRLF between requests
+		switch {
+		case empty && from < 0:
+			// a stray CRLF between requests
+		case empty:
+			return pos + i + 1, h.parse(string(b[from:to]))
+		case from < 0:
+			from = pos
 		}
-		if len(line) == 0 {
-			break
-		}
-		raw = append(raw, line...)
-		ends = append(ends, len(raw))
+		pos += i + 1
+		to = pos
 	}
-	return pos, h.parse(raw, ends)
 }
 
 // trimCRLF drops the line end, and any CR or LF before it, from a line
@@ -121,16 +121,26 @@ func trimCRLF(line []byte) []byte {
 	return line
 }
 
-// parse reads the line and fields out of a head's lines (raw, with line
-// ends at ends), interpreting only the framing headers.
-func (h *head) parse(raw []byte, ends []int) error {
-	h.raw, h.ends = raw, ends
-	all := string(raw)
-	h.line = all[:ends[0]]
-	http10 := strings.HasSuffix(h.line, "HTTP/1.0") || strings.HasPrefix(h.line, "HTTP/1.0 ")
-	keepAlive := false
-	for i := 1; i < len(ends); i++ {
-		line := all[ends[i-1]:ends[i]]
+// parse reads the line and fields out of a head's text: non-empty lines,
+// each ended by LF (or CRLF, or more CRs), interpreting only the framing
+// headers.
+func (h *head) parse(all string) error {
+	http10, keepAlive := false, false
+	for first := true; all != ""; first = false {
+		var line string
+		if i := strings.IndexByte(all, '\n'); i >= 0 {
+			line, all = all[:i], all[i+1:]
+		} else {
+			line, all = all, ""
+		}
+		for len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if first {
+			h.line = line
+			http10 = strings.HasSuffix(line, "HTTP/1.0") || strings.HasPrefix(line, "HTTP/1.0 ")
+			continue
+		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
 			return fmt.Errorf("malformed header line %q", line)
