@@ -99,20 +99,27 @@ const (
 // It is owned by the store's background goroutine (and by Open before that
 // goroutine starts), so it needs no lock.
 type interner struct {
-	strs     map[string]string
-	pairs    map[Header]*Header
-	volatile map[string]bool // header name → its values are per request
+	strs  map[string]string
+	names map[string]*headerName // by header name as received
+	pairs int                    // shared pairs, across names
 	// own lists, after compact, the positions in the span's hdrs of the
 	// per-request pairs it holds itself (for the log writer).
 	own []int
 }
 
+// headerName is what the interner knows of one header name: whether its
+// values are per request, and its shared pairs. A name's value usually
+// repeats from one hop to the next, so the last pair is tried first, by
+// a string comparison, before any hashing of the value.
+type headerName struct {
+	name     string // the shared copy
+	volatile bool
+	last     *Header
+	byValue  map[string]*Header
+}
+
 func newInterner() *interner {
-	return &interner{
-		strs:     make(map[string]string),
-		pairs:    make(map[Header]*Header),
-		volatile: make(map[string]bool),
-	}
+	return &interner{strs: make(map[string]string), names: make(map[string]*headerName)}
 }
 
 // str returns the shared copy of s. It always returns memory the store owns,
@@ -144,21 +151,47 @@ var volatileHeaders = []string{
 	"cookie", "set-cookie", "etag", "if-none-match", "digest", "content-md5",
 }
 
-// isVolatile reports whether values of header name are per request.
-func (in *interner) isVolatile(name string) bool {
-	if v, ok := in.volatile[name]; ok {
-		return v
+// pair returns the shared copy of a header pair, or nil when the pair is
+// per request: a volatile header's, or a value longer than maxInternLen.
+func (in *interner) pair(h Header) *Header {
+	n := in.names[h.Name]
+	if n == nil {
+		if len(in.names) >= maxInterned {
+			in.newGeneration()
+		}
+		n = &headerName{name: in.str(h.Name), volatile: slices.Contains(volatileHeaders, strings.ToLower(h.Name))}
+		in.names[n.name] = n
 	}
-	v := slices.Contains(volatileHeaders, strings.ToLower(name))
-	if len(in.volatile) >= maxInterned {
-		clear(in.volatile)
+	if n.volatile || len(h.Value) > maxInternLen {
+		return nil
 	}
-	in.volatile[in.str(name)] = v
-	return v
+	if n.last != nil && n.last.Value == h.Value {
+		return n.last
+	}
+	if p := n.byValue[h.Value]; p != nil {
+		n.last = p
+		return p
+	}
+	if in.pairs >= maxInterned {
+		in.newGeneration()
+		return in.pair(h)
+	}
+	p := &Header{Name: n.name, Value: in.str(h.Value)}
+	if n.byValue == nil {
+		n.byValue = make(map[string]*Header)
+	}
+	n.byValue[p.Value] = p
+	n.last = p
+	in.pairs++
+	return p
 }
 
-func (in *interner) shareable(h Header) bool {
-	return len(h.Value) <= maxInternLen && !in.isVolatile(h.Name)
+// newGeneration forgets the shared pairs and names, bounding the tables
+// when values never repeat (routes with ids in headers, dates): stored
+// spans keep the pairs they point to, and new spans share fresh copies.
+func (in *interner) newGeneration() {
+	clear(in.names)
+	in.pairs = 0
 }
 
 // compact converts s into its stored form.
@@ -244,23 +277,6 @@ next:
 		sp.hdrs[i] = &own[len(own)-1]
 	}
 	return sp
-}
-
-// pair returns the shared copy of a header pair, or nil when the pair is
-// per request (see shareable).
-func (in *interner) pair(h Header) *Header {
-	if p, ok := in.pairs[h]; ok {
-		return p
-	}
-	if !in.shareable(h) {
-		return nil
-	}
-	if len(in.pairs) >= maxInterned {
-		clear(in.pairs)
-	}
-	p := &Header{Name: in.str(h.Name), Value: in.str(h.Value)}
-	in.pairs[*p] = p
-	return p
 }
 
 // traceKey orders traces by start, then by id so that the order is total.
