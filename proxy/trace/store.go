@@ -73,10 +73,11 @@ type Store struct {
 	subsClosed bool
 
 	// Owned by the background goroutine (and by Open before it starts).
-	intern   *interner
-	w        *segmentWriter // nil for a memory-only store
-	loggedW  bool           // the write error was logged
-	closeErr error          // set before done is closed
+	intern    *interner
+	w         *segmentWriter // nil for a memory-only store
+	markMoved bool           // the watermark moved since the log last got it
+	loggedW   bool           // the write error was logged
+	closeErr  error          // set before done is closed
 }
 
 // StoreOptions configures Open. The zero value gives the defaults.
@@ -416,6 +417,12 @@ func (st *Store) drain() {
 		b[i] = nil // the span is the index's now, or garbage
 	}
 	st.spare = b[:0]
+	// The watermark moves with nearly every span once the store is full;
+	// the log gets it once per batch, after the batch's spans.
+	if st.markMoved && st.w != nil {
+		st.w.writeMark(st.idx.mark)
+	}
+	st.markMoved = false
 }
 
 // process indexes one span and appends it to the log.
@@ -446,9 +453,13 @@ func (st *Store) process(s *Span) {
 	moved := st.idx.add(s.TraceID, t, sp)
 	emptied := st.idx.takeEmptied()
 	st.mu.Unlock()
+	st.markMoved = st.markMoved || moved
 	if w := st.w; w != nil {
-		if moved {
+		if len(emptied) > 0 && st.markMoved {
+			// The evictions that emptied a segment go in the log before
+			// the segment goes.
 			w.writeMark(st.idx.mark)
+			st.markMoved = false
 		}
 		for _, seq := range emptied {
 			if seq != w.seq && seq != 0 {
