@@ -58,6 +58,7 @@ func run() error {
 	floorTo := flag.String("to", "", "internal: the floor relay's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
+	pairs := flag.Int("pairs", 9, "then run devstack and nginx at 32 connections back to back this many times per body size, and report the median of the pairs' ratios")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
 	if *serve != "" {
@@ -229,6 +230,35 @@ func run() error {
 			if f, ok := res[path][kind]; ok {
 				fmt.Printf("%s: floor %s (bytes relayed, no HTTP work): %.2fx nginx at c1, %.2fx at c32\n", path, kind, f.rps1/n.rps1, f.rps32/n.rps32)
 			}
+		}
+	}
+	// Paired runs: a target's rounds above are tens of seconds apart, and
+	// this machine's speed drifts over that (the same code's CPU per
+	// request varies by a third between runs). Running devstack and
+	// nginx back to back, in alternating order, and taking each pair's
+	// ratio cancels the drift that both see.
+	if *pairs > 0 && slices.ContainsFunc(targets, func(t target) bool { return t.name == "devstack" }) {
+		for _, path := range []string{"/64", "/16k"} {
+			var ratios []float64
+			for i := range *pairs {
+				order := []string{dsAddr, nginxAddr}
+				if i%2 == 1 {
+					order = []string{nginxAddr, dsAddr}
+				}
+				rps := map[string]float64{}
+				for _, addr := range order {
+					r, err := wrk("http://"+addr+path, 32, 2*time.Second)
+					if err != nil {
+						return err
+					}
+					rps[addr] = r
+				}
+				ratios = append(ratios, rps[dsAddr]/rps[nginxAddr])
+				fmt.Fprintf(os.Stderr, "pair %d %-5s devstack %8.0f/s nginx %8.0f/s  ratio %.2f\n", i+1, path, rps[dsAddr], rps[nginxAddr], ratios[i])
+			}
+			slices.Sort(ratios)
+			fmt.Printf("%s: c32 in %d back-to-back pairs with nginx: devstack/nginx median %.2fx (range %.2f–%.2f)\n",
+				path, len(ratios), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
 		}
 	}
 	st := store.Stats()
