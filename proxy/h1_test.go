@@ -320,3 +320,18 @@ func TestRedactorCacheIsBounded(t *testing.T) {
 		t.Errorf("the cache holds %d names; want it full at %d, no more", n, maxCachedNames)
 	}
 }
+
+// A name asked for again is answered from the published map, even when
+// the batch it joined is not full: a stable header set must not stay on
+// the locked path.
+func TestRedactorPublishesARepeatedName(t *testing.T) {
+	r := NewRedactor(nil)
+	for i := range 40 {
+		r.redacts(fmt.Sprintf("X-Name-%d", i))
+	}
+	r.redacts("X-Late")
+	r.redacts("X-Late")
+	if _, ok := (*r.known.Load())["X-Late"]; !ok {
+		t.Fatal("a name asked for twice is not published")
+	}
+}

@@ -234,7 +234,7 @@ func (h *hops) end(s *trace.Span) {
 		h.byTrace[s.TraceID] = inTrace
 	} else {
 		delete(h.byTrace, s.TraceID)
-		if len(h.spare) < maxSpareLists {
+		if cap(inTrace) > 0 && len(h.spare) < maxSpareLists {
 			h.spare = append(h.spare, inTrace) // its room, for the next trace
 		}
 	}

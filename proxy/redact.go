@@ -66,7 +66,9 @@ func (r *Redactor) redacts(name string) bool {
 // remember caches a decision. New names are published in batches that
 // grow with the table (a new map each time, copied), so that a client
 // inventing header names costs amortised constant work per name until
-// the cache is full.
+// the cache is full; a name seen again before its batch is published is
+// published at once, so that a stable set of names is never left on the
+// slow path.
 func (r *Redactor) remember(name string, hit bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -74,16 +76,19 @@ func (r *Redactor) remember(name string, hit bool) {
 	if m := r.known.Load(); m != nil {
 		known = *m
 	}
-	if _, ok := r.newer[name]; ok || len(known)+len(r.newer) >= maxCachedNames {
-		return
+	_, seen := r.newer[name]
+	if !seen {
+		if len(known)+len(r.newer) >= maxCachedNames {
+			return
+		}
+		if r.newer == nil {
+			r.newer = map[string]bool{}
+		}
+		// A clone: name may point into a request head, which must not
+		// stay on the heap for it.
+		r.newer[strings.Clone(name)] = hit
 	}
-	if r.newer == nil {
-		r.newer = map[string]bool{}
-	}
-	// A clone: name may point into a request head, which must not stay
-	// on the heap for it.
-	r.newer[strings.Clone(name)] = hit
-	if len(r.newer) > len(known)/4 {
+	if seen || len(r.newer) > len(known)/4 {
 		m := make(map[string]bool, len(known)+len(r.newer))
 		maps.Copy(m, known)
 		maps.Copy(m, r.newer)
