@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -17,6 +18,7 @@ type connInfo struct {
 	remote, local netip.AddrPort
 	once          sync.Once
 	caller        string
+	looked        atomic.Bool // the caller has been looked up
 }
 
 func newConnInfo(c net.Conn) *connInfo {
@@ -34,7 +36,10 @@ func (ci *connInfo) resolve(r CallerResolver) string {
 	if ci == nil || r == nil {
 		return ""
 	}
-	ci.once.Do(func() { ci.caller = r.Caller(ci.remote, ci.local) })
+	ci.once.Do(func() {
+		ci.caller = r.Caller(ci.remote, ci.local)
+		ci.looked.Store(true)
+	})
 	return ci.caller
 }
 

@@ -225,6 +225,10 @@ type h1conn struct {
 	// upClean: the last exchange ended with up idle, so that it can serve
 	// another client once this one is gone.
 	upClean bool
+	// needCaller: an event loop handed the connection back because a
+	// request might need its caller, which is then looked up before the
+	// connection goes back to a loop (see pair.needsCaller).
+	needCaller bool
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

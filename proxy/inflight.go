@@ -171,6 +171,14 @@ func latest(spans []*trace.Span, who string) *trace.Span {
 	return any
 }
 
+// isRecent reports whether id names one of the last recentHops hops.
+func (h *hops) isRecent(id trace.SpanID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.recentHop(id)
+	return ok
+}
+
 // recentHop looks one of the last recentHops hops up by span id.
 func (h *hops) recentHop(id trace.SpanID) (callee string, ok bool) {
 	n := h.ids.decode(id)

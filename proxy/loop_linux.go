@@ -67,9 +67,12 @@ func newLoops(s *Server, n int) *loops {
 // adopt moves the connection of hc, idle between requests, to a loop. It
 // reports false, leaving hc as it was, when it cannot.
 func (ls *loops) adopt(hc *h1conn) bool {
-	// Naming the caller may read /proc: done here, once per connection,
-	// so that the loop never waits on it.
-	hc.ci.resolve(hc.rt.s.opts.Callers)
+	if hc.needCaller {
+		// Handed back because a request might need its caller: naming
+		// it may read /proc, so it is done here, on the connection's own
+		// goroutine, and the loop never waits on it.
+		hc.ci.resolve(hc.rt.s.opts.Callers)
+	}
 	cfd, err := dupSocket(hc.c)
 	if err != nil {
 		return false
@@ -325,8 +328,11 @@ type pair struct {
 	req  head
 	resp head
 	th   *hopHeaders
-	out  bytes.Buffer // a request head being written, or a reply
-	cout bytes.Buffer // what one upstream read sends the client
+	// needCaller: handed back because a request might need its caller
+	// (see needsCaller).
+	needCaller bool
+	out        bytes.Buffer // a request head being written, or a reply
+	cout       bytes.Buffer // what one upstream read sends the client
 
 	busy        bool  // an exchange is in progress
 	respStarted bool  // its final response head was relayed
@@ -516,6 +522,11 @@ func (p *pair) requests() {
 			p.handBack(nil)
 			return
 		}
+		if p.needsCaller() {
+			p.needCaller = true
+			p.handBack(nil)
+			return
+		}
 		p.raw = append(p.raw[:0], p.in[:n]...)
 		p.consume(n)
 		p.begin()
@@ -527,6 +538,25 @@ func (p *pair) consume(n int) {
 }
 
 // plain reports whether the loop can relay the request just parsed.
+// needsCaller reports whether linking or recording the request in p.req
+// might need its caller looked up, which may read /proc and which a loop
+// must not wait on. It does unless the connection's caller is known, or
+// the request's trace context names a recent hop of ours (whose callee is
+// then the caller). Most connections between services carry such a
+// context, so their callers are never looked up at all.
+func (p *pair) needsCaller() bool {
+	s := p.rt.s
+	if s.opts.Callers == nil || p.ci == nil || p.ci.looked.Load() {
+		return false
+	}
+	p.th.in.Reset()
+	for _, f := range p.req.fields {
+		p.th.in.Add(f.name, f.value)
+	}
+	tc := trace.Extract(&p.th.in)
+	return !tc.Continued || !s.hops.isRecent(tc.ParentID)
+}
+
 func (p *pair) plain() bool {
 	cfg := p.rt.cfg.Load()
 	return p.up != nil && cfg.Upstream == p.upAt && !p.req.upgrade && !p.req.chunked &&
@@ -800,7 +830,7 @@ func (p *pair) handBack(prefix []byte) {
 		p.up = nil
 	}
 	rest := bytes.NewReader(append(append([]byte(nil), prefix...), p.in...))
-	hc := &h1conn{rt: p.rt, c: c, ci: p.ci, th: p.th, rest: rest,
+	hc := &h1conn{rt: p.rt, c: c, ci: p.ci, th: p.th, rest: rest, needCaller: p.needCaller,
 		br: pooledReader(io.MultiReader(rest, c)), bw: pooledWriter(&clientWriterPool, c)}
 	if up != nil {
 		hc.setUpstream(up, p.upAt)

@@ -554,3 +554,51 @@ func TestLoopResponseHeadInPieces(t *testing.T) {
 	}
 	wantServed(t, s, 1, "/split")
 }
+
+// A kept-alive connection whose requests name a hop of ours as their
+// parent never has its caller looked up (the parent's callee is the
+// caller). One whose request does not is handed back once, its caller is
+// looked up off the loop, and the loop serves it again after.
+func TestLoopLooksUpACallerOnlyWhenARequestNeedsIt(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{}}
+	s := New(Options{Recorder: rec, Callers: cl})
+	defer s.Close()
+	up := httptest.NewServer(http.HandlerFunc(echoPathAndBody))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+
+	// A hop of ours, to name as the parent.
+	rawExchange(t, addr, "GET /root HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	root := rec.next(t)
+	before := cl.count()
+
+	c := dialClient(t, addr)
+	withParent := func(path string) string {
+		return "GET " + path + " HTTP/1.1\r\nHost: x\r\nTraceparent: 00-" + root.TraceID.String() + "-" + root.SpanID.String() + "-01\r\n\r\n"
+	}
+	for i, path := range []string{"/a", "/b", "/c", "/d"} {
+		if resp, body := c.do(withParent(path), "GET"); resp.StatusCode != 200 || body != path+":" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		if sp := rec.next(t); sp.Caller != "svc" || sp.ParentID != root.SpanID {
+			t.Fatalf("request %d: caller %q parent %s; want svc under the root hop", i, sp.Caller, sp.ParentID)
+		}
+	}
+	wantServed(t, s, 3, "requests after the first, naming our hop")
+	if n := cl.count() - before; n != 0 {
+		t.Fatalf("%d caller lookups for a connection whose requests name their parent hop; want 0", n)
+	}
+
+	// No context: the caller might be needed.
+	for _, path := range []string{"/e", "/f"} {
+		if resp, body := c.do(get(path), "GET"); resp.StatusCode != 200 || body != path+":" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		rec.next(t)
+	}
+	if n := cl.count() - before; n != 1 {
+		t.Fatalf("%d caller lookups after context-less requests; want 1", n)
+	}
+	wantServed(t, s, 4, "the second context-less request, back on the loop")
+}

@@ -54,14 +54,22 @@ func (m *memRecorder) next(t *testing.T) *trace.Span {
 
 // callers is a CallerResolver from a fixed map of client ports.
 type callers struct {
-	mu sync.Mutex
-	m  map[uint16]string
+	mu      sync.Mutex
+	m       map[uint16]string
+	lookups int
 }
 
 func (c *callers) Caller(remote, _ netip.AddrPort) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.lookups++
 	return c.m[remote.Port()]
+}
+
+func (c *callers) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups
 }
 
 // front puts a proxy route named service in front of upstream and
