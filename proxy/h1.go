@@ -205,6 +205,15 @@ type hopHeaders struct {
 	lines []byte
 }
 
+// extract gathers the trace headers of req and reads its trace context.
+func (th *hopHeaders) extract(req *head) trace.Context {
+	th.in.Reset()
+	for _, f := range req.fields {
+		th.in.Add(f.name, f.value)
+	}
+	return trace.Extract(&th.in)
+}
+
 // h1conn is one client connection on the fast path.
 type h1conn struct {
 	rt   *route
@@ -352,29 +361,25 @@ func (hc *h1conn) serveOne() bool {
 	if hc.th == nil {
 		hc.th = &hopHeaders{}
 	}
-	sp, method := s.requestHop(&hc.req, hc.th, hc.ci, cfg.Service, time.Now())
+	sp, method := s.requestHop(&hc.req, hc.th, hc.th.extract(&hc.req), hc.ci, cfg.Service, time.Now())
 	ok := hc.relay(sp, method, cfg)
 	s.finishHop(sp, hc.ci)
 	return ok
 }
 
-// requestHop begins the hop of a parsed HTTP/1 request, on either path.
-// Extract reads the trace headers gathered into th.in, and th.lines gets
-// the trace header lines to send upstream (see writeRequestHead). The
-// recorded headers are the request's as sent.
-func (s *Server) requestHop(req *head, th *hopHeaders, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
+// requestHop begins the hop of a parsed HTTP/1 request, on either path,
+// from its trace context tc (th.extract), and leaves in th.lines the trace
+// header lines to send upstream (see writeRequestHead). The recorded
+// headers are the request's as sent.
+func (s *Server) requestHop(req *head, th *hopHeaders, tc trace.Context, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
 	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
-	th.in.Reset()
-	for _, f := range req.fields {
-		th.in.Add(f.name, f.value)
-	}
 	proto := "http"
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	sp, tc := s.startHop(&th.in, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
+	sp, tc = s.startHop(tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
 		ci, service, proto, method, path, start)
 	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method

@@ -6,13 +6,13 @@ import (
 	"github.com/devstack/devstack/proxy/trace"
 )
 
-// startHop begins a hop, the same way on every path: it reads the trace
-// context from h, links the hop to its trace and parent, and registers the
-// hop as in flight. It returns the context to stamp on the request sent
-// upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders appends
-// the headers to record (redacted) to a span's reused slice.
-func (s *Server) startHop(h trace.Headers, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
-	tc := trace.Extract(h)
+// startHop begins a hop, the same way on every path: from the trace
+// context tc extracted from the request, it links the hop to its trace and
+// parent, and registers the hop as in flight. It returns the context to
+// stamp on the request sent upstream (trace.Inject, or
+// trace.AppendHeaderLines). reqHeaders appends the headers to record
+// (redacted) to a span's reused slice.
+func (s *Server) startHop(tc trace.Context, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
 	sp := trace.NewSpan()
 	sp.Callee, sp.Protocol, sp.Method, sp.Route, sp.GRPCStatus, sp.Start = callee, proto, method, path, -1, start
 	sp.RequestID = tc.RequestID

@@ -522,14 +522,15 @@ func (p *pair) requests() {
 			p.handBack(nil)
 			return
 		}
-		if p.needsCaller() {
+		tc := p.th.extract(&p.req)
+		if p.needsCaller(&tc) {
 			p.needCaller = true
 			p.handBack(nil)
 			return
 		}
 		p.raw = append(p.raw[:0], p.in[:n]...)
 		p.consume(n)
-		p.begin()
+		p.begin(tc)
 	}
 }
 
@@ -538,22 +539,17 @@ func (p *pair) consume(n int) {
 }
 
 // plain reports whether the loop can relay the request just parsed.
-// needsCaller reports whether linking or recording the request in p.req
-// might need its caller looked up, which may read /proc and which a loop
+// needsCaller reports whether linking or recording the request in p.req,
+// whose trace context is tc, might need its caller looked up, which may read /proc and which a loop
 // must not wait on. It does unless the connection's caller is known, or
 // the request's trace context names a recent hop of ours (whose callee is
 // then the caller). Most connections between services carry such a
 // context, so their callers are never looked up at all.
-func (p *pair) needsCaller() bool {
+func (p *pair) needsCaller(tc *trace.Context) bool {
 	s := p.rt.s
 	if s.opts.Callers == nil || p.ci == nil || p.ci.looked.Load() {
 		return false
 	}
-	p.th.in.Reset()
-	for _, f := range p.req.fields {
-		p.th.in.Add(f.name, f.value)
-	}
-	tc := trace.Extract(&p.th.in)
 	return !tc.Continued || !s.hops.isRecent(tc.ParentID)
 }
 
@@ -563,9 +559,10 @@ func (p *pair) plain() bool {
 		p.req.get("Expect") == "" && !strings.HasPrefix(p.req.line, "CONNECT ")
 }
 
-// begin starts the exchange of the request in p.req, as serveOne does.
-func (p *pair) begin() {
-	sp, method := p.rt.s.requestHop(&p.req, p.th, p.ci, p.rt.cfg.Load().Service, time.Now())
+// begin starts the exchange of the request in p.req, whose trace context
+// is tc, as serveOne does.
+func (p *pair) begin(tc trace.Context) {
+	sp, method := p.rt.s.requestHop(&p.req, p.th, tc, p.ci, p.rt.cfg.Load().Service, time.Now())
 	p.sp = sp
 	p.busy, p.respStarted, p.method = true, false, method
 	p.reqLeft = max(p.req.contentLength, 0)
