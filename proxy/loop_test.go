@@ -28,6 +28,10 @@ func echoPathAndBody(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "%s:%s", r.URL.Path, body)
 }
 
+// chunkedUpload is a POST of "abc" to /chunked with a chunked body, which
+// the loop hands back to the goroutine path.
+const chunkedUpload = "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
 // wantServed checks how many exchanges s's loops relayed.
 func wantServed(t *testing.T, s *Server, want uint64, which string) {
 	t.Helper()
@@ -194,8 +198,7 @@ func TestLoopHandsBackWhatItDoesNotRelay(t *testing.T) {
 	cl := dialClient(t, addr)
 	cl.do(get("/warm"), "GET")
 
-	chunked := "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-	if _, body := cl.do(chunked, "POST"); body != "/chunked:abc" {
+	if _, body := cl.do(chunkedUpload, "POST"); body != "/chunked:abc" {
 		t.Errorf("chunked upload: %q", body)
 	}
 	// Handed back, the connection is adopted again after the exchange.
@@ -420,8 +423,7 @@ func TestLoopPipelinedHandBackAndHalfClose(t *testing.T) {
 	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
 	cl := dialClient(t, addr)
 	cl.do(get("/warm"), "GET")
-	chunked := "POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-	io.WriteString(cl.c, get("/big")+chunked+get("/last"))
+	io.WriteString(cl.c, get("/big")+chunkedUpload+get("/last"))
 	cl.c.(*net.TCPConn).CloseWrite()
 	if _, body := cl.read("GET"); len(body) != len(big) {
 		t.Errorf("/big: %d bytes", len(body))

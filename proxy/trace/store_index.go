@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -286,11 +287,8 @@ type traceKey struct {
 }
 
 func (a traceKey) compare(b traceKey) int {
-	switch {
-	case a.start < b.start:
-		return -1
-	case a.start > b.start:
-		return 1
+	if c := cmp.Compare(a.start, b.start); c != 0 {
+		return c
 	}
 	return slices.Compare(a.id[:], b.id[:])
 }
@@ -406,13 +404,10 @@ type ordered struct {
 }
 
 func (o ordered) compare(k traceKey) int {
-	switch {
-	case o.start < k.start:
-		return -1
-	case o.start > k.start:
-		return 1
+	if o.start != k.start { // settled without loading the entry
+		return cmp.Compare(o.start, k.start)
 	}
-	return slices.Compare(o.t.id[:], k.id[:])
+	return o.t.key().compare(k)
 }
 
 func newIndex(maxSpans int) *index {
