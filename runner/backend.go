@@ -105,7 +105,7 @@ type Ambassador struct {
 // Exit says how an instance ended.
 type Exit struct {
 	Code   int    // exit code; -1 when killed by a signal
-	Signal string // the signal that killed it, if any
+	Signal string // the signal that ended it, if any, as Go describes it ("killed", "terminated")
 	Err    error  // an error waiting on it (not a non-zero exit)
 	At     time.Time
 }
@@ -115,7 +115,7 @@ func (e Exit) String() string {
 	case e.Err != nil:
 		return e.Err.Error()
 	case e.Signal != "":
-		return "killed by " + e.Signal
+		return "signal: " + e.Signal // as Go words it: "signal: killed"
 	default:
 		return fmt.Sprintf("exit code %d", e.Code)
 	}

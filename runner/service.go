@@ -155,7 +155,7 @@ func describeExit(e *ExitInfo) string {
 	case e.Error != "":
 		return e.Error
 	case e.Signal != "":
-		return "killed by " + e.Signal
+		return "signal: " + e.Signal // as Go words it: "signal: killed"
 	}
 	return fmt.Sprintf("exit code %d", e.Code)
 }
