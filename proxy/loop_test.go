@@ -14,8 +14,10 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The event loop serves a connection's requests after its first. These
@@ -603,4 +605,32 @@ func TestLoopLooksUpACallerOnlyWhenARequestNeedsIt(t *testing.T) {
 		t.Fatalf("%d caller lookups after context-less requests; want 1", n)
 	}
 	wantServed(t, s, 4, "the second context-less request, back on the loop")
+}
+
+// A loop with nothing to do waits in a raw syscall, keeping its P, which
+// the collector's stop-the-world must still be able to stop: the
+// runtime's preemption signal interrupts the wait, and the loop yields.
+// Here the loops would hold their Ps for 10 s; a collection that waited
+// for that would fail the deadline below by far.
+func TestLoopWaitingIdleDoesNotHoldUpTheCollector(t *testing.T) {
+	defer func(ms uintptr) { holdWaitMs = ms }(holdWaitMs)
+	holdWaitMs = 10_000
+	s := New(Options{Recorder: newMemRecorder()})
+	defer s.Close()
+	ls := s.eventLoops()
+	if ls == nil {
+		t.Skip("no event loop on this system")
+	}
+	for _, l := range ls.ls {
+		ran := make(chan struct{})
+		if !l.do(func() { close(ran) }) {
+			t.Fatal("a new loop refused work")
+		}
+		<-ran // the loop is back to waiting, with nothing to do for 10 s
+	}
+	start := time.Now()
+	runtime.GC()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a collection took %v with the loops idle: a loop held up stop-the-world", d)
+	}
 }

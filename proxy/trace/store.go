@@ -134,8 +134,10 @@ const (
 	// goroutine takes them: under load it then wakes once per batch, not
 	// once per span, which costs the proxy's hot path a goroutine wake-up
 	// (and often a thread wake-up) per request. Readers see a span at most
-	// this much later; Flush does not wait for it.
-	batchDelay       = time.Millisecond
+	// this much later; Flush does not wait for it. At 10 ms rather than 1,
+	// the proxy's voluntary context switches under wrk -c32 fell from 0.21
+	// to 0.17 per request (nginx: 0.14).
+	batchDelay       = 10 * time.Millisecond
 	subscriberBuffer = 256
 )
 
