@@ -223,21 +223,18 @@ var holdWaitMs uintptr = 2
 func (l *evloop) run() {
 	events := make([]unix.EpollEvent, 256)
 	for {
-		// Under load there is nearly always something ready: look without
-		// blocking first. A raw syscall does not hand the goroutine's P
-		// over to the scheduler, so the runtime's monitor has nothing to
-		// retake. Then wait a little the same way (see holdWaitMs); only
-		// a loop idle for longer blocks in a wait the scheduler knows of.
-		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-		if errno == 0 && r == 0 {
-			r, _, errno = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), l.holdMs, 0, 0)
-			if errno == unix.EINTR {
-				// A signal: most likely the runtime asking this goroutine
-				// to stop (for the collector's stop-the-world), which it
-				// cannot do inside a raw syscall. Yield so that it can.
-				runtime.Gosched()
-				continue
-			}
+		// Wait a little without telling the scheduler (see holdWaitMs):
+		// a raw syscall does not hand the goroutine's P over, so the
+		// runtime's monitor has nothing to retake. Under load something
+		// is nearly always ready and this returns at once. Only a loop
+		// idle for longer blocks in a wait the scheduler knows of.
+		r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), l.holdMs, 0, 0)
+		if errno == unix.EINTR {
+			// A signal: most likely the runtime asking this goroutine to
+			// stop (for the collector's stop-the-world), which it cannot
+			// do inside a raw syscall. Yield so that it can.
+			runtime.Gosched()
+			continue
 		}
 		n, err := int(r), error(nil)
 		if errno != 0 || n == 0 {
