@@ -58,7 +58,7 @@ func run() error {
 	floorTo := flag.String("to", "", "internal: the floor relay's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
-	pairs := flag.Int("pairs", 9, "then run devstack and nginx at 32 connections back to back this many times per body size, and report the median of the pairs' ratios")
+	pairs := flag.Int("pairs", 9, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
 	if *serve != "" {
@@ -123,11 +123,19 @@ func run() error {
 	rpL := listen()
 	go http.Serve(rpL, rp)
 
-	nginxAddr, nginxPid, stopNginx, err := startNginx(tmp, upAddr)
+	nginxAddr, nginxPid, stopNginx, err := startNginx(filepath.Join(tmp, "nginx"), upAddr, false)
 	if err != nil {
 		return err
 	}
 	defer stopNginx()
+	// nginx made to send the upstream the same trace headers devstack
+	// stamps (fixed values, as it cannot make ids): what parsing them
+	// costs the upstream, on the same cores, is then in both.
+	stampAddr, stampPid, stopStamp, err := startNginx(filepath.Join(tmp, "nginx-stamping"), upAddr, true)
+	if err != nil {
+		return err
+	}
+	defer stopStamp()
 	floors := map[string]target{}
 	floorPids := map[string]int{}
 	for _, kind := range []string{"relay-goroutines", "relay-epoll"} {
@@ -149,15 +157,18 @@ func run() error {
 		"devstack-goroutines": func() time.Duration { return procCPU(pid) },
 		"httputil":            func() time.Duration { return procCPU(pid) },
 		"nginx":               func() time.Duration { return childrenCPU(nginxPid) },
+		"nginx-stamping":      func() time.Duration { return childrenCPU(stampPid) },
 	}
 	for kind, pid := range floorPids {
 		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
 	}
 
-	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"devstack-goroutines", dsgAddr}, {"nginx", nginxAddr}, {"httputil", rpL.Addr().String()},
+	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"devstack-goroutines", dsgAddr}, {"nginx", nginxAddr}, {"nginx-stamping", stampAddr}, {"httputil", rpL.Addr().String()},
 		floors["relay-goroutines"], floors["relay-epoll"]}
 	if *only != "" {
-		targets = slices.DeleteFunc(targets, func(t target) bool { return t.name != *only && t.name != "direct" && t.name != "nginx" })
+		targets = slices.DeleteFunc(targets, func(t target) bool {
+			return t.name != *only && t.name != "direct" && !strings.HasPrefix(t.name, "nginx")
+		})
 	}
 	// Targets are measured in rounds, interleaved, and each figure is the
 	// median over the rounds: a burst of load from elsewhere on the
@@ -226,6 +237,10 @@ func run() error {
 		d, n, x := res[path]["direct"], res[path]["nginx"], res[path]["devstack"]
 		fmt.Printf("%s: devstack throughput %.2fx nginx at c1, %.2fx at c32 (target ≥ 0.9x); added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
 			path, x.rps1/n.rps1, x.rps32/n.rps32, x.p50-d.p50, n.p50-d.p50)
+		if ns, ok := res[path]["nginx-stamping"]; ok {
+			fmt.Printf("%s: devstack throughput %.2fx nginx-stamping (nginx sending the same trace headers) at c1, %.2fx at c32\n",
+				path, x.rps1/ns.rps1, x.rps32/ns.rps32)
+		}
 		for _, kind := range []string{"relay-goroutines", "relay-epoll"} {
 			if f, ok := res[path][kind]; ok {
 				fmt.Printf("%s: floor %s (bytes relayed, no HTTP work): %.2fx nginx at c1, %.2fx at c32\n", path, kind, f.rps1/n.rps1, f.rps32/n.rps32)
@@ -234,17 +249,15 @@ func run() error {
 	}
 	// Paired runs: a target's rounds above are tens of seconds apart, and
 	// this machine's speed drifts over that (the same code's CPU per
-	// request varies by a third between runs). Running devstack and
-	// nginx back to back, in alternating order, and taking each pair's
-	// ratio cancels the drift that both see.
+	// request varies by a third between runs). Running devstack and both
+	// nginx back to back, in rotating order, and taking each run's ratios
+	// cancels the drift that all see.
 	if *pairs > 0 && slices.ContainsFunc(targets, func(t target) bool { return t.name == "devstack" }) {
 		for _, path := range []string{"/64", "/16k"} {
-			var ratios []float64
+			var plain, stamping []float64
 			for i := range *pairs {
-				order := []string{dsAddr, nginxAddr}
-				if i%2 == 1 {
-					order = []string{nginxAddr, dsAddr}
-				}
+				order := []string{dsAddr, nginxAddr, stampAddr}
+				order = append(order[i%3:], order[:i%3]...)
 				rps := map[string]float64{}
 				for _, addr := range order {
 					r, err := wrk("http://"+addr+path, 32, 2*time.Second)
@@ -253,12 +266,19 @@ func run() error {
 					}
 					rps[addr] = r
 				}
-				ratios = append(ratios, rps[dsAddr]/rps[nginxAddr])
-				fmt.Fprintf(os.Stderr, "pair %d %-5s devstack %8.0f/s nginx %8.0f/s  ratio %.2f\n", i+1, path, rps[dsAddr], rps[nginxAddr], ratios[i])
+				plain = append(plain, rps[dsAddr]/rps[nginxAddr])
+				stamping = append(stamping, rps[dsAddr]/rps[stampAddr])
+				fmt.Fprintf(os.Stderr, "pair %d %-5s devstack %8.0f/s nginx %8.0f/s nginx-stamping %8.0f/s  ratios %.2f %.2f\n",
+					i+1, path, rps[dsAddr], rps[nginxAddr], rps[stampAddr], plain[i], stamping[i])
 			}
-			slices.Sort(ratios)
-			fmt.Printf("%s: c32 in %d back-to-back pairs with nginx: devstack/nginx median %.2fx (range %.2f–%.2f)\n",
-				path, len(ratios), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+			for _, r := range []struct {
+				vs     string
+				ratios []float64
+			}{{"nginx", plain}, {"nginx-stamping", stamping}} {
+				slices.Sort(r.ratios)
+				fmt.Printf("%s: c32 in %d back-to-back runs: devstack/%s median %.2fx (range %.2f–%.2f)\n",
+					path, len(r.ratios), r.vs, r.ratios[len(r.ratios)/2], r.ratios[0], r.ratios[len(r.ratios)-1])
+			}
 		}
 	}
 	st := store.Stats()
@@ -341,9 +361,27 @@ func wrk(url string, conns int, d time.Duration) (float64, error) {
 }
 
 // startNginx runs nginx as a reverse proxy to upstream, with upstream
-// keep-alive and no access log, as a fair baseline.
-func startNginx(dir, upstream string) (string, int, func(), error) {
+// keep-alive and no access log, as a fair baseline. With stamp, it also
+// sets on every request the headers devstack's proxy stamps by default,
+// with the values devstack would write for a new trace (fixed: nginx
+// cannot make trace ids; X-Request-ID is nginx's own $request_id).
+func startNginx(dir, upstream string, stamp bool) (string, int, func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", 0, nil, err
+	}
 	addr := freeAddr()
+	var set strings.Builder
+	if stamp {
+		c := trace.Extract(http.Header{})
+		lines := string(trace.AppendHeaderLines(nil, c, trace.DefaultFormats))
+		for line := range strings.SplitSeq(strings.TrimSuffix(lines, "\r\n"), "\r\n") {
+			name, value, _ := strings.Cut(line, ": ")
+			if strings.EqualFold(name, "X-Request-Id") {
+				value = "$request_id"
+			}
+			fmt.Fprintf(&set, "      proxy_set_header %s \"%s\";\n", name, value)
+		}
+	}
 	conf := fmt.Sprintf(`daemon off;
 worker_processes 2;
 pid %[1]s/nginx.pid;
@@ -363,10 +401,10 @@ http {
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+%[4]s    }
   }
 }
-`, dir, upstream, addr)
+`, dir, upstream, addr, set.String())
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return "", 0, nil, err
