@@ -634,3 +634,27 @@ func TestLoopWaitingIdleDoesNotHoldUpTheCollector(t *testing.T) {
 		t.Fatalf("a collection took %v with the loops idle: a loop held up stop-the-world", d)
 	}
 }
+
+// A loop holds its P while it waits only when that leaves one free: with
+// a single P, holding it would keep every other goroutine waiting.
+func TestLoopsHoldTheirPsOnlyWithOneToSpare(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct {
+		procs, loops int
+		hold         bool
+	}{{1, 1, false}, {2, 2, false}, {2, 1, true}, {3, 2, true}} {
+		runtime.GOMAXPROCS(c.procs)
+		s := New(Options{Recorder: newMemRecorder()})
+		ls := newLoops(s, c.loops)
+		if ls == nil {
+			t.Skip("no event loop on this system")
+		}
+		for _, l := range ls.ls {
+			if held := l.holdMs > 0; held != c.hold {
+				t.Errorf("GOMAXPROCS %d, %d loops: a loop holds its P while waiting: %v, want %v", c.procs, c.loops, held, c.hold)
+			}
+		}
+		ls.stop()
+		s.Close()
+	}
+}
