@@ -58,7 +58,7 @@ func run() error {
 	floorTo := flag.String("to", "", "internal: the floor relay's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
-	pairs := flag.Int("pairs", 9, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
+	pairs := flag.Int("pairs", 12, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
 	flag.Parse()
 	if *serve != "" {
@@ -250,14 +250,22 @@ func run() error {
 	// Paired runs: a target's rounds above are tens of seconds apart, and
 	// this machine's speed drifts over that (the same code's CPU per
 	// request varies by a third between runs). Running devstack and both
-	// nginx back to back, in rotating order, and taking each run's ratios
+	// nginx back to back, in every order in turn, and taking each run's ratios
 	// cancels the drift that all see.
+	orders := [][3]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}}
 	if *pairs > 0 && slices.ContainsFunc(targets, func(t target) bool { return t.name == "devstack" }) {
 		for _, path := range []string{"/64", "/16k"} {
 			var plain, stamping []float64
 			for i := range *pairs {
-				order := []string{dsAddr, nginxAddr, stampAddr}
-				order = append(order[i%3:], order[:i%3]...)
+				// Every order of the three in turn: each then runs first,
+				// last, and right after each other one equally often, so
+				// that what a run leaves behind (a collection finishing,
+				// the span store catching up) weighs on all alike.
+				three := []string{dsAddr, nginxAddr, stampAddr}
+				var order []string
+				for _, k := range orders[i%len(orders)] {
+					order = append(order, three[k])
+				}
 				rps := map[string]float64{}
 				for _, addr := range order {
 					r, err := wrk("http://"+addr+path, 32, 2*time.Second)
