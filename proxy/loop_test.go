@@ -615,6 +615,7 @@ func TestLoopLooksUpACallerOnlyWhenARequestNeedsIt(t *testing.T) {
 func TestLoopWaitingIdleDoesNotHoldUpTheCollector(t *testing.T) {
 	defer func(ms uintptr) { holdWaitMs = ms }(holdWaitMs)
 	holdWaitMs = 10_000
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // a P to spare, whatever the machine
 	s := New(Options{Recorder: newMemRecorder()})
 	defer s.Close()
 	ls := s.eventLoops()
@@ -622,6 +623,9 @@ func TestLoopWaitingIdleDoesNotHoldUpTheCollector(t *testing.T) {
 		t.Skip("no event loop on this system")
 	}
 	for _, l := range ls.ls {
+		if l.holdMs == 0 {
+			t.Fatal("the loop does not hold its P while waiting: this test would prove nothing")
+		}
 		ran := make(chan struct{})
 		if !l.do(func() { close(ran) }) {
 			t.Fatal("a new loop refused work")
