@@ -225,8 +225,8 @@ func (l *evloop) do(f func()) bool {
 // GOMAXPROCS set to 1, the one loop would keep every other goroutine
 // waiting. Measured with wrk -c32 against nginx on 2 cores: the
 // proxy's voluntary context switches fell from 0.40 to 0.21 per request
-// (nginx's: 0.14), and the scheduler's share of the proxy's CPU from
-// about 7% to under 1%.
+// (nginx's: 0.14), and the runtime monitor's wake-ups from about 4,200
+// to about 100 a second.
 var holdWaitMs uintptr = 2
 
 func (l *evloop) run() {
