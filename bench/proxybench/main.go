@@ -18,13 +18,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +29,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/proxy/trace"
 )
 
@@ -54,12 +50,14 @@ func run() error {
 	only := flag.String("only", "", "run only this target (direct, devstack, devstack-goroutines, nginx, httputil, relay-goroutines, relay-epoll)")
 	serve := flag.String("serve-upstream", "", "internal: be the upstream server on this address")
 	floor := flag.String("serve-floor", "", "internal: be this floor relay (relay-goroutines, relay-epoll) from -listen to -to")
-	floorListen := flag.String("listen", "", "internal: the floor relay's address")
-	floorTo := flag.String("to", "", "internal: the floor relay's upstream")
+	floorListen := flag.String("listen", "", "internal: the floor relay's or proxy's address")
+	floorTo := flag.String("to", "", "internal: the floor relay's or proxy's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
 	pairs := flag.Int("pairs", 12, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (upstream and proxies) to the file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of devstack's proxy process to the file")
+	serveProxyKind := flag.String("serve-proxy", "", "internal: be this proxy (devstack, devstack-goroutines, httputil) from -listen to -to")
+	storeDir := flag.String("store", "", "internal: the span store's directory for -serve-proxy")
 	flag.Parse()
 	if *serve != "" {
 		return serveUpstream(*serve)
@@ -67,14 +65,8 @@ func run() error {
 	if *floor != "" {
 		return serveFloor(*floor, *floorListen, *floorTo)
 	}
-	proxy.SpareP() // as the supervisor does
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+	if *serveProxyKind != "" {
+		return serveProxy(*serveProxyKind, *floorListen, *floorTo, *storeDir, *norec, *cpuprofile)
 	}
 	tmp, err := os.MkdirTemp("", "proxybench")
 	if err != nil {
@@ -82,46 +74,36 @@ func run() error {
 	}
 	defer os.RemoveAll(tmp)
 
-	// The upstream is a process of its own, as nginx is, so that the
-	// proxies measured here share a process with nothing but themselves.
+	// The upstream and every proxy are processes of their own, as nginx
+	// is, so that each proxy shares a process with nothing but itself.
 	upAddr := freeAddr()
 	_, stopUp, err := startSelf(upAddr, "-serve-upstream", upAddr)
 	if err != nil {
 		return err
 	}
 	defer stopUp()
-
-	// devstack's proxy, recording every hop into a real span store.
-	store, err := trace.Open(filepath.Join(tmp, "spans"), trace.StoreOptions{})
-	if err != nil {
-		return err
+	proxyPids := map[string]int{}
+	proxyAddrs := map[string]string{}
+	for _, kind := range []string{"devstack", "devstack-goroutines", "httputil"} {
+		if *only != "" && kind != *only {
+			continue
+		}
+		addr := freeAddr()
+		args := []string{"-serve-proxy", kind, "-listen", addr, "-to", upAddr, "-store", filepath.Join(tmp, kind)}
+		if *norec {
+			args = append(args, "-no-record")
+		}
+		if kind == "devstack" && *cpuprofile != "" {
+			args = append(args, "-cpuprofile", *cpuprofile)
+		}
+		pid, stop, err := startSelf(addr, args...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		defer stop()
+		proxyPids[kind], proxyAddrs[kind] = pid, addr
 	}
-	defer store.Close()
-	var rec trace.Recorder = store
-	if *norec {
-		rec = discard{}
-	}
-	ds := proxy.New(proxy.Options{Recorder: rec})
-	dsAddr := freeAddr()
-	if err := ds.SetRoutes([]proxy.Route{{Service: "upstream", Listen: dsAddr, Upstream: upAddr, Protocol: proxy.ProtoAuto}}); err != nil {
-		return err
-	}
-	defer ds.Close()
-	// The same proxy with every request on the goroutine path (no event
-	// loop), to show what the loop is worth.
-	dsg := proxy.New(proxy.Options{Recorder: rec, NoEventLoop: true})
-	dsgAddr := freeAddr()
-	if err := dsg.SetRoutes([]proxy.Route{{Service: "upstream", Listen: dsgAddr, Upstream: upAddr, Protocol: proxy.ProtoAuto}}); err != nil {
-		return err
-	}
-	defer dsg.Close()
-
-	// A minimal httputil.ReverseProxy with a tuned transport.
-	u, _ := url.Parse("http://" + upAddr)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
-	rpL := listen()
-	go http.Serve(rpL, rp)
+	dsAddr := proxyAddrs["devstack"]
 
 	nginxAddr, nginxPid, stopNginx, err := startNginx(filepath.Join(tmp, "nginx"), upAddr, false)
 	if err != nil {
@@ -148,22 +130,21 @@ func run() error {
 		floors[kind] = target{kind, addr}
 		floorPids[kind] = pid
 	}
-	// cpuOf reads the CPU time a target's proxy has used so far: this
-	// process for the in-process proxies, nginx's workers for nginx.
-	pid := os.Getpid()
+	// cpuOf reads the CPU time a target's proxy has used so far: its
+	// process, or nginx's workers for nginx.
 	cpuOf := map[string]func() time.Duration{
-		"direct":              func() time.Duration { return 0 },
-		"devstack":            func() time.Duration { return procCPU(pid) },
-		"devstack-goroutines": func() time.Duration { return procCPU(pid) },
-		"httputil":            func() time.Duration { return procCPU(pid) },
-		"nginx":               func() time.Duration { return childrenCPU(nginxPid) },
-		"nginx-stamping":      func() time.Duration { return childrenCPU(stampPid) },
+		"direct":         func() time.Duration { return 0 },
+		"nginx":          func() time.Duration { return childrenCPU(nginxPid) },
+		"nginx-stamping": func() time.Duration { return childrenCPU(stampPid) },
 	}
 	for kind, pid := range floorPids {
 		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
 	}
+	for kind, pid := range proxyPids {
+		cpuOf[kind] = func() time.Duration { return procCPU(pid) }
+	}
 
-	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"devstack-goroutines", dsgAddr}, {"nginx", nginxAddr}, {"nginx-stamping", stampAddr}, {"httputil", rpL.Addr().String()},
+	targets := []target{{"direct", upAddr}, {"devstack", dsAddr}, {"devstack-goroutines", proxyAddrs["devstack-goroutines"]}, {"nginx", nginxAddr}, {"nginx-stamping", stampAddr}, {"httputil", proxyAddrs["httputil"]},
 		floors["relay-goroutines"], floors["relay-epoll"]}
 	if *only != "" {
 		targets = slices.DeleteFunc(targets, func(t target) bool {
@@ -234,10 +215,11 @@ func run() error {
 	tw.Flush()
 	fmt.Println()
 	for _, path := range []string{"/64", "/16k"} {
-		d, n, x := res[path]["direct"], res[path]["nginx"], res[path]["devstack"]
-		fmt.Printf("%s: devstack throughput %.2fx nginx at c1, %.2fx at c32 (target ≥ 0.9x); added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
-			path, x.rps1/n.rps1, x.rps32/n.rps32, x.p50-d.p50, n.p50-d.p50)
-		if ns, ok := res[path]["nginx-stamping"]; ok {
+		d, n := res[path]["direct"], res[path]["nginx"]
+		if x, ok := res[path]["devstack"]; ok {
+			fmt.Printf("%s: devstack throughput %.2fx nginx at c1, %.2fx at c32 (target ≥ 0.9x); added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
+				path, x.rps1/n.rps1, x.rps32/n.rps32, x.p50-d.p50, n.p50-d.p50)
+			ns := res[path]["nginx-stamping"]
 			fmt.Printf("%s: devstack throughput %.2fx nginx-stamping (nginx sending the same trace headers) at c1, %.2fx at c32\n",
 				path, x.rps1/ns.rps1, x.rps32/ns.rps32)
 		}
@@ -289,13 +271,11 @@ func run() error {
 			}
 		}
 	}
-	st := store.Stats()
-	fmt.Printf("spans recorded: %+v\n", st)
-	return nil
+	return nil // the stops deferred above print what devstack's stores recorded
 }
 
 // startSelf runs this program with args in a process of its own and
-// waits until it listens on addr. stop kills it.
+// waits until it listens on addr. stop ends it.
 func startSelf(addr string, args ...string) (pid int, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -306,12 +286,28 @@ func startSelf(addr string, args ...string) (pid int, stop func(), err error) {
 	if err := cmd.Start(); err != nil {
 		return 0, nil, err
 	}
-	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	// SIGTERM first: devstack's proxies close their span stores and say
+	// what they recorded.
+	stop = func() { terminate(cmd, 10*time.Second, func() { cmd.Process.Kill() }) }
 	if err := waitListening(addr); err != nil {
 		stop()
 		return 0, nil, err
 	}
 	return cmd.Process.Pid, stop, nil
+}
+
+// terminate sends cmd SIGTERM and waits for it to exit, calling kill if
+// it has not after grace.
+func terminate(cmd *exec.Cmd, grace time.Duration, kill func()) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		kill()
+		<-done
+	}
 }
 
 func listen() net.Listener {
@@ -424,7 +420,9 @@ http {
 	if err := cmd.Start(); err != nil {
 		return "", 0, nil, fmt.Errorf("starting nginx (apt-get install nginx-light): %w", err)
 	}
-	stop := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }
+	// SIGTERM to the master, which stops and reaps its workers; the
+	// whole group is killed if it does not in time.
+	stop := func() { terminate(cmd, 5*time.Second, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }) }
 	if err := waitListening(addr); err != nil {
 		stop()
 		return "", 0, nil, fmt.Errorf("nginx: %w", err)
@@ -461,10 +459,6 @@ func serveUpstream(addr string) error {
 		io.WriteString(w, small)
 	}))
 }
-
-type discard struct{}
-
-func (discard) Record(*trace.Span) {}
 
 // procCPU is the user+system CPU time of a process, from /proc.
 func procCPU(pid int) time.Duration {
