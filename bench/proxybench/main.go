@@ -237,6 +237,14 @@ func run() error {
 	orders := [][3]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}}
 	if *pairs > 0 && slices.ContainsFunc(targets, func(t target) bool { return t.name == "devstack" }) {
 		for _, path := range []string{"/64", "/16k"} {
+			p50, err := interleavedP50([]string{"http://" + upAddr + path, "http://" + dsAddr + path, "http://" + nginxAddr + path}, *seq*2, *pairs)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s: latency in %d interleaved blocks: devstack added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
+				path, *pairs, p50[1]-p50[0], p50[2]-p50[0])
+		}
+		for _, path := range []string{"/64", "/16k"} {
 			var plain, stamping []float64
 			for i := range *pairs {
 				// Every order of the three in turn: each then runs first,
@@ -327,22 +335,70 @@ func freeAddr() string {
 // latency sends n sequential requests on one keep-alive connection and
 // returns p50 and p99 in microseconds.
 func latency(url string, n int) (float64, float64, error) {
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
-	ds := make([]float64, 0, n)
-	for i := 0; i < n+100; i++ {
-		t0 := time.Now()
-		resp, err := c.Get(url)
-		if err != nil {
-			return 0, 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if i >= 100 { // warm-up
-			ds = append(ds, float64(time.Since(t0).Nanoseconds())/1e3)
-		}
+	c := latencyClient()
+	if _, err := latencySamples(c, url, 100, nil); err != nil { // warm-up
+		return 0, 0, err
+	}
+	ds, err := latencySamples(c, url, n, nil)
+	if err != nil {
+		return 0, 0, err
 	}
 	slices.Sort(ds)
 	return ds[len(ds)/2], ds[len(ds)*99/100], nil
+}
+
+// latencyClient keeps one connection open, as a sequential client does.
+func latencyClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+}
+
+// latencySamples appends to ds the microseconds each of n sequential
+// requests took.
+func latencySamples(c *http.Client, url string, n int, ds []float64) ([]float64, error) {
+	for range n {
+		t0 := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			return ds, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ds = append(ds, float64(time.Since(t0).Nanoseconds())/1e3)
+	}
+	return ds, nil
+}
+
+// interleavedP50 measures the latency of each url in blocks of n/blocks
+// requests, taking the urls in turn (in every order, as the throughput
+// runs do), and returns each one's median: drift over the run then
+// weighs on all of them alike.
+func interleavedP50(urls []string, n, blocks int) ([]float64, error) {
+	clients := make([]*http.Client, len(urls))
+	samples := make([][]float64, len(urls))
+	for i, u := range urls {
+		clients[i] = latencyClient()
+		if _, err := latencySamples(clients[i], u, 100, nil); err != nil { // warm-up
+			return nil, err
+		}
+	}
+	for b := range blocks {
+		for k := range urls {
+			i := (k + b) % len(urls)
+			if b%2 == 1 {
+				i = len(urls) - 1 - i
+			}
+			var err error
+			if samples[i], err = latencySamples(clients[i], urls[i], max(n/blocks, 1), samples[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p50 := make([]float64, len(urls))
+	for i, ds := range samples {
+		slices.Sort(ds)
+		p50[i] = ds[len(ds)/2]
+	}
+	return p50, nil
 }
 
 var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
