@@ -20,8 +20,9 @@ import (
 // Every proxy measured runs in a process of its own (-serve-proxy), as
 // nginx does: a proxy sharing the bench's process would share its
 // collector and its CPU with the others and with the latency client.
-// Measured in one process, devstack's rounds at 64 B and 32 connections
-// came out at 0.76–0.85x nginx; alone, in the same runs, at 0.94–0.96x.
+// With all three in the bench's process, devstack's rounds at 64 B and 32
+// connections came out at 0.76–0.85x nginx; with devstack alone there, in
+// runs interleaved with those, at 0.94–0.96x.
 
 // serveProxy serves kind on listen in front of upstream until SIGTERM.
 // devstack's kinds record into a span store in dir (or nowhere, with
