@@ -234,10 +234,9 @@ func run() error {
 	// request varies by a third between runs). Running devstack and both
 	// nginx back to back, in every order in turn, and taking each run's ratios
 	// cancels the drift that all see.
-	orders := [][3]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}}
 	if *pairs > 0 && slices.ContainsFunc(targets, func(t target) bool { return t.name == "devstack" }) {
 		for _, path := range []string{"/64", "/16k"} {
-			p50, err := interleavedP50([]string{"http://" + upAddr + path, "http://" + dsAddr + path, "http://" + nginxAddr + path}, *seq*2, *pairs)
+			p50, err := interleavedP50([3]string{"http://" + upAddr + path, "http://" + dsAddr + path, "http://" + nginxAddr + path}, *seq*2, *pairs)
 			if err != nil {
 				return err
 			}
@@ -247,13 +246,10 @@ func run() error {
 		for _, path := range []string{"/64", "/16k"} {
 			var plain, stamping []float64
 			for i := range *pairs {
-				// Every order of the three in turn: each then runs first,
-				// last, and right after each other one equally often, so
-				// that what a run leaves behind (a collection finishing,
-				// the span store catching up) weighs on all alike.
+				// Every order of the three in turn (see orders3).
 				three := []string{dsAddr, nginxAddr, stampAddr}
 				var order []string
-				for _, k := range orders[i%len(orders)] {
+				for _, k := range orders3[i%len(orders3)] {
 					order = append(order, three[k])
 				}
 				rps := map[string]float64{}
@@ -368,11 +364,17 @@ func latencySamples(c *http.Client, url string, n int, ds []float64) ([]float64,
 	return ds, nil
 }
 
-// interleavedP50 measures the latency of each url in blocks of n/blocks
-// requests, taking the urls in turn (in every order, as the throughput
-// runs do), and returns each one's median: drift over the run then
-// weighs on all of them alike.
-func interleavedP50(urls []string, n, blocks int) ([]float64, error) {
+// orders3 is every order of three targets. Taken in turn, each target
+// runs first, last and right after each other one equally often, so that
+// what a run leaves behind (a collection finishing, the span store
+// catching up) weighs on all alike.
+var orders3 = [][3]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}}
+
+// interleavedP50 measures the latency of each of three urls in blocks of
+// n/blocks requests, taking the urls in every order in turn (orders3), as
+// the throughput runs do, and returns each one's median: drift over the
+// run then weighs on all of them alike.
+func interleavedP50(urls [3]string, n, blocks int) ([]float64, error) {
 	clients := make([]*http.Client, len(urls))
 	samples := make([][]float64, len(urls))
 	for i, u := range urls {
@@ -382,11 +384,7 @@ func interleavedP50(urls []string, n, blocks int) ([]float64, error) {
 		}
 	}
 	for b := range blocks {
-		for k := range urls {
-			i := (k + b) % len(urls)
-			if b%2 == 1 {
-				i = len(urls) - 1 - i
-			}
+		for _, i := range orders3[b%len(orders3)] {
 			var err error
 			if samples[i], err = latencySamples(clients[i], urls[i], max(n/blocks, 1), samples[i]); err != nil {
 				return nil, err
