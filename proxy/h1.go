@@ -294,6 +294,7 @@ func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
 // serve relays requests until either side closes, or until an event loop
 // takes the connection over between two requests (loop_linux.go).
 func (hc *h1conn) serve() {
+	defer hc.release() // closed, or taken by a loop: the buffers go back
 	for {
 		err := readHead(hc.br, &hc.req)
 		if err == nil {
@@ -304,17 +305,14 @@ func (hc *h1conn) serve() {
 				hc.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
 			}
 			hc.close()
-			hc.release()
 			return
 		}
 		if !hc.serveOne() {
 			hc.close()
-			hc.release()
 			return
 		}
 		if hc.idle() {
 			if ls := hc.rt.s.eventLoops(); ls != nil && ls.adopt(hc) {
-				hc.release()
 				return
 			}
 		}
