@@ -39,7 +39,7 @@ func wantServed(t *testing.T, s *Server, want uint64, which string) {
 	t.Helper()
 	var n uint64
 	if ls := s.loops.Load(); ls != nil {
-		n = ls.served.Load()
+		n = ls.served()
 	}
 	if n != want {
 		t.Errorf("the loop served %d exchanges; want %d: %s", n, want, which)
@@ -522,7 +522,7 @@ func TestLoopRandomTraffic(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if ls := s.loops.Load(); ls == nil || ls.served.Load() < conns*(perConn-4) {
+	if ls := s.loops.Load(); ls == nil || ls.served() < conns*(perConn-4) {
 		t.Errorf("the loop served too few of the exchanges: %v", ls)
 	}
 }
