@@ -106,6 +106,8 @@ type interner struct {
 	// own lists, after compact, the positions in the span's hdrs of the
 	// per-request pairs it holds itself (for the log writer).
 	own []int
+	// from is compact's scratch: where each such pair came from.
+	from []int
 }
 
 // headerName is what the interner knows of one header name: whether its
@@ -211,7 +213,6 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		protocol:   in.str(s.Protocol),
 		method:     in.str(s.Method),
 		route:      in.str(s.Route),
-		requestID:  strings.Clone(s.RequestID),
 		status:     int32(s.Status),
 		grpcStatus: int32(s.GRPCStatus),
 		seg:        seg,
@@ -234,6 +235,7 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 	nReq := min(len(s.ReqHeaders), 1<<16-1) // a limit no real request reaches
 	n := nReq + len(s.RespHeaders)
 	if n == 0 {
+		sp.requestID = strings.Clone(s.RequestID)
 		return sp
 	}
 	sp.nReq = uint16(nReq)
@@ -254,28 +256,52 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		}
 	}
 	if len(vol) == 0 {
+		sp.requestID = strings.Clone(s.RequestID)
 		return sp
 	}
 	// Per-request pairs share one slab, so a span costs one allocation for
-	// all of them; its capacity is fixed, so the pointers stay valid.
+	// all of them; its capacity is fixed, so the pointers stay valid. Their
+	// values and the request id are cut from one string: one allocation
+	// more, not one per value.
 	own := make([]Header, 0, len(vol))
+	from := in.from[:0] // own[j] is a copy of at(from[j])
+	size := len(s.RequestID)
 next:
 	for _, i := range vol {
 		h := at(i)
 		// An echoed pair (X-Request-Id in the request and the response) is
 		// stored once.
-		for j := range own {
-			if own[j] == h {
+		for j, k := range from {
+			if at(k) == h {
 				sp.hdrs[i] = &own[j]
 				continue next
 			}
 		}
-		v := sp.requestID
-		if h.Value != s.RequestID {
-			v = strings.Clone(h.Value)
-		}
-		own = append(own, Header{Name: in.str(h.Name), Value: v})
+		from = append(from, i)
+		own = append(own, Header{Name: in.str(h.Name)})
 		sp.hdrs[i] = &own[len(own)-1]
+		if h.Value != s.RequestID {
+			size += len(h.Value)
+		}
+	}
+	in.from = from
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(s.RequestID)
+	for _, k := range from {
+		if v := at(k).Value; v != s.RequestID {
+			b.WriteString(v)
+		}
+	}
+	text := b.String()
+	sp.requestID, text = text[:len(s.RequestID)], text[len(s.RequestID):]
+	for j, k := range from {
+		v := at(k).Value
+		if v == s.RequestID {
+			own[j].Value = sp.requestID
+			continue
+		}
+		own[j].Value, text = text[:len(v)], text[len(v):]
 	}
 	return sp
 }
@@ -302,6 +328,9 @@ type traceEntry struct {
 	errors     int
 	root       *storedSpan
 	ids        map[SpanID]struct{} // span ids, built once the trace is large
+	// first holds spans while the trace has one: most traces a proxy
+	// under load records are one hop, and so cost no slice of their own.
+	first [1]*storedSpan
 }
 
 const traceIDSetThreshold = 32
@@ -333,7 +362,12 @@ func (t *traceEntry) insert(sp *storedSpan) {
 		}
 		return 1
 	})
-	t.spans = slices.Insert(t.spans, i, sp)
+	if t.spans == nil {
+		t.first[0] = sp
+		t.spans = t.first[:]
+	} else {
+		t.spans = slices.Insert(t.spans, i, sp)
+	}
 	if t.ids != nil {
 		t.ids[sp.id] = struct{}{}
 	} else if len(t.spans) > traceIDSetThreshold {
