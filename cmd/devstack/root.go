@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner/project"
@@ -47,6 +49,7 @@ Services run as native processes when their x-devstack block says how
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetFlagErrorFunc(flagError) // every command's, too
 	f := root.Flags()
 	f.StringArrayVarP(&g.files, "file", "f", nil, "compose file to load (repeatable; later files override earlier ones)")
 	f.StringVarP(&g.name, "project-name", "p", "", "project name (default: the file's name: key, else the directory name)")
@@ -61,6 +64,27 @@ Services run as native processes when their x-devstack block says how
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 	)
 	return root
+}
+
+// flagError says what a flag's value should look like, in place of the
+// parser's own words ("strconv.ParseInt: parsing "abc": invalid syntax"),
+// and where to read about the flags.
+func flagError(cmd *cobra.Command, err error) error {
+	help := fmt.Sprintf("see `%s --help`", cmd.CommandPath())
+	var bad *pflag.InvalidValueError
+	if !errors.As(err, &bad) {
+		return fmt.Errorf("%w (%s)", err, help)
+	}
+	name, value := "--"+bad.GetFlag().Name, bad.GetValue()
+	switch bad.GetFlag().Value.Type() {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return fmt.Errorf("%s %q: want a whole number (%s)", name, value, help)
+	case "duration":
+		return fmt.Errorf("%s %q: want a duration with a unit, like 200ms, 2s or 5m (%s)", name, value, help)
+	case "bool":
+		return fmt.Errorf("%s %q: want true or false (%s)", name, value, help)
+	}
+	return fmt.Errorf("%s %q: %v (%s)", name, value, errors.Unwrap(bad), help)
 }
 
 // load loads and validates the whole project, and checks that every

@@ -123,6 +123,12 @@ and can be read after down.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := trace.Query{Service: o.service, Status: o.status, Errors: o.errors,
 				MinDuration: o.minDuration, Route: o.route, Limit: o.limit}
+			if o.status != 0 && (o.status < 100 || o.status > 599) {
+				return fmt.Errorf("--status %d: want an HTTP status, 100 to 599", o.status)
+			}
+			if o.minDuration < 0 {
+				return fmt.Errorf("--min-duration %s: want a duration of zero or more", o.minDuration)
+			}
 			var err error
 			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
 				return err

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// A mistyped flag value gets an error that names the flag and the value,
+// says what the value should look like and where the flags are described,
+// and not the parser's own words.
+func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"traces", "--status", "abc"}, "--status \"abc\": want a whole number (see `devstack traces --help`)"},
+		{[]string{"traces", "--status", "9999"}, "--status 9999: want an HTTP status, 100 to 599"},
+		{[]string{"traces", "--min-duration", "5"}, "--min-duration \"5\": want a duration with a unit, like 200ms, 2s or 5m"},
+		{[]string{"traces", "--min-duration", "-1s"}, "--min-duration -1s: want a duration of zero or more"},
+		{[]string{"traces", "--errors=maybe"}, "--errors \"maybe\": want true or false"},
+		{[]string{"traces", "-n", "ten"}, "--limit \"ten\": want a whole number"},
+		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},
+		{[]string{"trace", "--width", "wide", "0af7651916cd43dd8448eb211c80319c"}, "--width \"wide\": want a whole number (see `devstack trace --help`)"},
+	}
+	for _, tc := range cases {
+		var out, errb bytes.Buffer
+		root := newRootCmd(&out, &errb)
+		root.SetArgs(tc.args)
+		err := root.Execute()
+		if err == nil {
+			t.Errorf("devstack %s: no error", strings.Join(tc.args, " "))
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "strconv") || strings.Contains(err.Error(), "time: ") {
+			t.Errorf("devstack %s:\n got %s\nwant %s", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}
