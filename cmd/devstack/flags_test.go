@@ -22,6 +22,12 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"traces", "-n", "ten"}, "--limit \"ten\": want a whole number"},
 		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},
 		{[]string{"trace", "--width", "wide", "0af7651916cd43dd8448eb211c80319c"}, "--width \"wide\": want a whole number (see `devstack trace --help`)"},
+		// docker compose's order: the project's flags before the command.
+		{[]string{"up", "-f", "other.yaml"}, "the project's flags (-f, -p, --profile, --env-file, --project-directory) go before the command, e.g. `devstack -f other.yaml up`"},
+		{[]string{"ps", "--project-name", "x"}, "unknown flag: --project-name: the project's flags"},
+		{[]string{"down", "-x"}, "unknown shorthand flag: 'x' in -x (see `devstack down --help`)"},
+		{[]string{"trace"}, "trace takes one trace id"},
+		{[]string{"traces", "export", "123"}, "trace id \"123\": want 32 hex digits"},
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer

@@ -73,6 +73,10 @@ func flagError(cmd *cobra.Command, err error) error {
 	help := fmt.Sprintf("see `%s --help`", cmd.CommandPath())
 	var bad *pflag.InvalidValueError
 	if !errors.As(err, &bad) {
+		if root := cmd.Root(); root != cmd && isRootFlag(root, err) {
+			// docker compose's habit: the project's flags come first.
+			return fmt.Errorf("%w: the project's flags (-f, -p, --profile, --env-file, --project-directory) go before the command, e.g. `devstack -f other.yaml %s`", err, cmd.Name())
+		}
 		return fmt.Errorf("%w (%s)", err, help)
 	}
 	name, value := "--"+bad.GetFlag().Name, bad.GetValue()
@@ -85,6 +89,20 @@ func flagError(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%s %q: want true or false (%s)", name, value, help)
 	}
 	return fmt.Errorf("%s %q: %v (%s)", name, value, errors.Unwrap(bad), help)
+}
+
+// isRootFlag reports whether err is pflag's "unknown flag" for a flag
+// that the root command has.
+func isRootFlag(root *cobra.Command, err error) bool {
+	var unknown *pflag.NotExistError
+	if !errors.As(err, &unknown) {
+		return false
+	}
+	name := unknown.GetSpecifiedName()
+	if unknown.GetSpecifiedShortnames() != "" {
+		return root.Flags().ShorthandLookup(name[:1]) != nil
+	}
+	return root.Flags().Lookup(name) != nil
 }
 
 // load loads and validates the whole project, and checks that every

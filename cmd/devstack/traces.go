@@ -213,7 +213,12 @@ highlighted, and links devstack had to infer (a service that dropped the
 trace context) are marked with ~.
 
 --format json prints the spans, headers included (credentials redacted).`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return errors.New("trace takes one trace id, e.g. `devstack trace 4bf92f3577b34da6a3ce929d0e0e4736`; `devstack traces` lists them")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, ok := trace.ParseTraceID(strings.ToLower(args[0]))
 			if !ok {
@@ -258,19 +263,19 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 			if format != "otlp-json" {
 				return fmt.Errorf("--format %q: only otlp-json is supported", format)
 			}
+			var ids []trace.TraceID
+			for _, a := range args {
+				id, ok := trace.ParseTraceID(strings.ToLower(a))
+				if !ok {
+					return fmt.Errorf("trace id %q: want 32 hex digits, as `devstack traces` prints them", a)
+				}
+				ids = append(ids, id)
+			}
 			src, _, err := g.traceSource(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			var ids []trace.TraceID
-			for _, a := range args {
-				id, ok := trace.ParseTraceID(strings.ToLower(a))
-				if !ok {
-					return fmt.Errorf("trace id %q: want 32 hex digits", a)
-				}
-				ids = append(ids, id)
-			}
 			if len(ids) == 0 {
 				list, err := src.Traces(cmd.Context(), trace.Query{Limit: limit})
 				if err != nil {
