@@ -406,7 +406,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 	reused, err := hc.dialUpstream(cfg, mayRetry)
 	mayRetry = mayRetry && reused // a fresh connection's failure is the service's
 	if err != nil {
-		sp.Error = fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
+		sp.Error = refusal(cfg, err)
 		if !isRefused(err) {
 			sp.Error = "dialing " + cfg.Service + ": " + err.Error()
 		}

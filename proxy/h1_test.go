@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -333,5 +334,88 @@ func TestRedactorPublishesARepeatedName(t *testing.T) {
 	r.redacts("X-Late")
 	if _, ok := (*r.known.Load())["X-Late"]; !ok {
 		t.Fatal("a name asked for twice is not published")
+	}
+}
+
+// A service that will not come back by itself (stopped on request, or
+// exited for good) is answered for at once, with why, on every path; a
+// request already held for it gives up; cleared, requests are held again.
+func TestDownServiceIsAnsweredAtOnceWithWhy(t *testing.T) {
+	rec := newMemRecorder()
+	// Held requests would wait a minute: a prompt answer is the test.
+	s := New(Options{Recorder: rec, HoldFor: time.Minute})
+	upstream := freeAddr(t) // nothing listens there
+	addrs := front(t, s,
+		Route{Service: "orders", Upstream: upstream, Protocol: ProtoHTTP},
+		Route{Service: "orders", Upstream: upstream, Protocol: ProtoTCP})
+	const why = "stopped (`devstack start orders` starts it again)"
+	want := "orders is " + why
+	s.SetDown("orders", why)
+
+	var h2 http.Protocols
+	h2.SetUnencryptedHTTP2(true)
+	clients := map[string]*http.Client{
+		"http/1.1": {Timeout: 20 * time.Second},
+		"h2c":      {Timeout: 20 * time.Second, Transport: &http.Transport{Protocols: &h2}},
+	}
+	for name, c := range clients {
+		for i := range 2 { // the second on a kept-alive connection
+			resp, err := c.Get("http://" + addrs[0] + "/orders")
+			if err != nil {
+				t.Fatalf("%s request %d: %v", name, i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 503 || !strings.Contains(string(b), want) {
+				t.Errorf("%s request %d: %d %q, want 503 saying %q", name, i, resp.StatusCode, b, want)
+			}
+			if sp := rec.next(t); sp.Error != want {
+				t.Errorf("%s request %d: span error %q, want %q", name, i, sp.Error, want)
+			}
+		}
+	}
+	c, err := net.DialTimeout("tcp", addrs[1], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("PING\r\n"))
+	if sp := rec.next(t); sp.Protocol != "tcp" || sp.Error != want {
+		t.Errorf("tcp span %+v, want error %q", sp, want)
+	}
+	c.Close()
+
+	// Held while the service may be coming back, then marked down.
+	s.SetDown("orders", "")
+	answered := make(chan string, 1)
+	go func() {
+		resp, err := clients["http/1.1"].Get("http://" + addrs[0] + "/held")
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.hops.inFlight("orders") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the proxy")
+		}
+		runtime.Gosched()
+	}
+	select {
+	case got := <-answered:
+		t.Fatalf("answered while the service might be coming back: %s", got)
+	default:
+	}
+	s.SetDown("orders", "exited with code 1, and its restart policy does not restart it")
+	select {
+	case got := <-answered:
+		if !strings.HasPrefix(got, "503 ") || !strings.Contains(got, "orders is exited with code 1") {
+			t.Errorf("held request: %s", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the held request was not answered once the service was down")
 	}
 }

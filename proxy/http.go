@@ -86,7 +86,7 @@ func (rt *route) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
 		msg = "connection reset by " + cfg.Service
 	case isRefused(err):
-		msg = fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
+		msg = refusal(cfg, err)
 		status = http.StatusServiceUnavailable
 	case r.Context().Err() != nil:
 		msg = "client went away"

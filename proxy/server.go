@@ -100,6 +100,11 @@ type Server struct {
 
 	brokenMu sync.Mutex
 	broken   map[string]bool
+
+	// down says, by service, why it will not come back by itself (see
+	// SetDown).
+	downMu sync.Mutex
+	down   map[string]string
 }
 
 // New returns a Server with no routes.
@@ -117,7 +122,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), hops: newHops(),
-		routes: map[string]*route{}, broken: map[string]bool{}}
+		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}
 	s.h1 = &http.Transport{
 		DialContext:         s.dial,
 		MaxIdleConns:        1024,
@@ -254,6 +259,10 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		if err == nil || !isRefused(err) {
 			return c, err
 		}
+		if down := s.downAt(addr); down != nil {
+			down.err = err
+			return nil, down
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -263,6 +272,68 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		}
 		wait = min(wait*2, 250*time.Millisecond)
 	}
+}
+
+// SetDown says that service will not come back by itself: it was stopped
+// on request, or it exited and its restart policy does not restart it.
+// Why says so ("stopped", "exited with code 1"). A request for it is then
+// answered at once, naming the reason, where it would otherwise be held
+// for HoldFor in case the service is restarting, as a caller would see in
+// production. A request already held gives up at its next try. Why ""
+// clears it, when the service is started again.
+func (s *Server) SetDown(service, why string) {
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	if why == "" {
+		delete(s.down, service)
+	} else {
+		s.down[service] = why
+	}
+}
+
+// downAt returns why the service listening on upstream addr is down, or
+// nil when it is not known to be. Only a refused dial asks.
+func (s *Server) downAt(addr string) *downError {
+	s.downMu.Lock()
+	none := len(s.down) == 0
+	s.downMu.Unlock()
+	if none {
+		return nil
+	}
+	var services []string
+	s.mu.Lock()
+	for _, rt := range s.routes {
+		if cfg := rt.cfg.Load(); cfg.Upstream == addr {
+			services = append(services, cfg.Service)
+		}
+	}
+	s.mu.Unlock()
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	for _, svc := range services {
+		if why := s.down[svc]; why != "" {
+			return &downError{service: svc, why: why}
+		}
+	}
+	return nil
+}
+
+// downError is a refused dial to a service that is down (see SetDown).
+type downError struct {
+	service, why string
+	err          error // the refusal
+}
+
+func (e *downError) Error() string { return e.service + " is " + e.why }
+func (e *downError) Unwrap() error { return e.err }
+
+// refusal says why a service refused a connection: it is down (SetDown),
+// or not listening, maybe not yet.
+func refusal(cfg *Route, err error) string {
+	if down, ok := errors.AsType[*downError](err); ok {
+		return down.Error()
+	}
+	return fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
 }
 
 // route is one listener and what it forwards to.

@@ -87,6 +87,12 @@ type Supervisor struct {
 	stateFile     string
 	fp            project.Fingerprint // of opts.Project
 	handover      atomic.Bool         // Shutdown leaves containers running
+	// restarting counts restarts under way: a service they stop is
+	// coming back, so the proxy keeps holding its requests.
+	restarting atomic.Int32
+	// downMu makes tellProxyWhatIsDown's calls one at a time, so the
+	// last to run has the latest statuses.
+	downMu sync.Mutex
 }
 
 // Start takes the project's lock, cleans up orphans of an earlier run,
@@ -142,7 +148,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		BackendFor:  opts.BackendFor,
 		Logs:        logSink{s.logs},
 		Events:      s.emit,
-		OnChange:    s.persist,
+		OnChange:    func() { s.persist(); s.tellProxyWhatIsDown() },
 		RunID:       s.runID,
 		MarkerScope: markerScope(p.Name, paths.Dir),
 		Logger:      opts.Logger,
@@ -395,7 +401,56 @@ func (st stack) Up(ctx context.Context, names []string) error    { return st.s.r
 func (st stack) Start(ctx context.Context, names []string) error { return st.s.run.Start(ctx, names) }
 func (st stack) Stop(ctx context.Context, names []string) error  { return st.s.run.Stop(ctx, names) }
 func (st stack) Restart(ctx context.Context, names []string) error {
+	st.s.restarting.Add(1)
+	defer func() {
+		st.s.restarting.Add(-1)
+		st.s.tellProxyWhatIsDown()
+	}()
 	return st.s.run.Restart(ctx, names)
+}
+
+// tellProxyWhatIsDown marks in the proxy the services that will not come
+// back by themselves, so that requests for them are answered at once
+// instead of held (see proxy.Server.SetDown), and clears the others. A
+// restart or a handover under way stops services that are coming back.
+func (s *Supervisor) tellProxyWhatIsDown() {
+	if s.proxy == nil || s.run == nil {
+		return
+	}
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	coming := s.restarting.Load() > 0 || s.handover.Load()
+	for _, st := range s.run.Status() {
+		why := ""
+		if !coming {
+			why = whyDown(st)
+		}
+		s.proxy.SetDown(st.Name, why)
+	}
+}
+
+// whyDown says why a service will not come back by itself, to follow
+// "<service> is", or "" when it may: it is running, starting, waiting on
+// its dependencies or about to restart.
+func whyDown(st runner.ServiceStatus) string {
+	exit := "it exited"
+	if e := st.LastExit; e != nil {
+		exit = fmt.Sprintf("it exited with code %d", e.Code)
+		if e.Signal != "" {
+			exit = "it was killed by " + e.Signal
+		}
+	}
+	switch st.State {
+	case runner.StateStopping, runner.StateStopped:
+		return fmt.Sprintf("stopped; `devstack start %s` starts it again", st.Name)
+	case runner.StateExited:
+		return "not running: " + exit + ", and its restart policy does not restart it"
+	case runner.StateCompleted:
+		return "not running: " + exit + " (completed), and it is not restarted"
+	case runner.StateFailed:
+		return "not running: it could not start: " + st.Error
+	}
+	return ""
 }
 
 // tryLock takes the project's lock without waiting.
