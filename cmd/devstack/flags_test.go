@@ -20,6 +20,8 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"traces", "--min-duration", "-1s"}, "--min-duration -1s: want a duration of zero or more"},
 		{[]string{"traces", "--errors=maybe"}, "--errors \"maybe\": want true or false"},
 		{[]string{"traces", "-n", "ten"}, "--limit \"ten\": want a whole number"},
+		{[]string{"traces", "-n", "-5"}, "--limit -5: want how many traces to list"},
+		{[]string{"traces", "export", "-n", "-5"}, "--limit -5: want how many recent traces to export"},
 		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},
 		{[]string{"trace", "--width", "wide", "0af7651916cd43dd8448eb211c80319c"}, "--width \"wide\": want a whole number (see `devstack trace --help`)"},
 		// docker compose's order: the project's flags before the command.

@@ -129,6 +129,9 @@ and can be read after down.
 			if o.minDuration < 0 {
 				return fmt.Errorf("--min-duration %s: want a duration of zero or more", o.minDuration)
 			}
+			if o.limit < 0 {
+				return fmt.Errorf("--limit %d: want how many traces to list, e.g. 20", o.limit)
+			}
 			var err error
 			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
 				return err
@@ -262,6 +265,9 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "otlp-json" {
 				return fmt.Errorf("--format %q: only otlp-json is supported", format)
+			}
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: want how many recent traces to export, e.g. 20", limit)
 			}
 			var ids []trace.TraceID
 			for _, a := range args {
