@@ -20,6 +20,7 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"traces", "--min-duration", "-1s"}, "--min-duration -1s: want a duration of zero or more"},
 		{[]string{"traces", "--errors=maybe"}, "--errors \"maybe\": want true or false"},
 		{[]string{"traces", "-n", "ten"}, "--limit \"ten\": want a whole number"},
+		{[]string{"up", "-d", "--wait-timeout", "-1s"}, "--wait-timeout -1s: want a duration of zero (no limit) or more"},
 		{[]string{"traces", "-n", "-5"}, "--limit -5: want how many traces to list"},
 		{[]string{"traces", "export", "-n", "-5"}, "--limit -5: want how many recent traces to export"},
 		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},

@@ -55,6 +55,9 @@ changed containers are recreated, unchanged ones kept, and processes
 restarted.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.timeout < 0 {
+				return fmt.Errorf("--wait-timeout %s: want a duration of zero (no limit) or more, e.g. 2m", o.timeout)
+			}
 			if o.detach {
 				return runUpDetached(cmd.Context(), g, o, args)
 			}
