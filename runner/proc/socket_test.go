@@ -3,10 +3,14 @@
 package proc
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -60,5 +64,63 @@ func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
 	srv.Close()
 	if inode, answered := diagInode(client, server); inode != "" || !answered {
 		t.Errorf("closed connection: inode %q, answered %v; want none, answered", inode, answered)
+	}
+}
+
+// holds tries the fds of a process's last listing before listing again:
+// it must still find a socket on an fd that listing did not have, find
+// one on a remembered fd number, and not find a socket that is gone.
+func TestHoldsWithRememberedFDs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	// dial opens connections until one's fd is (in) or is not (!in) among
+	// the remembered names of this process, and returns its link.
+	pid := os.Getpid()
+	dial := func(in bool) (net.Conn, string) {
+		for range 256 {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, c)
+			rc, err := c.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st syscall.Stat_t
+			var fd int
+			rc.Control(func(f uintptr) { fd = int(f); syscall.Fstat(fd, &st) })
+			if slices.Contains(lastFDs.get(pid), strconv.Itoa(fd)) == in {
+				return c, fmt.Sprintf("socket:[%d]", st.Ino)
+			}
+		}
+		t.Fatalf("no fd that the remembered listing has (%v)", in)
+		return nil, ""
+	}
+	first, want1 := dial(false)
+	if !holds(pid, want1) {
+		t.Fatal("did not find a socket this process holds")
+	}
+	_, want2 := dial(false)
+	if !holds(pid, want2) {
+		t.Fatal("did not find a socket on an fd the last listing did not have")
+	}
+	first.Close()
+	third, want3 := dial(true)
+	if !holds(pid, want3) {
+		t.Fatal("did not find a socket on a remembered fd")
+	}
+	third.Close()
+	if holds(pid, want3) || holds(pid, want1) {
+		t.Fatal("found a socket that is closed")
 	}
 }

@@ -205,15 +205,20 @@ func checkRoutes(routes []proxy.Route) error {
 //
 // Services that churn connections (Go's default client keeps two idle
 // connections per host, so under load most calls open a new one) make
-// this a hot path: the trees that held a caller most recently are searched
-// first, and each tree's process list is reused for treeTTL.
+// this a hot path. The tree that last called the same port is searched
+// first (a service's callers rarely change), then the trees that held a
+// caller most recently, and each tree's process list is reused for
+// treeTTL.
 type callers struct {
 	r         func() *runner.Runner
 	container func(netip.Addr) string
 
 	mu     sync.Mutex
 	recent []int // roots that held a caller's socket, most recent first
-	trees  map[int]tree
+	// byServer is the root that last held a caller's socket, by the
+	// address the caller connected to.
+	byServer map[netip.AddrPort]int
+	trees    map[int]tree
 }
 
 type tree struct {
@@ -249,6 +254,9 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	for i, root := range c.recent {
 		rank[root] = len(c.recent) - i
 	}
+	if root, ok := c.byServer[server]; ok {
+		rank[root] = len(c.recent) + 1
+	}
 	c.mu.Unlock()
 	slices.SortStableFunc(roots, func(a, b int) int { return rank[b] - rank[a] })
 	root, ok := proc.SocketOwner(client, server, roots, c.tree)
@@ -258,6 +266,10 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	c.mu.Lock()
 	c.recent = append([]int{root}, slices.DeleteFunc(c.recent, func(x int) bool { return x == root })...)
 	c.recent = c.recent[:min(len(c.recent), 8)]
+	if c.byServer == nil || len(c.byServer) >= 1024 {
+		c.byServer = map[netip.AddrPort]int{} // bounded: ports of routes that went
+	}
+	c.byServer[server] = root
 	c.mu.Unlock()
 	return byPID[root]
 }
