@@ -234,9 +234,10 @@ type h1conn struct {
 	// upClean: the last exchange ended with up idle, so that it can serve
 	// another client once this one is gone.
 	upClean bool
-	// needCaller: an event loop handed the connection back because a
-	// request might need its caller, which is then looked up before the
-	// connection goes back to a loop (see pair.needsCaller).
+	// needCaller: a request of the connection might need its caller
+	// (an event loop handed it back for one, or one was served here), which
+	// is then looked up before the connection goes to a loop (see
+	// Server.mayNeedCaller).
 	needCaller bool
 }
 
@@ -359,7 +360,13 @@ func (hc *h1conn) serveOne() bool {
 	if hc.th == nil {
 		hc.th = &hopHeaders{}
 	}
-	sp, method := s.requestHop(&hc.req, hc.th, hc.th.extract(&hc.req), hc.ci, cfg.Service, time.Now())
+	tc := hc.th.extract(&hc.req)
+	// A connection whose requests may need their caller gets it looked up
+	// before an event loop takes it (see loops.adopt), here where waiting
+	// on /proc is no harm: a loop would otherwise hand it back at its next
+	// such request, and take it again after.
+	hc.needCaller = hc.needCaller || s.mayNeedCaller(hc.ci, &tc)
+	sp, method := s.requestHop(&hc.req, hc.th, tc, hc.ci, cfg.Service, time.Now())
 	ok := hc.relay(sp, method, cfg)
 	s.finishHop(sp, hc.ci)
 	return ok

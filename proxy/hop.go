@@ -40,3 +40,15 @@ func (s *Server) finishHop(sp *trace.Span, ci *connInfo) {
 	}
 	s.opts.Recorder.Record(sp)
 }
+
+// mayNeedCaller reports whether linking or recording a request with trace
+// context tc, on connection ci, might need the connection's caller looked
+// up. It does unless the caller is known, or tc names a recent hop of ours
+// (whose callee is then the caller). Most connections between services
+// carry such a context, so their callers are never looked up at all.
+func (s *Server) mayNeedCaller(ci *connInfo, tc *trace.Context) bool {
+	if s.opts.Callers == nil || ci == nil || ci.looked.Load() {
+		return false
+	}
+	return !tc.Continued || !s.hops.isRecent(tc.ParentID)
+}

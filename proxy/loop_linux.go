@@ -81,9 +81,9 @@ func newLoops(s *Server, n int) *loops {
 // reports false, leaving hc as it was, when it cannot.
 func (ls *loops) adopt(hc *h1conn) bool {
 	if hc.needCaller {
-		// Handed back because a request might need its caller: naming
-		// it may read /proc, so it is done here, on the connection's own
-		// goroutine, and the loop never waits on it.
+		// A request might need the caller: naming it may read /proc, so
+		// it is done here, on the connection's own goroutine, and the loop
+		// never waits on it.
 		hc.ci.resolve(hc.rt.s.opts.Callers)
 	}
 	cfd, err := dupSocket(hc.c)
@@ -580,21 +580,12 @@ func (p *pair) consume(n int) {
 	p.in = p.in[:copy(p.in, p.in[n:])]
 }
 
-// plain reports whether the loop can relay the request just parsed.
 // needsCaller reports whether linking or recording the request in p.req,
-// whose trace context is tc, might need its caller looked up, which may read /proc and which a loop
-// must not wait on. It does unless the connection's caller is known, or
-// the request's trace context names a recent hop of ours (whose callee is
-// then the caller). Most connections between services carry such a
-// context, so their callers are never looked up at all.
-func (p *pair) needsCaller(tc *trace.Context) bool {
-	s := p.rt.s
-	if s.opts.Callers == nil || p.ci == nil || p.ci.looked.Load() {
-		return false
-	}
-	return !tc.Continued || !s.hops.isRecent(tc.ParentID)
-}
+// whose trace context is tc, might need its caller looked up, which may
+// read /proc and which a loop must not wait on (see mayNeedCaller).
+func (p *pair) needsCaller(tc *trace.Context) bool { return p.rt.s.mayNeedCaller(p.ci, tc) }
 
+// plain reports whether the loop can relay the request just parsed.
 func (p *pair) plain() bool {
 	cfg := p.rt.cfg.Load()
 	return p.up != nil && cfg.Upstream == p.upAt && !p.req.upgrade && !p.req.chunked &&

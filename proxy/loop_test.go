@@ -662,3 +662,66 @@ func TestLoopsHoldTheirPsOnlyWithOneToSpare(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A connection whose first request might need its caller has it looked
+// up before a loop takes it, so the loop never hands it back for its next
+// such request. Here the requests name a span of the caller's own as their
+// parent (as instrumented services do) in a trace with one hop in flight:
+// the first links to that hop without a lookup, and every later one could
+// need the caller.
+func TestLoopTakesAConnectionWithItsCallerAlreadyKnown(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{}}
+	s := New(Options{Recorder: rec, Callers: cl})
+	defer s.Close()
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+		echoPathAndBody(w, r)
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // a failure below must not leave the handler waiting
+	hold, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	hold.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(hold, "GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTraceparent: 00-"+tid+"-1111111111111111-01\r\n\r\n")
+	held := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(hold)
+		held <- string(b)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.hops.inFlight("svc") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held request never began")
+		}
+		runtime.Gosched()
+	}
+	before := cl.count()
+	c := dialClient(t, addr)
+	for _, path := range []string{"/a", "/b", "/c", "/d"} {
+		raw := "GET " + path + " HTTP/1.1\r\nHost: x\r\nTraceparent: 00-" + tid + "-00f067aa0ba902b7-01\r\n\r\n"
+		if resp, body := c.do(raw, "GET"); resp.StatusCode != 200 || body != path+":" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		rec.next(t)
+	}
+	wantServed(t, s, 3, "every request after the first, none handed back")
+	if n := cl.count() - before; n != 1 {
+		t.Errorf("%d caller lookups; want 1, before the loop took the connection", n)
+	}
+	unblock()
+	if out := <-held; !strings.HasPrefix(out, "HTTP/1.1 200") {
+		t.Errorf("held request: %q", out)
+	}
+	rec.next(t)
+}
