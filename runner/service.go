@@ -132,13 +132,13 @@ func (r *Runner) waitReady(ctx context.Context, s *service) error {
 		case st.State == StateFailed:
 			return fmt.Errorf("service %q failed to start: %s", s.spec.Name, st.Error)
 		case st.State == StateExited:
-			return fmt.Errorf("service %q exited (%s) before it was ready; see `devstack logs %s`", s.spec.Name, describeExit(st.LastExit), s.spec.Name)
+			return fmt.Errorf("service %q exited (%s) before it was ready; see `devstack logs %s`", s.spec.Name, st.LastExit.String(), s.spec.Name)
 		case st.State == StateStopped:
 			return fmt.Errorf("service %q was stopped before it was ready", s.spec.Name)
 		case st.Health == HealthUnhealthy:
 			return fmt.Errorf("service %q is unhealthy: its healthcheck failed %d times in a row; see `devstack logs %s`", s.spec.Name, s.hc.Retries, s.spec.Name)
 		case crashes >= crashLimit:
-			return fmt.Errorf("service %q crashed %d times while starting (last: %s) and is in a restart loop; see `devstack logs %s`", s.spec.Name, crashes, describeExit(st.LastExit), s.spec.Name)
+			return fmt.Errorf("service %q crashed %d times while starting (last: %s) and is in a restart loop; see `devstack logs %s`", s.spec.Name, crashes, st.LastExit.String(), s.spec.Name)
 		}
 		select {
 		case <-changed:
@@ -146,18 +146,6 @@ func (r *Runner) waitReady(ctx context.Context, s *service) error {
 			return fmt.Errorf("waiting for service %q (%s): %w", s.spec.Name, st.State, ctx.Err())
 		}
 	}
-}
-
-func describeExit(e *ExitInfo) string {
-	switch {
-	case e == nil:
-		return "no exit recorded"
-	case e.Error != "":
-		return e.Error
-	case e.Signal != "":
-		return "signal: " + e.Signal // as Go words it: "signal: killed"
-	}
-	return fmt.Sprintf("exit code %d", e.Code)
 }
 
 // supervise runs one service: wait for dependencies, build, start, watch
@@ -382,7 +370,7 @@ func (r *Runner) waitDep(ctx context.Context, s *service, d project.Dependency) 
 				return nil
 			}
 			if st.State == StateExited {
-				return fmt.Errorf("%q did not complete successfully (%s)", d.Service, describeExit(st.LastExit))
+				return fmt.Errorf("%q did not complete successfully (%s)", d.Service, st.LastExit.String())
 			}
 		case project.ConditionHealthy:
 			if st.State == StateRunning && st.Health == HealthHealthy {
@@ -400,7 +388,7 @@ func (r *Runner) waitDep(ctx context.Context, s *service, d project.Dependency) 
 			return fmt.Errorf("%q failed: %s", d.Service, st.Error)
 		}
 		if st.State == StateExited && d.Condition != project.ConditionCompleted {
-			return fmt.Errorf("%q exited (%s)", d.Service, describeExit(st.LastExit))
+			return fmt.Errorf("%q exited (%s)", d.Service, st.LastExit.String())
 		}
 		if !announced {
 			r.event(s.spec.Name, "waiting for %s to be %s", d.Service, conditionWord(d.Condition))

@@ -1,6 +1,9 @@
 package runner
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // State is where a service is in its lifecycle.
 type State string
@@ -54,6 +57,21 @@ type ExitInfo struct {
 	Signal string    `json:"signal,omitempty"`
 	At     time.Time `json:"at"`
 	Error  string    `json:"error,omitempty"`
+}
+
+// String says how the instance ended: "exit code 1", "signal: killed"
+// (as Go words it), or the error waiting on it. A nil ExitInfo is "no
+// exit recorded".
+func (e *ExitInfo) String() string {
+	switch {
+	case e == nil:
+		return "no exit recorded"
+	case e.Error != "":
+		return e.Error
+	case e.Signal != "":
+		return "signal: " + e.Signal
+	}
+	return fmt.Sprintf("exit code %d", e.Code)
 }
 
 func exitInfo(e Exit) *ExitInfo {

@@ -433,20 +433,13 @@ func (s *Supervisor) tellProxyWhatIsDown() {
 // "<service> is", or "" when it may: it is running, starting, waiting on
 // its dependencies or about to restart.
 func whyDown(st runner.ServiceStatus) string {
-	exit := "it exited"
-	if e := st.LastExit; e != nil {
-		exit = fmt.Sprintf("it exited with code %d", e.Code)
-		if e.Signal != "" {
-			exit = "it was killed by " + e.Signal
-		}
-	}
 	switch st.State {
 	case runner.StateStopping, runner.StateStopped:
 		return fmt.Sprintf("stopped; `devstack start %s` starts it again", st.Name)
 	case runner.StateExited:
-		return "not running: " + exit + ", and its restart policy does not restart it"
+		return "not running (" + st.LastExit.String() + "), and its restart policy does not restart it"
 	case runner.StateCompleted:
-		return "not running: " + exit + " (completed), and it is not restarted"
+		return "not running (" + st.LastExit.String() + ", completed), and it is not restarted"
 	case runner.StateFailed:
 		return "not running: it could not start: " + st.Error
 	}
