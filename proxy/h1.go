@@ -413,10 +413,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 	reused, err := hc.dialUpstream(cfg, mayRetry)
 	mayRetry = mayRetry && reused // a fresh connection's failure is the service's
 	if err != nil {
-		sp.Error = refusal(cfg, err)
-		if !isRefused(err) {
-			sp.Error = "dialing " + cfg.Service + ": " + err.Error()
-		}
+		sp.Error = dialFailure(cfg, err)
 		sp.Status = http.StatusServiceUnavailable
 		hc.reply(sp.Status, "devstack proxy: "+sp.Error)
 		return false, false

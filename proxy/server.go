@@ -292,27 +292,19 @@ func (s *Server) SetDown(service, why string) {
 }
 
 // downAt returns why the service listening on upstream addr is down, or
-// nil when it is not known to be. Only a refused dial asks.
+// nil when it is not known to be. Only a refused dial asks. (downMu is
+// taken before mu, and nothing holding mu takes downMu.)
 func (s *Server) downAt(addr string) *downError {
 	s.downMu.Lock()
-	none := len(s.down) == 0
-	s.downMu.Unlock()
-	if none {
+	defer s.downMu.Unlock()
+	if len(s.down) == 0 {
 		return nil
 	}
-	var services []string
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, rt := range s.routes {
-		if cfg := rt.cfg.Load(); cfg.Upstream == addr {
-			services = append(services, cfg.Service)
-		}
-	}
-	s.mu.Unlock()
-	s.downMu.Lock()
-	defer s.downMu.Unlock()
-	for _, svc := range services {
-		if why := s.down[svc]; why != "" {
-			return &downError{service: svc, why: why}
+		if cfg := rt.cfg.Load(); cfg.Upstream == addr && s.down[cfg.Service] != "" {
+			return &downError{service: cfg.Service, why: s.down[cfg.Service]}
 		}
 	}
 	return nil
@@ -334,6 +326,14 @@ func refusal(cfg *Route, err error) string {
 		return down.Error()
 	}
 	return fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
+}
+
+// dialFailure says why dialing a service failed, for a span and a reply.
+func dialFailure(cfg *Route, err error) string {
+	if isRefused(err) {
+		return refusal(cfg, err)
+	}
+	return "dialing " + cfg.Service + ": " + err.Error()
 }
 
 // route is one listener and what it forwards to.

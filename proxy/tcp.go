@@ -27,10 +27,7 @@ func (rt *route) tcp(c net.Conn) {
 	defer c.Close()
 	up, err := s.dial(context.Background(), "tcp", cfg.Upstream)
 	if err != nil {
-		sp.Error = "dialing " + cfg.Service + ": " + err.Error()
-		if isRefused(err) {
-			sp.Error = refusal(cfg, err)
-		}
+		sp.Error = dialFailure(cfg, err)
 		sp.Duration = time.Since(start)
 		s.opts.Recorder.Record(sp)
 		return
