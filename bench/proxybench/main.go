@@ -56,6 +56,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
 	pairs := flag.Int("pairs", 12, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of devstack's proxy process to the file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of devstack's proxy process to the file as it exits")
 	serveProxyKind := flag.String("serve-proxy", "", "internal: be this proxy (devstack, devstack-goroutines, httputil) from -listen to -to")
 	storeDir := flag.String("store", "", "internal: the span store's directory for -serve-proxy")
 	flag.Parse()
@@ -66,7 +67,7 @@ func run() error {
 		return serveFloor(*floor, *floorListen, *floorTo)
 	}
 	if *serveProxyKind != "" {
-		return serveProxy(*serveProxyKind, *floorListen, *floorTo, *storeDir, *norec, *cpuprofile)
+		return serveProxy(*serveProxyKind, *floorListen, *floorTo, *storeDir, *norec, profiles{*cpuprofile, *memprofile})
 	}
 	tmp, err := os.MkdirTemp("", "proxybench")
 	if err != nil {
@@ -95,6 +96,9 @@ func run() error {
 		}
 		if kind == "devstack" && *cpuprofile != "" {
 			args = append(args, "-cpuprofile", *cpuprofile)
+		}
+		if kind == "devstack" && *memprofile != "" {
+			args = append(args, "-memprofile", *memprofile)
 		}
 		pid, stop, err := startSelf(addr, args...)
 		if err != nil {

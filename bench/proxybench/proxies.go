@@ -27,11 +27,14 @@ import (
 // serveProxy serves kind on listen in front of upstream until SIGTERM.
 // devstack's kinds record into a span store in dir (or nowhere, with
 // norec), and report what it recorded on the way out.
-func serveProxy(kind, listen, upstream, dir string, norec bool, cpuprofile string) error {
+func serveProxy(kind, listen, upstream, dir string, norec bool, prof profiles) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
+	if prof.mem != "" {
+		defer prof.writeMem()
+	}
+	if prof.cpu != "" {
+		f, err := os.Create(prof.cpu)
 		if err != nil {
 			return err
 		}
@@ -87,6 +90,23 @@ func serveProxy(kind, listen, upstream, dir string, norec bool, cpuprofile strin
 		return err
 	}
 	return nil
+}
+
+// profiles are the files a proxy process writes its profiles to ("" for none).
+type profiles struct{ cpu, mem string }
+
+// writeMem writes the allocation profile: every allocation since the
+// start, sampled at the runtime's default rate (see -sample_index in pprof).
+func (p profiles) writeMem() {
+	f, err := os.Create(p.mem)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memprofile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "memprofile:", err)
+	}
 }
 
 type discard struct{}

@@ -148,30 +148,38 @@ func (sw *segmentWriter) fail(err error) {
 // writeSpan writes the record of sp, a span of trace tid in the form the
 // interner made; own lists the positions of its per-request headers.
 func (sw *segmentWriter) writeSpan(tid TraceID, sp *storedSpan, own []int) {
-	sw.buf = appendSpanRecord(sw.buf[:0], tid, sp, sw.dict, own)
+	sw.buf = appendSpanRecord(sw.record(), tid, sp, sw.dict, own)
 	sw.frame()
 }
 
 func (sw *segmentWriter) writeMark(k traceKey) {
-	sw.buf = append(sw.buf[:0], recMark)
+	sw.buf = append(sw.record(), recMark)
 	sw.buf = binary.AppendVarint(sw.buf, k.start)
 	sw.buf = append(sw.buf, k.id[:]...)
 	sw.frame()
 }
 
+// record returns sw.buf emptied but for room for the frame header, which
+// frame fills in: the frame goes out in one write from a buffer that is
+// reused, not from a header of its own that would escape to the heap.
+func (sw *segmentWriter) record() []byte {
+	var room [frameHeader]byte
+	return append(sw.buf[:0], room[:]...)
+}
+
+// frame writes sw.buf, a record after room for its frame header.
 func (sw *segmentWriter) frame() {
 	if sw.err != nil {
 		return
 	}
-	var h [frameHeader]byte
-	binary.LittleEndian.PutUint32(h[:4], uint32(len(sw.buf)))
-	binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(sw.buf, castagnoli))
-	sw.w.Write(h[:])
+	rec := sw.buf[frameHeader:]
+	binary.LittleEndian.PutUint32(sw.buf[:4], uint32(len(rec)))
+	binary.LittleEndian.PutUint32(sw.buf[4:frameHeader], crc32.Checksum(rec, castagnoli))
 	if _, err := sw.w.Write(sw.buf); err != nil {
 		sw.fail(fmt.Errorf("writing span log: %w", err))
 	}
 	sw.records++
-	sw.bytes += int64(frameHeader + len(sw.buf))
+	sw.bytes += int64(len(sw.buf))
 	sw.dirty = true
 }
 

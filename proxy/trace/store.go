@@ -251,7 +251,7 @@ func (st *Store) load(dir string) error {
 
 func (st *Store) replay(s *Span, seq uint32) {
 	if t, ok := st.idx.accepts(s.TraceID, s.Start.UnixNano()); ok {
-		st.idx.add(s.TraceID, t, st.intern.compact(s, seq))
+		st.idx.add(s.TraceID, t, st.intern.compact(s, seq, st.idx.takeFree()))
 	}
 }
 
@@ -447,7 +447,7 @@ func (st *Store) process(s *Span) {
 		}
 		seg = w.seq
 	}
-	sp := st.intern.compact(s, seg)
+	sp := st.intern.compact(s, seg, st.idx.takeFree())
 	if w := st.w; w != nil {
 		w.writeSpan(s.TraceID, sp, st.intern.own)
 	}

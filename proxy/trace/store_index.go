@@ -28,7 +28,11 @@ type storedSpan struct {
 	nReq               uint16 // hdrs[:nReq] are request headers, the rest response headers
 	inferred           bool
 
-	hdrs  []*Header
+	hdrs []*Header
+	// slab holds the per-request pairs hdrs points to, so that an evicted
+	// span's is reused (see index.free). A pointer, not a slice: it keeps
+	// storedSpan in its size class.
+	slab  *[]Header
 	extra *spanExtra // nil for most hops
 }
 
@@ -197,10 +201,19 @@ func (in *interner) newGeneration() {
 	in.pairs = 0
 }
 
-// compact converts s into its stored form.
-func (in *interner) compact(s *Span, seg uint32) *storedSpan {
+// compact converts s into its stored form, in sp when it is not nil: a
+// stored span evicted earlier (index.takeFree), whose header slices are
+// reused.
+func (in *interner) compact(s *Span, seg uint32, sp *storedSpan) *storedSpan {
 	in.own = in.own[:0]
-	sp := &storedSpan{
+	var hdrs []*Header
+	var slab *[]Header
+	if sp != nil {
+		hdrs, slab = sp.hdrs[:0], sp.slab
+	} else {
+		sp = new(storedSpan)
+	}
+	*sp = storedSpan{
 		id:         s.SpanID,
 		parent:     s.ParentID,
 		start:      s.Start.UnixNano(),
@@ -217,6 +230,8 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		grpcStatus: int32(s.GRPCStatus),
 		seg:        seg,
 		inferred:   s.Inferred,
+		hdrs:       hdrs,
+		slab:       slab,
 	}
 	if s.Error != "" || len(s.Faults) > 0 || s.ReqBody != "" || s.RespBody != "" {
 		x := &spanExtra{
@@ -245,7 +260,11 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		}
 		return s.RespHeaders[i-nReq]
 	}
-	sp.hdrs = make([]*Header, n)
+	if cap(hdrs) >= n {
+		sp.hdrs = hdrs[:n]
+	} else {
+		sp.hdrs = make([]*Header, n)
+	}
 	vol := in.own[:0] // positions of per-request pairs
 	defer func() { in.own = vol }()
 	for i := range n {
@@ -260,10 +279,16 @@ func (in *interner) compact(s *Span, seg uint32) *storedSpan {
 		return sp
 	}
 	// Per-request pairs share one slab, so a span costs one allocation for
-	// all of them; its capacity is fixed, so the pointers stay valid. Their
-	// values and the request id are cut from one string: one allocation
-	// more, not one per value.
-	own := make([]Header, 0, len(vol))
+	// all of them (none when an evicted span's slab is big enough); it is
+	// never appended to past its capacity, so the pointers stay valid.
+	// Their values and the request id are cut from one string: one
+	// allocation more, not one per value. (Strings are not reused: a
+	// reader may still hold a copy of the span.)
+	if slab == nil || cap(*slab) < len(vol) {
+		slab = new([]Header)
+		*slab = make([]Header, 0, len(vol))
+	}
+	own := (*slab)[:0]
 	from := in.from[:0] // own[j] is a copy of at(from[j])
 	size := len(s.RequestID)
 next:
@@ -285,6 +310,8 @@ next:
 		}
 	}
 	in.from = from
+	*slab = own
+	sp.slab = slab
 	var b strings.Builder
 	b.Grow(size)
 	b.WriteString(s.RequestID)
@@ -427,6 +454,13 @@ type index struct {
 
 	evicted uint64 // traces evicted
 	late    uint64 // spans discarded behind the watermark
+
+	// free and freeTraces are evicted entries kept for reuse, so that a
+	// full store under load allocates no span or trace entry per hop: the
+	// collector then runs less often, and each run marks a heap that is
+	// mostly the store.
+	free       []*storedSpan
+	freeTraces []*traceEntry
 }
 
 // ordered is a trace in index.order. It keeps the trace's start beside
@@ -477,7 +511,8 @@ func (x *index) accepts(tid TraceID, start int64) (*traceEntry, bool) {
 // max spans. It reports whether the watermark moved.
 func (x *index) add(tid TraceID, t *traceEntry, sp *storedSpan) (markMoved bool) {
 	if t == nil {
-		t = &traceEntry{id: tid, start: sp.start, end: sp.end()}
+		t = x.newTrace()
+		t.id, t.start, t.end = tid, sp.start, sp.end()
 		x.traces[tid] = t
 		x.insertOrder(t)
 	} else {
@@ -579,14 +614,70 @@ func (x *index) remove(i int) {
 	x.spans -= len(t.spans)
 	x.evicted++
 	for _, sp := range t.spans {
-		n := x.segLive[sp.seg] - 1
+		seg := sp.seg
+		x.release(sp)
+		n := x.segLive[seg] - 1
 		if n > 0 {
-			x.segLive[sp.seg] = n
+			x.segLive[seg] = n
 			continue
 		}
-		delete(x.segLive, sp.seg)
-		x.emptied = append(x.emptied, sp.seg)
+		delete(x.segLive, seg)
+		x.emptied = append(x.emptied, seg)
 	}
+	if len(x.freeTraces) < maxFree {
+		spans := t.spans
+		if len(spans) > 0 && &spans[0] == &t.first[0] {
+			spans = nil
+		}
+		clear(spans)
+		*t = traceEntry{spans: spans[:0]}
+		x.freeTraces = append(x.freeTraces, t)
+	}
+}
+
+// maxFree bounds the evicted entries an index keeps for reuse. A full
+// store evicts about as many spans as it takes in, so a few suffice; the
+// bound keeps a large eviction (a lowered limit, a replayed watermark)
+// from holding memory.
+const maxFree = 256
+
+// release keeps an evicted span for reuse, dropping what it points to.
+// The index is its only holder: readers copy what they return under the
+// store's lock, and eviction takes that lock for writing.
+func (x *index) release(sp *storedSpan) {
+	if len(x.free) >= maxFree {
+		return
+	}
+	clear(sp.hdrs[:cap(sp.hdrs)])
+	if sp.slab != nil {
+		clear((*sp.slab)[:cap(*sp.slab)])
+	}
+	*sp = storedSpan{hdrs: sp.hdrs[:0], slab: sp.slab}
+	x.free = append(x.free, sp)
+}
+
+// takeFree returns an evicted span to reuse, or nil.
+func (x *index) takeFree() *storedSpan {
+	n := len(x.free)
+	if n == 0 {
+		return nil
+	}
+	sp := x.free[n-1]
+	x.free[n-1] = nil
+	x.free = x.free[:n-1]
+	return sp
+}
+
+// newTrace returns an empty trace entry, an evicted one when it can.
+func (x *index) newTrace() *traceEntry {
+	n := len(x.freeTraces)
+	if n == 0 {
+		return new(traceEntry)
+	}
+	t := x.freeTraces[n-1]
+	x.freeTraces[n-1] = nil
+	x.freeTraces = x.freeTraces[:n-1]
+	return t
 }
 
 // takeEmptied returns and forgets the segments emptied since the last call.

@@ -53,7 +53,7 @@ func TestIndexInvariantsUnderRandomArrival(t *testing.T) {
 		if !ok {
 			continue
 		}
-		x.add(tid, tr, in.compact(s, 0))
+		x.add(tid, tr, in.compact(s, 0, nil))
 
 		if !slices.IsSortedFunc(x.order, func(a, b ordered) int { return a.compare(b.t.key()) }) {
 			t.Fatalf("after span %d: order not sorted", i)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -682,5 +683,59 @@ func TestStoreReusesOnlyPooledSpansAndKeepsItsOwnCopy(t *testing.T) {
 	st.Flush()
 	if !reflect.DeepEqual(*mine, before) {
 		t.Fatalf("a span not from NewSpan changed once recorded: %+v", *mine)
+	}
+}
+
+// A full store reuses what it evicts. A reader's copy of an evicted trace
+// must not change, a trace stored in reused memory must read back exactly
+// as recorded (no header of the span that was there before), and steady
+// state must not allocate a stored span, a trace entry or a header slice
+// per hop.
+func TestFullStoreReusesEvictedSpans(t *testing.T) {
+	const max = 500
+	st := openStore(t, t.TempDir(), trace.StoreOptions{MaxSpans: max})
+	r := rand.New(rand.NewPCG(19, 20))
+	batch := func(n int, from time.Time, headers int) []*trace.Span {
+		var spans []*trace.Span
+		for i := range n {
+			s := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "gateway", "orders", from.Add(time.Duration(i)*time.Millisecond))
+			s.ReqHeaders = s.ReqHeaders[:min(headers, len(s.ReqHeaders))]
+			s.RespHeaders = s.RespHeaders[:min(headers, len(s.RespHeaders))]
+			spans = append(spans, s)
+		}
+		return spans
+	}
+	first := batch(max, epoch, 8)
+	recordFlush(st, first...)
+	held := st.Trace(first[0].TraceID)
+	want := asStored(first[0])
+	if len(held) != 1 || !reflect.DeepEqual(held[0], want) {
+		t.Fatalf("before eviction: got %+v, want %+v", held, want)
+	}
+
+	// Fewer headers, so that a leftover of an evicted span would show.
+	second := batch(4*max, epoch.Add(time.Hour), 3)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	recordFlush(st, second...)
+	runtime.ReadMemStats(&after)
+
+	if got := st.Trace(first[0].TraceID); got != nil {
+		t.Fatalf("the first trace is still stored: eviction did not happen")
+	}
+	if !reflect.DeepEqual(held[0], want) {
+		t.Fatalf("a reader's copy changed after its trace was evicted:\n got %+v\nwant %+v", held[0], want)
+	}
+	for _, s := range second[len(second)-max:] {
+		got := st.Trace(s.TraceID)
+		if len(got) != 1 || !reflect.DeepEqual(got[0], asStored(s)) {
+			t.Fatalf("a span stored in reused memory:\n got %+v\nwant %+v", got, asStored(s))
+		}
+	}
+	// What remains per span: the string of its per-request values, and
+	// whatever a new interned value, the log and Flush need now and then.
+	// Without reuse it is 5.
+	if per := float64(after.Mallocs-before.Mallocs) / float64(len(second)); per > 2 {
+		t.Errorf("%.2f allocations per span in a full store, want at most 2", per)
 	}
 }
