@@ -112,6 +112,11 @@ type interner struct {
 	own []int
 	// from is compact's scratch: where each such pair came from.
 	from []int
+	// recent holds, per field of a span (see compact), the value it had
+	// last, and byPos, per header position, the name that was there: hops
+	// repeat them, and a comparison is cheaper than a map lookup.
+	recent [4]string
+	byPos  []*headerName
 }
 
 // headerName is what the interner knows of one header name: whether its
@@ -158,16 +163,31 @@ var volatileHeaders = []string{
 	"cookie", "set-cookie", "etag", "if-none-match", "digest", "content-md5",
 }
 
-// pair returns the shared copy of a header pair, or nil when the pair is
-// per request: a volatile header's, or a value longer than maxInternLen.
-func (in *interner) pair(h Header) *Header {
-	n := in.names[h.Name]
-	if n == nil {
-		if len(in.names) >= maxInterned {
-			in.newGeneration()
+// strAt is str for field f of a span, trying the value the field had last.
+func (in *interner) strAt(f int, s string) string {
+	if s == in.recent[f] {
+		return in.recent[f]
+	}
+	v := in.str(s)
+	in.recent[f] = v
+	return v
+}
+
+// pair returns the shared copy of header pair h, at position i of a
+// span's headers, or nil when the pair is per request: a volatile
+// header's, or a value longer than maxInternLen.
+func (in *interner) pair(i int, h Header) *Header {
+	var n *headerName
+	if i < len(in.byPos) && in.byPos[i] != nil && in.byPos[i].name == h.Name {
+		n = in.byPos[i]
+	} else {
+		n = in.name(h.Name)
+		for len(in.byPos) <= i && len(in.byPos) < maxPositions {
+			in.byPos = append(in.byPos, nil)
 		}
-		n = &headerName{name: in.str(h.Name), volatile: slices.Contains(volatileHeaders, strings.ToLower(h.Name))}
-		in.names[n.name] = n
+		if i < len(in.byPos) {
+			in.byPos[i] = n
+		}
 	}
 	if n.volatile || len(h.Value) > maxInternLen {
 		return nil
@@ -181,7 +201,7 @@ func (in *interner) pair(h Header) *Header {
 	}
 	if in.pairs >= maxInterned {
 		in.newGeneration()
-		return in.pair(h)
+		return in.pair(i, h)
 	}
 	p := &Header{Name: n.name, Value: in.str(h.Value)}
 	if n.byValue == nil {
@@ -193,11 +213,28 @@ func (in *interner) pair(h Header) *Header {
 	return p
 }
 
+// maxPositions bounds byPos: headers past it are looked up by name.
+const maxPositions = 64
+
+// name returns what the interner knows of header name.
+func (in *interner) name(name string) *headerName {
+	n := in.names[name]
+	if n == nil {
+		if len(in.names) >= maxInterned {
+			in.newGeneration()
+		}
+		n = &headerName{name: in.str(name), volatile: slices.Contains(volatileHeaders, strings.ToLower(name))}
+		in.names[n.name] = n
+	}
+	return n
+}
+
 // newGeneration forgets the shared pairs and names, bounding the tables
 // when values never repeat (routes with ids in headers, dates): stored
 // spans keep the pairs they point to, and new spans share fresh copies.
 func (in *interner) newGeneration() {
 	clear(in.names)
+	clear(in.byPos)
 	in.pairs = 0
 }
 
@@ -221,10 +258,10 @@ func (in *interner) compact(s *Span, seg uint32, sp *storedSpan) *storedSpan {
 		ttfb:       s.TTFB,
 		bytesIn:    s.BytesIn,
 		bytesOut:   s.BytesOut,
-		caller:     in.str(s.Caller),
-		callee:     in.str(s.Callee),
-		protocol:   in.str(s.Protocol),
-		method:     in.str(s.Method),
+		caller:     in.strAt(0, s.Caller),
+		callee:     in.strAt(1, s.Callee),
+		protocol:   in.strAt(2, s.Protocol),
+		method:     in.strAt(3, s.Method),
 		route:      in.str(s.Route),
 		status:     int32(s.Status),
 		grpcStatus: int32(s.GRPCStatus),
@@ -268,7 +305,7 @@ func (in *interner) compact(s *Span, seg uint32, sp *storedSpan) *storedSpan {
 	vol := in.own[:0] // positions of per-request pairs
 	defer func() { in.own = vol }()
 	for i := range n {
-		if p := in.pair(at(i)); p != nil {
+		if p := in.pair(i, at(i)); p != nil {
 			sp.hdrs[i] = p
 		} else {
 			vol = append(vol, i)
