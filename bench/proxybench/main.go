@@ -54,7 +54,7 @@ func run() error {
 	floorTo := flag.String("to", "", "internal: the floor relay's or proxy's upstream")
 	norec := flag.Bool("no-record", false, "devstack without recording (to measure what recording costs)")
 	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; report medians")
-	pairs := flag.Int("pairs", 12, "then run devstack and both nginx at 32 connections back to back this many times per body size, and report the median of the ratios")
+	pairs := flag.Int("pairs", 12, "then run devstack and both nginx at 32 and at 1 connection back to back this many times per body size, and report the median of the ratios")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of devstack's proxy process to the file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of devstack's proxy process to the file as it exits")
 	serveProxyKind := flag.String("serve-proxy", "", "internal: be this proxy (devstack, devstack-goroutines, httputil) from -listen to -to")
@@ -247,7 +247,11 @@ func run() error {
 			fmt.Printf("%s: latency in %d interleaved blocks: devstack added p50 %.1fµs vs nginx's %.1fµs (target ≤ nginx + 25µs)\n",
 				path, *pairs, p50[1]-p50[0], p50[2]-p50[0])
 		}
-		for _, path := range []string{"/64", "/16k"} {
+		for _, run := range []struct {
+			path  string
+			conns int
+		}{{"/64", 32}, {"/16k", 32}, {"/64", 1}, {"/16k", 1}} {
+			path := run.path
 			var plain, stamping []float64
 			for i := range *pairs {
 				// Every order of the three in turn (see orders3).
@@ -258,7 +262,7 @@ func run() error {
 				}
 				rps := map[string]float64{}
 				for _, addr := range order {
-					r, err := wrk("http://"+addr+path, 32, 2*time.Second)
+					r, err := wrk("http://"+addr+path, run.conns, 2*time.Second)
 					if err != nil {
 						return err
 					}
@@ -266,16 +270,16 @@ func run() error {
 				}
 				plain = append(plain, rps[dsAddr]/rps[nginxAddr])
 				stamping = append(stamping, rps[dsAddr]/rps[stampAddr])
-				fmt.Fprintf(os.Stderr, "pair %d %-5s devstack %8.0f/s nginx %8.0f/s nginx-stamping %8.0f/s  ratios %.2f %.2f\n",
-					i+1, path, rps[dsAddr], rps[nginxAddr], rps[stampAddr], plain[i], stamping[i])
+				fmt.Fprintf(os.Stderr, "pair %d %-5s c%-2d devstack %8.0f/s nginx %8.0f/s nginx-stamping %8.0f/s  ratios %.2f %.2f\n",
+					i+1, path, run.conns, rps[dsAddr], rps[nginxAddr], rps[stampAddr], plain[i], stamping[i])
 			}
 			for _, r := range []struct {
 				vs     string
 				ratios []float64
 			}{{"nginx", plain}, {"nginx-stamping", stamping}} {
 				slices.Sort(r.ratios)
-				fmt.Printf("%s: c32 in %d back-to-back runs: devstack/%s median %.2fx (range %.2f–%.2f)\n",
-					path, len(r.ratios), r.vs, r.ratios[len(r.ratios)/2], r.ratios[0], r.ratios[len(r.ratios)-1])
+				fmt.Printf("%s: c%d in %d back-to-back runs: devstack/%s median %.2fx (range %.2f–%.2f)\n",
+					path, run.conns, len(r.ratios), r.vs, r.ratios[len(r.ratios)/2], r.ratios[0], r.ratios[len(r.ratios)-1])
 			}
 		}
 	}
