@@ -699,7 +699,11 @@ func TestFullStoreReusesEvictedSpans(t *testing.T) {
 		var spans []*trace.Span
 		for i := range n {
 			s := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "gateway", "orders", from.Add(time.Duration(i)*time.Millisecond))
-			s.ReqHeaders = s.ReqHeaders[:min(headers, len(s.ReqHeaders))]
+			if headers < len(s.ReqHeaders) {
+				// Keep X-Request-Id, the last: a per-request value, stored
+				// in a slab of the span's own.
+				s.ReqHeaders = append(s.ReqHeaders[:headers:headers], s.ReqHeaders[len(s.ReqHeaders)-1])
+			}
 			s.RespHeaders = s.RespHeaders[:min(headers, len(s.RespHeaders))]
 			spans = append(spans, s)
 		}
@@ -734,8 +738,11 @@ func TestFullStoreReusesEvictedSpans(t *testing.T) {
 	}
 	// What remains per span: the string of its per-request values, and
 	// whatever a new interned value, the log and Flush need now and then.
-	// Without reuse it is 5.
-	if per := float64(after.Mallocs-before.Mallocs) / float64(len(second)); per > 2 {
-		t.Errorf("%.2f allocations per span in a full store, want at most 2", per)
+	// Without reuse it is 5: the stored span, its header slice and slab
+	// (and the slab's box), and the trace entry, besides that string.
+	per := float64(after.Mallocs-before.Mallocs) / float64(len(second))
+	t.Logf("%.2f allocations per span", per)
+	if per > 1.5 {
+		t.Errorf("%.2f allocations per span in a full store, want at most 1.5", per)
 	}
 }
