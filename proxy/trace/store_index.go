@@ -694,27 +694,26 @@ func (x *index) release(sp *storedSpan) {
 }
 
 // takeFree returns an evicted span to reuse, or nil.
-func (x *index) takeFree() *storedSpan {
-	n := len(x.free)
+func (x *index) takeFree() *storedSpan { return pop(&x.free) }
+
+// pop takes the last entry of a free list, or nil when it is empty.
+func pop[T any](list *[]*T) *T {
+	n := len(*list)
 	if n == 0 {
 		return nil
 	}
-	sp := x.free[n-1]
-	x.free[n-1] = nil
-	x.free = x.free[:n-1]
-	return sp
+	v := (*list)[n-1]
+	(*list)[n-1] = nil
+	*list = (*list)[:n-1]
+	return v
 }
 
 // newTrace returns an empty trace entry, an evicted one when it can.
 func (x *index) newTrace() *traceEntry {
-	n := len(x.freeTraces)
-	if n == 0 {
-		return new(traceEntry)
+	if t := pop(&x.freeTraces); t != nil {
+		return t
 	}
-	t := x.freeTraces[n-1]
-	x.freeTraces[n-1] = nil
-	x.freeTraces = x.freeTraces[:n-1]
-	return t
+	return new(traceEntry)
 }
 
 // takeEmptied returns and forgets the segments emptied since the last call.
