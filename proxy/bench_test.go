@@ -83,7 +83,7 @@ func BenchmarkServeOneCPU(b *testing.B) {
 		if err := readHead(br, &h); err != nil {
 			b.Fatal(err)
 		}
-		sp, _ := s.requestHop(&h, th, th.extract(&h), nil, "x", time.Now())
+		sp, _ := s.requestHop(nil, &h, th, th.extract(&h, nil), nil, "x", time.Now())
 		out.Reset()
 		writeRequestHead(&out, &h, th.lines, s.opts.Formats, false)
 		s.finishHop(sp, nil)

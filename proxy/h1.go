@@ -83,8 +83,9 @@ func readHead(br *bufio.Reader, h *head) error {
 // parseHead parses a head at the start of b, as readHead does from a
 // reader. It returns how many bytes the head took, or 0 while b does not
 // hold a whole head yet. The head is copied once, whole, into the string
-// its line and fields are slices of.
-func parseHead(b []byte, h *head) (int, error) {
+// its line and fields are slices of: made by sp.Text when sp is not nil
+// (then the head must not be used once sp is recorded), else allocated.
+func parseHead(b []byte, h *head, sp *trace.Span) (int, error) {
 	*h = head{fields: h.fields[:0], contentLength: -1, raw: h.raw}
 	pos, from, to := 0, -1, 0 // the head's lines are b[from:to]
 	for {
@@ -102,6 +103,8 @@ func parseHead(b []byte, h *head) (int, error) {
 		switch {
 		case empty && from < 0:
 			// a stray CRLF between requests
+		case empty && sp != nil:
+			return pos + i + 1, h.parse(sp.Text(b[from:to]))
 		case empty:
 			return pos + i + 1, h.parse(string(b[from:to]))
 		case from < 0:
@@ -205,13 +208,14 @@ type hopHeaders struct {
 	lines []byte
 }
 
-// extract gathers the trace headers of req and reads its trace context.
-func (th *hopHeaders) extract(req *head) trace.Context {
+// extract gathers the trace headers of req and reads its trace context,
+// for the hop of span sp when sp is not nil (see trace.ExtractFor).
+func (th *hopHeaders) extract(req *head, sp *trace.Span) trace.Context {
 	th.in.Reset()
 	for _, f := range req.fields {
 		th.in.Add(f.name, f.value)
 	}
-	return trace.Extract(&th.in)
+	return trace.ExtractFor(&th.in, sp)
 }
 
 // h1conn is one client connection on the fast path.
@@ -360,13 +364,13 @@ func (hc *h1conn) serveOne() bool {
 	if hc.th == nil {
 		hc.th = &hopHeaders{}
 	}
-	tc := hc.th.extract(&hc.req)
+	tc := hc.th.extract(&hc.req, nil)
 	// A connection whose requests may need their caller gets it looked up
 	// before an event loop takes it (see loops.adopt), here where waiting
 	// on /proc is no harm: a loop would otherwise hand it back at its next
 	// such request, and take it again after.
 	hc.needCaller = hc.needCaller || s.mayNeedCaller(hc.ci, &tc)
-	sp, method := s.requestHop(&hc.req, hc.th, tc, hc.ci, cfg.Service, time.Now())
+	sp, method := s.requestHop(nil, &hc.req, hc.th, tc, hc.ci, cfg.Service, time.Now())
 	ok := hc.relay(sp, method, cfg)
 	s.finishHop(sp, hc.ci)
 	return ok
@@ -376,7 +380,7 @@ func (hc *h1conn) serveOne() bool {
 // from its trace context tc (th.extract), and leaves in th.lines the trace
 // header lines to send upstream (see writeRequestHead). The recorded
 // headers are the request's as sent.
-func (s *Server) requestHop(req *head, th *hopHeaders, tc trace.Context, ci *connInfo, service string, start time.Time) (sp *trace.Span, method string) {
+func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc trace.Context, ci *connInfo, service string, start time.Time) (_ *trace.Span, method string) {
 	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
@@ -384,7 +388,7 @@ func (s *Server) requestHop(req *head, th *hopHeaders, tc trace.Context, ci *con
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	sp, tc = s.startHop(tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
+	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
 		ci, service, proto, method, path, start)
 	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/devstack/devstack/proxy/trace"
 )
 
 // FuzzReadHead checks the fast path's head parser on arbitrary bytes: it
@@ -49,7 +51,7 @@ func FuzzParseHead(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		var a, b head
-		n, errB := parseHead([]byte(in), &b)
+		n, errB := parseHead([]byte(in), &b, &trace.Span{})
 		errA := readHead(bufio.NewReader(strings.NewReader(in)), &a)
 		if n == 0 && errB == nil {
 			if errA == nil {

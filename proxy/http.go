@@ -24,7 +24,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	sp, tc := s.startHop(trace.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
+	sp, tc := s.startHop(nil, trace.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
 	trace.Inject(r.Header, tc, s.opts.Formats)
 
 	body := &countingBody{rc: r.Body}

@@ -181,7 +181,9 @@ type evloop struct {
 	stopped bool // no more do
 
 	// Owned by the loop's goroutine.
-	sides    map[int]*side
+	// sides holds the loop's sockets by file descriptor: a slice, not a
+	// map, because every event looks one up (descriptors are small).
+	sides    []*side
 	pairs    map[*pair]struct{}
 	buf      []byte
 	stopping bool
@@ -206,7 +208,7 @@ func newEvloop(s *Server, ls *loops, holdMs uintptr) (*evloop, error) {
 		unix.Close(evf)
 		return nil, err
 	}
-	l := &evloop{s: s, ls: ls, ep: ep, evf: evf, holdMs: holdMs, sides: map[int]*side{}, pairs: map[*pair]struct{}{}, buf: make([]byte, 64<<10)}
+	l := &evloop{s: s, ls: ls, ep: ep, evf: evf, holdMs: holdMs, pairs: map[*pair]struct{}{}, buf: make([]byte, 64<<10)}
 	go l.run()
 	return l, nil
 }
@@ -274,7 +276,10 @@ func (l *evloop) run() {
 				l.runQueue()
 				continue
 			}
-			sd := l.sides[fd]
+			var sd *side
+			if fd < len(l.sides) {
+				sd = l.sides[fd]
+			}
 			if sd == nil {
 				continue
 			}
@@ -330,6 +335,9 @@ func (l *evloop) register(p *pair) {
 	p.l = l
 	l.pairs[p] = struct{}{}
 	for _, sd := range []*side{p.cl, p.up} {
+		for len(l.sides) <= sd.fd {
+			l.sides = append(l.sides, nil)
+		}
 		l.sides[sd.fd] = sd
 		ev := &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(sd.fd)}
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, sd.fd, ev); err != nil {
@@ -386,9 +394,12 @@ type pair struct {
 	method      string
 	headLen     int // bytes of the last response head in cout
 	sp          *trace.Span
-	closeAfter  bool // close once the client has everything
-	stalled     bool // requests waits for the sockets to drain
-	closed      bool
+	// next is the span of the request being parsed: its head is kept in
+	// the span's text (see trace.Span.Text), not in a string of its own.
+	next       *trace.Span
+	closeAfter bool // close once the client has everything
+	stalled    bool // requests waits for the sockets to drain
+	closed     bool
 }
 
 // paused reports whether reading waits for a socket to take its pending
@@ -549,7 +560,10 @@ func (p *pair) requests() {
 		if len(p.in) == 0 {
 			return
 		}
-		n, err := parseHead(p.in, &p.req)
+		if p.next == nil {
+			p.next = trace.NewSpan()
+		}
+		n, err := parseHead(p.in, &p.req, p.next)
 		if err == nil && n > 0 {
 			err = checkRequestLine(p.req.line)
 		}
@@ -564,7 +578,7 @@ func (p *pair) requests() {
 			p.handBack(nil)
 			return
 		}
-		tc := p.th.extract(&p.req)
+		tc := p.th.extract(&p.req, p.next)
 		if p.needsCaller(&tc) {
 			p.needCaller = true
 			p.handBack(nil)
@@ -595,8 +609,8 @@ func (p *pair) plain() bool {
 // begin starts the exchange of the request in p.req, whose trace context
 // is tc, as serveOne does.
 func (p *pair) begin(tc trace.Context) {
-	sp, method := p.rt.s.requestHop(&p.req, p.th, tc, p.ci, p.rt.cfg.Load().Service, time.Now())
-	p.sp = sp
+	sp, method := p.rt.s.requestHop(p.next, &p.req, p.th, tc, p.ci, p.rt.cfg.Load().Service, time.Now())
+	p.sp, p.next = sp, nil
 	p.busy, p.respStarted, p.method = true, false, method
 	p.reqLeft = max(p.req.contentLength, 0)
 	p.out.Reset()
@@ -637,7 +651,7 @@ func (p *pair) fromUpstream(b []byte) {
 				p.uin = append(p.uin, b...)
 				src = p.uin
 			}
-			n, err := parseHead(src, &p.resp)
+			n, err := parseHead(src, &p.resp, sp)
 			if err != nil {
 				p.fail(err.Error())
 				return
@@ -834,11 +848,19 @@ func (p *pair) close() {
 	delete(p.l.pairs, p)
 }
 
+// unset forgets the socket fd, registered or not (a pair whose first
+// socket failed to register is closed whole).
+func (l *evloop) unset(fd int) {
+	if fd < len(l.sides) {
+		l.sides[fd] = nil
+	}
+}
+
 func (l *evloop) forget(sd *side) {
 	if sd.fd < 0 {
 		return
 	}
-	delete(l.sides, sd.fd)
+	l.unset(sd.fd)
 	unix.Close(sd.fd) // leaves the epoll set with it
 	sd.fd = -1
 }
@@ -870,7 +892,7 @@ func (p *pair) handBack(prefix []byte) {
 
 // release takes sd out of the loop as a net.Conn.
 func (l *evloop) release(sd *side) (net.Conn, error) {
-	delete(l.sides, sd.fd)
+	l.unset(sd.fd)
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
 	f := os.NewFile(uintptr(sd.fd), "")
 	sd.fd = -1

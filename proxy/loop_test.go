@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/devstack/devstack/proxy/trace"
 )
 
 // The event loop serves a connection's requests after its first. These
@@ -724,4 +726,80 @@ func TestLoopTakesAConnectionWithItsCallerAlreadyKnown(t *testing.T) {
 		t.Errorf("held request: %q", out)
 	}
 	rec.next(t)
+}
+
+// TestLoopRecordsHeadsWhoseSpansAreReused checks that what the loop records
+// survives the reuse of its spans: a head is kept in its span's text
+// (trace.Span.Text), which a later request writes over once the store has
+// recorded the span. Every stored span must still read as its own request
+// and response, long after the span that carried it went back to the pool.
+func TestLoopRecordsHeadsWhoseSpansAreReused(t *testing.T) {
+	st, err := trace.Open("", trace.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(Options{Recorder: st})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo", r.Header.Get("X-Seq"))
+		w.Header().Set("X-Got-Id", r.Header.Get("X-Request-Id"))
+		io.WriteString(w, r.URL.Path)
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	cl := dialClient(t, addr)
+	const n = 300
+	for i := range n {
+		path := fmt.Sprintf("/r/%d", i)
+		id := "" // odd requests carry none: the proxy makes one
+		if i%2 == 0 {
+			id = fmt.Sprintf("X-Request-Id: req-%d\r\n", i)
+		}
+		raw := fmt.Sprintf("GET %s?q=%d HTTP/1.1\r\nHost: x\r\nX-Seq: seq-%d\r\n%s\r\n", path, i, i, id)
+		if _, body := cl.do(raw, "GET"); body != path {
+			t.Fatalf("request %d: got %q", i, body)
+		}
+		if i%20 == 0 {
+			st.Flush() // the store records what came so far, and frees those spans for reuse
+		}
+	}
+	wantServed(t, s, n-1, "every request after the first")
+	st.Flush()
+	got := st.Traces(trace.Query{Limit: 2 * n})
+	if len(got) != n {
+		t.Fatalf("%d traces stored; want %d", len(got), n)
+	}
+	header := func(hs []trace.Header, name string) string {
+		for _, h := range hs {
+			if h.Name == name {
+				return h.Value
+			}
+		}
+		return ""
+	}
+	ids := map[string]bool{}
+	for _, sum := range got {
+		spans := st.Trace(sum.TraceID)
+		if len(spans) != 1 {
+			t.Fatalf("trace %s has %d spans", sum.TraceID, len(spans))
+		}
+		sp := spans[0]
+		i, err := strconv.Atoi(strings.TrimPrefix(sp.Route, "/r/"))
+		if err != nil {
+			t.Fatalf("span recorded with route %q", sp.Route)
+		}
+		want, wantID := fmt.Sprintf("seq-%d", i), fmt.Sprintf("req-%d", i)
+		if i%2 == 1 {
+			wantID = header(sp.RespHeaders, "X-Got-Id") // the id the service was sent
+			if len(wantID) != 36 || ids[wantID] {
+				t.Errorf("request %d was sent the request id %q: want a new UUID", i, wantID)
+			}
+			ids[wantID] = true
+		}
+		if sp.Method != "GET" || header(sp.ReqHeaders, "X-Seq") != want || header(sp.RespHeaders, "X-Echo") != want ||
+			sp.RequestID != wantID || sp.Status != 200 {
+			t.Errorf("span of %s reads %s %q, X-Seq %q, X-Echo %q, request id %q, status %d", sp.Route, sp.Method, sp.Route,
+				header(sp.ReqHeaders, "X-Seq"), header(sp.RespHeaders, "X-Echo"), sp.RequestID, sp.Status)
+		}
+	}
 }

@@ -94,7 +94,14 @@ func (c *Context) setSampling(s Sampling) {
 //
 // In the common case (valid canonical headers, request id present) Extract
 // does not allocate.
-func Extract(h Headers) Context {
+func Extract(h Headers) Context { return extract(h, nil) }
+
+// ExtractFor is Extract for the request of span sp: a request id it
+// generates is made in sp's text (see Span.Text), not allocated, and must
+// not be used once sp is recorded.
+func ExtractFor(h Headers, sp *Span) Context { return extract(h, sp) }
+
+func extract(h Headers, sp *Span) Context {
 	var c Context
 	decided := false // a decision arrived without ids
 	if v := h.Values(headerTraceParent); len(v) == 1 {
@@ -159,7 +166,10 @@ func Extract(h Headers) Context {
 		}
 	}
 	c.Baggage = normalizeBaggage(h.Values(headerBaggage))
-	if c.RequestID = RequestID(h); c.RequestID == "" {
+	if c.RequestID = RequestID(h); c.RequestID == "" && sp != nil {
+		var b [36]byte
+		c.RequestID = sp.Text(appendRequestID(b[:0], nil))
+	} else if c.RequestID == "" {
 		c.RequestID = NewRequestID(nil)
 	}
 	return c

@@ -29,13 +29,18 @@ func EnsureRequestID(h http.Header) string {
 // form, the shape most servers and log pipelines expect in X-Request-ID,
 // drawn from r or from the runtime generator when r is nil.
 func NewRequestID(r Source) string {
+	var buf [36]byte
+	return string(appendRequestID(buf[:0], r))
+}
+
+// appendRequestID appends a new request id (see NewRequestID) to b.
+func appendRequestID(b []byte, r Source) []byte {
 	var u [16]byte
 	putUint64(u[:8], next(r))
 	putUint64(u[8:], next(r))
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	var buf [36]byte
-	b := appendHex(buf[:0], u[0:4])
+	b = appendHex(b, u[0:4])
 	b = append(b, '-')
 	b = appendHex(b, u[4:6])
 	b = append(b, '-')
@@ -43,6 +48,5 @@ func NewRequestID(r Source) string {
 	b = append(b, '-')
 	b = appendHex(b, u[8:10])
 	b = append(b, '-')
-	b = appendHex(b, u[10:16])
-	return string(b)
+	return appendHex(b, u[10:16])
 }

@@ -3,6 +3,7 @@ package trace
 import (
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Span is one recorded hop through the proxy: a request (or a TCP
@@ -55,6 +56,9 @@ type Span struct {
 	// ReqBody and RespBody are captured only when body capture is on, capped.
 	ReqBody  string `json:"req_body,omitempty"`
 	RespBody string `json:"resp_body,omitempty"`
+
+	// text holds the bytes of the strings made by Text.
+	text []byte
 }
 
 // spanPool holds spans a Store is done with, for NewSpan.
@@ -81,8 +85,35 @@ func (s *Span) recycle() {
 	req, resp := s.ReqHeaders[:0], s.RespHeaders[:0]
 	clear(req[:cap(req)])
 	clear(resp[:cap(resp)])
-	*s = Span{ReqHeaders: req, RespHeaders: resp}
+	text := s.text[:0]
+	if cap(text) > maxPooledText {
+		text = nil // a huge head went through: give the memory back
+	}
+	*s = Span{ReqHeaders: req, RespHeaders: resp, text: text}
 	spanPool.Put(s)
+}
+
+// maxPooledText bounds the text buffer a pooled span keeps.
+const maxPooledText = 16 << 10
+
+// Text returns a string with the bytes of b, made in a buffer of the
+// span's own. The proxy keeps a request's and a response's head there, so
+// that a hop costs no allocation for them: the buffer of a span from
+// NewSpan is reused once a store has recorded the span (the store keeps
+// copies of what it stores). So a string from Text, or any substring of
+// it, must not be used after the span is recorded.
+func (s *Span) Text(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(s.text)-len(s.text) < len(b) {
+		// A new buffer: strings made in the old one keep it alive, and it
+		// is never reused.
+		s.text = make([]byte, 0, max(2*cap(s.text), len(b), 1024))
+	}
+	at := len(s.text)
+	s.text = append(s.text, b...)
+	return unsafe.String(&s.text[at], len(b))
 }
 
 // Header is one header field.

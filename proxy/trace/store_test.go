@@ -613,22 +613,30 @@ func TestStoreReadOnly(t *testing.T) {
 	}
 }
 
-// Spans from NewSpan are reused once stored: what the store holds, and
-// what a subscriber was handed, must not change when they are. A span
-// made otherwise is left alone.
+// Spans from NewSpan are reused once stored, with their text: what the
+// store holds, and what a subscriber was handed, must not change when
+// they are. A span made otherwise is left alone.
 func TestStoreReusesOnlyPooledSpansAndKeepsItsOwnCopy(t *testing.T) {
 	st := openStore(t, t.TempDir(), trace.StoreOptions{})
 	r := rand.New(rand.NewPCG(9, 10))
+	text := func(s *trace.Span, v string) string { return s.Text([]byte(v)) }
 	fill := func(s *trace.Span, callee string) *trace.Span {
 		// Field by field, as the proxy does (a struct copy would also
-		// copy the mark that the span is the pool's), and the headers into
-		// the span's own, maybe reused, slices.
+		// copy the mark that the span is the pool's), the headers into
+		// the span's own, maybe reused, slices, and the strings of the
+		// request into the span's own, maybe reused, text.
 		h := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "gateway", callee, epoch)
-		s.TraceID, s.SpanID, s.Caller, s.Callee, s.Protocol, s.Method, s.Route = h.TraceID, h.SpanID, h.Caller, h.Callee, h.Protocol, h.Method, h.Route
+		s.TraceID, s.SpanID, s.Caller, s.Callee, s.Protocol, s.Method = h.TraceID, h.SpanID, h.Caller, h.Callee, h.Protocol, h.Method
+		s.Route = text(s, h.Route)
 		s.Status, s.GRPCStatus, s.Start, s.Duration, s.TTFB = h.Status, h.GRPCStatus, h.Start, h.Duration, h.TTFB
-		s.BytesIn, s.BytesOut, s.RequestID = h.BytesIn, h.BytesOut, h.RequestID
-		s.ReqHeaders = append(s.ReqHeaders[:0], h.ReqHeaders...)
-		s.RespHeaders = append(s.RespHeaders[:0], h.RespHeaders...)
+		s.BytesIn, s.BytesOut, s.RequestID = h.BytesIn, h.BytesOut, text(s, h.RequestID)
+		s.ReqHeaders, s.RespHeaders = s.ReqHeaders[:0], s.RespHeaders[:0]
+		for _, x := range h.ReqHeaders {
+			s.ReqHeaders = append(s.ReqHeaders, trace.Header{Name: text(s, x.Name), Value: text(s, x.Value)})
+		}
+		for _, x := range h.RespHeaders {
+			s.RespHeaders = append(s.RespHeaders, trace.Header{Name: text(s, x.Name), Value: text(s, x.Value)})
+		}
 		return h
 	}
 	var want []*trace.Span
