@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // storedSpan is the compact in-memory form of a Span. Its strings are
@@ -117,6 +118,45 @@ type interner struct {
 	// repeat them, and a comparison is cheaper than a map lookup.
 	recent [4]string
 	byPos  []*headerName
+	// block is what is left of the block that per-span strings are cut
+	// from (see cut).
+	block []byte
+}
+
+// textBlock is the size of the blocks a span's own strings (its request
+// id and per-request header values) are cut from, and cutAlone the size
+// from which a string gets an allocation of its own.
+const (
+	textBlock = 4 << 10
+	cutAlone  = 512
+)
+
+// cut returns a string of n bytes, filled by fill, cut from a block shared
+// with the strings of the spans stored before and after it: one allocation
+// per block rather than one per span. A block is never written again once
+// cut, and lives as long as any string cut from it. Spans are evicted
+// roughly in the order they were stored, so a block seldom outlives its
+// own spans for long.
+func (in *interner) cut(n int, fill func([]byte)) string {
+	if n == 0 {
+		return ""
+	}
+	var b []byte
+	if n >= cutAlone {
+		b = make([]byte, n)
+	} else {
+		if len(in.block) < n {
+			in.block = make([]byte, textBlock)
+		}
+		b, in.block = in.block[:n:n], in.block[n:]
+	}
+	fill(b)
+	return unsafe.String(&b[0], n)
+}
+
+// clone is strings.Clone with the copy cut from a shared block.
+func (in *interner) clone(s string) string {
+	return in.cut(len(s), func(b []byte) { copy(b, s) })
 }
 
 // headerName is what the interner knows of one header name: whether its
@@ -287,7 +327,7 @@ func (in *interner) compact(s *Span, seg uint32, sp *storedSpan) *storedSpan {
 	nReq := min(len(s.ReqHeaders), 1<<16-1) // a limit no real request reaches
 	n := nReq + len(s.RespHeaders)
 	if n == 0 {
-		sp.requestID = strings.Clone(s.RequestID)
+		sp.requestID = in.clone(s.RequestID)
 		return sp
 	}
 	sp.nReq = uint16(nReq)
@@ -312,7 +352,7 @@ func (in *interner) compact(s *Span, seg uint32, sp *storedSpan) *storedSpan {
 		}
 	}
 	if len(vol) == 0 {
-		sp.requestID = strings.Clone(s.RequestID)
+		sp.requestID = in.clone(s.RequestID)
 		return sp
 	}
 	// Per-request pairs share one slab, so a span costs one allocation for
@@ -349,15 +389,14 @@ next:
 	in.from = from
 	*slab = own
 	sp.slab = slab
-	var b strings.Builder
-	b.Grow(size)
-	b.WriteString(s.RequestID)
-	for _, k := range from {
-		if v := at(k).Value; v != s.RequestID {
-			b.WriteString(v)
+	text := in.cut(size, func(b []byte) {
+		b = b[copy(b, s.RequestID):]
+		for _, k := range from {
+			if v := at(k).Value; v != s.RequestID {
+				b = b[copy(b, v):]
+			}
 		}
-	}
-	text := b.String()
+	})
 	sp.requestID, text = text[:len(s.RequestID)], text[len(s.RequestID):]
 	for j, k := range from {
 		v := at(k).Value

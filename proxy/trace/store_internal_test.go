@@ -104,3 +104,29 @@ func TestRecycledSpanReusesItsText(t *testing.T) {
 		t.Errorf("a recycled span kept %d bytes of text; want at most %d", cap(big.text), maxPooledText)
 	}
 }
+
+// Strings cut from shared blocks keep their bytes, across block boundaries
+// and for strings long enough to get an allocation of their own.
+func TestInternerCutKeepsEveryString(t *testing.T) {
+	in := newInterner()
+	r := rand.New(rand.NewPCG(3, 4))
+	var want, got []string
+	for i := range 3000 {
+		n := r.IntN(64)
+		if i%100 == 0 {
+			n = cutAlone + r.IntN(100)
+		}
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte('a' + r.IntN(26))
+		}
+		want = append(want, string(b))
+		got = append(got, in.clone(string(b)))
+		clear(b) // the caller's bytes change: the copy must not
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("string %d reads %q, want %q", i, got[i], want[i])
+		}
+	}
+}
