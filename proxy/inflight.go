@@ -26,11 +26,15 @@ type hops struct {
 	// every hop. It keeps the name, not the span: a recent hop's span is
 	// the store's to keep or reuse. A hop in flight for longer than the
 	// ring lasts is still found through byTrace.
-	recent   []recentHop
-	seq      uint64 // hops begun
-	ids      spanIDs
-	byTrace  map[trace.TraceID][]*trace.Span // in flight only
-	byCallee map[string][]*trace.Span        // in flight only
+	recent  []recentHop
+	seq     uint64 // hops begun
+	ids     spanIDs
+	byTrace map[trace.TraceID][]*trace.Span // in flight only
+	// byCallee holds the hops in flight to each service. Its entries stay
+	// once made (services are few), so that a hop costs one lookup of it
+	// to begin and one to end.
+	byCallee map[string]*calleeHops
+	flying   int // hops in flight
 	// adopted counts the inferred children linked to each in-flight hop.
 	adopted map[trace.SpanID]int
 	// spare are emptied byTrace lists, reused: most hops start a trace.
@@ -39,6 +43,9 @@ type hops struct {
 
 // maxSpareLists bounds hops.spare.
 const maxSpareLists = 256
+
+// calleeHops are the hops in flight to one service.
+type calleeHops struct{ spans []*trace.Span }
 
 type recentHop struct {
 	id     trace.SpanID
@@ -50,7 +57,7 @@ func newHops() *hops {
 		recent:   make([]recentHop, recentHops),
 		ids:      spanIDs{key: rand.Uint64()},
 		byTrace:  map[trace.TraceID][]*trace.Span{},
-		byCallee: map[string][]*trace.Span{},
+		byCallee: map[string]*calleeHops{},
 		adopted:  map[trace.SpanID]int{},
 	}
 }
@@ -86,7 +93,13 @@ func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers Ca
 		inTrace, h.spare = h.spare[len(h.spare)-1], h.spare[:len(h.spare)-1]
 	}
 	h.byTrace[sp.TraceID] = append(inTrace, sp)
-	h.byCallee[sp.Callee] = append(h.byCallee[sp.Callee], sp)
+	c := h.byCallee[sp.Callee]
+	if c == nil {
+		c = &calleeHops{}
+		h.byCallee[sp.Callee] = c
+	}
+	c.spans = append(c.spans, sp)
+	h.flying++
 	return ln
 }
 
@@ -117,7 +130,7 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 		// Someone else's trace (a client's own tracer): keep its parent.
 		return link{traceID: tc.TraceID, parent: tc.ParentID}
 	}
-	if len(h.byCallee) == 0 {
+	if h.flying == 0 {
 		return link{traceID: tc.TraceID}
 	}
 	// No context at all. If the caller is a service serving a hop right
@@ -129,7 +142,7 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 	if who == "" {
 		return link{traceID: tc.TraceID}
 	}
-	if p := h.adopter(h.byCallee[who]); p != nil {
+	if p := h.adopter(h.callee(who)); p != nil {
 		h.adopted[p.SpanID]++
 		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true}
 	}
@@ -246,13 +259,24 @@ func (h *hops) end(s *trace.Span) {
 			h.spare = append(h.spare, inTrace) // its room, for the next trace
 		}
 	}
-	h.byCallee[s.Callee] = remove(h.byCallee[s.Callee], s)
+	if c := h.byCallee[s.Callee]; c != nil {
+		if n := len(c.spans); n > 0 {
+			if c.spans = remove(c.spans, s); len(c.spans) < n {
+				h.flying--
+			}
+		}
+	}
 	if len(h.adopted) > 0 {
 		delete(h.adopted, s.SpanID)
 	}
-	if len(h.byCallee[s.Callee]) == 0 {
-		delete(h.byCallee, s.Callee)
+}
+
+// callee returns the hops in flight to service, with h.mu held.
+func (h *hops) callee(service string) []*trace.Span {
+	if c := h.byCallee[service]; c != nil {
+		return c.spans
 	}
+	return nil
 }
 
 func remove(list []*trace.Span, s *trace.Span) []*trace.Span {
@@ -270,5 +294,5 @@ func remove(list []*trace.Span, s *trace.Span) []*trace.Span {
 func (h *hops) inFlight(callee string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.byCallee[callee])
+	return len(h.callee(callee))
 }

@@ -42,8 +42,8 @@ func TestRecentHopsAreKeptForRecentHops(t *testing.T) {
 			t.Fatalf("foreign parent id %s linked: %+v", id, ln)
 		}
 	}
-	if len(h.byTrace) != 0 || len(h.byCallee) != 0 {
-		t.Fatalf("finished hops still in flight: %d traces, %d callees", len(h.byTrace), len(h.byCallee))
+	if len(h.byTrace) != 0 || h.flying != 0 || len(h.callee("orders")) != 0 || len(h.callee("other")) != 0 {
+		t.Fatalf("finished hops still in flight: %d traces, %d hops", len(h.byTrace), h.flying)
 	}
 }
 
