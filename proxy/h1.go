@@ -206,6 +206,9 @@ func (h *head) get(name string) string {
 type hopHeaders struct {
 	in    trace.Carrier
 	lines []byte
+	// reqNames and respNames are the names of the connection's last
+	// request and response heads (see Redactor.fields).
+	reqNames, respNames seenNames
 }
 
 // extract gathers the trace headers of req and reads its trace context,
@@ -388,7 +391,7 @@ func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc trace.
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields) },
+	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields, &th.reqNames) },
 		ci, service, proto, method, path, start)
 	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method
@@ -469,7 +472,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 		}
 		hc.bw.Flush()
 	}
-	sp.RespHeaders = hc.rt.s.redact.fields(sp.RespHeaders[:0], hc.resp.fields)
+	sp.RespHeaders = hc.rt.s.redact.fields(sp.RespHeaders[:0], hc.resp.fields, &hc.th.respNames)
 	if sp.Status == http.StatusSwitchingProtocols {
 		hc.bw.Flush()
 		in, out := hc.tunnel()
@@ -739,21 +742,53 @@ func isReset(err error) bool {
 
 // fields appends parsed header lines to dst as recorded headers,
 // redacting credentials. Names are canonicalised so recorded headers read
-// the same whichever path served the request.
-func (r *Redactor) fields(dst []trace.Header, fs []field) []trace.Header {
-	if len(fs) == 0 {
-		return dst
-	}
-	for _, f := range fs {
-		name := textproto.CanonicalMIMEHeaderKey(f.name)
+// the same whichever path served the request. seen, when not nil, is the
+// connection's memory of the names it sent before (see seenNames).
+func (r *Redactor) fields(dst []trace.Header, fs []field, seen *seenNames) []trace.Header {
+	for i, f := range fs {
+		var n seenName
+		if seen != nil && i < len(*seen) && (*seen)[i].raw == f.name {
+			n = (*seen)[i]
+		} else {
+			n.canonical = textproto.CanonicalMIMEHeaderKey(f.name)
+			n.redact = r.redacts(n.canonical)
+			if seen != nil && i < maxSeenNames {
+				// A copy: f.name is a slice of a head, which does not
+				// last. The canonical name is a new string already when it
+				// differs from the name as sent.
+				n.raw = strings.Clone(f.name)
+				if n.canonical == f.name {
+					n.canonical = n.raw
+				}
+				for len(*seen) <= i {
+					*seen = append(*seen, seenName{})
+				}
+				(*seen)[i] = n
+			}
+		}
 		v := f.value
-		if r.redacts(name) {
+		if n.redact {
 			v = Redacted
 		}
-		dst = append(dst, trace.Header{Name: name, Value: v})
+		dst = append(dst, trace.Header{Name: n.canonical, Value: v})
 	}
 	return dst
 }
+
+// seenNames remembers, by position, the header names a connection's last
+// head carried, canonical and with the redaction decision: a connection
+// sends the same names in the same order head after head, so that each
+// then costs one string comparison instead of canonicalising it and a
+// lookup of the decision.
+type seenNames []seenName
+
+type seenName struct {
+	raw, canonical string
+	redact         bool
+}
+
+// maxSeenNames bounds seenNames: names past it are looked up each time.
+const maxSeenNames = 32
 
 // capture keeps the first max bytes of a body, when body capture is on.
 // A nil *capture captures nothing, at no cost.

@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // rawExchange writes raw to the proxy and returns everything read until
@@ -334,6 +337,59 @@ func TestRedactorPublishesARepeatedName(t *testing.T) {
 	r.redacts("X-Late")
 	if _, ok := (*r.known.Load())["X-Late"]; !ok {
 		t.Fatal("a name asked for twice is not published")
+	}
+}
+
+// A connection's memory of its header names (seenNames) only saves work:
+// heads whose names move, change case or change between requests record
+// the same names and redactions as heads read without it, and nothing it
+// remembers points into a head, which is reused.
+func TestRecordedHeadersWithAConnectionsSeenNames(t *testing.T) {
+	r := NewRedactor(nil)
+	heads := [][]field{
+		{{"host", "a"}, {"authorization", "Bearer 1"}, {"x-seq", "1"}},
+		{{"host", "a"}, {"authorization", "Bearer 2"}, {"x-seq", "2"}},
+		{{"Authorization", "Bearer 3"}, {"Host", "a"}, {"X-Seq", "3"}},
+		{{"host", "a"}, {"x-seq", "4"}, {"x-api-token", "t"}, {"cookie", "c=1"}},
+		{{"host", "a"}},
+		{{"host", "a"}, {"x-seq", "6"}, {"authorization", "Bearer 6"}},
+	}
+	var seen seenNames
+	text := make([]byte, 256)
+	for i, h := range heads {
+		// The names live in a buffer that the next head overwrites, as
+		// in a reused span's text.
+		at := 0
+		for j := range h {
+			n := copy(text[at:], h[j].name)
+			h[j].name = unsafe.String(&text[at], n)
+			at += n
+		}
+		want := r.fields(nil, h, nil)
+		for j := range want {
+			want[j].Name = strings.Clone(want[j].Name)
+		}
+		got := r.fields(nil, h, &seen)
+		copy(text, strings.Repeat("#", len(text)))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("head %d recorded %v with the connection's names, %v without", i, got, want)
+		}
+		for _, x := range got {
+			if x.Name != textproto.CanonicalMIMEHeaderKey(x.Name) {
+				t.Errorf("head %d: recorded name %q is not canonical", i, x.Name)
+			}
+			if secret := x.Name == "Authorization" || x.Name == "X-Api-Token" || x.Name == "Cookie"; secret != (x.Value == Redacted) {
+				t.Errorf("head %d: %s: %q", i, x.Name, x.Value)
+			}
+		}
+	}
+	for _, n := range seen {
+		if n.raw == "" || n.canonical == "" {
+			continue
+		}
+		if strings.Contains(n.raw, "#") {
+			t.Errorf("the connection remembers %q, a name that changed under it", n.raw)
+		}
 	}
 }
 

@@ -721,7 +721,7 @@ func (p *pair) fromUpstream(b []byte) {
 func (p *pair) respBegins(code int) {
 	s, sp := p.rt.s, p.sp
 	sp.Status = code
-	sp.RespHeaders = s.redact.fields(sp.RespHeaders[:0], p.resp.fields)
+	sp.RespHeaders = s.redact.fields(sp.RespHeaders[:0], p.resp.fields, &p.th.respNames)
 	if strings.HasPrefix(p.resp.get("Content-Type"), "text/event-stream") {
 		sp.Protocol = "sse"
 	}
