@@ -45,7 +45,7 @@ func (st *Store) Traces(q Query) []Summary {
 func (st *Store) Trace(id TraceID) []*Span {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	t := st.idx.traces[id]
+	t := st.idx.traces.get(id)
 	if t == nil {
 		return nil
 	}

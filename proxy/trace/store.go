@@ -320,7 +320,7 @@ func (st *Store) Stats() StoreStats {
 	defer st.mu.RUnlock()
 	return StoreStats{
 		Spans:           st.idx.spans,
-		Traces:          len(st.idx.traces),
+		Traces:          st.idx.traces.len(),
 		Dropped:         st.dropped.Load(),
 		Late:            st.late.Load(),
 		Evicted:         st.idx.evicted,

@@ -510,7 +510,7 @@ func (t *traceEntry) findRoot() *storedSpan {
 // Only the store's background goroutine mutates it, holding Store.mu for
 // writing; readers hold it for reading.
 type index struct {
-	traces map[TraceID]*traceEntry
+	traces *traceTable
 	order  []ordered // by key, ascending
 	// orderBuf is order's whole backing array: evicting the oldest trace
 	// slices order from the front, and the room left there is reused
@@ -556,7 +556,7 @@ func (o ordered) compare(k traceKey) int {
 
 func newIndex(maxSpans int) *index {
 	return &index{
-		traces:  make(map[TraceID]*traceEntry),
+		traces:  newTraceTable(),
 		max:     maxSpans,
 		segLive: make(map[uint32]int),
 	}
@@ -572,7 +572,7 @@ func (x *index) behindMark(k traceKey) bool {
 // checks it before writing the span to the log, so the log replays to the
 // same state.
 func (x *index) accepts(tid TraceID, start int64) (*traceEntry, bool) {
-	if t, ok := x.traces[tid]; ok {
+	if t := x.traces.get(tid); t != nil {
 		return t, true
 	}
 	if x.behindMark(traceKey{start, tid}) {
@@ -589,7 +589,7 @@ func (x *index) add(tid TraceID, t *traceEntry, sp *storedSpan) (markMoved bool)
 	if t == nil {
 		t = x.newTrace()
 		t.id, t.start, t.end = tid, sp.start, sp.end()
-		x.traces[tid] = t
+		x.traces.put(t)
 		x.insertOrder(t)
 	} else {
 		if sp.start < t.start {
@@ -686,7 +686,7 @@ func (x *index) remove(i int) {
 	} else {
 		x.order = slices.Delete(x.order, i, i+1)
 	}
-	delete(x.traces, t.id)
+	x.traces.del(t)
 	x.spans -= len(t.spans)
 	x.evicted++
 	for _, sp := range t.spans {

@@ -60,7 +60,7 @@ func TestIndexInvariantsUnderRandomArrival(t *testing.T) {
 		}
 		spans := 0
 		for _, o := range x.order {
-			if o.start != o.t.start || x.traces[o.t.id] != o.t {
+			if o.start != o.t.start || x.traces.get(o.t.id) != o.t {
 				t.Fatalf("after span %d: order entry %+v out of step with its trace", i, o)
 			}
 			if x.behindMark(o.t.key()) {
@@ -68,8 +68,8 @@ func TestIndexInvariantsUnderRandomArrival(t *testing.T) {
 			}
 			spans += len(o.t.spans)
 		}
-		if len(x.order) != len(x.traces) || spans != x.spans || spans > x.max {
-			t.Fatalf("after span %d: %d ordered, %d traces, %d spans (counted %d, max %d)", i, len(x.order), len(x.traces), spans, x.spans, x.max)
+		if len(x.order) != x.traces.len() || spans != x.spans || spans > x.max {
+			t.Fatalf("after span %d: %d ordered, %d traces, %d spans (counted %d, max %d)", i, len(x.order), x.traces.len(), spans, x.spans, x.max)
 		}
 	}
 	if x.evicted == 0 {
