@@ -7,12 +7,11 @@ import (
 )
 
 // startHop begins a hop, the same way on every path: from the trace
-// context tc extracted from the request (into sp, or a new span when sp
-// is nil), it links the hop to its trace and
-// parent, and registers the hop as in flight. It returns the context to
-// stamp on the request sent upstream (trace.Inject, or
-// trace.AppendHeaderLines). reqHeaders appends the headers to record
-// (redacted) to a span's reused slice.
+// context tc extracted from the request, it links the hop to its trace and
+// parent, and registers the hop as in flight. The hop's span is sp, or a
+// new one when sp is nil. It returns the context to stamp on the request
+// sent upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders
+// appends the headers to record (redacted) to a span's reused slice.
 func (s *Server) startHop(sp *trace.Span, tc trace.Context, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
 	if sp == nil {
 		sp = trace.NewSpan()

@@ -180,9 +180,8 @@ type evloop struct {
 	queue   []func()
 	stopped bool // no more do
 
-	// Owned by the loop's goroutine.
-	// sides holds the loop's sockets by file descriptor: a slice, not a
-	// map, because every event looks one up (descriptors are small).
+	// Owned by the loop's goroutine. sides holds the loop's sockets by
+	// file descriptor: a slice, not a map, as every event looks one up.
 	sides    []*side
 	pairs    map[*pair]struct{}
 	buf      []byte
