@@ -153,8 +153,14 @@ func holds(pid int, want string) bool {
 	}
 	names, _ := d.Readdirnames(-1)
 	lastFDs.put(pid, names)
+	// A set, not a scan of tried per name: a process may hold thousands
+	// of fds, and this would then be quadratic.
+	done := make(map[string]bool, len(tried))
+	for _, n := range tried {
+		done[n] = true
+	}
 	for _, n := range slices.Backward(names) {
-		if !slices.Contains(tried, n) && is(n) {
+		if !done[n] && is(n) {
 			return true
 		}
 	}
