@@ -451,10 +451,7 @@ func (st *Store) process(s *Span) {
 	if w := st.w; w != nil {
 		w.writeSpan(s.TraceID, sp, st.intern.own)
 	}
-	st.mu.Lock()
-	moved := st.idx.add(s.TraceID, t, sp)
-	emptied := st.idx.takeEmptied()
-	st.mu.Unlock()
+	moved, emptied := st.index(s.TraceID, t, sp)
 	st.markMoved = st.markMoved || moved
 	if w := st.w; w != nil {
 		if len(emptied) > 0 && st.markMoved {
@@ -473,6 +470,15 @@ func (st *Store) process(s *Span) {
 	if !st.publish(s) {
 		s.recycle() // the index and the log have their own copies
 	}
+}
+
+// index adds sp to the index under the readers' lock. The unlock is
+// deferred: process recovers from a panic (the index's invariant checks),
+// and a lock left held would hang every query after it.
+func (st *Store) index(id TraceID, t *traceEntry, sp *storedSpan) (moved bool, emptied []uint32) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.idx.add(id, t, sp), st.idx.takeEmptied()
 }
 
 func (st *Store) removeSegment(seq uint32) {

@@ -130,3 +130,32 @@ func TestInternerCutKeepsEveryString(t *testing.T) {
 		}
 	}
 }
+
+// A panic inside the index (an invariant check) drops the span, and the
+// store goes on answering queries: the lock the panic interrupted is
+// released.
+func TestStoreAnswersQueriesAfterAPanicInTheIndex(t *testing.T) {
+	st, err := Open("", StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Record(&Span{TraceID: TraceID{1}, SpanID: SpanID{1}, Start: time.Unix(1, 0)})
+	st.Flush()
+	// Break the index so that adding the next span panics under the lock.
+	st.mu.Lock()
+	st.idx.segLive = nil
+	st.mu.Unlock()
+	st.Record(&Span{TraceID: TraceID{2}, SpanID: SpanID{2}, Start: time.Unix(2, 0)})
+	st.Flush()
+	done := make(chan []Summary, 1)
+	go func() { done <- st.Traces(Query{}) }()
+	select {
+	case got := <-done:
+		if len(got) == 0 || got[len(got)-1].TraceID != (TraceID{1}) {
+			t.Errorf("Traces after the panic = %v, want the first trace still there", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Traces still waiting for the index's lock 10s after a panic in the index")
+	}
+}
