@@ -402,12 +402,14 @@ services:
       retries: 50
   c:
     # Proxied as opaque TCP: the hop is one span per connection, and the
-    # ambassador's PROXY line still names the caller.
+    # ambassador's PROXY line still names the caller. The protocol is
+    # given per port: a's call is HTTP, so it comes out as a tcp span
+    # only if the route of port 8080 got it.
     image: %s
     pull_policy: never
     environment: {NAME: c}
     ports: ["%d:8080"]
-    x-devstack: {protocol: tcp}
+    x-devstack: {protocol: {"8080": tcp}}
   a:
     image: %s
     pull_policy: never

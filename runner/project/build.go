@@ -82,6 +82,9 @@ func buildService(cp *types.Project, name string, src *sources) (*Service, error
 		}
 		svc.Ports = append(svc.Ports, port)
 	}
+	if err := portProtocols(svc, src); err != nil {
+		return nil, err
+	}
 	for dep, cfg := range sc.DependsOn {
 		if _, ok := cp.Services[dep]; !ok {
 			continue // optional and disabled: checkGraph allowed it
@@ -95,6 +98,58 @@ func buildService(cp *types.Project, name string, src *sources) (*Service, error
 	}
 	slices.SortFunc(svc.DependsOn, func(a, b Dependency) int { return strings.Compare(a.Service, b.Service) })
 	return svc, nil
+}
+
+// portProtocols keys the service's per-port protocols by target port.
+// The file may name a port by its target (the port the service listens
+// on) or by its published port, as long as the number is one of the
+// service's TCP ports.
+func portProtocols(svc *Service, src *sources) error {
+	if len(svc.X.PortProtocols) == 0 {
+		return nil
+	}
+	byTarget := make(map[uint16]string, len(svc.X.PortProtocols))
+	for _, n := range slices.Sorted(maps.Keys(svc.X.PortProtocols)) {
+		target, ok := uint16(0), false
+		for _, p := range svc.Ports {
+			if p.Protocol == "tcp" && p.Target == n {
+				target, ok = n, true
+				break
+			}
+		}
+		for _, p := range svc.Ports {
+			if !ok && p.Protocol == "tcp" && p.Published == n {
+				target, ok = p.Target, true
+			}
+		}
+		if !ok {
+			file, line := src.locate("services", svc.Name, extKey, "protocol", strconv.Itoa(int(n)))
+			return &Error{File: file, Line: line, Service: svc.Name, Key: extKey + ".protocol", Err: ErrInvalid,
+				Msg: fmt.Sprintf("x-devstack key \"protocol\" names port %d, which is not a TCP port of the service; %s", n, tcpPorts(svc.Ports))}
+		}
+		byTarget[target] = svc.X.PortProtocols[n]
+	}
+	svc.X.PortProtocols = byTarget
+	return nil
+}
+
+// tcpPorts tells which ports' TCP ports a per-port protocol can name, for
+// an error message.
+func tcpPorts(ports []Port) string {
+	var names []string
+	for _, p := range ports {
+		switch {
+		case p.Protocol != "tcp":
+		case p.Published != 0 && p.Published != p.Target:
+			names = append(names, fmt.Sprintf("%d (host port %d)", p.Target, p.Published))
+		default:
+			names = append(names, strconv.Itoa(int(p.Target)))
+		}
+	}
+	if len(names) == 0 {
+		return "it has none, so remove the key"
+	}
+	return "name one of its ports: " + strings.Join(names, ", ")
 }
 
 // convertPort validates a parsed port; why is "" when it is fine.

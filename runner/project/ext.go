@@ -2,6 +2,7 @@ package project
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -171,7 +172,7 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	if x.PortEnv != "" && !envNameRE.MatchString(x.PortEnv) {
 		return x, d.fail("port_env", fmt.Sprintf("x-devstack key \"port_env\" is %q, which is not an environment variable name; use letters, digits and '_' (e.g. PORT)", x.PortEnv), ErrInvalid)
 	}
-	if x.Protocol, err = d.oneOf(m, "protocol", "auto", "http", "tcp"); err != nil {
+	if x.Protocol, x.PortProtocols, err = d.protocol(m); err != nil {
 		return x, err
 	}
 	if x.Ambassador, err = d.oneOf(m, "ambassador", "auto", "always", "never"); err != nil {
@@ -179,6 +180,43 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	}
 	x.Backend, err = d.backend(m)
 	return x, err
+}
+
+// protocols are the values of the service key "protocol".
+var protocols = []string{"auto", "http", "tcp"}
+
+// protocol decodes the service key "protocol": one protocol for every
+// port, or a mapping from port number to protocol. The mapping's numbers
+// are checked against the service's ports once those are parsed (see
+// portProtocols); until then they are the numbers as written.
+func (d *extDecoder) protocol(m map[string]any) (string, map[uint16]string, error) {
+	perPort, ok := m["protocol"].(map[string]any)
+	if !ok {
+		if v, set := m["protocol"]; set && v != nil {
+			if _, isStr := v.(string); !isStr {
+				return "", nil, d.fail("protocol", fmt.Sprintf(`x-devstack key "protocol" must be "auto", "http" or "tcp", or a mapping from port to one of them ("5432": tcp), not %s`, describe(v)), ErrInvalid)
+			}
+		}
+		p, err := d.oneOf(m, "protocol", protocols...)
+		return p, nil, err
+	}
+	out := make(map[uint16]string, len(perPort))
+	for _, k := range slices.Sorted(maps.Keys(perPort)) {
+		fail := func(msg string) error {
+			file, line := d.src.locate(append(slices.Clone(d.base), "protocol", k)...)
+			return &Error{File: file, Line: line, Service: d.service, Key: extKey + ".protocol", Msg: msg, Err: ErrInvalid}
+		}
+		n, err := strconv.ParseUint(k, 10, 16)
+		if err != nil || n == 0 {
+			return "", nil, fail(fmt.Sprintf("x-devstack key \"protocol\" has the key %q, which is not a port number; key it by the service's ports, like 8080: http", k))
+		}
+		v, isStr := perPort[k].(string)
+		if !isStr || !slices.Contains(protocols, v) {
+			return "", nil, fail(fmt.Sprintf("x-devstack key \"protocol\" gives port %d %s; use \"auto\", \"http\" or \"tcp\"", n, describe(perPort[k])))
+		}
+		out[uint16(n)] = v
+	}
+	return "", out, nil
 }
 
 func (d *extDecoder) backend(m map[string]any) (string, error) {

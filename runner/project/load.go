@@ -289,6 +289,9 @@ var (
 	// "additional properties 'imag', 'foo' not allowed": the path is the
 	// parent, the keys are quoted.
 	additionalRE = regexp.MustCompile(`^additional propert(?:y|ies) '([^']+)'`)
+	// "non-string key in services.api.x-devstack.protocol: 8080": a
+	// mapping key written as a number.
+	nonStringKeyRE = regexp.MustCompile(`non-string key in (\S+): (.+)$`)
 )
 
 // composeError turns a compose-go load error into an *Error where we can
@@ -312,7 +315,23 @@ func (s *sources) composeError(err error) error {
 			return s.schemaError(path, what)
 		}
 	}
+	if m := nonStringKeyRE.FindStringSubmatch(msg); m != nil {
+		return s.nonStringKeyError(strings.Split(m[1], "."), m[2])
+	}
 	return fmt.Errorf("loading %s: %w", s.display(s.primary()), err)
+}
+
+// nonStringKeyError explains a mapping key written as a number (8080:
+// rather than "8080":), which Compose refuses, at the key's line.
+func (s *sources) nonStringKeyError(path []string, key string) error {
+	e := &Error{Key: strings.Join(path, "."), Err: ErrInvalid}
+	if len(path) > 2 && path[0] == "services" {
+		// The message names the service already.
+		e.Service, e.Key = path[1], strings.Join(path[2:], ".")
+	}
+	e.File, e.Line = s.locate(append(slices.Clone(path), key)...)
+	e.Msg = fmt.Sprintf("%s has the key %s written as a number; quote it (%q:), as Compose wants every mapping key to be a string", e.Key, key, key)
+	return e
 }
 
 func (s *sources) missingVarError(err error, missing *template.MissingRequiredError) error {

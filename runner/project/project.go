@@ -97,12 +97,25 @@ type ServiceExt struct {
 	// WebSocket) or "tcp" (opaque bytes, one span per connection). Use tcp
 	// for a server-first protocol such as MySQL to skip detection's wait.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// PortProtocols is Protocol per port, by target port, when the file
+	// gives protocol as a mapping from port to protocol (a service with an
+	// HTTP port and a database port). Ports it leaves out are "auto".
+	PortProtocols map[uint16]string `yaml:"port_protocols,omitempty" json:"port_protocols,omitempty"`
 	// Ambassador says whether a container service gets an ambassador, the
 	// small container that answers to its name so that calls to it by
 	// name go through the proxy: "auto" (the default: when another
 	// service's environment, command, healthcheck or links name it), "always" or
 	// "never".
 	Ambassador string `yaml:"ambassador,omitempty" json:"ambassador,omitempty"`
+}
+
+// ProtocolOf returns how the proxy treats the service's port whose target
+// port is target: "auto", "http" or "tcp" ("" means "auto").
+func (x ServiceExt) ProtocolOf(target uint16) string {
+	if p, ok := x.PortProtocols[target]; ok {
+		return p
+	}
+	return x.Protocol
 }
 
 // Command is a command line. Shell is true when it was written as a single

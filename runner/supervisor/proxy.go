@@ -73,7 +73,7 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 				Service:  s.Name,
 				Listen:   net.JoinHostPort(port.HostIP, strconv.Itoa(int(declared))),
 				Upstream: net.JoinHostPort("127.0.0.1", strconv.Itoa(int(pp))),
-				Protocol: s.X.Protocol,
+				Protocol: s.X.ProtocolOf(port.Target),
 			}
 			routes = append(routes, r)
 			if gateway != "" && port.HostIP != gateway {
