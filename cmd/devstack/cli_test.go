@@ -560,3 +560,40 @@ func keys(m map[string]*trace.Span) []string {
 	}
 	return out
 }
+
+// With the stack up, `traces` run next to its file finds the supervisor
+// from its record, without loading the file (which costs more than the
+// answer): it answers even while the file does not parse, mid-edit. With
+// the stack down, the file is loaded, and its error shows.
+func TestTracesOfARunningStackDoNotLoadItsFile(t *testing.T) {
+	dir := writeProject(t, "name: fastpath\nservices:\n  worker:\n    x-devstack:\n      run: \"sleep 300\"\n")
+	file := filepath.Join(dir, "devstack.yaml")
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := []byte("services: [unclosed\n")
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	if err := os.WriteFile(file, broken, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("traces")
+	if err := os.WriteFile(file, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 {
+		t.Fatalf("traces with the stack up and its file broken: exit %d\n%s", r.code, r.stderr)
+	}
+	c.must("down")
+	if err := os.WriteFile(file, broken, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = c.run("traces")
+	if err := os.WriteFile(file, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r.code == 0 || !strings.Contains(r.stderr, "devstack.yaml") {
+		t.Errorf("traces with the stack down and its file broken: exit %d, stderr %q; want the file's error", r.code, r.stderr)
+	}
+}

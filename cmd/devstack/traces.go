@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -67,6 +68,17 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 		tok, _ := supervisor.ReadToken(dir)
 		if c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok); err == nil {
 			return clientSource{c}, nil, nil
+		}
+	}
+	// Run next to its files, a running project is found from its
+	// supervisor's record: loading the files would cost more than the
+	// whole answer (target: under 50 ms with 100k spans stored).
+	if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
+		if dir, ok := supervisor.RunningFrom(files); ok {
+			tok, _ := supervisor.ReadToken(dir)
+			if c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok); err == nil {
+				return clientSource{c}, nil, nil
+			}
 		}
 	}
 	p, err := g.load(ctx, nil)

@@ -222,6 +222,28 @@ func discover(workDir string, env types.Mapping) ([]string, error) {
 		workDir, strings.Join(defaultFiles, ", "))}
 }
 
+// FilesFor returns the absolute paths of the files Load would read for
+// workDir and files, without reading them: files made absolute, or the
+// ones discovery finds in workDir. It is a cheap stand-in for Load where
+// only the files matter (finding a running project). It sees only the
+// process's environment: a COMPOSE_FILE set in .env is Load's to apply.
+func FilesFor(workDir string, files []string) ([]string, error) {
+	workDir, err := absWorkDir(workDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) > 0 {
+		return absPaths(workDir, files), nil
+	}
+	env := types.Mapping{}
+	for _, k := range []string{consts.ComposeFilePath, consts.ComposePathSeparator} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	return discover(workDir, env)
+}
+
 func isFile(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -17,9 +18,12 @@ import (
 // records and logs: $DEVSTACK_STATE_DIR/<project>, else
 // $XDG_STATE_HOME/devstack/<project>, else ~/.local/state/devstack/<project>.
 // It is keyed by project name, as Compose keys its containers.
-func StateDir(project string) string {
+func StateDir(project string) string { return filepath.Join(stateRoot(), project) }
+
+// stateRoot is the directory of every project's state dir.
+func stateRoot() string {
 	if d := os.Getenv("DEVSTACK_STATE_DIR"); d != "" {
-		return filepath.Join(d, project)
+		return d
 	}
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" {
@@ -29,7 +33,42 @@ func StateDir(project string) string {
 		}
 		base = filepath.Join(home, ".local", "state")
 	}
-	return filepath.Join(base, "devstack", project)
+	return filepath.Join(base, "devstack")
+}
+
+// RunningFrom returns the state dir of the one project whose supervisor
+// runs the project files files (absolute paths, as project.FilesFor gives
+// them), found through the records in the state dirs: no project file
+// is loaded, which costs more than a quick command's whole answer (see
+// `devstack traces`). It reports false when no record matches, or when
+// several do (the same files run under two project names: only the
+// name tells them apart). The supervisor may have stopped since; the
+// caller dials it to know.
+func RunningFrom(files []string) (string, bool) {
+	if len(files) == 0 {
+		return "", false
+	}
+	root := stateRoot()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return "", false
+	}
+	found := ""
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		r, err := readRecord(Paths{dir}.State())
+		if err != nil || !slices.Equal(r.Files, files) {
+			continue
+		}
+		if found != "" {
+			return "", false
+		}
+		found = dir
+	}
+	return found, found != ""
 }
 
 // Paths of the files in a state dir.
@@ -54,6 +93,10 @@ type Record struct {
 	// Config is the fingerprint of the file the supervisor runs, so that
 	// a later `up` can tell which services changed since.
 	Config *project.Fingerprint `json:"config,omitempty"`
+	// Files are the project files the supervisor loaded (absolute), so
+	// that a command run next to them finds it without loading them (see
+	// RunningFrom).
+	Files []string `json:"files,omitempty"`
 }
 
 // SupervisorPID is the pid of the project's running supervisor, from its

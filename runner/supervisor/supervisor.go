@@ -363,7 +363,8 @@ func (s *Supervisor) persist() {
 	defer s.recordMu.Unlock()
 	self := proc.Self()
 	rec := Record{Project: s.opts.Project.Name, RunID: s.runID,
-		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp}
+		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp,
+		Files: s.opts.Project.Files}
 	if s.run != nil {
 		for name, inst := range s.run.Instances() {
 			pid, err := strconv.Atoi(inst.ID())
