@@ -208,7 +208,7 @@ func (d *extDecoder) protocol(m map[string]any) (string, map[uint16]string, erro
 		}
 		n, err := strconv.ParseUint(k, 10, 16)
 		if err != nil || n == 0 {
-			return "", nil, fail(fmt.Sprintf("x-devstack key \"protocol\" has the key %q, which is not a port number; key it by the service's ports, like 8080: http", k))
+			return "", nil, fail(fmt.Sprintf("x-devstack key \"protocol\" has the key %q, which is not a port number; key it by the service's ports, like \"8080\": http", k))
 		}
 		v, isStr := perPort[k].(string)
 		if !isStr || !slices.Contains(protocols, v) {
