@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Log format
@@ -377,7 +378,12 @@ func (r *recordReader) str() string {
 			r.bad()
 			return ""
 		}
-		v := string(r.b[:n])
+		// A view of the segment's bytes, not a copy: replay's store
+		// copies what it keeps (see readSegment).
+		v := ""
+		if n > 0 {
+			v = unsafe.String(unsafe.SliceData(r.b), n)
+		}
 		r.b = r.b[n:]
 		if tag&3 == strDefine {
 			r.dict = append(r.dict, v)
@@ -464,7 +470,9 @@ func (r *recordReader) decodeSpan() (*Span, error) {
 }
 
 // readSegment calls onSpan and onMark for each record of the segment in
-// order. onSpan must not keep the Span: the next record reuses it. It returns the length of the valid prefix and whether the file
+// order. onSpan must not keep the Span: the next record reuses it, and
+// its strings are views of the segment's bytes, which would keep the
+// whole segment in memory; it copies what it keeps. It returns the length of the valid prefix and whether the file
 // ended with a torn or corrupt record. A file too short for the magic is
 // treated as empty; one with another magic is an error.
 func readSegment(path string, onSpan func(*Span), onMark func(traceKey)) (valid int64, torn bool, err error) {
