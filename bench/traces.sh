@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How fast `devstack traces` answers with 100k spans stored, with the
-# example shop up (the control API answers from memory) and down (the
-# span log is read), against `devstack --help`, which is the binary's own
-# start: hyperfine, side by side in one run.
+# example shop up (the control API answers from memory) and down (the list
+# comes from the summary file the span store wrote as it closed; a trace's
+# page replays the log), against `devstack --help`, which is the binary's
+# own start: hyperfine, side by side in one run.
 #
 #   bench/traces.sh [spans]     (default 100000, the store's default bound)
 #
@@ -25,4 +26,4 @@ d="$work/devstack"
 id=$("$d" traces -n 1 --format json | sed -n 's/.*"trace_id": *"\([0-9a-f]*\)".*/\1/p' | head -1)
 hyperfine -N --warmup 3 --runs 30 "$d --help" "$d traces" "$d traces --service payments --min-duration 2ms" "$d trace $id"
 "$d" down >/dev/null
-hyperfine -N --warmup 1 --runs 10 "$d traces"
+hyperfine -N --warmup 1 --runs 10 "$d traces" "$d traces --service payments --min-duration 2ms" "$d trace $id"

@@ -176,6 +176,21 @@ func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.
 	if st := c.ps(); len(st) != 0 {
 		t.Errorf("ps after down shows %v", st)
 	}
+	// Down, the trace is still there: listed from the summary file the
+	// span store wrote as it closed, and drawn from the log.
+	if _, err := os.Stat(filepath.Join(c.state, "shop", "spans", "summary")); err != nil {
+		t.Errorf("no summary file after down: %v", err)
+	}
+	var list []trace.Summary
+	if err := json.Unmarshal([]byte(c.must("traces", "--format", "json").stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Root != "gateway" || list[0].Spans != 5 {
+		t.Fatalf("traces after down: %+v; want the one trace of the checkout, 5 hops from gateway", list)
+	}
+	if wf := c.must("trace", list[0].TraceID.String(), "--no-color").stdout; !strings.Contains(wf, "payments") {
+		t.Errorf("trace after down does not draw the hops:\n%s", wf)
+	}
 }
 
 func supervisorPID(t *testing.T, c *cli) int {
@@ -561,11 +576,11 @@ func keys(m map[string]*trace.Span) []string {
 	return out
 }
 
-// With the stack up, `traces` run next to its file finds the supervisor
-// from its record, without loading the file (which costs more than the
-// answer): it answers even while the file does not parse, mid-edit. With
-// the stack down, the file is loaded, and its error shows.
-func TestTracesOfARunningStackDoNotLoadItsFile(t *testing.T) {
+// `traces` run next to a stack's file finds its state from the record
+// its supervisor left, without loading the file (which costs more than
+// the answer): up or down, it answers even while the file does not
+// parse, mid-edit. A file that never ran is loaded, and its error shows.
+func TestTracesDoNotLoadTheFileOfAStackThatRan(t *testing.T) {
 	dir := writeProject(t, "name: fastpath\nservices:\n  worker:\n    x-devstack:\n      run: \"sleep 300\"\n")
 	file := filepath.Join(dir, "devstack.yaml")
 	good, err := os.ReadFile(file)
@@ -589,11 +604,17 @@ func TestTracesOfARunningStackDoNotLoadItsFile(t *testing.T) {
 	if err := os.WriteFile(file, broken, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = c.run("traces")
+	r = c.run("traces", "--format", "json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("traces with the stack down and its file broken: exit %d, stdout %q, stderr %q; want [] (no traces were recorded)", r.code, r.stdout, r.stderr)
+	}
+	// Another directory's file, which never ran.
+	other := writeProject(t, "services: [unclosed\n")
+	r = newCLI(t, other).run("traces")
+	if r.code == 0 || !strings.Contains(r.stderr, "devstack.yaml") {
+		t.Errorf("traces next to a broken file that never ran: exit %d, stderr %q; want the file's error", r.code, r.stderr)
+	}
 	if err := os.WriteFile(file, good, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	if r.code == 0 || !strings.Contains(r.stderr, "devstack.yaml") {
-		t.Errorf("traces with the stack down and its file broken: exit %d, stderr %q; want the file's error", r.code, r.stderr)
 	}
 }

@@ -28,21 +28,72 @@ type traceSource interface {
 	Close()
 }
 
-type storeSource struct{ st *trace.Store }
-
-func (s storeSource) Traces(_ context.Context, q trace.Query) ([]trace.Summary, error) {
-	return s.st.Traces(q), nil
+// diskSource reads the span files of a stack that is down. It lists
+// traces from the store's summary file when that is current (written as
+// the store closed: see trace.OpenSummary), and replays the log, once,
+// for anything else.
+type diskSource struct {
+	dir      string
+	maxSpans int
+	summary  *trace.SummaryFile // nil when missing or stale
+	st       *trace.Store       // opened on first need
 }
 
-func (s storeSource) Trace(_ context.Context, id trace.TraceID) ([]*trace.Span, error) {
-	spans := s.st.Trace(id)
+// openDisk reads the span store in dir, of a stack that is down, whose
+// bound is maxSpans: from its summary file when that is current, else by
+// replaying the log now (so that a damaged log is reported here).
+func openDisk(dir string, maxSpans int) (*diskSource, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, err
+	}
+	src := &diskSource{dir: dir, maxSpans: maxSpans}
+	if f, err := trace.OpenSummary(dir, maxSpans); err == nil {
+		src.summary = f
+	} else if _, err := src.store(); err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+func (s *diskSource) store() (*trace.Store, error) {
+	if s.st == nil {
+		st, err := trace.Open(s.dir, trace.StoreOptions{MaxSpans: s.maxSpans, ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		s.st = st
+	}
+	return s.st, nil
+}
+
+func (s *diskSource) Traces(_ context.Context, q trace.Query) ([]trace.Summary, error) {
+	if s.summary != nil {
+		return s.summary.Traces(q), nil
+	}
+	st, err := s.store()
+	if err != nil {
+		return nil, err
+	}
+	return st.Traces(q), nil
+}
+
+func (s *diskSource) Trace(_ context.Context, id trace.TraceID) ([]*trace.Span, error) {
+	st, err := s.store()
+	if err != nil {
+		return nil, err
+	}
+	spans := st.Trace(id)
 	if spans == nil {
 		return nil, fmt.Errorf("no trace %s; `devstack traces` lists the recorded ones", id)
 	}
 	return spans, nil
 }
 
-func (s storeSource) Close() { s.st.Close() }
+func (s *diskSource) Close() {
+	if s.st != nil {
+		s.st.Close()
+	}
+}
 
 type clientSource struct{ c *control.Client }
 
@@ -70,14 +121,21 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 			return clientSource{c}, nil, nil
 		}
 	}
-	// Run next to its files, a running project is found from its
-	// supervisor's record: loading the files would cost more than the
-	// whole answer (target: under 50 ms with 100k spans stored).
+	// Run next to its files, a project is found from the record its
+	// supervisor left in its state dir: loading the files would cost more
+	// than the whole answer (target: under 50 ms with 100k spans stored).
+	// Anything unexpected goes the long way, which says what is wrong.
 	if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
-		if dir, ok := supervisor.RunningFrom(files); ok {
+		if dir, rec, ok := supervisor.StateFrom(files); ok {
 			tok, _ := supervisor.ReadToken(dir)
-			if c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok); err == nil {
+			c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
+			if err == nil {
 				return clientSource{c}, nil, nil
+			}
+			if errors.Is(err, control.ErrNotRunning) {
+				if src, err := openDisk(supervisor.Paths{Dir: dir}.Spans(), rec.MaxSpans); err == nil {
+					return src, nil, nil
+				}
 			}
 		}
 	}
@@ -96,11 +154,11 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 	if _, err := os.Stat(spans); err != nil {
 		return nil, nil, fmt.Errorf("no traces recorded for %s yet; run `devstack up` and send it a request", p.Name)
 	}
-	st, err := trace.Open(spans, trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans, ReadOnly: true})
+	src, err := openDisk(spans, p.X.Trace.MaxSpans)
 	if err != nil {
 		return nil, nil, err
 	}
-	return storeSource{st}, p, nil
+	return src, p, nil
 }
 
 type tracesOptions struct {

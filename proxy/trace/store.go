@@ -505,6 +505,12 @@ func (st *Store) shutdown() {
 	var err error
 	if st.w != nil {
 		err = st.w.closeFile()
+		if err == nil && st.w.err == nil {
+			// For listing traces while devstack is down (see summaryName).
+			if serr := st.writeSummary(st.w.dir); serr != nil {
+				st.log.Warn("span store: "+serr.Error()+"; listing traces while devstack is down replays the log instead", "dir", st.w.dir)
+			}
+		}
 	}
 	st.closeErr = err
 	st.subsMu.Lock()

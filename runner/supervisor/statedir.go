@@ -36,39 +36,61 @@ func stateRoot() string {
 	return filepath.Join(base, "devstack")
 }
 
-// RunningFrom returns the state dir of the one project whose supervisor
-// runs the project files files (absolute paths, as project.FilesFor gives
-// them), found through the records in the state dirs: no project file
-// is loaded, which costs more than a quick command's whole answer (see
-// `devstack traces`). It reports false when no record matches, or when
-// several do (the same files run under two project names: only the
-// name tells them apart). The supervisor may have stopped since; the
-// caller dials it to know.
-func RunningFrom(files []string) (string, bool) {
+// Source says where a project's state came from: the project files its
+// supervisor loaded (absolute), and the bound its span store was opened
+// with. The supervisor writes it as it starts, in project.json, and it
+// stays after down, with the logs and spans, so that commands run next
+// to the files find the state without loading them (see StateFrom).
+type Source struct {
+	Files    []string `json:"files"`
+	MaxSpans int      `json:"max_spans"`
+}
+
+func writeSource(dir string, src Source) error {
+	b, err := json.MarshalIndent(src, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(Paths{dir}.Project(), b, 0o600)
+}
+
+// StateFrom returns the state dir of the one project whose supervisor ran
+// the project files files (absolute paths, as project.FilesFor gives
+// them), and its Source: found through the state dirs' project.json,
+// with no project file loaded, which costs more than a quick command's
+// whole answer (see `devstack traces`). It reports false when none
+// matches, or when several do (the same files run under two project
+// names: only the name tells them apart). Whether its supervisor runs
+// now, the caller finds out by dialing it.
+func StateFrom(files []string) (string, Source, bool) {
 	if len(files) == 0 {
-		return "", false
+		return "", Source{}, false
 	}
 	root := stateRoot()
 	entries, err := os.ReadDir(root)
 	if err != nil {
-		return "", false
+		return "", Source{}, false
 	}
-	found := ""
+	found, src := "", Source{}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
-		r, err := readRecord(Paths{dir}.State())
-		if err != nil || !slices.Equal(r.Files, files) {
+		b, err := os.ReadFile(Paths{dir}.Project())
+		if err != nil {
+			continue
+		}
+		var s Source
+		if json.Unmarshal(b, &s) != nil || !slices.Equal(s.Files, files) {
 			continue
 		}
 		if found != "" {
-			return "", false
+			return "", Source{}, false
 		}
-		found = dir
+		found, src = dir, s
 	}
-	return found, found != ""
+	return found, src, found != ""
 }
 
 // Paths of the files in a state dir.
@@ -81,7 +103,7 @@ func (p Paths) State() string   { return filepath.Join(p.Dir, "state.json") }
 func (p Paths) Logs() string    { return filepath.Join(p.Dir, "logs") }
 func (p Paths) Spans() string   { return filepath.Join(p.Dir, "spans") }
 func (p Paths) SupLog() string  { return filepath.Join(p.Dir, "supervisor.log") }
-func (p Paths) Project() string { return filepath.Join(p.Dir, "project.json") }
+func (p Paths) Project() string { return filepath.Join(p.Dir, "project.json") } // see Source
 
 // Record is what the supervisor persists about what it started, so that a
 // later run can find and stop it after devstack was SIGKILLed.
@@ -93,10 +115,6 @@ type Record struct {
 	// Config is the fingerprint of the file the supervisor runs, so that
 	// a later `up` can tell which services changed since.
 	Config *project.Fingerprint `json:"config,omitempty"`
-	// Files are the project files the supervisor loaded (absolute), so
-	// that a command run next to them finds it without loading them (see
-	// RunningFrom).
-	Files []string `json:"files,omitempty"`
 }
 
 // SupervisorPID is the pid of the project's running supervisor, from its

@@ -1,14 +1,13 @@
 package supervisor
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
 // A project is found by its files when exactly one record names them.
-func TestRunningFromFindsTheOneProjectOfTheFiles(t *testing.T) {
+func TestStateFromFindsTheOneProjectOfTheFiles(t *testing.T) {
 	root := t.TempDir()
 	t.Setenv("DEVSTACK_STATE_DIR", root)
 	record := func(name string, files ...string) {
@@ -17,14 +16,16 @@ func TestRunningFromFindsTheOneProjectOfTheFiles(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		b, _ := json.Marshal(Record{Project: name, Files: files})
-		if err := os.WriteFile(Paths{dir}.State(), b, 0o600); err != nil {
+		if err := writeSource(dir, Source{Files: files, MaxSpans: len(name)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	record("shop", "/src/shop/devstack.yaml")
 	record("shop-ci", "/src/shop/devstack.yaml", "/src/shop/ci.yaml")
-	record("old") // a record from before files were recorded
+	record("nofiles")
+	if err := os.MkdirAll(filepath.Join(root, "older"), 0o700); err != nil { // a state dir from before project.json
+		t.Fatal(err)
+	}
 	record("twin-a", "/src/twin/compose.yaml")
 	record("twin-b", "/src/twin/compose.yaml")
 	os.WriteFile(filepath.Join(root, "stray-file"), nil, 0o600)
@@ -41,11 +42,14 @@ func TestRunningFromFindsTheOneProjectOfTheFiles(t *testing.T) {
 		{nil, ""},
 	} {
 		got := ""
-		if dir, ok := RunningFrom(c.files); ok {
+		if dir, src, ok := StateFrom(c.files); ok {
 			got = filepath.Base(dir)
+			if src.MaxSpans != len(got) {
+				t.Errorf("StateFrom(%v) gave the source of another project: %+v", c.files, src)
+			}
 		}
 		if got != c.want {
-			t.Errorf("RunningFrom(%v) = %q; want %q", c.files, got, c.want)
+			t.Errorf("StateFrom(%v) = %q; want %q", c.files, got, c.want)
 		}
 	}
 }

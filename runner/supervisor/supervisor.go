@@ -174,6 +174,9 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if s.spans, err = trace.Open(paths.Spans(), trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans, Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("opening the span store: %w", err)
 	}
+	if err := writeSource(paths.Dir, Source{Files: p.Files, MaxSpans: p.X.Trace.MaxSpans}); err != nil {
+		return nil, fmt.Errorf("writing project.json: %w", err)
+	}
 	popts, err := traceOptions(p, s.spans)
 	if err != nil {
 		return nil, err
@@ -363,8 +366,7 @@ func (s *Supervisor) persist() {
 	defer s.recordMu.Unlock()
 	self := proc.Self()
 	rec := Record{Project: s.opts.Project.Name, RunID: s.runID,
-		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp,
-		Files: s.opts.Project.Files}
+		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp}
 	if s.run != nil {
 		for name, inst := range s.run.Instances() {
 			pid, err := strconv.Atoi(inst.ID())
