@@ -608,6 +608,10 @@ func TestTracesDoNotLoadTheFileOfAStackThatRan(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("traces with the stack down and its file broken: exit %d, stdout %q, stderr %q; want [] (no traces were recorded)", r.code, r.stdout, r.stderr)
 	}
+	// Another project name for the same file: not the state found.
+	if r := c.run("-p", "other", "traces"); r.code == 0 || !strings.Contains(r.stderr, "devstack.yaml") {
+		t.Errorf("traces -p other next to the broken file: exit %d, stdout %q, stderr %q; want the file's error, not fastpath's traces", r.code, r.stdout, r.stderr)
+	}
 	// Another directory's file, which never ran.
 	other := writeProject(t, "services: [unclosed\n")
 	r = newCLI(t, other).run("traces")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -124,9 +125,10 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 	// Run next to its files, a project is found from the record its
 	// supervisor left in its state dir: loading the files would cost more
 	// than the whole answer (target: under 50 ms with 100k spans stored).
-	// Anything unexpected goes the long way, which says what is wrong.
+	// Anything unexpected goes the long way, which says what is wrong. A
+	// project named on the command line must be the one found.
 	if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
-		if dir, rec, ok := supervisor.StateFrom(files); ok {
+		if dir, rec, ok := supervisor.StateFrom(files); ok && (name == "" || filepath.Base(dir) == name) {
 			tok, _ := supervisor.ReadToken(dir)
 			c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
 			if err == nil {
