@@ -15,14 +15,7 @@ const defaultQueryLimit = 100
 // spans whatever the store holds; a filter that matches nothing scans every
 // span once (under 10ms for 100k spans, see BenchmarkTracesQuery).
 func (st *Store) Traces(q Query) []Summary {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultQueryLimit
-	}
-	since := int64(0)
-	if !q.Since.IsZero() {
-		since = q.Since.UnixNano()
-	}
+	limit, since := q.bounds()
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	order := st.idx.order
@@ -58,6 +51,19 @@ func (st *Store) Trace(id TraceID) []*Span {
 
 // matches reports whether the trace matches q: the trace-level fields
 // against the trace, and one span against all span-level fields.
+// bounds returns how many traces q lists (its Limit, or the default), and
+// its Since in Unix nanoseconds (0 when unset).
+func (q *Query) bounds() (limit int, since int64) {
+	limit = q.Limit
+	if limit <= 0 {
+		limit = defaultQueryLimit
+	}
+	if !q.Since.IsZero() {
+		since = q.Since.UnixNano()
+	}
+	return limit, since
+}
+
 func (t *traceEntry) matches(q *Query) bool {
 	if q.Errors && t.errors == 0 {
 		return false

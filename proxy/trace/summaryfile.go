@@ -154,7 +154,7 @@ func OpenSummary(dir string, maxSpans int) (*SummaryFile, error) {
 	if crc32.ChecksumIEEE(body) != binary.BigEndian.Uint32(b[len(b)-4:]) {
 		return nil, errStaleSummary
 	}
-	r := &summaryReader{b: body[len(summaryMagic):]}
+	r := &recordReader{b: body[len(summaryMagic):]}
 	if r.uvarint() != uint64(maxSpans) {
 		return nil, errStaleSummary
 	}
@@ -178,9 +178,9 @@ func OpenSummary(dir string, maxSpans int) (*SummaryFile, error) {
 	}
 	f.strs = make([]string, n)
 	for i := range f.strs {
-		f.strs[i] = string(r.bytes(r.uvarint()))
+		f.strs[i] = string(take(r, r.uvarint()))
 	}
-	if r.bad {
+	if r.err != nil {
 		return nil, errStaleSummary
 	}
 	f.traces = r.b
@@ -190,19 +190,12 @@ func OpenSummary(dir string, maxSpans int) (*SummaryFile, error) {
 // Traces lists the traces matching q, newest first, as Store.Traces
 // does on the store the file was written from.
 func (f *SummaryFile) Traces(q Query) []Summary {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultQueryLimit
-	}
-	since := int64(0)
-	if !q.Since.IsZero() {
-		since = q.Since.UnixNano()
-	}
-	r := &summaryReader{b: f.traces}
+	limit, since := q.bounds()
+	r := &recordReader{b: f.traces}
 	str := func() string {
 		n := r.uvarint()
 		if n >= uint64(len(f.strs)) {
-			r.bad = true
+			r.bad()
 			return ""
 		}
 		return f.strs[n]
@@ -211,9 +204,9 @@ func (f *SummaryFile) Traces(q Query) []Summary {
 	var t traceEntry
 	var spans []storedSpan
 	var ptrs []*storedSpan
-	for n := r.uvarint(); n > 0 && len(out) < limit && !r.bad; n-- {
+	for n := r.uvarint(); n > 0 && len(out) < limit && r.err == nil; n-- {
 		t = traceEntry{}
-		copy(t.id[:], r.bytes(16))
+		copy(t.id[:], take(r, 16))
 		t.start, t.end = r.varint(), r.varint()
 		t.errors = int(r.uvarint())
 		count, root := r.uvarint(), r.uvarint()
@@ -231,7 +224,7 @@ func (f *SummaryFile) Traces(q Query) []Summary {
 		if root > 0 {
 			t.root = &spans[root-1]
 		}
-		if r.bad {
+		if r.err != nil {
 			break
 		}
 		if since != 0 && t.start < since {
@@ -244,39 +237,12 @@ func (f *SummaryFile) Traces(q Query) []Summary {
 	return out
 }
 
-// summaryReader decodes the summary file; bad is set, and zeros returned,
-// once it runs past the end.
-type summaryReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *summaryReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *summaryReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *summaryReader) bytes(n uint64) []byte {
+// take is r.bytes for a length read from the file, which may be any
+// number.
+func take(r *recordReader, n uint64) []byte {
 	if n > uint64(len(r.b)) {
-		r.bad = true
+		r.bad()
 		return nil
 	}
-	b := r.b[:n]
-	r.b = r.b[n:]
-	return b
+	return r.bytes(int(n))
 }
