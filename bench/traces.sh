@@ -2,8 +2,8 @@
 # How fast `devstack traces` answers with 100k spans stored, with the
 # example shop up (the control API answers from memory) and down (the list
 # comes from the summary file the span store wrote as it closed; a trace's
-# page replays the log), against `devstack --help`, which is the binary's
-# own start: hyperfine, side by side in one run.
+# page replays the log for that trace alone), against `devstack --help`,
+# which is the binary's own start: hyperfine, side by side in one run.
 #
 #   bench/traces.sh [spans]     (default 100000, the store's default bound)
 #

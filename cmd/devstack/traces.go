@@ -38,11 +38,14 @@ type diskSource struct {
 	maxSpans int
 	summary  *trace.SummaryFile // nil when missing or stale
 	st       *trace.Store       // opened on first need
+	// only, when set, names the traces the command reads: the log's
+	// replay indexes those alone (see narrow).
+	only func(trace.TraceID) bool
 }
 
 // openDisk reads the span store in dir, of a stack that is down, whose
-// bound is maxSpans: from its summary file when that is current, else by
-// replaying the log now (so that a damaged log is reported here).
+// bound is maxSpans: its summary file now, when that is current, and the
+// log when something needs it.
 func openDisk(dir string, maxSpans int) (*diskSource, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, err
@@ -50,15 +53,28 @@ func openDisk(dir string, maxSpans int) (*diskSource, error) {
 	src := &diskSource{dir: dir, maxSpans: maxSpans}
 	if f, err := trace.OpenSummary(dir, maxSpans); err == nil {
 		src.summary = f
-	} else if _, err := src.store(); err != nil {
-		return nil, err
 	}
 	return src, nil
 }
 
+// narrow tells a source which traces the command is about to read, so
+// that a replay of the log indexes only those: `devstack trace ID` with
+// the stack down then skips the work of indexing every other trace.
+func narrow(src traceSource, ids []trace.TraceID) {
+	d, ok := src.(*diskSource)
+	if !ok || d.st != nil {
+		return
+	}
+	want := make(map[trace.TraceID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	d.only = func(id trace.TraceID) bool { return want[id] }
+}
+
 func (s *diskSource) store() (*trace.Store, error) {
 	if s.st == nil {
-		st, err := trace.Open(s.dir, trace.StoreOptions{MaxSpans: s.maxSpans, ReadOnly: true})
+		st, err := trace.Open(s.dir, trace.StoreOptions{MaxSpans: s.maxSpans, ReadOnly: true, Only: s.only})
 		if err != nil {
 			return nil, err
 		}
@@ -307,6 +323,7 @@ trace context) are marked with ~.
 				return err
 			}
 			defer src.Close()
+			narrow(src, []trace.TraceID{id})
 			spans, err := src.Trace(cmd.Context(), id)
 			if err != nil {
 				return err
@@ -363,6 +380,7 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 					ids = append(ids, s.TraceID)
 				}
 			}
+			narrow(src, ids)
 			var all []*trace.Span
 			for _, id := range ids {
 				spans, err := src.Trace(cmd.Context(), id)

@@ -106,6 +106,11 @@ type StoreOptions struct {
 	// afterwards are kept in memory only. For reading traces while devstack
 	// is not running (the CLI); the directory must exist.
 	ReadOnly bool
+	// Only, when set, keeps from the log only the traces it accepts: a
+	// reader after one trace (`devstack trace ID` while devstack is down)
+	// then indexes that trace alone. The log is still read whole, as its
+	// records depend on the ones before. With ReadOnly only.
+	Only func(TraceID) bool
 }
 
 // StoreStats are counters for the control API and tests.
@@ -171,6 +176,9 @@ func Open(dir string, opts StoreOptions) (*Store, error) {
 	}
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = defaultSegmentBytes
+	}
+	if opts.Only != nil && !opts.ReadOnly {
+		return nil, errors.New("span store: Only needs ReadOnly: a store that writes must index every trace")
 	}
 	st := &Store{
 		opts:   opts,
@@ -250,6 +258,9 @@ func (st *Store) load(dir string) error {
 }
 
 func (st *Store) replay(s *Span, seq uint32) {
+	if st.opts.Only != nil && !st.opts.Only(s.TraceID) {
+		return
+	}
 	if t, ok := st.idx.accepts(s.TraceID, s.Start.UnixNano()); ok {
 		st.idx.add(s.TraceID, t, st.intern.compact(s, seq, st.idx.takeFree()))
 	}

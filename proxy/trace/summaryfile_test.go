@@ -110,3 +110,36 @@ func TestSummaryFileListsAsTheStore(t *testing.T) {
 		t.Error("OpenSummary answered though the log changed since it was written")
 	}
 }
+
+// A read-only store that keeps only some traces gives those exactly as
+// the whole store does, and indexes nothing else.
+func TestReadOnlyStoreKeepsOnlyTheTracesAskedFor(t *testing.T) {
+	dir := t.TempDir()
+	st, err := trace.Open(dir, trace.StoreOptions{SegmentSpans: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 30; n++ {
+		recordFlush(st, hop(n, n*10, 0, "", "gateway", n*10, 9), hop(n, n*10+1, n*10, "gateway", "orders", n*10+1, 5))
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full := openStore(t, dir, trace.StoreOptions{ReadOnly: true})
+	want := map[trace.TraceID]bool{traceN(4): true, traceN(17): true}
+	only := openStore(t, dir, trace.StoreOptions{ReadOnly: true, Only: func(id trace.TraceID) bool { return want[id] }})
+	if got := only.Stats(); got.Traces != 2 || got.Spans != 4 {
+		t.Errorf("a store keeping 2 traces of 2 spans holds %d traces, %d spans", got.Traces, got.Spans)
+	}
+	for id := range want {
+		if got, all := only.Trace(id), full.Trace(id); len(got) != 2 || !reflect.DeepEqual(got, all) {
+			t.Errorf("trace %s: %d spans kept, not the whole store's %d", id, len(got), len(all))
+		}
+	}
+	if got := only.Trace(traceN(5)); got != nil {
+		t.Errorf("trace 5 was not asked for, but the store has %d spans of it", len(got))
+	}
+	if _, err := trace.Open(t.TempDir(), trace.StoreOptions{Only: func(trace.TraceID) bool { return true }}); err == nil {
+		t.Error("Open accepted Only for a store that writes")
+	}
+}
