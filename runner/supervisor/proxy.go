@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -45,6 +46,16 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 	if p.X.Trace.Disabled {
 		return private, nil, nil
 	}
+	// Ports no private port may take: every declared port (the proxy binds
+	// them after this plan), and every private port given so far. A probe
+	// only sees ports bound now, and two services whose candidates met
+	// would share one, so one's callers reached the other.
+	taken := map[uint16]bool{}
+	for _, s := range p.Services {
+		for _, port := range s.Ports {
+			taken[cmp.Or(port.Published, port.Target)] = true
+		}
+	}
 	for _, s := range p.Services {
 		docker := backendOf(s) == "docker"
 		if !docker && (s.X.PortEnv == "" || s.X.Run.Empty()) {
@@ -60,10 +71,11 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 			}
 			if !ok {
 				var err error
-				if pp, err = privatePort(p.Name, s.Name, port.Target); err != nil {
+				if pp, err = privatePort(p.Name, s.Name, port.Target, taken); err != nil {
 					return nil, nil, fmt.Errorf("finding a private port for service %q: %w", s.Name, err)
 				}
 			}
+			taken[pp] = true
 			private[portKey{s.Name, port.Target}] = pp
 			declared := port.Published
 			if declared == 0 {
@@ -160,26 +172,48 @@ func namedByOthers(p *project.Project, name string) bool {
 	return false
 }
 
-// privatePort picks the private port of a service port: the same one on
-// every run when it is free (so a container's config, which names it, is
-// unchanged and the container is not recreated), else any free port.
-func privatePort(project, service string, target uint16) (uint16, error) {
+// candidate is the i-th port privatePort tries for a service port: from
+// 20000 to 39999, by a hash of its name, so that it stays the same.
+func candidate(project, service string, target uint16, i uint32) uint16 {
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%s/%s/%d", project, service, target)
-	base := 20000 + h.Sum32()%20000
+	return uint16(20000 + (h.Sum32()%20000+i*2503)%20000)
+}
+
+// privatePort picks the private port of a service port: the same one on
+// every run when it is free (so a container's config, which names it, is
+// unchanged and the container is not recreated), else any free port. It
+// never picks one in taken.
+func privatePort(project, service string, target uint16, taken map[uint16]bool) (uint16, error) {
 	for i := range uint32(8) {
-		port := base + i*2503%20000
+		port := candidate(project, service, target, i)
+		if taken[port] {
+			continue
+		}
 		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))); err == nil {
 			l.Close()
-			return uint16(port), nil
+			return port, nil
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	// Ports the kernel hands out are taken only while bound: hold each
+	// one that is taken here until a free one comes.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for range 64 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, l)
+		if port := uint16(l.Addr().(*net.TCPAddr).Port); !taken[port] {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port), nil
+	return 0, errors.New("no free port on 127.0.0.1 outside the project's own")
 }
 
 // checkRoutes reports every proxied port that is taken, with its holder,

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -82,5 +83,67 @@ func TestAmbassadors(t *testing.T) {
 	}
 	if got := ambassadors(p, private, ""); got != nil {
 		t.Errorf("ambassadors without a gateway = %v; want none", got)
+	}
+}
+
+// No two ports of a project get the same private port, and none gets a
+// port the project declares: a probe sees only ports bound now, and the
+// proxy binds the declared ones after the plan.
+func TestPlanNeverSharesAPrivatePort(t *testing.T) {
+	// a's private port when nothing else is in the way.
+	natural, err := privatePort("pp", "a", 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := privatePort("pp", "a", 80, map[uint16]bool{natural: true}); again == natural {
+		t.Fatalf("privatePort gave %d though it was taken", again)
+	}
+	// A service whose first candidate is a's: the two would share it.
+	twin := ""
+	for i := range 1_000_000 {
+		if n := fmt.Sprintf("t%d", i); candidate("pp", n, 80, 0) == candidate("pp", "a", 80, 0) {
+			twin = n
+			break
+		}
+	}
+	if twin == "" {
+		t.Fatal("no service name found whose first candidate port is a's")
+	}
+	dir := t.TempDir()
+	// b declares a's natural private port.
+	yaml := fmt.Sprintf(`services:
+  a:
+    x-devstack: {run: "true", port_env: PORT}
+    ports: ["80"]
+  b:
+    x-devstack: {run: "true", port_env: PORT}
+    ports: ["%d:81"]
+  %s:
+    x-devstack: {run: "true", port_env: PORT}
+    ports: ["80"]
+`, natural, twin)
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir, Name: "pp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, _, err := plan(p, func(*project.Service) string { return "process" }, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint16]portKey{}
+	for k, port := range private {
+		if port == natural {
+			t.Errorf("%v got private port %d, which b declares", k, port)
+		}
+		if other, dup := seen[port]; dup {
+			t.Errorf("%v and %v share private port %d", k, other, port)
+		}
+		seen[port] = k
+	}
+	if len(private) != 3 {
+		t.Errorf("private ports %v; want one for each of a, b and %s", private, twin)
 	}
 }
