@@ -47,13 +47,19 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 		return private, nil, nil
 	}
 	// Ports no private port may take: every declared port (the proxy binds
-	// them after this plan), and every private port given so far. A probe
-	// only sees ports bound now, and two services whose candidates met
-	// would share one, so one's callers reached the other.
+	// them after this plan), those running containers keep, and every
+	// private port given so far. A probe only sees ports bound now, and two
+	// services whose candidates met would share one, so one's callers
+	// reached the other.
 	taken := map[uint16]bool{}
 	for _, s := range p.Services {
 		for _, port := range s.Ports {
 			taken[cmp.Or(port.Published, port.Target)] = true
+			if held != nil && backendOf(s) == "docker" {
+				if pp, ok := held(s.Name, port.Target); ok {
+					taken[pp] = true
+				}
+			}
 		}
 	}
 	for _, s := range p.Services {

@@ -121,6 +121,9 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
   %s:
     x-devstack: {run: "true", port_env: PORT}
     ports: ["80"]
+  d:
+    image: d
+    ports: ["18190:90"]
 `, natural, twin)
 	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -129,7 +132,18 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	private, _, err := plan(p, func(*project.Service) string { return "process" }, "", nil)
+	backend := func(s *project.Service) string {
+		if s.Name == "d" {
+			return "docker"
+		}
+		return "process"
+	}
+	// d's running container keeps a port it published before, a's second
+	// candidate: a port that a probe may find free (Docker may publish it
+	// by DNAT, with no socket bound).
+	kept := candidate("pp", "a", 80, 1)
+	held := func(service string, target uint16) (uint16, bool) { return kept, service == "d" && target == 90 }
+	private, _, err := plan(p, backend, "", held)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +157,7 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
 		}
 		seen[port] = k
 	}
-	if len(private) != 3 {
-		t.Errorf("private ports %v; want one for each of a, b and %s", private, twin)
+	if len(private) != 4 || private[portKey{"d", 90}] != kept {
+		t.Errorf("private ports %v; want one for each of a, b, %s and d, d's the one its container keeps (%d)", private, twin, kept)
 	}
 }
