@@ -159,9 +159,15 @@ func abs(p string) string {
 // client connects to the project's supervisor.
 func (g *globalOptions) client(ctx context.Context, p *project.Project) (*control.Client, string, error) {
 	dir := supervisor.StateDir(p.Name)
-	tok, _ := supervisor.ReadToken(dir)
-	c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
+	c, err := dialState(ctx, dir)
 	return c, dir, err
+}
+
+// dialState connects to the supervisor whose state dir is dir, with its
+// token (control.ErrNotRunning when none answers).
+func dialState(ctx context.Context, dir string) (*control.Client, error) {
+	tok, _ := supervisor.ReadToken(dir)
+	return control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
 }
 
 // serviceNames completes service names from the project file.

@@ -132,9 +132,7 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 		name = os.Getenv("COMPOSE_PROJECT_NAME")
 	}
 	if name != "" {
-		dir := supervisor.StateDir(name)
-		tok, _ := supervisor.ReadToken(dir)
-		if c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok); err == nil {
+		if c, err := dialState(ctx, supervisor.StateDir(name)); err == nil {
 			return clientSource{c}, nil, nil
 		}
 	}
@@ -145,8 +143,7 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 	// project named on the command line must be the one found.
 	if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
 		if dir, rec, ok := supervisor.StateFrom(files); ok && (name == "" || filepath.Base(dir) == name) {
-			tok, _ := supervisor.ReadToken(dir)
-			c, err := control.Dial(ctx, supervisor.Paths{Dir: dir}.Socket(), tok)
+			c, err := dialState(ctx, dir)
 			if err == nil {
 				return clientSource{c}, nil, nil
 			}

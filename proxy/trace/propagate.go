@@ -166,11 +166,13 @@ func extract(h Headers, sp *Span) Context {
 		}
 	}
 	c.Baggage = normalizeBaggage(h.Values(headerBaggage))
-	if c.RequestID = RequestID(h); c.RequestID == "" && sp != nil {
-		var b [36]byte
-		c.RequestID = sp.Text(appendRequestID(b[:0], nil))
-	} else if c.RequestID == "" {
-		c.RequestID = NewRequestID(nil)
+	if c.RequestID = RequestID(h); c.RequestID == "" {
+		if sp != nil {
+			var b [36]byte
+			c.RequestID = sp.Text(appendRequestID(b[:0], nil))
+		} else {
+			c.RequestID = NewRequestID(nil)
+		}
 	}
 	return c
 }

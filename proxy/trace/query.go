@@ -49,8 +49,6 @@ func (st *Store) Trace(id TraceID) []*Span {
 	return out
 }
 
-// matches reports whether the trace matches q: the trace-level fields
-// against the trace, and one span against all span-level fields.
 // bounds returns how many traces q lists (its Limit, or the default), and
 // its Since in Unix nanoseconds (0 when unset).
 func (q *Query) bounds() (limit int, since int64) {
@@ -64,6 +62,8 @@ func (q *Query) bounds() (limit int, since int64) {
 	return limit, since
 }
 
+// matches reports whether the trace matches q: the trace-level fields
+// against the trace, and one span against all span-level fields.
 func (t *traceEntry) matches(q *Query) bool {
 	if q.Errors && t.errors == 0 {
 		return false
