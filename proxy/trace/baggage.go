@@ -6,16 +6,13 @@ import (
 	"strings"
 )
 
-// W3C Baggage limits. The spec sets them as minimums a platform must
-// propagate; devstack uses them as its maximums too, so what it forwards is
-// what every compliant hop downstream will forward as well.
-const (
-	// MaxBaggageMembers is the most list-members propagated.
-	MaxBaggageMembers = 64
-	// MaxBaggageBytes is the longest baggage-string propagated, commas
-	// included.
-	MaxBaggageBytes = 8192
-)
+// MaxBaggageBytes is the longest baggage-string propagated, commas
+// included. The W3C Baggage spec's limits: a platform "MUST propagate all
+// list-members [...] if the resulting baggage-string would be 8192 bytes
+// or less", and may drop members only beyond that. (Its other limit, at
+// least 64 members, is a floor that the byte limit already keeps: no
+// member count is ever cut.)
+const MaxBaggageBytes = 8192
 
 // BaggageMember is one list-member of a baggage header.
 type BaggageMember struct {
@@ -49,7 +46,7 @@ func (m BaggageMember) appendTo(b *strings.Builder) {
 }
 
 // Baggage is a parsed baggage header: an ordered list of members within
-// MaxBaggageMembers and MaxBaggageBytes. Keys may repeat; the spec asks for
+// MaxBaggageBytes. Keys may repeat; the spec asks for
 // duplicates to keep their order. The zero value is empty; a Baggage is
 // immutable.
 type Baggage struct {
@@ -61,14 +58,15 @@ type Baggage struct {
 // combined in order as if joined with ','. Whitespace around keys, '=',
 // values and properties is removed. A malformed member is dropped on its
 // own (the spec allows removing an entry that is not in its format) and the
-// rest is kept. Members are then kept in order while they fit: once
-// MaxBaggageMembers are kept the rest are dropped, and a member that would
-// push the formatted length past MaxBaggageBytes is dropped whole, never
-// cut.
+// rest is kept. Every member is kept while the whole fits in
+// MaxBaggageBytes. Beyond that, members are dropped whole, never cut, and
+// never the sentry-* ones while any other can go: Sentry freezes those at
+// the head of the trace, and every SDK downstream reads its sampling
+// decision from them. The others are kept in order while they fit.
 func ParseBaggage(values []string) Baggage {
 	var bg Baggage
 	it := listIter{values: values}
-	for len(bg.members) < MaxBaggageMembers {
+	for {
 		raw, ok := it.next()
 		if !ok {
 			break
@@ -77,18 +75,48 @@ func ParseBaggage(values []string) Baggage {
 		if !ok {
 			continue
 		}
-		bg.add(m)
+		if len(bg.members) > 0 {
+			bg.size++ // comma
+		}
+		bg.members = append(bg.members, m)
+		bg.size += m.len()
+	}
+	if bg.size > MaxBaggageBytes {
+		bg = fitBaggage(bg.members)
 	}
 	return bg
 }
 
-// add appends m if it fits within the limits and reports whether it did.
+// fitBaggage keeps, in order, what of ms fits in MaxBaggageBytes: the
+// sentry-* members first, then the others, each while it fits.
+func fitBaggage(ms []BaggageMember) Baggage {
+	keep := make([]bool, len(ms))
+	used := 0 // each member counted with a comma: n members fit in Max+1
+	for _, sentry := range []bool{true, false} {
+		for i, m := range ms {
+			if strings.HasPrefix(m.Key, sentryBaggagePrefix) == sentry && used+m.len()+1 <= MaxBaggageBytes+1 {
+				keep[i] = true
+				used += m.len() + 1
+			}
+		}
+	}
+	var bg Baggage
+	for i, m := range ms {
+		if keep[i] {
+			bg.add(m)
+		}
+	}
+	return bg
+}
+
+// add appends m if it fits within MaxBaggageBytes and reports whether it
+// did.
 func (bg *Baggage) add(m BaggageMember) bool {
 	n := m.len()
 	if len(bg.members) > 0 {
 		n++ // comma
 	}
-	if len(bg.members) >= MaxBaggageMembers || bg.size+n > MaxBaggageBytes {
+	if bg.size+n > MaxBaggageBytes {
 		return false
 	}
 	bg.members = append(bg.members, m)
@@ -136,8 +164,8 @@ func (bg Baggage) Append(m BaggageMember) (Baggage, error) {
 	out := Baggage{members: make([]BaggageMember, len(bg.members), len(bg.members)+1), size: bg.size}
 	copy(out.members, bg.members)
 	if !out.add(m) {
-		return bg, fmt.Errorf("appending baggage member %q: %w (%d members, %d bytes)",
-			m.Key, ErrBaggageLimit, MaxBaggageMembers, MaxBaggageBytes)
+		return bg, fmt.Errorf("appending baggage member %q: %w (%d bytes)",
+			m.Key, ErrBaggageLimit, MaxBaggageBytes)
 	}
 	return out, nil
 }
@@ -237,7 +265,7 @@ func normalizeBaggage(values []string) string {
 
 // canonicalBaggage reports whether s is what ParseBaggage(s).Format() would
 // return: valid members without whitespace, empty members or empty
-// properties, within the limits. It is one pass over the bytes, following
+// properties, within MaxBaggageBytes. It is one pass over the bytes, following
 // the grammar: key "=" value *(";" pkey ["=" pvalue]) *("," member).
 func canonicalBaggage(s string) bool {
 	if len(s) > MaxBaggageBytes {
@@ -246,7 +274,7 @@ func canonicalBaggage(s string) bool {
 	if s == "" {
 		return true
 	}
-	i, members := 0, 0
+	i := 0
 	for {
 		start := i
 		for i < len(s) && isTChar(s[i]) {
@@ -274,9 +302,6 @@ func canonicalBaggage(s string) bool {
 					i++
 				}
 			}
-		}
-		if members++; members > MaxBaggageMembers {
-			return false
 		}
 		if i == len(s) {
 			return true

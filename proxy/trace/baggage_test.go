@@ -56,14 +56,18 @@ func TestParseBaggage(t *testing.T) {
 }
 
 func TestBaggageLimits(t *testing.T) {
-	// 65 members: the 65th is dropped.
+	// The count of members is no limit: 300 small ones, 2.6 KB, all go on
+	// (the spec's "MUST propagate all list-members" under 8192 bytes).
 	var ms []string
-	for i := range 65 {
+	for i := range 300 {
 		ms = append(ms, fmt.Sprintf("k%d=%d", i, i))
 	}
-	bg := trace.ParseBaggage([]string{strings.Join(ms, ",")})
-	if bg.Len() != trace.MaxBaggageMembers || bg.Format() != strings.Join(ms[:64], ",") {
-		t.Errorf("65 members: Len() = %d, Format() = %q", bg.Len(), bg.Format())
+	all := strings.Join(ms, ",")
+	if bg := trace.ParseBaggage([]string{all}); bg.Len() != 300 || bg.Format() != all {
+		t.Errorf("300 members: Len() = %d, Format() = %q", bg.Len(), bg.Format())
+	}
+	if got := trace.NormalizeBaggage([]string{all}); got != all {
+		t.Errorf("300 members, fast path: %q", got)
 	}
 
 	// 8192 bytes exactly fits; one more byte drops the last member whole.
@@ -82,6 +86,14 @@ func TestBaggageLimits(t *testing.T) {
 	huge := "h=" + strings.Repeat("y", 9000)
 	if got := trace.ParseBaggage([]string{"a=1," + huge + ",b=2"}).Format(); got != "a=1,b=2" {
 		t.Errorf("oversized member: got %q", got)
+	}
+	// Over the limit, the sentry-* members are never the ones dropped:
+	// Sentry froze them at the head of the trace.
+	filler := "f=" + strings.Repeat("z", 8150)
+	in := "a=1," + filler + ",sentry-trace_id=771a43a4192642f0b136d5159a501700,b=2,sentry-sampled=true"
+	want := "a=1,sentry-trace_id=771a43a4192642f0b136d5159a501700,b=2,sentry-sampled=true"
+	if got := trace.ParseBaggage([]string{in}).Format(); got != want {
+		t.Errorf("over the limit with sentry members: got %.80q…, want %q", got, want)
 	}
 }
 

@@ -12,8 +12,8 @@
 //     are reserved and cleared on output. Higher versions are read by the
 //     00 rules and written back as 00. See ParseTraceParent and
 //     ParseTraceState.
-//   - W3C Baggage: user key=value members with ;properties, at most 64
-//     members and 8192 bytes; values stay percent-encoded as received.
+//   - W3C Baggage: user key=value members with ;properties, all of them
+//     within 8192 bytes; values stay percent-encoded as received.
 //     See ParseBaggage.
 //   - Sentry: sentry-trace "<32 hex trace id>-<16 hex span id>[-0|-1]",
 //     plus the dynamic sampling context as sentry-* baggage members, which

@@ -23,6 +23,6 @@ var (
 	ErrInvalidBaggageMember = errors.New("invalid baggage member")
 
 	// ErrBaggageLimit reports that adding a baggage list-member would exceed
-	// MaxBaggageMembers or MaxBaggageBytes.
+	// MaxBaggageBytes.
 	ErrBaggageLimit = errors.New("baggage limit exceeded")
 )

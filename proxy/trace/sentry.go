@@ -2,7 +2,6 @@ package trace
 
 import (
 	"strconv"
-	"strings"
 )
 
 // Sampling is a sampling decision as B3 and sentry-trace carry it. W3C
@@ -136,7 +135,7 @@ type SentryDSC struct {
 // DSC at the head of the trace: once any sentry-* member is present the
 // baggage is returned unchanged, and other members are never touched, so
 // this appends and never replaces. Values are percent-encoded. A member that
-// would exceed MaxBaggageMembers or MaxBaggageBytes is left out.
+// would exceed MaxBaggageBytes is left out.
 //
 // Caution: whatever is appended freezes the DSC for every SDK downstream. A
 // DSC without PublicKey lets Sentry link the trace but not sample it
@@ -153,19 +152,16 @@ func AppendSentryBaggage(baggage string, dsc SentryDSC) string {
 // members) followed by the DSC members that fit within the limits.
 func appendSentryBaggage(b []byte, base string, dsc *SentryDSC) []byte {
 	b = append(b, base...)
-	count, size := 0, len(base)
-	if base != "" {
-		count = strings.Count(base, ",") + 1
-	}
-	add := func(key, value string, hexID []byte) {
+	size := len(base)
+	add := func(key, value string, hexID []byte) bool {
 		n := len(sentryBaggagePrefix) + len(key) + 1 + len(hexID) + percentEncodedLen(value)
-		if count > 0 {
-			n++
+		if size > 0 {
+			n++ // comma
 		}
-		if count >= MaxBaggageMembers || size+n > MaxBaggageBytes {
-			return
+		if size+n > MaxBaggageBytes {
+			return false
 		}
-		if count > 0 {
+		if size > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, sentryBaggagePrefix...)
@@ -176,11 +172,13 @@ func appendSentryBaggage(b []byte, base string, dsc *SentryDSC) []byte {
 		} else {
 			b = appendPercentEncoded(b, value)
 		}
-		count++
 		size += n
+		return true
 	}
 	var id [32]byte
-	add("trace_id", "", appendHex(id[:0], dsc.TraceID[:]))
+	if !add("trace_id", "", appendHex(id[:0], dsc.TraceID[:])) {
+		return b // a context without its trace id would only mislead
+	}
 	for _, kv := range [...]struct{ k, v string }{
 		{"public_key", dsc.PublicKey},
 		{"release", dsc.Release},
