@@ -53,6 +53,7 @@ func TestParseTraceState(t *testing.T) {
 		{"all key chars multi-tenant", []string{tenantKey + "=1"}, tenantKey + "=1"},
 		{"all value chars", []string{"foo=" + allValue.String()}, "foo=" + allValue.String()},
 		{"tenant starts with digit", []string{"1tenant@sys=1"}, "1tenant@sys=1"},
+		{"simple key starts with digit (Level 2)", []string{"1foo=1,9=2"}, "1foo=1,9=2"},
 		{"key 256", []string{"foo=1", strings.Repeat("z", 256) + "=1"}, "foo=1," + strings.Repeat("z", 256) + "=1"},
 		{"tenant 241 system 14", []string{"foo=1", strings.Repeat("t", 241) + "@" + strings.Repeat("v", 14) + "=1"}, "foo=1," + strings.Repeat("t", 241) + "@" + strings.Repeat("v", 14) + "=1"},
 		{"value 256", []string{"foo=" + strings.Repeat("v", 256)}, "foo=" + strings.Repeat("v", 256)},
@@ -66,7 +67,6 @@ func TestParseTraceState(t *testing.T) {
 		{"space before equals", []string{"foo =1"}, ""},
 		{"uppercase key", []string{"FOO=1"}, ""},
 		{"dot in key", []string{"foo.bar=1"}, ""},
-		{"simple key starts with digit", []string{"1foo=1"}, ""},
 		{"empty tenant", []string{"@foo=1,bar=2"}, ""},
 		{"empty system", []string{"foo@=1,bar=2"}, ""},
 		{"double at", []string{"foo@@bar=1,bar=2"}, ""},
@@ -85,8 +85,9 @@ func TestParseTraceState(t *testing.T) {
 		{"duplicate different value", []string{"foo=1,foo=2"}, "foo=1"},
 		{"duplicate across headers", []string{"foo=1", "bar=2,foo=2"}, "foo=1,bar=2"},
 
-		// Over 32: truncated from the right.
-		{"33 members", list33, strings.Join(list32, ",")},
+		// Over 32 distinct members: discarded, as the harness expects.
+		{"33 members", list33, ""},
+		{"33 members, one a duplicate", append(list32, "bar01=x"), strings.Join(list32, ",")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,48 +106,53 @@ func TestParseTraceState(t *testing.T) {
 	}
 }
 
-func TestTraceStateTruncateLongFirst(t *testing.T) {
+func TestTraceStateInsertTruncatesLongFirst(t *testing.T) {
 	long := func(i int) string { return fmt.Sprintf("long%02d=%s", i, strings.Repeat("x", 130)) }
 	short := func(i int) string { return fmt.Sprintf("s%02d=1", i) }
 
-	// 31 short + 3 long (34 members): the two right-most long ones go, the
-	// left-most long one stays, every short one stays.
+	// 29 short + 3 long (32 members), and one inserted: the right-most long
+	// one goes, every short one stays.
 	var in, want []string
-	for i := range 31 {
+	want = append(want, "devstack=x")
+	for i := range 29 {
 		in = append(in, short(i))
 		want = append(want, short(i))
 		if i == 5 || i == 10 || i == 20 {
 			in = append(in, long(i))
-			if i == 5 {
+			if i != 20 {
 				want = append(want, long(i))
 			}
 		}
 	}
-	if got := trace.ParseTraceState(in).Format(); got != strings.Join(want, ",") {
-		t.Errorf("got\n  %s\nwant\n  %s", got, strings.Join(want, ","))
+	ts := trace.ParseTraceState(in)
+	if ts.Len() != 32 {
+		t.Fatalf("setup: Len() = %d", ts.Len())
+	}
+	got, err := ts.Insert("devstack", "x")
+	if err != nil || got.Format() != strings.Join(want, ",") {
+		t.Errorf("got (%v)\n  %s\nwant\n  %s", err, got.Format(), strings.Join(want, ","))
 	}
 
-	// 40 short + 2 long: both long ones go, then short ones from the right.
-	in, want = nil, nil
-	in = append(in, long(0))
-	for i := range 40 {
+	// 32 short, and one inserted: the right-most short one goes.
+	in, want = nil, []string{"devstack=x"}
+	for i := range 32 {
 		in = append(in, short(i))
-		if i < 32 {
+		if i < 31 {
 			want = append(want, short(i))
 		}
 	}
-	in = append(in, long(1))
-	if got := trace.ParseTraceState(in).Format(); got != strings.Join(want, ",") {
-		t.Errorf("got\n  %s\nwant\n  %s", got, strings.Join(want, ","))
+	got, err = trace.ParseTraceState(in).Insert("devstack", "x")
+	if err != nil || got.Format() != strings.Join(want, ",") {
+		t.Errorf("got (%v)\n  %s\nwant\n  %s", err, got.Format(), strings.Join(want, ","))
 	}
 }
 
 func TestTraceStateManyMembers(t *testing.T) {
-	// Thousands of members, many duplicated: must stay linear and keep the
-	// first 32 distinct keys.
+	// Thousands of members over 32 keys, each repeated: the first
+	// occurrences are kept.
 	var b strings.Builder
 	for i := range 20000 {
-		fmt.Fprintf(&b, "k%d=%d,", i%5000, i)
+		fmt.Fprintf(&b, "k%d=%d,", i%32, i)
 	}
 	ts := trace.ParseTraceState([]string{b.String()})
 	if ts.Len() != 32 {
@@ -154,6 +160,14 @@ func TestTraceStateManyMembers(t *testing.T) {
 	}
 	if v, _ := ts.Get("k0"); v != "0" {
 		t.Errorf("k0 = %q, want first occurrence 0", v)
+	}
+	// Over 5000 keys: more than 32, so none.
+	b.Reset()
+	for i := range 20000 {
+		fmt.Fprintf(&b, "k%d=%d,", i%5000, i)
+	}
+	if ts := trace.ParseTraceState([]string{b.String()}); ts.Len() != 0 {
+		t.Fatalf("5000 keys: Len() = %d, want 0 (discarded)", ts.Len())
 	}
 }
 
