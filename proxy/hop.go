@@ -19,14 +19,8 @@ func (s *Server) startHop(sp *trace.Span, tc trace.Context, reqHeaders func([]tr
 	sp.Callee, sp.Protocol, sp.Method, sp.Route, sp.GRPCStatus, sp.Start = callee, proto, method, path, -1, start
 	sp.RequestID = tc.RequestID
 	sp.ReqHeaders = reqHeaders(sp.ReqHeaders[:0])
-	ln := s.hops.begin(&tc, sp, ci, s.opts.Callers)
-	if ln.broken {
+	if ln := s.hops.begin(&tc, sp, ci, s.opts.Callers); ln.broken {
 		s.markBroken(ln.caller)
-	}
-	tc.TraceID = ln.traceID
-	if ln.inferred {
-		// Downstream continues the trace the caller dropped.
-		tc.Continued, tc.Sampled = true, true
 	}
 	return sp, tc
 }

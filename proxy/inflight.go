@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/devstack/devstack/proxy/trace"
 )
@@ -35,8 +36,9 @@ type hops struct {
 	// to begin and one to end.
 	byCallee map[string]*calleeHops
 	flying   int // hops in flight
-	// adopted counts the inferred children linked to each in-flight hop.
-	adopted map[trace.SpanID]int
+	// adopted tracks the inferred children of each in-flight hop that has
+	// any (see adopter).
+	adopted map[trace.SpanID]adoption
 	// spare are emptied byTrace lists, reused: most hops start a trace.
 	spare [][]*trace.Span
 }
@@ -58,8 +60,15 @@ func newHops() *hops {
 		ids:      spanIDs{key: rand.Uint64()},
 		byTrace:  map[trace.TraceID][]*trace.Span{},
 		byCallee: map[string]*calleeHops{},
-		adopted:  map[trace.SpanID]int{},
+		adopted:  map[trace.SpanID]adoption{},
 	}
+}
+
+// adoption is what an in-flight hop's inferred children tell of what its
+// service is doing for it.
+type adoption struct {
+	flying int       // children in flight: the request waits on them
+	last   time.Time // when the latest child ended
 }
 
 // link is the outcome of linking a new hop.
@@ -69,16 +78,28 @@ type link struct {
 	caller   string
 	inferred bool // the caller sent no context: linked by who is calling
 	broken   bool // the caller is a service that did not propagate
+	// flags and sampling, when inferred: those the adopting hop sent.
+	flags    byte
+	sampling trace.Sampling
 }
 
 // begin links a new hop sp (its callee and start set) to its trace and
 // parent, from the context tc extracted from its request; gives it its
 // span id (also set in tc, to send upstream); fills in its trace, parent
-// and caller; and registers it as in flight: all under one lock.
+// and caller; and registers it as in flight: all under one lock. An
+// inferred link changes tc to continue the adopting hop's trace as that
+// hop sent it: its trace id, flags and sampling decision (the random-id
+// flag tc had for the new trace it started is not ours to claim on an id
+// made elsewhere).
 func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers CallerResolver) link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ln := h.resolve(tc, ci, callers)
+	if ln.inferred {
+		tc.TraceID, tc.Continued, tc.Flags = ln.traceID, true, ln.flags
+		tc.SetSampling(ln.sampling)
+	}
+	sp.Flags, sp.Sampling = tc.Flags, tc.Sampling()
 	for { // the hop's own id: never zero, never its parent's
 		tc.SpanID = h.ids.encode(h.seq)
 		h.seq++
@@ -143,24 +164,38 @@ func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) 
 		return link{traceID: tc.TraceID}
 	}
 	if p := h.adopter(h.callee(who)); p != nil {
-		h.adopted[p.SpanID]++
-		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true}
+		a := h.adopted[p.SpanID]
+		a.flying++
+		h.adopted[p.SpanID] = a
+		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true, flags: p.Flags, sampling: p.Sampling}
 	}
 	return link{traceID: tc.TraceID, caller: who}
 }
 
 // adopter picks which of a service's in-flight hops a context-less call
-// most likely belongs to. With one request in flight the answer is sure;
-// with several, calls are spread over them, the hop with the fewest calls
-// so far first, the most recent on a tie: services tend to make the same
-// calls for each request, so this keeps concurrent requests' traces the
-// same shape instead of piling every call onto the newest one.
+// most likely belongs to. With one request in flight the answer is sure.
+// With several, it goes by what the service is doing for each: a request
+// that waits on a call already is less likely to make another than one
+// that does not (most services call out one call at a time), and among
+// those alike, the request whose last event came latest (it arrived, or a
+// call made for it answered) is the one the service just took up again.
+// So with two requests overlapping, each one's next call follows its
+// previous call's answer, instead of going to whichever came in last.
 func (h *hops) adopter(spans []*trace.Span) *trace.Span {
-	var best *trace.Span
+	var (
+		best     *trace.Span
+		bestA    adoption
+		bestLast time.Time
+	)
 	for _, s := range spans {
-		if best == nil || h.adopted[s.SpanID] < h.adopted[best.SpanID] ||
-			h.adopted[s.SpanID] == h.adopted[best.SpanID] && s.Start.After(best.Start) {
-			best = s
+		a := h.adopted[s.SpanID]
+		last := s.Start
+		if a.last.After(last) {
+			last = a.last
+		}
+		if best == nil || (a.flying == 0) != (bestA.flying == 0) && a.flying == 0 ||
+			(a.flying == 0) == (bestA.flying == 0) && last.After(bestLast) {
+			best, bestA, bestLast = s, a, last
 		}
 	}
 	return best
@@ -268,6 +303,11 @@ func (h *hops) end(s *trace.Span) {
 	}
 	if len(h.adopted) > 0 {
 		delete(h.adopted, s.SpanID)
+		if a, ok := h.adopted[s.ParentID]; s.Inferred && ok {
+			a.flying--
+			a.last = s.Start.Add(s.Duration)
+			h.adopted[s.ParentID] = a
+		}
 	}
 }
 

@@ -66,6 +66,20 @@ func (c *callers) Caller(remote, _ netip.AddrPort) string {
 	return c.m[remote.Port()]
 }
 
+// client is an HTTP client for service svc whose connections c names as
+// svc's, by their local port.
+func (c *callers) client(svc string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, n, a)
+		if err == nil {
+			c.mu.Lock()
+			c.m[conn.LocalAddr().(*net.TCPAddr).AddrPort().Port()] = svc
+			c.mu.Unlock()
+		}
+		return conn, err
+	}}}
+}
+
 func (c *callers) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -201,18 +215,7 @@ func TestNestingAndBrokenPropagation(t *testing.T) {
 	var broken []string
 	s := New(Options{Recorder: rec, Callers: cl, OnBrokenPropagation: func(svc string) { broken = append(broken, svc) }})
 	addrs := make([]string, 3)
-	// Each service's outbound client records its local port → service.
-	client := func(svc string) *http.Client {
-		return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, n, a)
-			if err == nil {
-				cl.mu.Lock()
-				cl.m[c.LocalAddr().(*net.TCPAddr).AddrPort().Port()] = svc
-				cl.mu.Unlock()
-			}
-			return c, err
-		}}}
-	}
+	client := func(svc string) *http.Client { return cl.client(svc) }
 	inventory := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "stock") }))
 	defer inventory.Close()
 	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -265,6 +268,108 @@ func TestNestingAndBrokenPropagation(t *testing.T) {
 	}
 	if len(broken) != 1 || broken[0] != "orders" {
 		t.Errorf("broken propagation reported for %v, want [orders]", broken)
+	}
+}
+
+// TestOverlappingRequestsThroughANonPropagatingService sends two requests
+// through orders, which drops the trace context and calls inventory, then
+// payments, one after the other. The second request comes in while the
+// first waits on inventory; the first's inventory answers first. Each
+// inferred call must land in its own request's trace: the first's call to
+// payments follows its inventory answer, though the second request came in
+// later. The inferred hops must also carry on the trace as orders' hop
+// sent it: an unsampled trace stays unsampled, and the random-id flag is
+// not claimed for an id devstack did not make.
+func TestOverlappingRequestsThroughANonPropagatingService(t *testing.T) {
+	rec := newMemRecorder()
+	cl := &callers{m: map[uint16]string{}}
+	s := New(Options{Recorder: rec, Callers: cl})
+	addrs := make([]string, 3)
+	arrived := make(chan string, 2)
+	release := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	inventory := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/reserve/")
+		arrived <- id
+		<-release[id]
+	}))
+	defer inventory.Close()
+	var mu sync.Mutex
+	sent := map[string]string{} // request → traceparent payments got
+	payments := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent[strings.TrimPrefix(r.URL.Path, "/charge/")] = r.Header.Get("Traceparent")
+		mu.Unlock()
+	}))
+	defer payments.Close()
+	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/orders/")
+		c := cl.client("orders") // no context on either call
+		for _, u := range []string{"http://" + addrs[1] + "/reserve/" + id, "http://" + addrs[2] + "/charge/" + id} {
+			resp, err := c.Get(u)
+			if err != nil {
+				http.Error(w, err.Error(), 502)
+				return
+			}
+			resp.Body.Close()
+		}
+	}))
+	defer orders.Close()
+	copy(addrs, front(t, s,
+		Route{Service: "orders", Upstream: hostOf(orders.URL)},
+		Route{Service: "inventory", Upstream: hostOf(inventory.URL)},
+		Route{Service: "payments", Upstream: hostOf(payments.URL)}))
+	ordersAddr := addrs[0]
+
+	traceOf := map[string]string{"a": "0af7651916cd43dd8448eb211c80319c", "b": "4bf92f3577b34da6a3ce929d0e0e4736"}
+	flagsOf := map[string]string{"a": "00", "b": "01"} // a is not sampled
+	done := make(chan error, 2)
+	call := func(id string) {
+		req, _ := http.NewRequest("GET", "http://"+ordersAddr+"/orders/"+id, nil)
+		req.Header.Set("Traceparent", "00-"+traceOf[id]+"-b7ad6b7169203331-"+flagsOf[id])
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case id := <-arrived:
+			if id != want {
+				t.Fatalf("inventory got %q first, want %q", id, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("inventory never got request %s", want)
+		}
+	}
+	go call("a")
+	wait("a")
+	go call("b")
+	wait("b")
+	close(release["a"]) // a's inventory answers; a goes on to payments
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(release["b"])
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	for range 6 {
+		sp := rec.next(t)
+		id := sp.Route[strings.LastIndexByte(sp.Route, '/')+1:]
+		if got := sp.TraceID.String(); got != traceOf[id] {
+			t.Errorf("%s %s (request %s) is in trace %s, want %s", sp.Callee, sp.Route, id, got, traceOf[id])
+		}
+		if sp.Callee != "orders" && !sp.Inferred {
+			t.Errorf("%s %s not marked inferred", sp.Callee, sp.Route)
+		}
+	}
+	for id, tp := range sent {
+		if want := "-" + flagsOf[id]; !strings.HasSuffix(tp, want) || !strings.Contains(tp, traceOf[id]) {
+			t.Errorf("request %s: payments got traceparent %q, want trace %s with flags %s", id, tp, traceOf[id], flagsOf[id])
+		}
 	}
 }
 

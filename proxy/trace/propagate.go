@@ -70,7 +70,8 @@ func (c Context) Sampling() Sampling {
 	return SamplingDeny
 }
 
-func (c *Context) setSampling(s Sampling) {
+// SetSampling sets Sampled, Debug and Deferred to hold s.
+func (c *Context) SetSampling(s Sampling) {
 	c.Sampled = s.Sampled()
 	c.Debug = s == SamplingDebug
 	c.Deferred = s == SamplingDeferred
@@ -118,7 +119,7 @@ func extract(h Headers, sp *Span) Context {
 		if v := h.Values(headerSentryTrace); len(v) > 0 {
 			if st, ok := ParseSentryTrace(v[0]); ok {
 				c.TraceID, c.ParentID = st.TraceID, st.SpanID
-				c.setSampling(st.Sampling)
+				c.SetSampling(st.Sampling)
 				c.Source = FormatSentry
 			}
 		}
@@ -126,7 +127,7 @@ func extract(h Headers, sp *Span) Context {
 	if c.Source == 0 {
 		if v := h.Values(headerB3); len(v) > 0 {
 			if b, ok := ParseB3(v[0]); ok {
-				c.setSampling(b.Sampling)
+				c.SetSampling(b.Sampling)
 				if b.HasIDs() {
 					c.TraceID, c.ParentID = b.TraceID, b.SpanID
 					c.Source = FormatB3
@@ -138,7 +139,7 @@ func extract(h Headers, sp *Span) Context {
 	}
 	if c.Source == 0 && !decided {
 		if b, ok := ParseB3Multi(h); ok {
-			c.setSampling(b.Sampling)
+			c.SetSampling(b.Sampling)
 			if b.HasIDs() {
 				c.TraceID, c.ParentID = b.TraceID, b.SpanID
 				c.Source = FormatB3Multi
@@ -151,7 +152,7 @@ func extract(h Headers, sp *Span) Context {
 		c.TraceID = NewTraceID(nil)
 		c.Flags = FlagRandom
 		if !decided {
-			c.setSampling(SamplingAccept)
+			c.SetSampling(SamplingAccept)
 		}
 	} else {
 		c.Continued = true

@@ -57,6 +57,13 @@ type Span struct {
 	ReqBody  string `json:"req_body,omitempty"`
 	RespBody string `json:"resp_body,omitempty"`
 
+	// Flags and Sampling are the W3C trace flags and the sampling decision
+	// this hop sent upstream. They matter only while the hop is in flight:
+	// a call its service makes without any context (an inferred link)
+	// continues the trace as this hop did. They are not stored.
+	Flags    byte     `json:"-"`
+	Sampling Sampling `json:"-"`
+
 	// text holds the bytes of the strings made by Text.
 	text []byte
 }
