@@ -132,6 +132,25 @@ func TestCarrierRepeatedHeaderDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestAppendHeaderLinesNamesAsTheSpecsDo: W3C Trace Context and Baggage
+// ask for lowercase names, and B3 and Sentry spell theirs so.
+func TestAppendHeaderLinesNamesAsTheSpecsDo(t *testing.T) {
+	var c trace.Carrier
+	c.Add("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	c.Add("Tracestate", "rojo=1")
+	c.Add("X-Request-Id", "abc")
+	lines := string(trace.AppendHeaderLines(nil, trace.Extract(&c), trace.DefaultFormats|trace.FormatB3Multi))
+	var names []string
+	for l := range strings.Lines(lines) {
+		name, _, _ := strings.Cut(l, ":")
+		names = append(names, name)
+	}
+	want := []string{"traceparent", "tracestate", "sentry-trace", "b3", "X-B3-TraceId", "X-B3-SpanId", "X-B3-ParentSpanId", "X-B3-Sampled", "baggage", "X-Request-Id"}
+	if !slices.Equal(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+}
+
 func TestAppendHeaderLinesDoesNotAllocate(t *testing.T) {
 	var c trace.Carrier
 	c.Add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")

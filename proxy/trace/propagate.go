@@ -220,7 +220,7 @@ func Inject(h http.Header, c Context, formats Formats) {
 }
 
 // AppendHeaderLines appends what Inject would set, as HTTP/1 header lines
-// ("Name: value\r\n"), to b. It is Inject for a proxy that writes request
+// ("name: value\r\n", named as wireName says), to b. It is Inject for a proxy that writes request
 // heads itself: with Replaces to drop the incoming lines it stands for, it
 // needs no header map and, when b has room, no allocation.
 func AppendHeaderLines(b []byte, c Context, formats Formats) []byte {
@@ -228,7 +228,7 @@ func AppendHeaderLines(b []byte, c Context, formats Formats) []byte {
 	var out [maxInjected]injected
 	buf, n := render(stack[:0], c, formats, &out)
 	for _, f := range out[:n] {
-		b = append(b, f.key...)
+		b = append(b, wireName(f.key)...)
 		b = append(b, ": "...)
 		if f.lit != "" {
 			b = append(b, f.lit...)
@@ -238,6 +238,34 @@ func AppendHeaderLines(b []byte, c Context, formats Formats) []byte {
 		b = append(b, "\r\n"...)
 	}
 	return b
+}
+
+// wireName is the name a header keyed by its canonical name is written
+// with: lowercase for the formats whose specs ask for it (W3C Trace
+// Context and Baggage: "SHOULD send the header name in lowercase"; b3 and
+// sentry-trace are spelled so by their own specs), and X-B3-* as B3
+// spells them. Inject cannot do the same: net/http keys a header map by
+// canonical name, and Go's HTTP/2 transport lowercases every name anyway.
+func wireName(key string) string {
+	switch key {
+	case headerTraceParent:
+		return "traceparent"
+	case headerTraceState:
+		return "tracestate"
+	case headerBaggage:
+		return "baggage"
+	case headerSentryTrace:
+		return "sentry-trace"
+	case headerB3:
+		return "b3"
+	case headerB3TraceID:
+		return "X-B3-TraceId"
+	case headerB3SpanID:
+		return "X-B3-SpanId"
+	case headerB3ParentSpanID:
+		return "X-B3-ParentSpanId"
+	}
+	return key
 }
 
 // Replaces reports whether Inject, for formats, removes or overwrites the

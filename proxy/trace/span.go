@@ -23,6 +23,13 @@ type Span struct {
 	// pooled marks a span from NewSpan: once recorded, it is the
 	// store's to reuse.
 	pooled bool
+	// Flags and Sampling are the W3C trace flags and the sampling decision
+	// this hop sent upstream. They matter only while the hop is in flight:
+	// a call its service makes without any context (an inferred link)
+	// continues the trace as this hop did. They are not stored. (Next to
+	// the bools, they take no room of their own.)
+	Flags    byte     `json:"-"`
+	Sampling Sampling `json:"-"`
 	// Caller is the calling service; "" for a client outside the stack.
 	Caller string `json:"caller,omitempty"`
 	// Callee is the service the hop went to.
@@ -56,13 +63,6 @@ type Span struct {
 	// ReqBody and RespBody are captured only when body capture is on, capped.
 	ReqBody  string `json:"req_body,omitempty"`
 	RespBody string `json:"resp_body,omitempty"`
-
-	// Flags and Sampling are the W3C trace flags and the sampling decision
-	// this hop sent upstream. They matter only while the hop is in flight:
-	// a call its service makes without any context (an inferred link)
-	// continues the trace as this hop did. They are not stored.
-	Flags    byte     `json:"-"`
-	Sampling Sampling `json:"-"`
 
 	// text holds the bytes of the strings made by Text.
 	text []byte
