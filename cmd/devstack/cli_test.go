@@ -622,3 +622,15 @@ func TestTracesDoNotLoadTheFileOfAStackThatRan(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Before the first up there is nothing to read: logs and traces say so,
+// and what to run, rather than showing a missing file.
+func TestLogsAndTracesBeforeAnyUpSayToRunUp(t *testing.T) {
+	c := newCLI(t, writeProject(t, "name: fresh\nservices:\n  worker:\n    x-devstack:\n      run: \"sleep 300\"\n"))
+	for _, args := range [][]string{{"logs"}, {"traces"}} {
+		r := c.run(args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "recorded for fresh yet") || !strings.Contains(r.stderr, "devstack up") || strings.Contains(r.stderr, "no such file") {
+			t.Errorf("devstack %s before up: exit %d, stderr %q; want it to say nothing is recorded yet and to run devstack up", args[0], r.code, r.stderr)
+		}
+	}
+}

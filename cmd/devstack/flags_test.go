@@ -31,6 +31,11 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"down", "-x"}, "unknown shorthand flag: 'x' in -x (see `devstack down --help`)"},
 		{[]string{"trace"}, "trace takes one trace id"},
 		{[]string{"traces", "export", "123"}, "trace id \"123\": want 32 hex digits"},
+		{[]string{"trace", "00000000000000000000000000000000"}, "all zeros is never a trace id"},
+		{[]string{"trace", "--width", "5", "0af7651916cd43dd8448eb211c80319c"}, "--width 5: want 60 to 1000 columns"},
+		{[]string{"trace", "--width", "2000000000", "0af7651916cd43dd8448eb211c80319c"}, "--width 2000000000: want 60 to 1000 columns"},
+		{[]string{"traces", "--since", "-1h"}, "--since -1h: want how long ago, e.g. 10m"},
+		{[]string{"logs", "--since", "2099-01-01T00:00:00Z"}, "--since 2099-01-01T00:00:00Z: that is in the future"},
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer

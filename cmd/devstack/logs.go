@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +35,8 @@ per service, so they can be read from another terminal and after down.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()
-			p, err := g.load(ctx, names)
-			if err != nil {
-				return err
-			}
 			q := control.LogQuery{Services: names, Follow: o.follow}
+			var err error
 			if q.Since, err = parseSince(o.since, time.Now()); err != nil {
 				return err
 			}
@@ -47,11 +45,18 @@ per service, so they can be read from another terminal and after down.`,
 					return fmt.Errorf("--tail %q: want a number of lines or \"all\"", o.tail)
 				}
 			}
+			p, err := g.load(ctx, names)
+			if err != nil {
+				return err
+			}
 			pr := newPrinter(g.stdout, o.noColor, o.timestamps, serviceList(p))
 			c, dir, err := g.client(ctx, p)
 			if errors.Is(err, control.ErrNotRunning) {
 				// No supervisor: read the files it left.
 				lines, err := logstore.Read(supervisor.Paths{Dir: dir}.Logs(), logstore.Query{Services: names, Since: q.Since, Tail: q.Tail})
+				if errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("no logs recorded for %s yet (looked in %s); run `devstack up` first", p.Name, dir)
+				}
 				if err != nil {
 					return err
 				}
@@ -84,10 +89,17 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %s: want how long ago, e.g. 10m (a negative duration is in the future, where nothing is yet)", s)
+		}
 		return now.Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			if t.After(now) {
+				return time.Time{}, fmt.Errorf("--since %s: that is in the future, where nothing is yet (it is %s now)", s,
+					strings.SplitN(now.Format(time.RFC3339), "+", 2)[0])
+			}
 			return t, nil
 		}
 	}

@@ -308,12 +308,15 @@ trace context) are marked with ~.
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, ok := trace.ParseTraceID(strings.ToLower(args[0]))
-			if !ok {
-				return fmt.Errorf("trace id %q: want 32 hex digits, as `devstack traces` prints them", args[0])
+			id, err := parseTraceArg(args[0])
+			if err != nil {
+				return err
 			}
 			if o.format != "waterfall" && o.format != "json" {
 				return fmt.Errorf("--format %q: use waterfall or json", o.format)
+			}
+			if o.width < trace.MinWaterfallWidth || o.width > trace.MaxWaterfallWidth {
+				return fmt.Errorf("--width %d: want %d to %d columns", o.width, trace.MinWaterfallWidth, trace.MaxWaterfallWidth)
 			}
 			src, _, err := g.traceSource(cmd.Context())
 			if err != nil {
@@ -334,7 +337,7 @@ trace context) are marked with ~.
 		},
 	}
 	cmd.Flags().StringVar(&o.format, "format", "waterfall", "output format: waterfall or json")
-	cmd.Flags().IntVar(&o.width, "width", 100, "width of the waterfall in columns")
+	cmd.Flags().IntVar(&o.width, "width", 100, fmt.Sprintf("width of the waterfall in columns (%d to %d)", trace.MinWaterfallWidth, trace.MaxWaterfallWidth))
 	cmd.Flags().BoolVar(&o.noColor, "no-color", false, "no colours (also when NO_COLOR is set)")
 	return cmd
 }
@@ -357,11 +360,13 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 			}
 			var ids []trace.TraceID
 			for _, a := range args {
-				id, ok := trace.ParseTraceID(strings.ToLower(a))
-				if !ok {
-					return fmt.Errorf("trace id %q: want 32 hex digits, as `devstack traces` prints them", a)
+				id, err := parseTraceArg(a)
+				if err != nil {
+					return err
 				}
-				ids = append(ids, id)
+				if !slices.Contains(ids, id) { // each trace once
+					ids = append(ids, id)
+				}
 			}
 			src, _, err := g.traceSource(cmd.Context())
 			if err != nil {
@@ -392,4 +397,22 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 	cmd.Flags().StringVar(&format, "format", "otlp-json", "export format: otlp-json")
 	cmd.Flags().IntVarP(&limit, "limit", "n", 100, "with no ids, export this many recent traces")
 	return cmd
+}
+
+// parseTraceArg reads a trace id as a user types it: 32 hex digits in any
+// case, or 16 for a 64-bit id (B3, Jaeger), which devstack keeps with the
+// high half zero.
+func parseTraceArg(a string) (trace.TraceID, error) {
+	s := strings.ToLower(a)
+	if len(s) == 16 {
+		s = strings.Repeat("0", 16) + s
+	}
+	id, ok := trace.ParseTraceID(s)
+	if !ok {
+		if strings.Trim(s, "0") == "" && len(s) == 32 {
+			return id, fmt.Errorf("trace id %q: all zeros is never a trace id (the spec reserves it for \"none\")", a)
+		}
+		return id, fmt.Errorf("trace id %q: want 32 hex digits (or 16 for a 64-bit id), as `devstack traces` prints them", a)
+	}
+	return id, nil
 }

@@ -13,8 +13,8 @@ import (
 
 // WaterfallOptions configures RenderWaterfall.
 type WaterfallOptions struct {
-	// Width is the total width in columns. Default 100; values below 60
-	// are raised to 60.
+	// Width is the total width in columns. Default 100; it is kept within
+	// MinWaterfallWidth and MaxWaterfallWidth.
 	Width int
 	// Color marks rows with ANSI escapes: errors red, the critical path
 	// bold, inferred links yellow, faults magenta. The text markers are
@@ -22,9 +22,16 @@ type WaterfallOptions struct {
 	Color bool
 }
 
+// The waterfall's width bounds, in columns: below the least, labels and
+// bars have no room; beyond the most, no terminal shows it (and a row
+// would cost memory for nothing).
+const (
+	MinWaterfallWidth = 60
+	MaxWaterfallWidth = 1000
+)
+
 const (
 	defaultWaterfallWidth = 100
-	minWaterfallWidth     = 60
 
 	ansiReset   = "\x1b[0m"
 	ansiBold    = "\x1b[1m"
@@ -52,7 +59,7 @@ const (
 // the markers that occur.
 func RenderWaterfall(w io.Writer, spans []*Span, opts WaterfallOptions) error {
 	width := cmp.Or(opts.Width, defaultWaterfallWidth)
-	width = max(width, minWaterfallWidth)
+	width = min(max(width, MinWaterfallWidth), MaxWaterfallWidth)
 	var b strings.Builder
 	if len(spans) == 0 {
 		b.WriteString("(no spans)\n")
