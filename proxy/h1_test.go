@@ -306,6 +306,26 @@ func readRequest(br *bufio.Reader) (*http.Request, error) {
 	return r, err
 }
 
+// A configured list widens the defaults; only "!word" narrows them, one
+// word at a time.
+func TestRedactorAddsToTheDefaults(t *testing.T) {
+	r := NewRedactor([]string{"X-Custom", "!cookie"})
+	for name, want := range map[string]bool{
+		"X-Custom-Header": true, "Authorization": true, "X-Api-Key": true, "Set-Cookie": true,
+		"Cookie": false, "Accept": false,
+	} {
+		if got := r.redacts(name); got != want {
+			t.Errorf("with [X-Custom, !cookie]: %s redacted %v, want %v", name, got, want)
+		}
+	}
+	d := NewRedactor(nil)
+	for _, name := range []string{"X-Session-Id", "Passwd", "X-Credentials", "Proxy-Authorization"} {
+		if !d.redacts(name) {
+			t.Errorf("by default, %s is not redacted", name)
+		}
+	}
+}
+
 // Header names come from clients: the redactor's decisions stay right for
 // any number of them, while its cache stops growing.
 func TestRedactorCacheIsBounded(t *testing.T) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"maps"
+	"slices"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,7 +16,7 @@ const Redacted = "[redacted]"
 
 // DefaultRedact are the header names, and name fragments, whose values are
 // never recorded.
-var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "token", "secret", "key", "password"}
+var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "token", "secret", "key", "password", "passwd", "session", "credential"}
 
 // Redactor decides which recorded header values are hidden. A header is
 // redacted when its lowercased name equals or contains one of the words.
@@ -33,16 +34,24 @@ type Redactor struct {
 // client inventing new ones must not grow the proxy's memory.
 const maxCachedNames = 4096
 
-// NewRedactor returns a Redactor for words (DefaultRedact when nil).
-func NewRedactor(words []string) *Redactor {
-	if words == nil {
-		words = DefaultRedact
+// NewRedactor returns a Redactor for DefaultRedact changed by more: each
+// word of more is added, and a word written "!word" takes that word out of
+// the defaults. So a list in the config can only widen what is hidden
+// unless it says, word by word, what to show: forgetting the defaults
+// when adding one's own header must not record everyone's cookies.
+func NewRedactor(more []string) *Redactor {
+	var words []string
+	for _, w := range DefaultRedact {
+		if !slices.ContainsFunc(more, func(m string) bool { return strings.EqualFold(m, "!"+w) }) {
+			words = append(words, w)
+		}
 	}
-	lw := make([]string, len(words))
-	for i, w := range words {
-		lw[i] = strings.ToLower(w)
+	for _, w := range more {
+		if lw := strings.ToLower(w); lw != "" && lw[0] != '!' && !slices.Contains(words, lw) {
+			words = append(words, lw)
+		}
 	}
-	return &Redactor{words: lw}
+	return &Redactor{words: words}
 }
 
 func (r *Redactor) redacts(name string) bool {

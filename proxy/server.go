@@ -51,8 +51,9 @@ type Options struct {
 	// NoFormats writes no trace header format at all (x-devstack.trace
 	// formats: none); X-Request-ID is still passed on or generated.
 	NoFormats bool
-	// Redact lists header names (or fragments) whose values are not
-	// recorded; nil means DefaultRedact.
+	// Redact adds header names (or fragments) to DefaultRedact, whose
+	// values are not recorded; "!word" takes a default word out (see
+	// NewRedactor).
 	Redact []string
 	// TrustProxyLine says whether a connection from this address may name
 	// its real client with a PROXY protocol line. Default: only clients

@@ -5,9 +5,9 @@ import "errors"
 // Sentinel errors. Check them with errors.Is; the returned errors wrap them
 // with the offending value.
 var (
-	// ErrUnknownFormat reports a trace header format name ParseFormats does
-	// not know.
-	ErrUnknownFormat = errors.New("unknown trace header format")
+	// ErrBadFormats reports a list of trace header formats ParseFormats
+	// cannot read: an unknown or empty name, or "none" with others.
+	ErrBadFormats = errors.New("bad trace header formats")
 
 	// ErrInvalidTraceStateKey reports a tracestate key outside the W3C
 	// grammar (simple key or tenant@system).

@@ -67,10 +67,10 @@ func (f Formats) String() string {
 // ParseFormats reads a comma-separated list of format names, as written in
 // devstack config: w3c, sentry, b3, b3multi; or "none" alone to propagate
 // no trace headers. Names are case-insensitive and may be surrounded by
-// spaces; repeats are harmless. An unknown or empty name fails with an
-// error wrapping ErrUnknownFormat that quotes it.
+// spaces; repeats are harmless. An unknown or empty name, or "none" with
+// others, fails with an error wrapping ErrBadFormats that says which.
 func ParseFormats(s string) (Formats, error) {
-	const want = "want a comma-separated list of w3c, sentry, b3, b3multi, or none"
+	const want = "want a comma-separated list of w3c, sentry, b3, b3multi, or none alone"
 	var f Formats
 	none := false
 	for part := range strings.SplitSeq(s, ",") {
@@ -80,7 +80,7 @@ func ParseFormats(s string) (Formats, error) {
 			none = true
 			continue
 		case "":
-			return 0, fmt.Errorf("parsing trace formats %q: %w: empty name (%s)", s, ErrUnknownFormat, want)
+			return 0, fmt.Errorf("%w %q: an empty name; %s", ErrBadFormats, s, want)
 		}
 		found := false
 		for _, fn := range formatNames {
@@ -91,11 +91,11 @@ func ParseFormats(s string) (Formats, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("parsing trace formats %q: %w %q (%s)", s, ErrUnknownFormat, strings.TrimSpace(part), want)
+			return 0, fmt.Errorf("%w %q: unknown name %q; %s", ErrBadFormats, s, strings.TrimSpace(part), want)
 		}
 	}
 	if none && f != 0 {
-		return 0, fmt.Errorf("parsing trace formats %q: %w: \"none\" cannot be combined with other formats (%s)", s, ErrUnknownFormat, want)
+		return 0, fmt.Errorf("%w %q: \"none\" cannot be combined with other formats; %s", ErrBadFormats, s, want)
 	}
 	return f, nil
 }

@@ -22,16 +22,16 @@ func TestParseFormats(t *testing.T) {
 		{"none", 0, ""},
 		{"w3c,b4", 0, `"b4"`},
 		{"zipkin", 0, `"zipkin"`},
-		{"", 0, "empty name"},
-		{"w3c,,b3", 0, "empty name"},
+		{"", 0, "an empty name"},
+		{"w3c,,b3", 0, "an empty name"},
 		{"none,w3c", 0, `"none" cannot be combined`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := trace.ParseFormats(tt.in)
 			if tt.wantErr != "" {
-				if err == nil || !errors.Is(err, trace.ErrUnknownFormat) || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want ErrUnknownFormat mentioning %s", err, tt.wantErr)
+				if err == nil || !errors.Is(err, trace.ErrBadFormats) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want ErrBadFormats mentioning %s", err, tt.wantErr)
 				}
 				if !strings.Contains(err.Error(), "w3c, sentry, b3, b3multi") {
 					t.Errorf("error does not say what is accepted: %v", err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/devstack/devstack/proxy/trace"
 )
 
 // extKey is the extension key devstack owns, at project and service level.
@@ -34,7 +36,16 @@ type extDecoder struct {
 func (d *extDecoder) fail(key, msg string, sentinel error) error {
 	path := append(slices.Clone(d.base), key)
 	file, line := d.src.locate(path...)
-	return &Error{File: file, Line: line, Service: d.service, Key: extKey + "." + key, Msg: msg, Err: sentinel}
+	return &Error{File: file, Line: line, Service: d.service, Key: d.name() + "." + key, Msg: msg, Err: sentinel}
+}
+
+// name is the block's name as a user reads it: x-devstack, or
+// x-devstack.trace inside it.
+func (d *extDecoder) name() string {
+	if i := slices.Index(d.base, extKey); i >= 0 {
+		return strings.Join(d.base[i:], ".")
+	}
+	return extKey
 }
 
 // block returns the x-devstack mapping from ext, or nil when absent.
@@ -57,7 +68,7 @@ func (d *extDecoder) block(ext types.Extensions, allowed []string) (map[string]a
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !slices.Contains(allowed, k) {
-			return nil, d.fail(k, fmt.Sprintf("x-devstack key %q is not allowed%s", k, suggestion(k, allowed)), ErrUnknownKey)
+			return nil, d.fail(k, fmt.Sprintf("%s key %q is not allowed%s", d.name(), k, suggestion(k, allowed)), ErrUnknownKey)
 		}
 	}
 	return m, nil
@@ -100,14 +111,22 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 		}
 	}
 	var err error
-	if t.Formats, err = sub.str(tm, "formats", `a list like "w3c,sentry,b3"`); err != nil {
+	if list, ok := tm["formats"].([]any); ok {
+		// A YAML list, [w3c, b3], reads as the comma-separated string.
+		names := make([]string, len(list))
+		for i, x := range list {
+			if names[i], ok = x.(string); !ok {
+				return t, sub.fail("formats", fmt.Sprintf("x-devstack.trace key \"formats\" must hold format names (w3c, sentry, b3, b3multi), not %s", describe(x)), ErrInvalid)
+			}
+		}
+		t.Formats = strings.Join(names, ",")
+	} else if t.Formats, err = sub.str(tm, "formats", `such as "w3c,sentry,b3"`); err != nil {
 		return t, err
 	}
-	for _, f := range strings.Split(t.Formats, ",") {
-		switch strings.TrimSpace(f) {
-		case "", "w3c", "sentry", "b3", "b3multi", "none":
-		default:
-			return t, sub.fail("formats", fmt.Sprintf("x-devstack.trace key \"formats\" names %q; use w3c, sentry, b3, b3multi or none, comma-separated", f), ErrInvalid)
+	if t.Formats != "" || tm["formats"] != nil {
+		// The proxy's own parser, so that what passes here runs.
+		if _, err := trace.ParseFormats(t.Formats); err != nil {
+			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+strings.TrimPrefix(err.Error(), trace.ErrBadFormats.Error()+" "), ErrInvalid)
 		}
 	}
 	if r, ok := tm["redact"]; ok {
@@ -117,8 +136,8 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 		}
 		for _, x := range list {
 			s, ok := x.(string)
-			if !ok || s == "" {
-				return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must hold header names, not %s", describe(x)), ErrInvalid)
+			if !ok || s == "" || s == "!" {
+				return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must hold header names (or !name to record a default one), not %s", describe(x)), ErrInvalid)
 			}
 			t.Redact = append(t.Redact, s)
 		}
@@ -242,7 +261,7 @@ func (d *extDecoder) oneOf(m map[string]any, key string, values ...string) (stri
 	if err != nil || v == "" || slices.Contains(values, v) {
 		return v, err
 	}
-	return "", d.fail(key, fmt.Sprintf("x-devstack key %q is %q; use %s", key, v, want), ErrInvalid)
+	return "", d.fail(key, fmt.Sprintf("%s key %q is %q; use %s", d.name(), key, v, want), ErrInvalid)
 }
 
 // str decodes an optional string key.
@@ -253,7 +272,7 @@ func (d *extDecoder) str(m map[string]any, key, want string) (string, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", d.fail(key, fmt.Sprintf("x-devstack key %q must be a string, %s, not %s", key, want, describe(v)), ErrInvalid)
+		return "", d.fail(key, fmt.Sprintf("%s key %q must be a string, %s, not %s", d.name(), key, want, describe(v)), ErrInvalid)
 	}
 	return s, nil
 }
@@ -266,17 +285,17 @@ func (d *extDecoder) command(m map[string]any, key string) (Command, error) {
 		return Command{}, nil
 	}
 	bad := func(what string) error {
-		return d.fail(key, fmt.Sprintf("x-devstack key %q must be a string (run by /bin/sh -c) or a list of strings (run directly), not %s", key, what), ErrInvalid)
+		return d.fail(key, fmt.Sprintf("%s key %q must be a string (run by /bin/sh -c) or a list of strings (run directly), not %s", d.name(), key, what), ErrInvalid)
 	}
 	switch v := v.(type) {
 	case string:
 		if strings.TrimSpace(v) == "" {
-			return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q is empty; give the command to run, or remove the key", key), ErrInvalid)
+			return Command{}, d.fail(key, fmt.Sprintf("%s key %q is empty; give the command to run, or remove the key", d.name(), key), ErrInvalid)
 		}
 		return Command{Args: []string{v}, Shell: true}, nil
 	case []any:
 		if len(v) == 0 {
-			return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q is an empty list; give the program and its arguments, or remove the key", key), ErrInvalid)
+			return Command{}, d.fail(key, fmt.Sprintf("%s key %q is an empty list; give the program and its arguments, or remove the key", d.name(), key), ErrInvalid)
 		}
 		args := make([]string, len(v))
 		for i, a := range v {
@@ -288,7 +307,7 @@ func (d *extDecoder) command(m map[string]any, key string) (Command, error) {
 		}
 		return Command{Args: args}, nil
 	case nil:
-		return Command{}, d.fail(key, fmt.Sprintf("x-devstack key %q has no value; give the command to run, or remove the key", key), ErrInvalid)
+		return Command{}, d.fail(key, fmt.Sprintf("%s key %q has no value; give the command to run, or remove the key", d.name(), key), ErrInvalid)
 	default:
 		return Command{}, bad(describe(v))
 	}
