@@ -475,6 +475,14 @@ services:
 	if r := c.must("logs", "--tail", "1", "talker"); strings.Count(r.stdout, "\n") != 1 {
 		t.Fatalf("--tail 1 printed:\n%s", r.stdout)
 	}
+	// From a directory without the project file, by name.
+	elsewhere := &cli{t: t, dir: t.TempDir(), state: c.state}
+	if r := elsewhere.must("-p", "life", "logs", "talker"); strings.Count(r.stdout, "hello-talker") != 3 {
+		t.Fatalf("-p life logs from another directory: want 3 starts, got:\n%s", r.stdout)
+	}
+	if r := elsewhere.run("-p", "life", "logs", "talkr"); r.code == 0 || !strings.Contains(r.stderr, `no logs of a service "talkr" in life (it has logs of talker)`) {
+		t.Fatalf("-p life logs talkr: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if r := c.run("stop", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, `no service "nosuch"`) {
 		t.Fatalf("stop of an unknown service: %d %s", r.code, r.stderr)
 	}
@@ -607,6 +615,14 @@ func TestTracesDoNotLoadTheFileOfAStackThatRan(t *testing.T) {
 	r = c.run("traces", "--format", "json")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("traces with the stack down and its file broken: exit %d, stdout %q, stderr %q; want [] (no traces were recorded)", r.code, r.stdout, r.stderr)
+	}
+	// Named, from a directory without any project file: its state answers.
+	elsewhere := &cli{t: t, dir: t.TempDir(), state: c.state}
+	if r := elsewhere.run("-p", "fastpath", "traces", "--format", "json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("-p fastpath traces from another directory, down: exit %d, stdout %q, stderr %q; want []", r.code, r.stdout, r.stderr)
+	}
+	if r := elsewhere.run("-p", "fastpth", "traces"); r.code == 0 || !strings.Contains(r.stderr, `no project named "fastpth" has run`) {
+		t.Errorf("-p with a typo, no file: exit %d, stderr %q; want it to say the name is unknown", r.code, r.stderr)
 	}
 	// Another project name for the same file: not the state found.
 	if r := c.run("-p", "other", "traces"); r.code == 0 || !strings.Contains(r.stderr, "devstack.yaml") {

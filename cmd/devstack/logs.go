@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner/logstore"
+	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/runner/supervisor"
 )
 
@@ -45,17 +48,18 @@ per service, so they can be read from another terminal and after down.`,
 					return fmt.Errorf("--tail %q: want a number of lines or \"all\"", o.tail)
 				}
 			}
-			p, err := g.load(ctx, names)
+			name, services, err := g.logsProject(ctx, names)
 			if err != nil {
 				return err
 			}
-			pr := newPrinter(g.stdout, o.noColor, o.timestamps, serviceList(p))
-			c, dir, err := g.client(ctx, p)
+			pr := newPrinter(g.stdout, o.noColor, o.timestamps, services)
+			dir := supervisor.StateDir(name)
+			c, err := dialState(ctx, dir)
 			if errors.Is(err, control.ErrNotRunning) {
 				// No supervisor: read the files it left.
 				lines, err := logstore.Read(supervisor.Paths{Dir: dir}.Logs(), logstore.Query{Services: names, Since: q.Since, Tail: q.Tail})
 				if errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("no logs recorded for %s yet (looked in %s); run `devstack up` first", p.Name, dir)
+					return fmt.Errorf("no logs recorded for %s yet (looked in %s); run `devstack up` first", name, dir)
 				}
 				if err != nil {
 					return err
@@ -64,7 +68,7 @@ per service, so they can be read from another terminal and after down.`,
 					pr.line(l.Time, l.Service, l.Stream.String(), l.Text)
 				}
 				if o.follow {
-					fmt.Fprintf(g.stderr, "devstack: %s is not running; nothing to follow\n", p.Name)
+					fmt.Fprintf(g.stderr, "devstack: %s is not running; nothing to follow\n", name)
 				}
 				return nil
 			}
@@ -105,4 +109,29 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want a duration like 10m or a time like %s", s,
 		strings.SplitN(now.Format(time.RFC3339), "+", 2)[0])
+}
+
+// logsProject names the project whose logs to read, and its services (for
+// the prefix's width). It comes from the project file; or, with the
+// project named (-p) and no file here, from the state it left, so that
+// logs can be read from any terminal.
+func (g *globalOptions) logsProject(ctx context.Context, names []string) (string, []string, error) {
+	p, err := g.load(ctx, names)
+	if err == nil {
+		return p.Name, serviceList(p), nil
+	}
+	name := g.projectName()
+	if name == "" || !errors.Is(err, project.ErrNoFile) {
+		return "", nil, err
+	}
+	services, serr := logstore.Services(supervisor.Paths{Dir: supervisor.StateDir(name)}.Logs())
+	if serr != nil {
+		return "", nil, g.unknownName(name, err)
+	}
+	for _, n := range names {
+		if !slices.Contains(services, n) {
+			return "", nil, fmt.Errorf("no logs of a service %q in %s (it has logs of %s)", n, name, strings.Join(services, ", "))
+		}
+	}
+	return name, services, nil
 }

@@ -163,6 +163,28 @@ func (g *globalOptions) client(ctx context.Context, p *project.Project) (*contro
 	return c, dir, err
 }
 
+// projectName is the project named on the command line (-p) or by
+// COMPOSE_PROJECT_NAME, or "".
+func (g *globalOptions) projectName() string {
+	if g.name != "" {
+		return g.name
+	}
+	return os.Getenv("COMPOSE_PROJECT_NAME")
+}
+
+// unknownName adds to err, a project file's absence, when the project was
+// named on the command line and has never run: that the name is unknown is
+// likely the mistake (a typo in -p), more than the missing file.
+func (g *globalOptions) unknownName(name string, err error) error {
+	if name == "" || !errors.Is(err, project.ErrNoFile) {
+		return err
+	}
+	if _, statErr := os.Stat(supervisor.StateDir(name)); statErr == nil {
+		return err
+	}
+	return fmt.Errorf("%w\nno project named %q has run either (nothing in %s); check the name, or run the command next to the project file", err, name, supervisor.StateDir(name))
+}
+
 // dialState connects to the supervisor whose state dir is dir, with its
 // token (control.ErrNotRunning when none answers).
 func dialState(ctx context.Context, dir string) (*control.Client, error) {

@@ -127,13 +127,19 @@ func (clientSource) Close() {}
 func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.Project, error) {
 	// With the project named (-p or COMPOSE_PROJECT_NAME) and running, the
 	// file need not be loaded at all: that keeps `traces` fast.
-	name := g.name
-	if name == "" {
-		name = os.Getenv("COMPOSE_PROJECT_NAME")
-	}
+	name := g.projectName()
 	if name != "" {
-		if c, err := dialState(ctx, supervisor.StateDir(name)); err == nil {
+		dir := supervisor.StateDir(name)
+		c, err := dialState(ctx, dir)
+		if err == nil {
 			return clientSource{c}, nil, nil
+		}
+		// Down: a project named on the command line is its state dir,
+		// wherever the command runs (no project file needed).
+		if rec, ok := supervisor.SourceOf(dir); ok && errors.Is(err, control.ErrNotRunning) {
+			if src, err := openDisk(supervisor.Paths{Dir: dir}.Spans(), rec.MaxSpans); err == nil {
+				return src, nil, nil
+			}
 		}
 	}
 	// Run next to its files, a project is found from the record its
@@ -156,7 +162,7 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 	}
 	p, err := g.load(ctx, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, g.unknownName(name, err)
 	}
 	c, dir, err := g.client(ctx, p)
 	if err == nil {

@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"maps"
 	"bytes"
 	"errors"
 	"fmt"
@@ -73,6 +74,15 @@ func Read(dir string, q Query) ([]Line, error) {
 
 // listLogs maps each service in dir to the indexes of its rotated files,
 // descending (oldest first).
+// Services lists the services with logs in dir, sorted.
+func Services(dir string) ([]string, error) {
+	files, err := listLogs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(files)), nil
+}
+
 func listLogs(dir string) (map[string][]int, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {

@@ -77,12 +77,8 @@ func StateFrom(files []string) (string, Source, bool) {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())
-		b, err := os.ReadFile(Paths{dir}.Project())
-		if err != nil {
-			continue
-		}
-		var s Source
-		if json.Unmarshal(b, &s) != nil || !slices.Equal(s.Files, files) {
+		s, ok := SourceOf(dir)
+		if !ok || !slices.Equal(s.Files, files) {
 			continue
 		}
 		if found != "" {
@@ -91,6 +87,20 @@ func StateFrom(files []string) (string, Source, bool) {
 		found, src = dir, s
 	}
 	return found, src, found != ""
+}
+
+// SourceOf reads the Source a supervisor left in state dir dir; false when
+// there is none (no supervisor ran there since project.json came in).
+func SourceOf(dir string) (Source, bool) {
+	b, err := os.ReadFile(Paths{dir}.Project())
+	if err != nil {
+		return Source{}, false
+	}
+	var s Source
+	if json.Unmarshal(b, &s) != nil {
+		return Source{}, false
+	}
+	return s, true
 }
 
 // Paths of the files in a state dir.
