@@ -230,6 +230,9 @@ and can be read after down.
 			if o.format != "table" && o.format != "json" {
 				return fmt.Errorf("--format %q: use table or json", o.format)
 			}
+			if q.Route != "" && !strings.HasPrefix(q.Route, "/") {
+				q.Route = "/" + q.Route // a route is a path: "checkout" means /checkout
+			}
 			src, _, err := g.traceSource(cmd.Context())
 			if err != nil {
 				return err
@@ -241,6 +244,10 @@ and can be read after down.
 			}
 			if o.format == "json" {
 				return writeJSON(g.stdout, list)
+			}
+			if len(list) == 0 && q != (trace.Query{Limit: q.Limit}) {
+				// Say why the table is empty: a filter, maybe mistyped.
+				fmt.Fprintln(g.stderr, "devstack: no trace matches these filters (service names are matched exactly, routes by prefix)")
 			}
 			return printTraces(g.stdout, list)
 		},

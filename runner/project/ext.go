@@ -91,6 +91,10 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	return x, err
 }
 
+// maxSpansLimit bounds trace.max_spans: the store keeps every span in
+// memory (about 600 bytes each), so 10 million is about 6 GB.
+const maxSpansLimit = 10_000_000
+
 var traceExtKeys = []string{"bodies", "disabled", "formats", "max_spans", "redact"}
 
 // trace decodes the project-level trace block.
@@ -148,8 +152,8 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" must be a number, not %s", describe(n)), ErrInvalid)
 		}
 		t.MaxSpans = v
-		if t.MaxSpans < 100 {
-			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" is %d; keep at least 100 spans", t.MaxSpans), ErrInvalid)
+		if t.MaxSpans < 100 || t.MaxSpans > maxSpansLimit {
+			return t, sub.fail("max_spans", fmt.Sprintf("x-devstack.trace key \"max_spans\" is %d; keep from 100 to %d spans (each holds about 600 bytes in memory)", t.MaxSpans, maxSpansLimit), ErrInvalid)
 		}
 	}
 	if n, ok := tm["bodies"]; ok {
