@@ -51,3 +51,17 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		}
 	}
 }
+
+// Trace ids are read as users copy them: any case, and 64-bit B3 ids
+// (16 hex digits) as devstack stores them, the high half zero.
+func TestParseTraceArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"0AF7651916CD43DD8448EB211C80319C": "0af7651916cd43dd8448eb211c80319c",
+		"64fe8b2a57d3eff7":                 "000000000000000064fe8b2a57d3eff7",
+	} {
+		id, err := parseTraceArg(in)
+		if err != nil || id.String() != want {
+			t.Errorf("parseTraceArg(%q) = %s, %v; want %s", in, id, err, want)
+		}
+	}
+}
