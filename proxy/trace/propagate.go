@@ -220,9 +220,10 @@ func Inject(h http.Header, c Context, formats Formats) {
 }
 
 // AppendHeaderLines appends what Inject would set, as HTTP/1 header lines
-// ("name: value\r\n", named as wireName says), to b. It is Inject for a proxy that writes request
-// heads itself: with Replaces to drop the incoming lines it stands for, it
-// needs no header map and, when b has room, no allocation.
+// ("name: value\r\n", named as wireName says), to b. It is Inject for a
+// proxy that writes request heads itself: with Replaces to drop the
+// incoming lines it stands for, it needs no header map and, when b has
+// room, no allocation.
 func AppendHeaderLines(b []byte, c Context, formats Formats) []byte {
 	var stack [512]byte
 	var out [maxInjected]injected
