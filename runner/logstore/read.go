@@ -1,11 +1,11 @@
 package logstore
 
 import (
-	"maps"
 	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
