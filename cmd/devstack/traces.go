@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -125,38 +124,21 @@ func (s clientSource) Trace(ctx context.Context, id trace.TraceID) ([]*trace.Spa
 func (clientSource) Close() {}
 
 func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.Project, error) {
-	// With the project named (-p or COMPOSE_PROJECT_NAME) and running, the
-	// file need not be loaded at all: that keeps `traces` fast.
+	// A project named (-p or COMPOSE_PROJECT_NAME) is its state dir,
+	// wherever the command runs: no project file is loaded, which keeps
+	// `traces` fast (target: under 50 ms with 100k spans stored).
 	name := g.projectName()
 	if name != "" {
-		dir := supervisor.StateDir(name)
-		c, err := dialState(ctx, dir)
-		if err == nil {
-			return clientSource{c}, nil, nil
+		if src, ok := stateSource(ctx, supervisor.StateDir(name), nil); ok {
+			return src, nil, nil
 		}
-		// Down: a project named on the command line is its state dir,
-		// wherever the command runs (no project file needed).
-		if rec, ok := supervisor.SourceOf(dir); ok && errors.Is(err, control.ErrNotRunning) {
-			if src, err := openDisk(supervisor.Paths{Dir: dir}.Spans(), rec.MaxSpans); err == nil {
+	} else if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
+		// Run next to its files, a project is found from the record its
+		// supervisor left in its state dir. Anything unexpected goes the
+		// long way, which says what is wrong.
+		if dir, rec, ok := supervisor.StateFrom(files); ok {
+			if src, ok := stateSource(ctx, dir, &rec); ok {
 				return src, nil, nil
-			}
-		}
-	}
-	// Run next to its files, a project is found from the record its
-	// supervisor left in its state dir: loading the files would cost more
-	// than the whole answer (target: under 50 ms with 100k spans stored).
-	// Anything unexpected goes the long way, which says what is wrong. A
-	// project named on the command line must be the one found.
-	if files, err := project.FilesFor(g.projectDir, g.files); err == nil && !slices.Contains(g.files, "-") {
-		if dir, rec, ok := supervisor.StateFrom(files); ok && (name == "" || filepath.Base(dir) == name) {
-			c, err := dialState(ctx, dir)
-			if err == nil {
-				return clientSource{c}, nil, nil
-			}
-			if errors.Is(err, control.ErrNotRunning) {
-				if src, err := openDisk(supervisor.Paths{Dir: dir}.Spans(), rec.MaxSpans); err == nil {
-					return src, nil, nil
-				}
 			}
 		}
 	}
@@ -180,6 +162,28 @@ func (g *globalOptions) traceSource(ctx context.Context) (traceSource, *project.
 		return nil, nil, err
 	}
 	return src, p, nil
+}
+
+// stateSource answers from the state dir dir alone: its supervisor when it
+// runs, else the spans it left, read with the bound it recorded (rec, or
+// the one in dir when nil). It reports false when neither can answer.
+func stateSource(ctx context.Context, dir string, rec *supervisor.Source) (traceSource, bool) {
+	c, err := dialState(ctx, dir)
+	if err == nil {
+		return clientSource{c}, true
+	}
+	if !errors.Is(err, control.ErrNotRunning) {
+		return nil, false
+	}
+	if rec == nil {
+		r, ok := supervisor.SourceOf(dir)
+		if !ok {
+			return nil, false
+		}
+		rec = &r
+	}
+	src, err := openDisk(supervisor.Paths{Dir: dir}.Spans(), rec.MaxSpans)
+	return src, err == nil
 }
 
 type tracesOptions struct {
