@@ -69,8 +69,9 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 		cli.WithName(opts.Name),
 		cli.WithDefaultProfiles(opts.Profiles...),
 		// compose-go's consistency check insists on image/build, which a
-		// process-only service lacks; checkGraph and buildService do the
-		// checks devstack needs, with positioned messages.
+		// process-only service lacks; checkConsistency runs it with just
+		// that rule relaxed, after checkGraph and buildService gave their
+		// own positioned messages for the graph and the healthcheck.
 		cli.WithConsistency(false),
 		cli.WithLoadOptions(func(o *loader.Options) {
 			// LoadConfigFiles runs these options on a bare Options too.
@@ -106,6 +107,9 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 	}
 	p, err := build(cp, src, opts.Services)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkConsistency(ctx, po, cp, src, unset.substitute); err != nil {
 		return nil, err
 	}
 	for _, name := range unset.list() {
@@ -314,6 +318,9 @@ var (
 	// "non-string key in services.api.x-devstack.protocol: 8080": a
 	// mapping key written as a number.
 	nonStringKeyRE = regexp.MustCompile(`non-string key in (\S+): (.+)$`)
+	// "secrets.pw: one of file|environment must be set": compose-go's
+	// semantic validation names the key path first.
+	keyPathRE = regexp.MustCompile(`^((?:services|networks|volumes|secrets|configs|models|jobs)\.[^\s:]+): (.+)$`)
 )
 
 // composeError turns a compose-go load error into an *Error where we can
@@ -340,6 +347,9 @@ func (s *sources) composeError(err error) error {
 	if m := nonStringKeyRE.FindStringSubmatch(msg); m != nil {
 		return s.nonStringKeyError(strings.Split(m[1], "."), m[2])
 	}
+	if m := keyPathRE.FindStringSubmatch(msg); m != nil {
+		return s.keyPathError(strings.Split(m[1], "."), m[2])
+	}
 	return fmt.Errorf("loading %s: %w", s.display(s.primary()), err)
 }
 
@@ -353,6 +363,18 @@ func (s *sources) nonStringKeyError(path []string, key string) error {
 	}
 	e.File, e.Line = s.locate(append(slices.Clone(path), key)...)
 	e.Msg = fmt.Sprintf("%s has the key %s written as a number; quote it (%q:), as Compose wants every mapping key to be a string", e.Key, key, key)
+	return e
+}
+
+// keyPathError positions a compose-go message that starts with the key
+// path it is about; compose-go's words are kept, since they say what to set.
+func (s *sources) keyPathError(path []string, what string) error {
+	e := &Error{Key: strings.Join(path, "."), Err: ErrInvalid}
+	if len(path) > 2 && path[0] == "services" {
+		e.Service, e.Key = path[1], strings.Join(path[2:], ".")
+	}
+	e.File, e.Line = s.locate(path...)
+	e.Msg = fmt.Sprintf("%s: %s (Compose refuses this too)", e.Key, what)
 	return e
 }
 
