@@ -12,7 +12,7 @@ import (
 	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/process"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 // backends picks each service's backend, once, before anything starts:

@@ -11,7 +11,7 @@ import (
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 // downTimeout bounds how long down waits for the supervisor to exit after

@@ -15,7 +15,7 @@ import (
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner/logstore"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 type logsOptions struct {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 type psOptions struct{ format string }

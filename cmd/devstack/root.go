@@ -13,7 +13,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 // globalOptions are the flags every command shares, as docker compose's.

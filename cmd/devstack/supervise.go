@@ -14,7 +14,7 @@ import (
 
 	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 // shutdownTimeout bounds a background supervisor's shutdown on SIGTERM: it

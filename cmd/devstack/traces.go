@@ -17,7 +17,7 @@ import (
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 // traceSource reads traces from the running supervisor, or straight from

@@ -23,7 +23,7 @@ import (
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
-	"github.com/devstack/devstack/runner/supervisor"
+	"github.com/devstack/devstack/supervisor"
 )
 
 type upOptions struct {

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/devstack/devstack/runner/project"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/devstack/devstack/runner/project"
 )
 
 // StateDir is where a project's supervisor keeps its socket, token, pid
