@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/trace"
 )
 
 // ErrNotRunning means no supervisor answers for the project.

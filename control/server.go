@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/logstore"
+	"github.com/devstack/devstack/trace"
 )
 
 // Stack is what the API drives: the supervisor's runner.

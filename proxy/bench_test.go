@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
 )
 
 // discardRecorder drops spans: it isolates the proxy's own per-request cost.

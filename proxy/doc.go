@@ -6,8 +6,8 @@
 //	caller ──► :18082 (proxy owns the declared port) ──► 127.0.0.1:private (orders)
 //	                │
 //	                ├─ detect protocol: HTTP/1.1, h2c/gRPC, WebSocket, SSE, else TCP
-//	                ├─ trace.Extract → parent link (known hop / in-flight / inferred)
-//	                ├─ trace.Inject on the upstream request (same ids in every format)
+//	                ├─ propagate.Extract → parent link (known hop / in-flight / inferred)
+//	                ├─ propagate.Inject on the upstream request (same ids in every format)
 //	                └─ trace.Recorder.Record(span) when the hop ends (never blocks)
 //
 // The routing table maps a listen address to a service and an upstream

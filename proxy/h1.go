@@ -14,7 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // The HTTP/1.1 fast path. net/http's server and transport cost two
@@ -201,10 +202,10 @@ func (h *head) get(name string) string {
 }
 
 // hopHeaders are a connection's trace headers, reused request after
-// request: the incoming ones gathered for trace.Extract, and the lines
+// request: the incoming ones gathered for propagate.Extract, and the lines
 // stamped in their place on the request sent upstream.
 type hopHeaders struct {
-	in    trace.Carrier
+	in    propagate.Carrier
 	lines []byte
 	// reqNames and respNames are the names of the connection's last
 	// request and response heads (see Redactor.fields).
@@ -212,13 +213,13 @@ type hopHeaders struct {
 }
 
 // extract gathers the trace headers of req and reads its trace context,
-// for the hop of span sp when sp is not nil (see trace.ExtractFor).
-func (th *hopHeaders) extract(req *head, sp *trace.Span) trace.Context {
+// for the hop of span sp when sp is not nil (see propagate.ExtractFor).
+func (th *hopHeaders) extract(req *head, sp *trace.Span) propagate.Context {
 	th.in.Reset()
 	for _, f := range req.fields {
 		th.in.Add(f.name, f.value)
 	}
-	return trace.ExtractFor(&th.in, sp)
+	return propagate.ExtractFor(&th.in, sp)
 }
 
 // h1conn is one client connection on the fast path.
@@ -383,7 +384,7 @@ func (hc *h1conn) serveOne() bool {
 // from its trace context tc (th.extract), and leaves in th.lines the trace
 // header lines to send upstream (see writeRequestHead). The recorded
 // headers are the request's as sent.
-func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc trace.Context, ci *connInfo, service string, start time.Time) (_ *trace.Span, method string) {
+func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc propagate.Context, ci *connInfo, service string, start time.Time) (_ *trace.Span, method string) {
 	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
 	path, _, _ := strings.Cut(target, "?")
@@ -393,7 +394,7 @@ func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc trace.
 	}
 	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields, &th.reqNames) },
 		ci, service, proto, method, path, start)
-	th.lines = trace.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
+	th.lines = propagate.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method
 }
 
@@ -591,14 +592,14 @@ type headWriter interface {
 }
 
 // writeRequestHead writes a request head to go upstream: the trace
-// headers that traceLines (from trace.AppendHeaderLines for formats)
+// headers that traceLines (from propagate.AppendHeaderLines for formats)
 // stand for replaced by them, and Expect dropped when the proxy answered
 // it itself.
-func writeRequestHead(w headWriter, req *head, traceLines []byte, formats trace.Formats, dropExpect bool) {
+func writeRequestHead(w headWriter, req *head, traceLines []byte, formats propagate.Formats, dropExpect bool) {
 	w.WriteString(req.line)
 	w.WriteString("\r\n")
 	for _, f := range req.fields {
-		if trace.Replaces(formats, f.name) || dropExpect && strings.EqualFold(f.name, "Expect") {
+		if propagate.Replaces(formats, f.name) || dropExpect && strings.EqualFold(f.name, "Expect") {
 			continue
 		}
 		w.WriteString(f.name)

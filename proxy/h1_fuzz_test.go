@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
 )
 
 // FuzzReadHead checks the fast path's head parser on arbitrary bytes: it

@@ -3,16 +3,17 @@ package proxy
 import (
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // startHop begins a hop, the same way on every path: from the trace
 // context tc extracted from the request, it links the hop to its trace and
 // parent, and registers the hop as in flight. The hop's span is sp, or a
 // new one when sp is nil. It returns the context to stamp on the request
-// sent upstream (trace.Inject, or trace.AppendHeaderLines). reqHeaders
+// sent upstream (propagate.Inject, or propagate.AppendHeaderLines). reqHeaders
 // appends the headers to record (redacted) to a span's reused slice.
-func (s *Server) startHop(sp *trace.Span, tc trace.Context, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, trace.Context) {
+func (s *Server) startHop(sp *trace.Span, tc propagate.Context, reqHeaders func([]trace.Header) []trace.Header, ci *connInfo, callee, proto, method, path string, start time.Time) (*trace.Span, propagate.Context) {
 	if sp == nil {
 		sp = trace.NewSpan()
 	}
@@ -42,7 +43,7 @@ func (s *Server) finishHop(sp *trace.Span, ci *connInfo) {
 // up. It does unless the caller is known, or tc names a recent hop of ours
 // (whose callee is then the caller). Most connections between services
 // carry such a context, so their callers are never looked up at all.
-func (s *Server) mayNeedCaller(ci *connInfo, tc *trace.Context) bool {
+func (s *Server) mayNeedCaller(ci *connInfo, tc *propagate.Context) bool {
 	if s.opts.Callers == nil || ci == nil || ci.looked.Load() {
 		return false
 	}

@@ -13,7 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // ServeHTTP is the per-request hot path: link the hop, stamp headers,
@@ -24,8 +25,8 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	sp, tc := s.startHop(nil, trace.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
-	trace.Inject(r.Header, tc, s.opts.Formats)
+	sp, tc := s.startHop(nil, propagate.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
+	propagate.Inject(r.Header, tc, s.opts.Formats)
 
 	body := &countingBody{rc: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {

@@ -6,7 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // recentHops is how many hops stay known by span id after they begin, so
@@ -91,7 +92,7 @@ type link struct {
 // hop sent it: its trace id, flags and sampling decision (the random-id
 // flag tc had for the new trace it started is not ours to claim on an id
 // made elsewhere).
-func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers CallerResolver) link {
+func (h *hops) begin(tc *propagate.Context, sp *trace.Span, ci *connInfo, callers CallerResolver) link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ln := h.resolve(tc, ci, callers)
@@ -128,7 +129,7 @@ func (h *hops) begin(tc *trace.Context, sp *trace.Span, ci *connInfo, callers Ca
 // held. The calling service is looked up by the connection's socket (ci
 // with callers) only when the context alone cannot answer, and with h.mu
 // released, because that may read /proc.
-func (h *hops) resolve(tc *trace.Context, ci *connInfo, callers CallerResolver) link {
+func (h *hops) resolve(tc *propagate.Context, ci *connInfo, callers CallerResolver) link {
 	caller := func() string { return ci.resolve(callers) }
 	if tc.Continued {
 		// A parent id that is one of our hops: its callee is the caller.

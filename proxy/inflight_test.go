@@ -3,7 +3,8 @@ package proxy
 import (
 	"testing"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // A finished hop stays known by span id until recentHops more hops have
@@ -11,19 +12,19 @@ import (
 // no longer.
 func TestRecentHopsAreKeptForRecentHops(t *testing.T) {
 	h := newHops()
-	begin := func(tc trace.Context, callee string) (*trace.Span, link) {
+	begin := func(tc propagate.Context, callee string) (*trace.Span, link) {
 		sp := &trace.Span{Callee: callee}
 		ln := h.begin(&tc, sp, nil, nil)
 		h.end(sp)
 		return sp, ln
 	}
 	hop := func(callee string) *trace.Span {
-		sp, _ := begin(trace.Context{TraceID: trace.NewTraceID(nil)}, callee)
+		sp, _ := begin(propagate.Context{TraceID: trace.NewTraceID(nil)}, callee)
 		return sp
 	}
 	first := hop("orders")
 	linkOf := func(sp *trace.Span) link {
-		_, ln := begin(trace.Context{TraceID: sp.TraceID, ParentID: sp.SpanID, Continued: true}, "inventory")
+		_, ln := begin(propagate.Context{TraceID: sp.TraceID, ParentID: sp.SpanID, Continued: true}, "inventory")
 		return ln
 	}
 	for range recentHops - 1 {

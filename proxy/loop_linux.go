@@ -20,7 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // The event loop serves the HTTP/1.1 keep-alive exchanges of a connection
@@ -596,7 +597,7 @@ func (p *pair) consume(n int) {
 // needsCaller reports whether linking or recording the request in p.req,
 // whose trace context is tc, might need its caller looked up, which may
 // read /proc and which a loop must not wait on (see mayNeedCaller).
-func (p *pair) needsCaller(tc *trace.Context) bool { return p.rt.s.mayNeedCaller(p.ci, tc) }
+func (p *pair) needsCaller(tc *propagate.Context) bool { return p.rt.s.mayNeedCaller(p.ci, tc) }
 
 // plain reports whether the loop can relay the request just parsed.
 func (p *pair) plain() bool {
@@ -607,7 +608,7 @@ func (p *pair) plain() bool {
 
 // begin starts the exchange of the request in p.req, whose trace context
 // is tc, as serveOne does.
-func (p *pair) begin(tc trace.Context) {
+func (p *pair) begin(tc propagate.Context) {
 	sp, method := p.rt.s.requestHop(p.next, &p.req, p.th, tc, p.ci, p.rt.cfg.Load().Service, time.Now())
 	p.sp, p.next = sp, nil
 	p.busy, p.respStarted, p.method = true, false, method

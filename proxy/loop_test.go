@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
+	"github.com/devstack/devstack/trace/store"
 )
 
 // The event loop serves a connection's requests after its first. These
@@ -734,7 +735,7 @@ func TestLoopTakesAConnectionWithItsCallerAlreadyKnown(t *testing.T) {
 // recorded the span. Every stored span must still read as its own request
 // and response, long after the span that carried it went back to the pool.
 func TestLoopRecordsHeadsWhoseSpansAreReused(t *testing.T) {
-	st, err := trace.Open("", trace.StoreOptions{})
+	st, err := store.Open("", store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

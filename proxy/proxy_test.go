@@ -21,7 +21,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // memRecorder collects spans for tests.
@@ -143,7 +144,7 @@ func TestHTTPHopContinuesTraceWithNewSpanID(t *testing.T) {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
 	sp := rec.next(t)
-	tp, ok := trace.ParseTraceParent(got.Get("Traceparent"))
+	tp, ok := propagate.ParseTraceParent(got.Get("Traceparent"))
 	if !ok {
 		t.Fatalf("upstream got no valid traceparent: %q", got.Get("Traceparent"))
 	}
@@ -160,7 +161,7 @@ func TestHTTPHopContinuesTraceWithNewSpanID(t *testing.T) {
 		t.Error("credentials must reach the service untouched")
 	}
 	// The same ids in every default format.
-	if st, ok := trace.ParseSentryTrace(got.Get("Sentry-Trace")); !ok || st.TraceID != tp.TraceID || st.SpanID != tp.ParentID {
+	if st, ok := propagate.ParseSentryTrace(got.Get("Sentry-Trace")); !ok || st.TraceID != tp.TraceID || st.SpanID != tp.ParentID {
 		t.Errorf("sentry-trace %q disagrees with traceparent", got.Get("Sentry-Trace"))
 	}
 	if !strings.HasPrefix(got.Get("B3"), tp.TraceID.String()+"-"+tp.ParentID.String()) {
@@ -230,8 +231,8 @@ func TestNestingAndBrokenPropagation(t *testing.T) {
 	defer orders.Close()
 	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// An instrumented service: its own span id on the way out.
-		in, _ := trace.ParseTraceParent(r.Header.Get("Traceparent"))
-		out := trace.TraceParent{TraceID: in.TraceID, ParentID: trace.NewSpanID(nil), Flags: 1}
+		in, _ := propagate.ParseTraceParent(r.Header.Get("Traceparent"))
+		out := propagate.TraceParent{TraceID: in.TraceID, ParentID: trace.NewSpanID(nil), Flags: 1}
 		req, _ := http.NewRequest("GET", "http://"+addrs[1]+"/orders", nil)
 		req.Header.Set("Traceparent", out.Format())
 		resp, err := client("gateway").Do(req)

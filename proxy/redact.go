@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
 )
 
 // Redacted replaces the value of a header that carries credentials.

@@ -16,7 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
+	"github.com/devstack/devstack/trace"
 )
 
 // Protocol choices for a route.
@@ -46,8 +47,8 @@ type Options struct {
 	// Recorder receives one span per hop. Required.
 	Recorder trace.Recorder
 	// Formats are the trace header formats written upstream
-	// (default trace.DefaultFormats).
-	Formats trace.Formats
+	// (default propagate.DefaultFormats).
+	Formats propagate.Formats
 	// NoFormats writes no trace header format at all (x-devstack.trace
 	// formats: none); X-Request-ID is still passed on or generated.
 	NoFormats bool
@@ -111,7 +112,7 @@ type Server struct {
 // New returns a Server with no routes.
 func New(opts Options) *Server {
 	if opts.Formats == 0 && !opts.NoFormats {
-		opts.Formats = trace.DefaultFormats
+		opts.Formats = propagate.DefaultFormats
 	}
 	if opts.HoldFor == 0 {
 		opts.HoldFor = 30 * time.Second

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
 )
 
 // tcp proxies an opaque connection and records it as one span: bytes each

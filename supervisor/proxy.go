@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/devstack/devstack/proxy"
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/trace"
 )
 
 // portKey names one declared port of one service.
@@ -336,7 +337,7 @@ func (c *callers) tree(root int) []int {
 func traceOptions(p *project.Project, rec trace.Recorder) (proxy.Options, error) {
 	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact, CaptureBodies: p.X.Trace.Bodies}
 	if f := p.X.Trace.Formats; f != "" {
-		formats, err := trace.ParseFormats(f)
+		formats, err := propagate.ParseFormats(f)
 		if err != nil {
 			return o, fmt.Errorf("x-devstack.trace.formats: %w", err)
 		}

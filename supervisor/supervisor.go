@@ -20,11 +20,11 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/proxy"
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/logstore"
 	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
+	"github.com/devstack/devstack/trace/store"
 )
 
 // ErrRunning means another supervisor already runs the project.
@@ -71,7 +71,7 @@ type Supervisor struct {
 	logs  *logstore.Store
 	run   *runner.Runner
 	srv   *http.Server
-	spans *trace.Store
+	spans *store.Store
 	proxy *proxy.Server
 
 	evMu   sync.Mutex
@@ -171,7 +171,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := errors.Join(s.run.CheckPorts(nil), checkRoutes(routes)); err != nil {
 		return nil, err
 	}
-	if s.spans, err = trace.Open(paths.Spans(), trace.StoreOptions{MaxSpans: p.X.Trace.MaxSpans, Logger: opts.Logger}); err != nil {
+	if s.spans, err = store.Open(paths.Spans(), store.Options{MaxSpans: p.X.Trace.MaxSpans, Logger: opts.Logger}); err != nil {
 		return nil, fmt.Errorf("opening the span store: %w", err)
 	}
 	if err := writeSource(paths.Dir, Source{Files: p.Files, MaxSpans: p.X.Trace.MaxSpans}); err != nil {

@@ -29,7 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
 )
 
 func main() {
@@ -461,7 +461,7 @@ func wrk(url string, conns int, d time.Duration, headers ...string) (float64, er
 // stampedHeaders are the header lines devstack's proxy stamps by default
 // on a request that arrives without trace context, as it writes them.
 func stampedHeaders() []string {
-	lines := string(trace.AppendHeaderLines(nil, trace.Extract(http.Header{}), trace.DefaultFormats))
+	lines := string(propagate.AppendHeaderLines(nil, propagate.Extract(http.Header{}), propagate.DefaultFormats))
 	return strings.Split(strings.TrimSuffix(lines, "\r\n"), "\r\n")
 }
 

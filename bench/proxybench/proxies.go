@@ -15,7 +15,8 @@ import (
 	"syscall"
 
 	"github.com/devstack/devstack/proxy"
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
+	"github.com/devstack/devstack/trace/store"
 )
 
 // Every proxy measured runs in a process of its own (-serve-proxy), as
@@ -69,14 +70,14 @@ func serveProxy(kind, listen, upstream, dir string, norec bool, prof profiles) e
 	}
 	proxy.SpareP() // as the supervisor does
 	var rec trace.Recorder = discard{}
-	var store *trace.Store
+	var st *store.Store
 	if !norec {
 		var err error
-		store, err = trace.Open(filepath.Join(dir, "spans"), trace.StoreOptions{})
+		st, err = store.Open(filepath.Join(dir, "spans"), store.Options{})
 		if err != nil {
 			return err
 		}
-		rec = store
+		rec = st
 	}
 	// devstack-goroutines is the same proxy with every request on the
 	// goroutine path (no event loop), to show what the loop is worth.
@@ -86,9 +87,9 @@ func serveProxy(kind, listen, upstream, dir string, norec bool, prof profiles) e
 	}
 	<-ctx.Done()
 	ds.Close()
-	if store != nil {
-		err := store.Close()
-		fmt.Fprintf(os.Stderr, "%s: spans recorded: %+v\n", kind, store.Stats())
+	if st != nil {
+		err := st.Close()
+		fmt.Fprintf(os.Stderr, "%s: spans recorded: %+v\n", kind, st.Stats())
 		return err
 	}
 	return nil

@@ -11,7 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/trace"
+	"github.com/devstack/devstack/trace/store"
 )
 
 func main() {
@@ -28,7 +29,7 @@ func main() {
 }
 
 func fill(dir string, n int) error {
-	st, err := trace.Open(dir, trace.StoreOptions{MaxSpans: n})
+	st, err := store.Open(dir, store.Options{MaxSpans: n})
 	if err != nil {
 		return err
 	}

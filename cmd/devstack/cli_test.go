@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
+	"github.com/devstack/devstack/trace"
 )
 
 // devstackBin is the real binary, built once by TestMain.

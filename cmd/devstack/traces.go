@@ -15,9 +15,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/supervisor"
+	"github.com/devstack/devstack/trace"
+	"github.com/devstack/devstack/trace/render"
+	"github.com/devstack/devstack/trace/store"
 )
 
 // traceSource reads traces from the running supervisor, or straight from
@@ -30,13 +32,13 @@ type traceSource interface {
 
 // diskSource reads the span files of a stack that is down. It lists
 // traces from the store's summary file when that is current (written as
-// the store closed: see trace.OpenSummary), and replays the log, once,
+// the store closed: see store.OpenSummary), and replays the log, once,
 // for anything else.
 type diskSource struct {
 	dir      string
 	maxSpans int
-	summary  *trace.SummaryFile // nil when missing or stale
-	st       *trace.Store       // opened on first need
+	summary  *store.SummaryFile // nil when missing or stale
+	st       *store.Store       // opened on first need
 	// only, when set, names the traces the command reads: the log's
 	// replay indexes those alone (see narrow).
 	only func(trace.TraceID) bool
@@ -50,7 +52,7 @@ func openDisk(dir string, maxSpans int) (*diskSource, error) {
 		return nil, err
 	}
 	src := &diskSource{dir: dir, maxSpans: maxSpans}
-	if f, err := trace.OpenSummary(dir, maxSpans); err == nil {
+	if f, err := store.OpenSummary(dir, maxSpans); err == nil {
 		src.summary = f
 	}
 	return src, nil
@@ -71,9 +73,9 @@ func narrow(src traceSource, ids []trace.TraceID) {
 	d.only = func(id trace.TraceID) bool { return want[id] }
 }
 
-func (s *diskSource) store() (*trace.Store, error) {
+func (s *diskSource) store() (*store.Store, error) {
 	if s.st == nil {
-		st, err := trace.Open(s.dir, trace.StoreOptions{MaxSpans: s.maxSpans, ReadOnly: true, Only: s.only})
+		st, err := store.Open(s.dir, store.Options{MaxSpans: s.maxSpans, ReadOnly: true, Only: s.only})
 		if err != nil {
 			return nil, err
 		}
@@ -332,8 +334,8 @@ trace context) are marked with ~.
 			if o.format != "waterfall" && o.format != "json" {
 				return fmt.Errorf("--format %q: use waterfall or json", o.format)
 			}
-			if o.width < trace.MinWaterfallWidth || o.width > trace.MaxWaterfallWidth {
-				return fmt.Errorf("--width %d: want %d to %d columns", o.width, trace.MinWaterfallWidth, trace.MaxWaterfallWidth)
+			if o.width < render.MinWaterfallWidth || o.width > render.MaxWaterfallWidth {
+				return fmt.Errorf("--width %d: want %d to %d columns", o.width, render.MinWaterfallWidth, render.MaxWaterfallWidth)
 			}
 			src, _, err := g.traceSource(cmd.Context())
 			if err != nil {
@@ -348,13 +350,13 @@ trace context) are marked with ~.
 			if o.format == "json" {
 				return writeJSON(g.stdout, spans)
 			}
-			return trace.RenderWaterfall(g.stdout, spans, trace.WaterfallOptions{
+			return render.Waterfall(g.stdout, spans, render.WaterfallOptions{
 				Width: o.width, Color: !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(g.stdout),
 			})
 		},
 	}
 	cmd.Flags().StringVar(&o.format, "format", "waterfall", "output format: waterfall or json")
-	cmd.Flags().IntVar(&o.width, "width", 100, fmt.Sprintf("width of the waterfall in columns (%d to %d)", trace.MinWaterfallWidth, trace.MaxWaterfallWidth))
+	cmd.Flags().IntVar(&o.width, "width", 100, fmt.Sprintf("width of the waterfall in columns (%d to %d)", render.MinWaterfallWidth, render.MaxWaterfallWidth))
 	cmd.Flags().BoolVar(&o.noColor, "no-color", false, "no colours (also when NO_COLOR is set)")
 	return cmd
 }
@@ -408,7 +410,7 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 				}
 				all = append(all, spans...)
 			}
-			return trace.WriteOTLPJSON(g.stdout, all)
+			return render.WriteOTLPJSON(g.stdout, all)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "otlp-json", "export format: otlp-json")

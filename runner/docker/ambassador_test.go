@@ -27,8 +27,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
-	"github.com/devstack/devstack/proxy/trace"
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/trace"
 )
 
 // devstackBuild is the devstack binary the ambassador tests put in the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/devstack/devstack/proxy/trace"
+	"github.com/devstack/devstack/proxy/propagate"
 )
 
 // extKey is the extension key devstack owns, at project and service level.
@@ -91,7 +91,7 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	return x, err
 }
 
-// maxSpansLimit bounds trace.max_spans: the store keeps every span in
+// maxSpansLimit bounds propagate.max_spans: the store keeps every span in
 // memory (about 600 bytes each), so 10 million is about 6 GB.
 const maxSpansLimit = 10_000_000
 
@@ -129,8 +129,8 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 	}
 	if t.Formats != "" || tm["formats"] != nil {
 		// The proxy's own parser, so that what passes here runs.
-		if _, err := trace.ParseFormats(t.Formats); err != nil {
-			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+strings.TrimPrefix(err.Error(), trace.ErrBadFormats.Error()+" "), ErrInvalid)
+		if _, err := propagate.ParseFormats(t.Formats); err != nil {
+			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+strings.TrimPrefix(err.Error(), propagate.ErrBadFormats.Error()+" "), ErrInvalid)
 		}
 	}
 	if r, ok := tm["redact"]; ok {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package propagate_test
+
+const raceEnabled = false
