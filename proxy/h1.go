@@ -770,6 +770,8 @@ func (r *Redactor) fields(dst []trace.Header, fs []field, seen *seenNames) []tra
 		v := f.value
 		if n.redact {
 			v = Redacted
+		} else {
+			v = redactValue(v)
 		}
 		dst = append(dst, trace.Header{Name: n.canonical, Value: v})
 	}

@@ -15,8 +15,16 @@ import (
 const Redacted = "[redacted]"
 
 // DefaultRedact are the header names, and name fragments, whose values are
-// never recorded.
-var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "token", "secret", "key", "password", "passwd", "session", "credential"}
+// never recorded: "auth" covers Authorization, Proxy-Authorization,
+// WWW-Authenticate, Authentication and X-Auth-*; "pass" covers Password,
+// Passwd and X-Passphrase; "signature" and "hmac" cover webhook
+// signatures (X-Hub-Signature-256, Stripe-Signature,
+// X-Shopify-Hmac-Sha256); "cert" covers client certificates forwarded by
+// a TLS terminator (X-Client-Cert, X-Forwarded-Client-Cert). Values are
+// also redacted by their shape, whatever the name (see redactValue).
+var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "password", "passwd",
+	"auth", "token", "secret", "key", "pass", "session", "credential",
+	"jwt", "signature", "hmac", "cert", "csrf", "xsrf"}
 
 // Redactor decides which recorded header values are hidden. A header is
 // redacted when its lowercased name equals or contains one of the words.
@@ -121,6 +129,8 @@ func (r *Redactor) Headers(h http.Header) []trace.Header {
 		for _, v := range vs {
 			if red {
 				v = Redacted
+			} else {
+				v = redactValue(v)
 			}
 			out = append(out, trace.Header{Name: name, Value: v})
 		}

@@ -45,9 +45,10 @@ type TraceExt struct {
 	// Formats are the trace header formats the proxy writes, e.g.
 	// "w3c,sentry,b3" (the default), "w3c", "w3c,b3multi", or "none".
 	Formats string `yaml:"formats,omitempty" json:"formats,omitempty"`
-	// Redact replaces the list of header names (or name fragments) whose
-	// values are not recorded. Default: authorization, proxy-authorization,
-	// cookie, set-cookie, token, secret, key, password.
+	// Redact adds header names (or name fragments) whose values are not
+	// recorded to the proxy's defaults (auth, cookie, token, secret, key,
+	// pass, session, credential, jwt, signature, hmac, cert, csrf, xsrf);
+	// "!name" takes a default out.
 	Redact []string `yaml:"redact,omitempty" json:"redact,omitempty"`
 	// MaxSpans bounds the spans kept (memory and disk); whole oldest traces
 	// go first. Default 100000.
