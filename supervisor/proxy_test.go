@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/devstack/devstack/proxy/propagate"
 	"github.com/devstack/devstack/runner/project"
 )
 
@@ -159,5 +160,28 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
 	}
 	if len(private) != 4 || private[portKey{"d", 90}] != kept {
 		t.Errorf("private ports %v; want one for each of a, b, %s and d, d's the one its container keeps (%d)", private, twin, kept)
+	}
+}
+
+// The file loader checks x-devstack.trace.formats against its own list of
+// names; the proxy must read each of them, and together they must be every
+// format the proxy writes, so that what the loader lets through runs and
+// nothing the proxy can do is refused.
+func TestTraceFormatNamesAgreeWithTheProxy(t *testing.T) {
+	var all propagate.Formats
+	for _, name := range project.TraceFormats {
+		f, err := propagate.ParseFormats(name)
+		if err != nil || f == 0 {
+			t.Errorf("the loader accepts %q, the proxy reads it as %v (err %v)", name, f, err)
+		}
+		all |= f
+	}
+	want := propagate.FormatW3C | propagate.FormatSentry | propagate.FormatB3 | propagate.FormatB3Multi
+	if all != want {
+		t.Errorf("the loader's names cover %v; the proxy writes %v", all, want)
+	}
+	p := &project.Project{X: project.ProjectExt{Trace: project.TraceExt{Formats: "none"}}}
+	if o, err := traceOptions(p, nil); err != nil || !o.NoFormats {
+		t.Errorf("formats none: NoFormats %v, err %v", o.NoFormats, err)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
-
-	"github.com/devstack/devstack/proxy/propagate"
 )
 
 // extKey is the extension key devstack owns, at project and service level.
@@ -91,7 +89,7 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	return x, err
 }
 
-// maxSpansLimit bounds propagate.max_spans: the store keeps every span in
+// maxSpansLimit bounds trace.max_spans: the store keeps every span in
 // memory (about 600 bytes each), so 10 million is about 6 GB.
 const maxSpansLimit = 10_000_000
 
@@ -128,9 +126,8 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 		return t, err
 	}
 	if t.Formats != "" || tm["formats"] != nil {
-		// The proxy's own parser, so that what passes here runs.
-		if _, err := propagate.ParseFormats(t.Formats); err != nil {
-			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+strings.TrimPrefix(err.Error(), propagate.ErrBadFormats.Error()+" "), ErrInvalid)
+		if msg := checkTraceFormats(t.Formats); msg != "" {
+			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+msg, ErrInvalid)
 		}
 	}
 	if r, ok := tm["redact"]; ok {
@@ -350,4 +347,32 @@ func toInt(v any) (int, bool) {
 		return int(n), n == float64(int(n))
 	}
 	return 0, false
+}
+
+// TraceFormats are the names x-devstack.trace.formats may list, besides
+// "none" alone. The supervisor maps them to the proxy's formats; a test
+// there checks that the proxy reads every one.
+var TraceFormats = []string{"w3c", "sentry", "b3", "b3multi"}
+
+// checkTraceFormats says what is wrong with a formats list, or "" when
+// nothing is: names are case-insensitive and may be surrounded by spaces.
+func checkTraceFormats(s string) string {
+	const want = "want a comma-separated list of w3c, sentry, b3, b3multi, or none alone"
+	none, some := false, false
+	for part := range strings.SplitSeq(s, ",") {
+		switch name := strings.ToLower(strings.TrimSpace(part)); {
+		case name == "none":
+			none = true
+		case name == "":
+			return fmt.Sprintf("%q: an empty name; %s", s, want)
+		case slices.Contains(TraceFormats, name):
+			some = true
+		default:
+			return fmt.Sprintf("%q: unknown name %q; %s", s, strings.TrimSpace(part), want)
+		}
+	}
+	if none && some {
+		return fmt.Sprintf("%q: \"none\" cannot be combined with other formats; %s", s, want)
+	}
+	return ""
 }
