@@ -169,6 +169,14 @@ func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o 
 	return nil
 }
 
+// backendOf names the backend chosen for s.
+func (b *backends) backendOf(s *project.Service) string {
+	if be, ok := b.choice[s.Name]; ok {
+		return be.Name()
+	}
+	return ""
+}
+
 func (b *backends) usesDocker() bool {
 	for _, be := range b.choice {
 		if be.Name() == "docker" {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/devstack/devstack/runner/project"
 )
 
 type configOptions struct {
@@ -25,6 +27,7 @@ reported with its file, line, service and key, and nothing is started.`,
 			if err != nil {
 				return err
 			}
+			g.warnKeys(p, func(s *project.Service) string { return plannedBackend(p, s, "") })
 			if o.services {
 				for _, s := range p.Services {
 					fmt.Fprintln(g.stdout, s.Name)

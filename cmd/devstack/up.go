@@ -94,6 +94,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 		return err
 	}
 	defer be.Close()
+	g.warnKeys(p, be.backendOf)
 	sopts := supervisor.Options{
 		LockUntilExit: true,
 		Project:       p,
@@ -209,6 +210,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	if err != nil {
 		return err
 	}
+	g.warnKeys(p, be.backendOf)
 	be.Close()
 	if running {
 		if sup, ok := supervisor.SupervisorPID(dir); ok {

@@ -1,0 +1,68 @@
+package process
+
+import "strings"
+
+// honoured are the Compose service keys that mean something for a
+// process, as project.Service.Keys names them. Everything else is
+// reported by Ignores, so no key is dropped without a word.
+var honoured = map[string]bool{
+	"environment": true, "ports": true, "depends_on": true, "healthcheck": true,
+	"restart": true, "stop_signal": true, "stop_grace_period": true, "profiles": true,
+	"links": true, "external_links": true,
+}
+
+// instead says what happens instead for the keys a process cannot honour.
+var instead = map[string]string{
+	"image":           "not used: the service runs x-devstack.run as a process",
+	"command":         "not used: the service runs x-devstack.run as a process",
+	"entrypoint":      "not used: the service runs x-devstack.run as a process",
+	"pull_policy":     "not used: the service runs x-devstack.run as a process",
+	"platform":        "not used: the process runs on this machine's platform",
+	"container_name":  "not used: a process has no container",
+	"working_dir":     "not used: x-devstack.workdir sets a process's directory (default: the project directory)",
+	"volumes":         "not mounted: the process sees the host's files",
+	"tmpfs":           "not mounted: the process sees the host's files",
+	"volumes_from":    "not mounted: the process sees the host's files",
+	"networks":        "not applied: the process uses the host's network; other services reach it through its declared ports",
+	"network_mode":    "not applied: the process uses the host's network",
+	"hostname":        "not applied: the process uses the host's name",
+	"domainname":      "not applied: the process uses the host's name",
+	"extra_hosts":     "not applied: the process resolves names as the host does",
+	"dns":             "not applied: the process resolves names as the host does",
+	"dns_search":      "not applied: the process resolves names as the host does",
+	"dns_opt":         "not applied: the process resolves names as the host does",
+	"user":            "not applied: the process runs as the user who ran devstack",
+	"privileged":      "not applied: the process runs as the user who ran devstack",
+	"cap_add":         "not applied: the process runs as the user who ran devstack",
+	"cap_drop":        "not applied: the process runs as the user who ran devstack",
+	"security_opt":    "not applied: the process runs as the user who ran devstack",
+	"read_only":       "not applied: the process sees the host's files",
+	"labels":          "not applied: a process has no labels",
+	"init":            "not needed: devstack reaps the process group itself",
+	"scale":           "not applied: one process runs",
+	"deploy.replicas": "not applied: one process runs",
+	"expose":          "not applied: a process's ports are reachable on the host already",
+	"tty":             "not applied: the process's output goes to the log, not a terminal",
+	"stdin_open":      "not applied: the process's stdin is closed",
+	"develop":         "ignored: devstack does not watch files; restart the service with `devstack restart`",
+	"attach":          "ignored: every service's log is shown",
+}
+
+// Ignores says what becomes of a Compose key (as project.Service.Keys
+// names it) when a service runs as a process: "" when the key applies,
+// else what happens instead.
+func Ignores(key string) string {
+	if honoured[key] {
+		return ""
+	}
+	if s, ok := instead[key]; ok {
+		return s
+	}
+	if strings.HasPrefix(key, "build.") {
+		return "not used: the service runs x-devstack.run as a process (x-devstack.build is its build step)"
+	}
+	if strings.HasPrefix(key, "deploy.") {
+		return "not applied to a process"
+	}
+	return "not applied to a process"
+}
