@@ -107,6 +107,9 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	paths := Paths{StateDir(p.Name)}
+	if err := EnsurePrivate(paths.Dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(paths.Logs(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}

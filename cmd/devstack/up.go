@@ -347,8 +347,8 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 		return fmt.Errorf("finding the devstack executable: %w", err)
 	}
 	dir := supervisor.StateDir(p.Name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
+	if err := supervisor.EnsurePrivate(dir); err != nil {
+		return err
 	}
 	logPath := supervisor.Paths{Dir: dir}.SupLog()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)

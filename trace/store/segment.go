@@ -105,7 +105,7 @@ type segmentWriter struct {
 
 // create starts segment seq and writes the watermark, if any.
 func (sw *segmentWriter) create(seq uint32, mark traceKey, hasMark bool) error {
-	f, err := os.OpenFile(filepath.Join(sw.dir, segName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(filepath.Join(sw.dir, segName(seq)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating span log segment: %w", err)
 	}

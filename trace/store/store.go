@@ -194,8 +194,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if dir != "" {
 		if !opts.ReadOnly {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			// Private like the rest of the state dir: spans hold
+			// paths, queries and headers. A directory from an older
+			// devstack (0755) is made private too.
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("creating span store directory: %w", err)
+			}
+			if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				if err := os.Chmod(dir, 0o700); err != nil {
+					return nil, fmt.Errorf("making span store directory private: %w", err)
+				}
 			}
 		}
 		if err := st.load(dir); err != nil {

@@ -98,7 +98,7 @@ func (st *Store) writeSummary(dir string) error {
 	b = append(b, body...)
 	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 	path := filepath.Join(dir, summaryName)
-	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
 		return fmt.Errorf("writing the trace summary: %w", err)
 	}
 	if err := os.Rename(path+".tmp", path); err != nil {
