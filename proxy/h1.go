@@ -387,13 +387,12 @@ func (hc *h1conn) serveOne() bool {
 func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc propagate.Context, ci *connInfo, service string, start time.Time) (_ *trace.Span, method string) {
 	method, target, _ := strings.Cut(req.line, " ")
 	target, _, _ = strings.Cut(target, " ")
-	path, _, _ := strings.Cut(target, "?")
 	proto := "http"
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
 	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields, &th.reqNames) },
-		ci, service, proto, method, path, start)
+		ci, service, proto, method, target, start)
 	th.lines = propagate.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method
 }
@@ -771,7 +770,7 @@ func (r *Redactor) fields(dst []trace.Header, fs []field, seen *seenNames) []tra
 		if n.redact {
 			v = Redacted
 		} else {
-			v = redactValue(v)
+			v = r.redactValue(v)
 		}
 		dst = append(dst, trace.Header{Name: n.canonical, Value: v})
 	}

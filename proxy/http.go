@@ -25,7 +25,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	sp, tc := s.startHop(nil, propagate.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, r.URL.Path, start)
+	sp, tc := s.startHop(nil, propagate.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, requestTarget(r), start)
 	propagate.Inject(r.Header, tc, s.opts.Formats)
 
 	body := &countingBody{rc: r.Body}

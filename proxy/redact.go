@@ -33,6 +33,7 @@ var DefaultRedact = []string{"authorization", "proxy-authorization", "cookie", "
 // from a plain map read without a lock.
 type Redactor struct {
 	words []string
+	query *QueryRule                      // for URLs in values; nil: the default rule
 	known atomic.Pointer[map[string]bool] // canonical name → redact; never written once published
 	mu    sync.Mutex
 	newer map[string]bool // decided since known was published
@@ -114,6 +115,12 @@ func (r *Redactor) remember(name string, hit bool) {
 	}
 }
 
+// WithQuery makes r redact URLs in header values by rule q, and returns r.
+func (r *Redactor) WithQuery(q *QueryRule) *Redactor {
+	r.query = q
+	return r
+}
+
 // Headers converts h to recorded headers, redacting credentials.
 func (r *Redactor) Headers(h http.Header) []trace.Header {
 	if len(h) == 0 {
@@ -130,7 +137,7 @@ func (r *Redactor) Headers(h http.Header) []trace.Header {
 			if red {
 				v = Redacted
 			} else {
-				v = redactValue(v)
+				v = r.redactValue(v)
 			}
 			out = append(out, trace.Header{Name: name, Value: v})
 		}

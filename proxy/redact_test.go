@@ -215,12 +215,13 @@ func TestRedactValueShapes(t *testing.T) {
 		"/a?zipcode=1&Client_Secret=s;k=v":      "/a?zipcode=1&Client_Secret=[redacted];k=v",
 		"/a?token=":                             "/a?token=",
 	} {
-		if got := redactValue(v); got != want {
+		if got := NewRedactor(nil).redactValue(v); got != want {
 			t.Errorf("redactValue(%q) = %q, want %q", v, got, want)
 		}
 	}
 	v := "text/html,application/xhtml+xml;q=0.9 ?page=1"
-	if n := testing.AllocsPerRun(100, func() { redactValue(v) }); n != 0 {
+	rd := NewRedactor(nil)
+	if n := testing.AllocsPerRun(100, func() { rd.redactValue(v) }); n != 0 {
 		t.Errorf("redactValue allocates %v times for a value without credentials", n)
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -26,8 +27,9 @@ var authSchemes = [...]string{"basic", "bearer", "digest", "dpop", "gnap", "hoba
 	"negotiate", "ntlm", "oauth", "privatetoken", "scram-sha-1", "scram-sha-256", "token",
 	"vapid", "aws4-hmac-sha256", "apikey", "sharedkey", "sso-key", "key"}
 
-// redactValue returns v, or v with its credentials hidden.
-func redactValue(v string) string {
+// redactValue returns v, or v with its credentials hidden; URLs in it by
+// the Redactor's query rule.
+func (rd *Redactor) redactValue(v string) string {
 	if hasAuthScheme(v) || hasJWT(v) {
 		return Redacted
 	}
@@ -36,7 +38,7 @@ func redactValue(v string) string {
 		if j := strings.IndexByte(q, '#'); j >= 0 {
 			q = q[:j]
 		}
-		if r := RedactQuery(q); r != q {
+		if r := rd.query.Redact(q); r != q {
 			return v[:i+1] + r + v[i+1+len(q):]
 		}
 	}
@@ -101,37 +103,118 @@ var (
 )
 
 // RedactQuery returns the query string q (without its '?') with the
-// values of its sensitive parameters replaced by Redacted, keeping the
-// names and order, so that a recorded URL still reads as what was asked.
-// A parameter is sensitive when its name (case folded, percent-decoding
-// not applied) contains one of sensitiveParams or is one of
-// sensitiveExact. q comes back unchanged,
-// and nothing is allocated, when nothing is sensitive.
-func RedactQuery(q string) string {
-	var b []byte
-	done := 0 // q[:done] is in b (or needs no change, while b == nil)
-	for at := 0; at < len(q); {
-		end := strings.IndexAny(q[at:], "&;")
+// values of its sensitive parameters replaced by Redacted, by the default
+// rule (see QueryRule); q itself, and no allocation, when nothing is
+// sensitive.
+func RedactQuery(q string) string { return (*QueryRule)(nil).Redact(q) }
+
+// QueryRule says which query parameters hold credentials, for the query
+// strings the proxy records and for URLs in header values alike. A
+// parameter is sensitive when its name (case folded, percent-decoding not
+// applied) contains one of sensitiveParams or is one of sensitiveExact,
+// changed by a project's list (see NewQueryRule). The values of its
+// sensitive parameters are replaced by Redacted, keeping the names and
+// order, so that a recorded URL still reads as what was asked. A nil
+// *QueryRule is the default rule.
+type QueryRule struct {
+	words []string // contained in a sensitive name, lower case
+	exact []string // a whole sensitive name, lower case
+}
+
+// NewQueryRule returns the default rule changed by more: each word is
+// added (as a part of a name, like the defaults' "token"), and "!word"
+// takes a default word out, of either list ("!code" records OAuth codes).
+// As with header names, a list can only widen what is hidden unless it
+// says, word by word, what to show.
+func NewQueryRule(more []string) *QueryRule {
+	r := &QueryRule{}
+	drop := func(w string) bool {
+		return slices.ContainsFunc(more, func(m string) bool { return strings.EqualFold(m, "!"+w) })
+	}
+	for _, w := range sensitiveParams {
+		if !drop(w) {
+			r.words = append(r.words, w)
+		}
+	}
+	for _, w := range sensitiveExact {
+		if !drop(w) {
+			r.exact = append(r.exact, w)
+		}
+	}
+	for _, w := range more {
+		if lw := strings.ToLower(w); lw != "" && lw[0] != '!' && !slices.Contains(r.words, lw) {
+			r.words = append(r.words, lw)
+		}
+	}
+	return r
+}
+
+// Redact returns q with its sensitive values replaced: q itself, with
+// no allocation, when nothing is sensitive.
+func (r *QueryRule) Redact(q string) string {
+	if !r.Hides(q) {
+		return q
+	}
+	b, _ := r.AppendRedacted(make([]byte, 0, len(q)+16), q)
+	return string(b)
+}
+
+// Hides reports whether q has a value to hide.
+func (r *QueryRule) Hides(q string) bool {
+	_, _, ok := r.next(q, 0)
+	return ok
+}
+
+// AppendRedacted appends q to dst with its sensitive values replaced, and
+// reports whether it replaced any. It allocates nothing dst has room for:
+// the proxy builds a recorded query in a buffer on its stack.
+func (r *QueryRule) AppendRedacted(dst []byte, q string) ([]byte, bool) {
+	done, changed := 0, false
+	for at := 0; ; {
+		value, end, ok := r.next(q, at)
+		if !ok {
+			return append(dst, q[done:]...), changed
+		}
+		dst = append(dst, q[done:value]...)
+		dst = append(dst, Redacted...)
+		done, at, changed = end, end+1, true
+	}
+}
+
+// next finds the first sensitive parameter of q at or after at: where
+// its value starts and ends.
+func (r *QueryRule) next(q string, at int) (value, end int, ok bool) {
+	for at < len(q) {
+		end = strings.IndexAny(q[at:], "&;")
 		if end < 0 {
 			end = len(q)
 		} else {
 			end += at
 		}
 		pair := q[at:end]
-		if eq := strings.IndexByte(pair, '='); eq > 0 && eq < len(pair)-1 && sensitiveParam(pair[:eq]) && pair[eq+1:] != Redacted {
-			if b == nil {
-				b = make([]byte, 0, len(q)+16)
-			}
-			b = append(b, q[done:at+eq+1]...)
-			b = append(b, Redacted...)
-			done = end
+		if eq := strings.IndexByte(pair, '='); eq > 0 && eq < len(pair)-1 && r.sensitive(pair[:eq]) && pair[eq+1:] != Redacted {
+			return at + eq + 1, end, true
 		}
 		at = end + 1
 	}
-	if b == nil {
-		return q
+	return 0, 0, false
+}
+
+func (r *QueryRule) sensitive(name string) bool {
+	if r == nil {
+		return sensitiveParam(name)
 	}
-	return string(append(b, q[done:]...))
+	for _, w := range r.exact {
+		if strings.EqualFold(name, w) {
+			return true
+		}
+	}
+	for _, w := range r.words {
+		if containsFold(name, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func sensitiveParam(name string) bool {

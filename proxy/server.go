@@ -56,6 +56,11 @@ type Options struct {
 	// values are not recorded; "!word" takes a default word out (see
 	// NewRedactor).
 	Redact []string
+	// RedactQuery adds query parameter names (or name parts) to the
+	// default query rule, whose values are not recorded, in the recorded
+	// query and in URLs in header values; "!word" takes a default word
+	// out (see NewQueryRule).
+	RedactQuery []string
 	// TrustProxyLine says whether a connection from this address may name
 	// its real client with a PROXY protocol line. Default: only clients
 	// that are not on loopback (ambassador containers on a Docker bridge),
@@ -88,6 +93,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	redact *Redactor
+	query  *QueryRule
 	hops   *hops
 	h1, h2 *http.Transport
 
@@ -123,8 +129,9 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), hops: newHops(),
+	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
 		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}
+	s.redact.WithQuery(s.query)
 	s.h1 = &http.Transport{
 		DialContext:         s.dial,
 		MaxIdleConns:        1024,

@@ -335,7 +335,7 @@ func (c *callers) tree(root int) []int {
 
 // traceOptions turns x-devstack.trace into proxy options.
 func traceOptions(p *project.Project, rec trace.Recorder) (proxy.Options, error) {
-	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact, CaptureBodies: p.X.Trace.Bodies}
+	o := proxy.Options{Recorder: rec, Redact: p.X.Trace.Redact, RedactQuery: p.X.Trace.RedactQuery, CaptureBodies: p.X.Trace.Bodies}
 	if f := p.X.Trace.Formats; f != "" {
 		formats, err := propagate.ParseFormats(f)
 		if err != nil {

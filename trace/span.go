@@ -20,6 +20,12 @@ type Span struct {
 	// Inferred is set when the parent link was inferred because the caller
 	// did not propagate trace context (broken propagation).
 	Inferred bool `json:"inferred,omitempty"`
+	// Candidates is the evidence of an inferred link: how many requests
+	// the calling service was serving when it made the call, so how many
+	// hops the call could belong to. 1 means the link is certain; more,
+	// that the proxy picked one of that many (see Ambiguous). 0 when the
+	// link is not inferred.
+	Candidates int `json:"candidates,omitempty"`
 	// pooled marks a span from NewSpan: once recorded, it is the
 	// store's to reuse.
 	pooled bool
@@ -39,6 +45,9 @@ type Span struct {
 	Method   string `json:"method,omitempty"`
 	// Route is the request path without the query.
 	Route string `json:"route,omitempty"`
+	// Query is the request's query string (after '?', without it), the
+	// values of credential-like parameters redacted; "" when none.
+	Query string `json:"query,omitempty"`
 	// Status is the HTTP status; 0 when none (TCP, or no response).
 	Status int `json:"status,omitempty"`
 	// GRPCStatus is the grpc-status code, -1 when the hop was not gRPC or
@@ -137,6 +146,14 @@ func (s *Span) Failed() bool {
 	return s.Error != "" || s.Status >= 500 || s.GRPCStatus > 0
 }
 
+// Ambiguous reports whether the hop's parent link is a guess: inferred
+// while its caller was serving more than one request.
+func (s *Span) Ambiguous() bool { return s.Inferred && s.Candidates > 1 }
+
+// ClientError reports whether the hop was answered with a 4xx: the
+// callee refused the request as the caller made it.
+func (s *Span) ClientError() bool { return s.Status >= 400 && s.Status < 500 }
+
 // End is when the hop finished.
 func (s *Span) End() time.Time { return s.Start.Add(s.Duration) }
 
@@ -168,13 +185,18 @@ type Query struct {
 
 // Summary is one line of `devstack traces`.
 type Summary struct {
-	TraceID  TraceID       `json:"trace_id"`
-	Root     string        `json:"root_service"`
-	Route    string        `json:"root_route"`
+	TraceID TraceID `json:"trace_id"`
+	Root    string  `json:"root_service"`
+	Route   string  `json:"root_route"`
+	// Query is the root hop's query string, redacted as recorded.
+	Query    string        `json:"root_query,omitempty"`
 	Method   string        `json:"root_method,omitempty"`
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"duration"`
 	Spans    int           `json:"spans"`
 	Errors   int           `json:"errors"`
-	Status   int           `json:"root_status,omitempty"`
+	// Ambiguous counts the hops whose inferred link is a guess among
+	// several requests (see Span.Ambiguous).
+	Ambiguous int `json:"ambiguous_links,omitempty"`
+	Status    int `json:"root_status,omitempty"`
 }

@@ -276,6 +276,9 @@ func printTraces(w io.Writer, list []trace.Summary) error {
 	fmt.Fprintln(tw, "TRACE\tROOT\tROUTE\tSTARTED\tDURATION\tHOPS\tERRORS")
 	for _, s := range list {
 		route := strings.TrimSpace(s.Method + " " + s.Route)
+		if s.Query != "" {
+			route += "?" + s.Query
+		}
 		if s.Status != 0 {
 			route += fmt.Sprintf(" → %d", s.Status)
 		}

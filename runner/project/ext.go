@@ -93,7 +93,7 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 // memory (about 600 bytes each), so 10 million is about 6 GB.
 const maxSpansLimit = 10_000_000
 
-var traceExtKeys = []string{"bodies", "disabled", "formats", "max_spans", "redact"}
+var traceExtKeys = []string{"bodies", "disabled", "formats", "max_spans", "redact", "redact_query"}
 
 // trace decodes the project-level trace block.
 func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
@@ -104,7 +104,7 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 	}
 	tm, ok := v.(map[string]any)
 	if !ok {
-		return t, d.fail("trace", fmt.Sprintf("x-devstack key \"trace\" must be a mapping (formats, redact, max_spans, bodies, disabled), not %s", describe(v)), ErrInvalid)
+		return t, d.fail("trace", fmt.Sprintf("x-devstack key \"trace\" must be a mapping (formats, redact, redact_query, max_spans, bodies, disabled), not %s", describe(v)), ErrInvalid)
 	}
 	sub := &extDecoder{src: d.src, service: d.service, base: append(slices.Clone(d.base), "trace")}
 	for k := range tm {
@@ -130,18 +130,11 @@ func (d *extDecoder) trace(m map[string]any) (TraceExt, error) {
 			return t, sub.fail("formats", "x-devstack.trace key \"formats\" is "+msg, ErrInvalid)
 		}
 	}
-	if r, ok := tm["redact"]; ok {
-		list, ok := r.([]any)
-		if !ok {
-			return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must be a list of header names, not %s", describe(r)), ErrInvalid)
-		}
-		for _, x := range list {
-			s, ok := x.(string)
-			if !ok || s == "" || s == "!" {
-				return t, sub.fail("redact", fmt.Sprintf("x-devstack.trace key \"redact\" must hold header names (or !name to record a default one), not %s", describe(x)), ErrInvalid)
-			}
-			t.Redact = append(t.Redact, s)
-		}
+	if t.Redact, err = sub.nameList(tm, "redact", "header names"); err != nil {
+		return t, err
+	}
+	if t.RedactQuery, err = sub.nameList(tm, "redact_query", "query parameter names"); err != nil {
+		return t, err
 	}
 	if n, ok := tm["max_spans"]; ok {
 		v, isInt := toInt(n)
@@ -375,4 +368,26 @@ func checkTraceFormats(s string) string {
 		return fmt.Sprintf("%q: \"none\" cannot be combined with other formats; %s", s, want)
 	}
 	return ""
+}
+
+// nameList decodes a trace redaction list, key of tm: names (what) or
+// "!name" to take a default one out.
+func (d *extDecoder) nameList(tm map[string]any, key, what string) ([]string, error) {
+	r, ok := tm[key]
+	if !ok {
+		return nil, nil
+	}
+	list, ok := r.([]any)
+	if !ok {
+		return nil, d.fail(key, fmt.Sprintf("x-devstack.trace key %q must be a list of %s, not %s", key, what, describe(r)), ErrInvalid)
+	}
+	var out []string
+	for _, x := range list {
+		s, ok := x.(string)
+		if !ok || s == "" || s == "!" {
+			return nil, d.fail(key, fmt.Sprintf("x-devstack.trace key %q must hold %s (or !name to record a default one), not %s", key, what, describe(x)), ErrInvalid)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

@@ -50,6 +50,12 @@ type TraceExt struct {
 	// pass, session, credential, jwt, signature, hmac, cert, csrf, xsrf);
 	// "!name" takes a default out.
 	Redact []string `yaml:"redact,omitempty" json:"redact,omitempty"`
+	// RedactQuery adds query parameter names (or name parts) whose values
+	// are not recorded, in recorded queries and URLs in header values, to
+	// the proxy's rule (code, sig, and names containing token, secret,
+	// key, pass, auth, signature, ...: see proxy.QueryRule); "!name"
+	// records a default one.
+	RedactQuery []string `yaml:"redact_query,omitempty" json:"redact_query,omitempty"`
 	// MaxSpans bounds the spans kept (memory and disk); whole oldest traces
 	// go first. Default 100000.
 	MaxSpans int `yaml:"max_spans,omitempty" json:"max_spans,omitempty"`

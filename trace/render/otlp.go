@@ -81,6 +81,9 @@ func toOTLP(s *trace.Span) otlpSpan {
 	if s.Route != "" {
 		a = append(a, otlpString("url.path", s.Route))
 	}
+	if s.Query != "" {
+		a = append(a, otlpString("url.query", s.Query))
+	}
 	if s.Status != 0 {
 		a = append(a, otlpInt("http.response.status_code", int64(s.Status)))
 	}
@@ -107,6 +110,9 @@ func toOTLP(s *trace.Span) otlpSpan {
 	}
 	if s.Inferred {
 		a = append(a, otlpBool("devstack.inferred_parent", true))
+		if s.Candidates > 0 {
+			a = append(a, otlpInt("devstack.link_candidates", int64(s.Candidates)))
+		}
 	}
 	if s.TTFB > 0 {
 		a = append(a, otlpDouble("devstack.ttfb_ms", float64(s.TTFB.Microseconds())/1000))

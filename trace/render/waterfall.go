@@ -406,6 +406,9 @@ func hopLabel(s *trace.Span) string {
 		caller = "client"
 	}
 	what := otlpName(s)
+	if s.Query != "" {
+		what += "?" + s.Query
+	}
 	if what == "" {
 		return caller + " → " + s.Callee
 	}

@@ -25,7 +25,7 @@ func chainTrace() []*trace.Span {
 	orders := hop(1, 2, 1, "gateway", "orders", 8, 405)
 	orders.Method, orders.Route = "POST", "/orders"
 	inv := hop(1, 3, 2, "orders", "inventory", 15, 22)
-	inv.Route = "/inventory/sku-42"
+	inv.Route, inv.Query = "/inventory/sku-42", "region=EU"
 	pay := hop(1, 4, 2, "orders", "payments", 40, 360)
 	pay.Method, pay.Route = "POST", "/payments/authorize"
 	ledger := hop(1, 5, 4, "payments", "ledger", 52, 330)

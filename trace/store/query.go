@@ -88,14 +88,15 @@ func (t *traceEntry) matches(q *trace.Query) bool {
 
 func (t *traceEntry) summary() trace.Summary {
 	s := trace.Summary{
-		TraceID:  t.id,
-		Start:    time.Unix(0, t.start),
-		Duration: time.Duration(t.end - t.start),
-		Spans:    len(t.spans),
-		Errors:   t.errors,
+		TraceID:   t.id,
+		Start:     time.Unix(0, t.start),
+		Duration:  time.Duration(t.end - t.start),
+		Spans:     len(t.spans),
+		Errors:    t.errors,
+		Ambiguous: t.ambiguous,
 	}
 	if r := t.root; r != nil {
-		s.Root, s.Route, s.Method, s.Status = r.callee, r.route, r.method, int(r.status)
+		s.Root, s.Route, s.Method, s.Status, s.Query = r.callee, r.route, r.method, int(r.status), r.query()
 	}
 	return s
 }

@@ -54,6 +54,11 @@ const (
 
 	recSpan = 1
 	recMark = 2
+	// recSpan2 is a span record followed by the fields later versions
+	// added: the query and the link's candidates. A kind of its own, so
+	// that an older devstack skips these records instead of taking them
+	// for damage.
+	recSpan2 = 3
 
 	strLiteral = 0
 	strDefine  = 1
@@ -264,7 +269,7 @@ func appendSpanRecord(b []byte, tid trace.TraceID, sp *storedSpan, dict segDict,
 			b = append(b, v...)
 		}
 	}
-	b = append(b, recSpan)
+	b = append(b, recSpan2)
 	b = append(b, tid[:]...)
 	b = append(b, sp.id[:]...)
 	b = append(b, sp.parent[:]...)
@@ -314,6 +319,8 @@ func appendSpanRecord(b []byte, tid trace.TraceID, sp *storedSpan, dict segDict,
 	}
 	str(x.reqBody, false)
 	str(x.respBody, false)
+	str(x.query, true)
+	b = binary.AppendUvarint(b, uint64(sp.candidates))
 	return b
 }
 
@@ -427,9 +434,10 @@ func (r *recordReader) count() int {
 	return int(n)
 }
 
-// decodeSpan decodes the body of a span record (after the kind byte). The
-// Span it returns, and its slices, are reused by the next call.
-func (r *recordReader) decodeSpan() (*trace.Span, error) {
+// decodeSpan decodes the body of a span record (after the kind byte), of
+// kind recSpan or (v2) recSpan2. The Span it returns, and its slices, are
+// reused by the next call.
+func (r *recordReader) decodeSpan(v2 bool) (*trace.Span, error) {
 	s := &r.span
 	*s = trace.Span{Faults: s.Faults[:0], ReqHeaders: s.ReqHeaders[:0], RespHeaders: s.RespHeaders[:0]}
 	ids := r.bytes(16 + 8 + 8 + 1)
@@ -465,6 +473,10 @@ func (r *recordReader) decodeSpan() (*trace.Span, error) {
 	}
 	s.ReqBody = r.str()
 	s.RespBody = r.str()
+	if v2 {
+		s.Query = r.str()
+		s.Candidates = int(min(r.uvarint(), maxCandidates))
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.bad()
 	}
@@ -505,8 +517,8 @@ func readSegment(path string, onSpan func(*trace.Span), onMark func(traceKey)) (
 		}
 		r.b = payload[1:]
 		switch payload[0] {
-		case recSpan:
-			s, err := r.decodeSpan()
+		case recSpan, recSpan2:
+			s, err := r.decodeSpan(payload[0] == recSpan2)
 			if err != nil {
 				return int64(off), true, nil
 			}

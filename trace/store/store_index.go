@@ -30,6 +30,7 @@ type storedSpan struct {
 	seg                uint32 // log segment holding the record; 0 when not persisted
 	nReq               uint16 // hdrs[:nReq] are request headers, the rest response headers
 	inferred           bool
+	candidates         uint8 // Span.Candidates, at most maxCandidates
 
 	hdrs []*trace.Header
 	// slab holds the per-request pairs hdrs points to, so that an evicted
@@ -41,9 +42,23 @@ type storedSpan struct {
 
 // spanExtra holds the fields a typical hop leaves empty.
 type spanExtra struct {
+	query             string
 	err               string
 	faults            []string
 	reqBody, respBody string
+}
+
+// maxCandidates is the most link candidates a stored span tells apart:
+// beyond it, a guess is as ambiguous as it gets.
+const maxCandidates = 255
+
+func (sp *storedSpan) ambiguous() bool { return sp.inferred && sp.candidates > 1 }
+
+func (sp *storedSpan) query() string {
+	if sp.extra == nil {
+		return ""
+	}
+	return sp.extra.query
 }
 
 func (sp *storedSpan) end() int64 { return sp.start + int64(sp.dur) }
@@ -59,6 +74,7 @@ func (sp *storedSpan) span(tid trace.TraceID) *trace.Span {
 		SpanID:     sp.id,
 		ParentID:   sp.parent,
 		Inferred:   sp.inferred,
+		Candidates: int(sp.candidates),
 		Caller:     sp.caller,
 		Callee:     sp.callee,
 		Protocol:   sp.protocol,
@@ -88,6 +104,7 @@ func (sp *storedSpan) span(tid trace.TraceID) *trace.Span {
 	}
 	if x := sp.extra; x != nil {
 		s.Error = x.err
+		s.Query = x.query
 		s.Faults = slices.Clone(x.faults)
 		s.ReqBody, s.RespBody = x.reqBody, x.respBody
 	}
@@ -309,11 +326,13 @@ func (in *interner) compact(s *trace.Span, seg uint32, sp *storedSpan) *storedSp
 		grpcStatus: int32(s.GRPCStatus),
 		seg:        seg,
 		inferred:   s.Inferred,
+		candidates: uint8(min(max(s.Candidates, 0), maxCandidates)),
 		hdrs:       hdrs,
 		slab:       slab,
 	}
-	if s.Error != "" || len(s.Faults) > 0 || s.ReqBody != "" || s.RespBody != "" {
+	if s.Error != "" || len(s.Faults) > 0 || s.ReqBody != "" || s.RespBody != "" || s.Query != "" {
 		x := &spanExtra{
+			query:    in.str(s.Query),
 			err:      in.str(s.Error),
 			reqBody:  strings.Clone(s.ReqBody),
 			respBody: strings.Clone(s.RespBody),
@@ -431,6 +450,7 @@ type traceEntry struct {
 	start, end int64
 	spans      []*storedSpan // by start; equal starts in arrival order
 	errors     int
+	ambiguous  int // spans whose inferred link is a guess
 	root       *storedSpan
 	ids        map[trace.SpanID]struct{} // span ids, built once the trace is large
 	// first holds spans while the trace has one: most traces a proxy
@@ -483,6 +503,9 @@ func (t *traceEntry) insert(sp *storedSpan) {
 	}
 	if sp.failed() {
 		t.errors++
+	}
+	if sp.ambiguous() {
+		t.ambiguous++
 	}
 	switch {
 	case t.root != nil && t.root.parent == sp.id && t.root != sp:

@@ -166,7 +166,8 @@ func TestStoreRoundTrip(t *testing.T) {
 			want[2].Error = "connection refused"
 			want[2].Faults = []string{"latency 300ms", "abort 503"}
 			want[3].ReqBody, want[3].RespBody = `{"sku":"a"}`, `{"ok":true}`
-			want[4].Inferred = true
+			want[4].Inferred, want[4].Candidates = true, 3
+			want[1].Query = "region=EU&token=[redacted]"
 			want[4].RespHeaders = nil
 			// Spans reach the store when they end: the innermost first.
 			recordFlush(st, slicesBackward(want)...)
@@ -210,18 +211,22 @@ func TestStoreSummary(t *testing.T) {
 		t.Fatalf("before the root arrives, the orphan (orders) is the root: %+v", sum)
 	}
 	root := hop(1, 1, 0, "", "gateway", 0, 100)
-	root.Method, root.Route, root.Status = "POST", "/checkout", 502
-	recordFlush(st, root)
+	root.Method, root.Route, root.Query, root.Status = "POST", "/checkout", "region=EU", 502
+	ambiguous := hop(1, 4, 2, "orders", "inventory", 15, 3)
+	ambiguous.Inferred, ambiguous.Candidates = true, 4
+	certain := hop(1, 5, 2, "orders", "inventory", 16, 3)
+	certain.Inferred, certain.Candidates = true, 1
+	recordFlush(st, root, ambiguous, certain)
 	got := st.Traces(trace.Query{})
 	want := []trace.Summary{{
-		TraceID: traceN(1), Root: "gateway", Route: "/checkout", Method: "POST",
+		TraceID: traceN(1), Root: "gateway", Route: "/checkout", Query: "region=EU", Method: "POST",
 		Start: time.Unix(0, epoch.UnixNano()), Duration: 100 * time.Millisecond,
-		Spans: 3, Errors: 1, Status: 502,
+		Spans: 5, Errors: 1, Ambiguous: 1, Status: 502,
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Traces:\n got %+v\nwant %+v", got, want)
 	}
-	if ids := spanSuffixes(st.Trace(traceN(1))); !slices.Equal(ids, []string{"0001", "0002", "0003"}) {
+	if ids := spanSuffixes(st.Trace(traceN(1))); !slices.Equal(ids, []string{"0001", "0002", "0004", "0005", "0003"}) {
 		t.Errorf("Trace order = %v, want by start", ids)
 	}
 }
@@ -310,7 +315,9 @@ func TestStorePersistsAcrossRestart(t *testing.T) {
 	// to share.
 	odd := typicalHop(r, trace.NewTraceID(r), trace.SpanID{}, "", "gateway", epoch.Add(time.Minute))
 	odd.Error, odd.Faults, odd.ReqBody, odd.RespBody = "connection reset by gateway", []string{"latency 300ms", "abort 503"}, "req", "resp"
-	odd.Inferred, odd.GRPCStatus = true, 14
+	odd.Inferred, odd.Candidates, odd.GRPCStatus = true, 2, 14
+	odd.Query = "region=EU&page=2"
+	all[1].Query = "q=" + strings.Repeat("x", 300) // too long to share
 	odd.RespHeaders = append(odd.RespHeaders, trace.Header{Name: "X-Long", Value: strings.Repeat("v", 300)})
 	all = append(all, odd)
 	recordFlush(st, all...)

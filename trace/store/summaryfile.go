@@ -28,13 +28,14 @@ import (
 //	uvarint n; n × (uvarint length, bytes)          string table
 //	uvarint n; n × trace, newest first:
 //	    16 bytes trace id, varint start, varint end, uvarint errors,
+//	    uvarint ambiguous links, uvarint root query (string number),
 //	    uvarint spans, uvarint root (position + 1, 0 for none),
 //	    spans × (uvarint caller, callee, method, route: string numbers;
 //	             varint status)
 //	4 bytes CRC-32 (IEEE) of everything before, big-endian
 const (
 	summaryName  = "summary"
-	summaryMagic = "devstack trace summary 1\n"
+	summaryMagic = "devstack trace summary 2\n"
 )
 
 var errStaleSummary = errors.New("the trace summary does not match the span log")
@@ -75,6 +76,12 @@ func (st *Store) writeSummary(dir string) error {
 		body = binary.AppendVarint(body, t.start)
 		body = binary.AppendVarint(body, t.end)
 		body = binary.AppendUvarint(body, uint64(t.errors))
+		body = binary.AppendUvarint(body, uint64(t.ambiguous))
+		rootQuery := ""
+		if t.root != nil {
+			rootQuery = t.root.query()
+		}
+		body = binary.AppendUvarint(body, num(rootQuery))
 		body = binary.AppendUvarint(body, uint64(len(t.spans)))
 		root := 0
 		for j, sp := range t.spans {
@@ -211,6 +218,8 @@ func (f *SummaryFile) Traces(q trace.Query) []trace.Summary {
 		copy(t.id[:], take(r, 16))
 		t.start, t.end = r.varint(), r.varint()
 		t.errors = int(r.uvarint())
+		t.ambiguous = int(r.uvarint())
+		rootQuery := str()
 		count, root := r.uvarint(), r.uvarint()
 		if count > uint64(len(r.b)) || root > count {
 			break // damaged: the CRC makes this a bug, not a disk fault
@@ -225,6 +234,9 @@ func (f *SummaryFile) Traces(q trace.Query) []trace.Summary {
 		t.spans = ptrs
 		if root > 0 {
 			t.root = &spans[root-1]
+			if rootQuery != "" {
+				t.root.extra = &spanExtra{query: rootQuery}
+			}
 		}
 		if r.err != nil {
 			break

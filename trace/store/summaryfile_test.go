@@ -43,6 +43,12 @@ func TestSummaryFileListsAsTheStore(t *testing.T) {
 			if r.IntN(9) == 0 {
 				sp.Status, sp.Error = 503, "upstream said 503"
 			}
+			if r.IntN(4) == 0 {
+				sp.Query = fmt.Sprintf("region=%d", r.IntN(3))
+			}
+			if i > 0 && r.IntN(5) == 0 {
+				sp.Inferred, sp.Candidates = true, 1+r.IntN(3)
+			}
 			spans = append(spans, sp)
 		}
 	}
