@@ -253,6 +253,7 @@ func checkRoutes(routes []proxy.Route) error {
 type callers struct {
 	r         func() *runner.Runner
 	container func(netip.Addr) string
+	sockets   proc.Sockets // remembers the services' fds between lookups
 
 	mu     sync.Mutex
 	recent []int // roots that held a caller's socket, most recent first
@@ -300,7 +301,7 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	}
 	c.mu.Unlock()
 	slices.SortStableFunc(roots, func(a, b int) int { return rank[b] - rank[a] })
-	root, ok := proc.SocketOwner(client, server, roots, c.tree)
+	root, ok := c.sockets.Owner(client, server, roots, c.tree)
 	if !ok {
 		return ""
 	}

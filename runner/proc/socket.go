@@ -14,7 +14,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SocketOwner finds which of the process trees rooted at roots holds the
+// Sockets finds which process holds a socket. It remembers each process's
+// fds from its last listing, which makes the next lookup in the same
+// process cheap (see holds); give each long-lived user one of its own. The
+// zero value is ready; it is safe for concurrent use.
+type Sockets struct {
+	// lastFDs keeps each process's fd names from its last listing. A stale
+	// entry, even of a pid reused by another process, costs only a link
+	// read that fails or differs: the listing after it settles the answer.
+	lastFDs fdCache
+}
+
+// Owner finds which of the process trees rooted at roots holds the
 // client end of a TCP connection: client is the connection's client
 // address (the peer address the server sees), server the address it
 // connected to. It returns the root whose tree holds the socket.
@@ -24,7 +35,7 @@ import (
 // trees' processes, not every process on the machine, and stops at the
 // first tree that holds it: put the likeliest roots first. tree lists a
 // root's processes; nil means Descendants.
-func SocketOwner(client, server netip.AddrPort, roots []int, tree func(root int) []int) (int, bool) {
+func (s *Sockets) Owner(client, server netip.AddrPort, roots []int, tree func(root int) []int) (int, bool) {
 	inode, answered := diagInode(client, server)
 	if !answered {
 		// No sock_diag (an old or restricted kernel): scan the tables.
@@ -39,7 +50,7 @@ func SocketOwner(client, server netip.AddrPort, roots []int, tree func(root int)
 	}
 	for _, root := range roots {
 		for _, pid := range tree(root) {
-			if holds(pid, want) {
+			if s.holds(pid, want) {
 				return root, true
 			}
 		}
@@ -131,7 +142,7 @@ func Descendants(pid int) []int {
 // long-lived ones (standard streams, listeners, its poller, kept
 // connections), and on the shop under load the caller's socket was in the
 // upper half of the list in 82% of lookups, in the lowest quarter in none.
-func holds(pid int, want string) bool {
+func (s *Sockets) holds(pid int, want string) bool {
 	d, err := os.Open(procPath(pid, "fd"))
 	if err != nil {
 		return false
@@ -145,14 +156,14 @@ func holds(pid int, want string) bool {
 	}
 	// An fd read here and not want cannot become want before the listing
 	// below: the socket looked for was open before this call.
-	tried := lastFDs.get(pid)
+	tried := s.lastFDs.get(pid)
 	for _, n := range slices.Backward(tried) {
 		if is(n) {
 			return true
 		}
 	}
 	names, _ := d.Readdirnames(-1)
-	lastFDs.put(pid, names)
+	s.lastFDs.put(pid, names)
 	// A set, not a scan of tried per name: a process may hold thousands
 	// of fds, and this would then be quadratic.
 	done := make(map[string]bool, len(tried))

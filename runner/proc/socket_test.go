@@ -15,6 +15,7 @@ import (
 )
 
 func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
+	var s Sockets
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,14 +45,14 @@ func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
 	if !ok || viaDiag != connInode(client.Port(), server.Port()) {
 		t.Errorf("sock_diag inode %q (%v), /proc/net/tcp says %q", viaDiag, ok, connInode(client.Port(), server.Port()))
 	}
-	root, ok := SocketOwner(client, server, []int{other.Process.Pid, os.Getpid()}, nil)
+	root, ok := s.Owner(client, server, []int{other.Process.Pid, os.Getpid()}, nil)
 	if !ok || root != os.Getpid() {
 		t.Fatalf("owner %d %v, want this process %d", root, ok, os.Getpid())
 	}
-	if _, ok := SocketOwner(client, server, []int{other.Process.Pid}, nil); ok {
+	if _, ok := s.Owner(client, server, []int{other.Process.Pid}, nil); ok {
 		t.Fatal("matched a tree that does not hold the socket")
 	}
-	if _, ok := SocketOwner(netip.MustParseAddrPort("127.0.0.1:1"), server, []int{os.Getpid()}, nil); ok {
+	if _, ok := s.Owner(netip.MustParseAddrPort("127.0.0.1:1"), server, []int{os.Getpid()}, nil); ok {
 		t.Fatal("matched a connection that does not exist")
 	}
 	// The kernel's answer for no such socket is an answer: no scan of
@@ -71,6 +72,7 @@ func TestSocketOwnerFindsTheTreeHoldingTheClientEnd(t *testing.T) {
 // it must still find a socket on an fd that listing did not have, find
 // one on a remembered fd number, and not find a socket that is gone.
 func TestHoldsWithRememberedFDs(t *testing.T) {
+	var s Sockets
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +101,7 @@ func TestHoldsWithRememberedFDs(t *testing.T) {
 			var st syscall.Stat_t
 			var fd int
 			rc.Control(func(f uintptr) { fd = int(f); syscall.Fstat(fd, &st) })
-			if slices.Contains(lastFDs.get(pid), strconv.Itoa(fd)) == in {
+			if slices.Contains(s.lastFDs.get(pid), strconv.Itoa(fd)) == in {
 				return c, fmt.Sprintf("socket:[%d]", st.Ino)
 			}
 		}
@@ -107,20 +109,25 @@ func TestHoldsWithRememberedFDs(t *testing.T) {
 		return nil, ""
 	}
 	first, want1 := dial(false)
-	if !holds(pid, want1) {
+	if !s.holds(pid, want1) {
 		t.Fatal("did not find a socket this process holds")
 	}
 	_, want2 := dial(false)
-	if !holds(pid, want2) {
+	if !s.holds(pid, want2) {
 		t.Fatal("did not find a socket on an fd the last listing did not have")
 	}
 	first.Close()
 	third, want3 := dial(true)
-	if !holds(pid, want3) {
+	if !s.holds(pid, want3) {
 		t.Fatal("did not find a socket on a remembered fd")
 	}
 	third.Close()
-	if holds(pid, want3) || holds(pid, want1) {
+	if s.holds(pid, want3) || s.holds(pid, want1) {
 		t.Fatal("found a socket that is closed")
+	}
+	// What one Sockets remembers is its own.
+	var other Sockets
+	if got := other.lastFDs.get(pid); got != nil {
+		t.Fatalf("a new Sockets remembers fds %v", got)
 	}
 }
