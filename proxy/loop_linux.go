@@ -59,7 +59,7 @@ func (ls *loops) served() uint64 {
 
 func newLoops(s *Server, n int) *loops {
 	ls := &loops{}
-	hold := holdWaitMs
+	hold := s.opts.holdWaitMs
 	if runtime.GOMAXPROCS(0) <= n {
 		// No P would be left for the rest of the program (the goroutine
 		// path, the span store) while the loops hold theirs.
@@ -173,7 +173,7 @@ type evloop struct {
 	ls  *loops
 	ep  int
 	evf int // eventfd that wakes the loop for do
-	// holdMs is holdWaitMs, or 0 when holding a P would leave none
+	// holdMs is Options.holdWaitMs, or 0 when holding a P would leave none
 	// free (see newLoops).
 	holdMs uintptr
 
@@ -228,7 +228,7 @@ func (l *evloop) do(f func()) bool {
 	return true
 }
 
-// holdWaitMs is how long, in milliseconds, a loop with nothing to do
+// defaultHoldWaitMs is how long, in milliseconds, a loop with nothing to do
 // waits for an event while keeping its P, before it blocks the way the
 // scheduler sees. Under load the next event comes long before that, so
 // the loop never leaves its thread: a wait the scheduler sees makes its
@@ -240,12 +240,12 @@ func (l *evloop) do(f func()) bool {
 // proxy's voluntary context switches fell from 0.40 to 0.21 per request
 // (nginx's: 0.14), and the runtime monitor's wake-ups from about 4,200
 // to about 100 a second.
-var holdWaitMs uintptr = 2
+const defaultHoldWaitMs = 2
 
 func (l *evloop) run() {
 	events := make([]unix.EpollEvent, 256)
 	for {
-		// Wait a little without telling the scheduler (see holdWaitMs):
+		// Wait a little without telling the scheduler (see defaultHoldWaitMs):
 		// a raw syscall does not hand the goroutine's P over, so the
 		// runtime's monitor has nothing to retake. Under load something
 		// is nearly always ready and this returns at once. Only a loop
@@ -920,20 +920,20 @@ func rawWrite(fd int, b []byte) (int, error) {
 	return int(n), nil
 }
 
-// SpareP gives the Go runtime one P more than it chose (or than the
-// GOMAXPROCS environment variable set, which is then left alone). The
-// event loops take all Ps but one; with this, they get one per core while
-// a P stays free, so the scheduler never takes a loop's thread away as it
-// waits in epoll_wait and the rest of the program keeps a P of its own.
-// Measured with bench/proxy.sh on 2 cores: 64 B at 32 connections 0.73x
-// nginx without, 0.79x with; 16 KiB 0.90x and 1.0x. Programs that serve
-// the proxy (the supervisor) call it at start; it acts once.
-func SpareP() {
-	spareOnce.Do(func() {
-		if os.Getenv("GOMAXPROCS") == "" {
-			runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
-		}
-	})
+// SpareP returns the GOMAXPROCS for a program that serves the proxy: one
+// P more than the runtime chose, or the current value when the GOMAXPROCS
+// environment variable set it. The event loops take all Ps but one; with
+// one more, they get one per core while a P stays free, so the scheduler
+// never takes a loop's thread away as it waits in epoll_wait and the rest
+// of the program keeps a P of its own. Measured with bench/proxy.sh on 2
+// cores: 64 B at 32 connections 0.73x nginx without, 0.79x with; 16 KiB
+// 0.90x and 1.0x. GOMAXPROCS is the whole process's: the program that owns
+// it (devstack's up and supervise) sets it, once, at start; the proxy
+// never changes it.
+func SpareP() int {
+	n := runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") == "" {
+		n++
+	}
+	return n
 }
-
-var spareOnce sync.Once

@@ -616,18 +616,16 @@ func TestLoopLooksUpACallerOnlyWhenARequestNeedsIt(t *testing.T) {
 // Here the loops would hold their Ps for 10 s; a collection that waited
 // for that would fail the deadline below by far.
 func TestLoopWaitingIdleDoesNotHoldUpTheCollector(t *testing.T) {
-	defer func(ms uintptr) { holdWaitMs = ms }(holdWaitMs)
-	holdWaitMs = 10_000
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // a P to spare, whatever the machine
-	s := New(Options{Recorder: newMemRecorder()})
+	s := New(Options{Recorder: newMemRecorder(), holdWaitMs: 10_000})
 	defer s.Close()
 	ls := s.eventLoops()
 	if ls == nil {
 		t.Skip("no event loop on this system")
 	}
 	for _, l := range ls.ls {
-		if l.holdMs == 0 {
-			t.Fatal("the loop does not hold its P while waiting: this test would prove nothing")
+		if l.holdMs != 10_000 {
+			t.Fatalf("the loop holds its P %d ms while waiting, not the 10 s asked: this test would prove nothing", l.holdMs)
 		}
 		ran := make(chan struct{})
 		if !l.do(func() { close(ran) }) {

@@ -87,6 +87,10 @@ type Options struct {
 	// Default 300ms.
 	DetectTimeout time.Duration
 	Logger        *slog.Logger
+
+	// holdWaitMs is how long an idle event loop keeps its P (see
+	// defaultHoldWaitMs); 0 means the default. Tests change it.
+	holdWaitMs uintptr
 }
 
 // Server is the proxy: one listener per route.
@@ -128,6 +132,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.holdWaitMs == 0 {
+		opts.holdWaitMs = defaultHoldWaitMs
 	}
 	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
 		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}

@@ -68,7 +68,7 @@ func serveProxy(kind, listen, upstream, dir string, norec bool, prof profiles) e
 	default:
 		return fmt.Errorf("unknown proxy %q", kind)
 	}
-	proxy.SpareP() // as the supervisor does
+	runtime.GOMAXPROCS(proxy.SpareP()) // as the supervisor does
 	var rec trace.Recorder = discard{}
 	var st *store.Store
 	if !norec {

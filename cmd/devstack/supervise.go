@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -79,7 +80,7 @@ func runSupervise(g *globalOptions, backend string, names []string, ready func(s
 	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
 		return err
 	}
-	proxy.SpareP() // this process serves the proxy
+	runtime.GOMAXPROCS(proxy.SpareP()) // this process serves the proxy
 	sup, err := supervisor.Start(ctx, sopts)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
 		return err
 	}
-	proxy.SpareP() // this process serves the proxy
+	runtime.GOMAXPROCS(proxy.SpareP()) // this process serves the proxy
 	sup, err := supervisor.Start(ctx, sopts)
 	if errors.Is(err, supervisor.ErrRunning) {
 		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
