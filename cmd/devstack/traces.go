@@ -351,7 +351,7 @@ trace context) are marked with ~.
 				return err
 			}
 			if o.format == "json" {
-				return writeJSON(g.stdout, spans)
+				return writeJSON(g.stdout, render.Views(spans))
 			}
 			return render.Waterfall(g.stdout, spans, render.WaterfallOptions{
 				Width: o.width, Color: !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(g.stdout),

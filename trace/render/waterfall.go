@@ -69,17 +69,22 @@ func Waterfall(w io.Writer, spans []*trace.Span, opts WaterfallOptions) error {
 		return err
 	}
 	tr := newSpanTree(spans)
+	an := analyze(tr)
 	r := waterfall{
 		tree:   tr,
+		an:     an,
 		color:  opts.Color,
-		labelW: (width - 15) * 45 / 100,
+		width:  width,
+		labelW: (width - fixedCols) * 45 / 100,
 		crit:   make(map[int]bool),
 		b:      &b,
 	}
-	r.barW = width - 15 - r.labelW
-	r.t0, r.total = tr.extent()
-	for _, i := range tr.critical() {
-		r.crit[i] = true
+	r.barW = width - fixedCols - r.labelW
+	r.t0, r.total = an.t0, an.total
+	for i, on := range an.critical {
+		if on {
+			r.crit[i] = true
+		}
 	}
 	r.header()
 	for _, i := range tr.top {
@@ -90,9 +95,16 @@ func Waterfall(w io.Writer, spans []*trace.Span, opts WaterfallOptions) error {
 	return err
 }
 
-// CriticalPath returns the chain of spans that determines the trace's
-// end-to-end latency: from the root (the earliest span without a parent in
-// the trace), repeatedly the child that ends last.
+// fixedCols are a row's columns besides the label and the bar: the
+// markers and a space, then status, duration and self time.
+const fixedCols = 3 + len("500 ") + len(" 1.00ms ") + len(" 1.00ms ")
+
+// CriticalPath returns the spans that determine the trace's end-to-end
+// latency, by start: from the root (the earliest span without a parent in
+// the trace), walking back from a hop's end through the child that was
+// last blocking it, then on from that child's start, and into each child
+// taken. Sequential calls are all on it; of calls made in parallel, only
+// the one waited for.
 func CriticalPath(spans []*trace.Span) []trace.SpanID {
 	if len(spans) == 0 {
 		return nil
@@ -172,30 +184,11 @@ func (t *spanTree) extent() (time.Time, time.Duration) {
 	return t0, max(end.Sub(t0), 1)
 }
 
-// critical returns the critical path as indexes into t.spans.
-func (t *spanTree) critical() []int {
-	if len(t.top) == 0 {
-		return nil
-	}
-	var path []int
-	seen := make(map[int]bool)
-	for n := t.top[0]; n >= 0 && !seen[n]; {
-		seen[n] = true
-		path = append(path, n)
-		next := -1
-		for _, c := range t.children[n] {
-			if next < 0 || t.spans[c].End().After(t.spans[next].End()) {
-				next = c
-			}
-		}
-		n = next
-	}
-	return path
-}
-
 type waterfall struct {
 	tree         *spanTree
+	an           *analysis
 	color        bool
+	width        int
 	labelW, barW int
 	t0           time.Time
 	total        time.Duration
@@ -203,26 +196,49 @@ type waterfall struct {
 	b            *strings.Builder
 	seen         []bool
 	inferredFrom []string // callers of inferred links, for the footnote
+	guessed      []string // notes on ambiguous inferred links
 	hasOrphan    bool
 	failedNotes  []string
+	clientNotes  []string
 }
 
 func (r *waterfall) header() {
-	errs := 0
+	errs, guessed := 0, 0
 	for _, s := range r.tree.spans {
 		if s.Failed() {
 			errs++
+		}
+		if s.Ambiguous() {
+			guessed++
 		}
 	}
 	fmt.Fprintf(r.b, "trace %s · %d spans · %s", r.tree.spans[0].TraceID, len(r.tree.spans), formatDuration(r.total))
 	if errs > 0 {
 		fmt.Fprintf(r.b, " · %d failed", errs)
 	}
+	if guessed > 0 {
+		fmt.Fprintf(r.b, " · %d guessed links", guessed)
+	}
 	r.b.WriteByte('\n')
-	// The time axis over the bar column.
+	// The summary: where the time went, and where an error started, on
+	// one line when both fit.
+	tl, el := r.an.timeLine(r.width), r.an.errorLine(r.width)
+	switch {
+	case el == "":
+		r.b.WriteString(tl + "\n")
+	case utf8.RuneCountInString(tl)+3+utf8.RuneCountInString(el) <= r.width:
+		r.b.WriteString(tl + " · ")
+		r.paint(ansiRed, el)
+		r.b.WriteByte('\n')
+	default:
+		r.b.WriteString(tl + "\n")
+		r.paint(ansiRed, el)
+		r.b.WriteByte('\n')
+	}
+	// The time axis over the bar column, and the columns' names.
 	end := formatDuration(r.total)
-	pad := 2 + r.labelW + 1 + 3 + 1 + 7 + 1
-	r.b.WriteString(strings.Repeat(" ", pad))
+	r.b.WriteString(strings.Repeat(" ", 3+r.labelW))
+	fmt.Fprintf(r.b, "%3s %7s %7s ", "", "total", "self")
 	r.b.WriteString("0")
 	r.b.WriteString(strings.Repeat(" ", max(1, r.barW-1-utf8.RuneCountInString(end))))
 	r.b.WriteString(end)
@@ -245,8 +261,11 @@ func (r *waterfall) row(i int, branch, indent string) {
 	if r.crit[i] {
 		mark[0] = '*'
 	}
-	if failed {
+	switch {
+	case failed:
 		mark[1] = '!'
+	case s.ClientError():
+		mark[1] = 'x'
 	}
 	r.b.Write(mark)
 	r.b.WriteByte(' ')
@@ -260,6 +279,12 @@ func (r *waterfall) row(i int, branch, indent string) {
 		r.inferredFrom = append(r.inferredFrom, s.Caller)
 	}
 	label := hopLabel(s)
+	if s.Ambiguous() {
+		// A guess is never drawn as a plain child: its label says so.
+		label = fmt.Sprintf("(1 of %d?) %s", s.Candidates, label)
+		r.guessed = append(r.guessed, fmt.Sprintf("%s was serving %d requests at once when it called %s: this call may belong to another trace",
+			callerName(s), s.Candidates, s.Callee))
+	}
 	room := r.labelW - 1 - utf8.RuneCountInString(branch)
 	label = truncate(label, max(room, 1))
 	plainW := utf8.RuneCountInString(branch) + utf8.RuneCountInString(label)
@@ -267,6 +292,10 @@ func (r *waterfall) row(i int, branch, indent string) {
 	switch {
 	case failed:
 		r.paint(ansiRed, label)
+	case s.ClientError():
+		r.paint(ansiYellow, label)
+	case s.Ambiguous():
+		r.paint(ansiDim, label)
 	case r.crit[i]:
 		r.paint(ansiBold, label)
 	default:
@@ -282,10 +311,13 @@ func (r *waterfall) row(i int, branch, indent string) {
 	case s.Error != "":
 		status = "ERR"
 	}
-	col := fmt.Sprintf("%3s %7s ", status, formatDuration(s.Duration))
-	if failed {
+	col := fmt.Sprintf("%3s %7s %7s ", status, formatDuration(s.Duration), formatDuration(r.an.self[i]))
+	switch {
+	case failed:
 		r.paint(ansiRed, col)
-	} else {
+	case s.ClientError():
+		r.paint(ansiYellow, col)
+	default:
 		r.b.WriteString(col)
 	}
 
@@ -305,6 +337,8 @@ func (r *waterfall) row(i int, branch, indent string) {
 	if failed {
 		_, msg := otlpError(s)
 		r.failedNotes = append(r.failedNotes, fmt.Sprintf("%s: %s", hopLabel(s), msg))
+	} else if s.ClientError() {
+		r.clientNotes = append(r.clientNotes, fmt.Sprintf("%s: HTTP %d", hopLabel(s), s.Status))
 	}
 
 	// Children, then faults under the hop.
@@ -333,7 +367,10 @@ func (r *waterfall) row(i int, branch, indent string) {
 			conn = "└"
 		}
 		link := "─ "
-		if r.tree.spans[c].Inferred {
+		switch cs := r.tree.spans[c]; {
+		case cs.Ambiguous():
+			link = "? "
+		case cs.Inferred:
 			link = "~ "
 		}
 		r.row(c, childIndent+conn+link, childIndent)
@@ -360,6 +397,12 @@ func (r *waterfall) footnotes() {
 	for _, f := range r.failedNotes {
 		notes = append(notes, "! "+f)
 	}
+	for _, f := range r.clientNotes {
+		notes = append(notes, "x client error (4xx, the request was refused as made): "+f)
+	}
+	for _, g := range r.guessed {
+		notes = append(notes, "? guessed: "+g)
+	}
 	for _, c := range r.inferredFrom {
 		if c == "" {
 			c = "the client"
@@ -374,7 +417,7 @@ func (r *waterfall) footnotes() {
 	}
 	r.b.WriteByte('\n')
 	for _, n := range notes {
-		r.b.WriteString(n)
+		r.b.WriteString(truncate(n, r.width))
 		r.b.WriteByte('\n')
 	}
 }
@@ -396,7 +439,20 @@ func branchStyle(branch string, inferred, color bool) string {
 	if !color || !inferred {
 		return branch
 	}
-	return strings.Replace(branch, "~", ansiYellow+"~"+ansiReset+ansiDim, 1)
+	for _, m := range []string{"~", "?"} {
+		if strings.Contains(branch, m) {
+			return strings.Replace(branch, m, ansiYellow+m+ansiReset+ansiDim, 1)
+		}
+	}
+	return branch
+}
+
+// callerName is the hop's caller, "the client" for one outside the stack.
+func callerName(s *trace.Span) string {
+	if s.Caller == "" {
+		return "the client"
+	}
+	return s.Caller
 }
 
 // hopLabel is "caller → callee METHOD route", or "… tcp" for a TCP hop.

@@ -2,12 +2,14 @@ package render_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/devstack/devstack/trace"
 	"github.com/devstack/devstack/trace/render"
@@ -161,9 +163,13 @@ func TestCriticalPath(t *testing.T) {
 		spans []*trace.Span
 		want  []string
 	}{
-		{"follows the child that ends last", chainTrace(), []string{"0001", "0002", "0004", "0005", "0006"}},
+		// orders calls inventory, then payments: both are waited for.
+		{"sequential calls are all on it", chainTrace(), []string{"0001", "0002", "0003", "0004", "0005", "0006"}},
 		{"single span", chainTrace()[:1], []string{"0001"}},
-		{"input order does not matter", slicesBackward(chainTrace()), []string{"0001", "0002", "0004", "0005", "0006"}},
+		{"input order does not matter", slicesBackward(chainTrace()), []string{"0001", "0002", "0003", "0004", "0005", "0006"}},
+		{"a slow call early in a sequence", slowThenFast(), []string{"0001", "0002", "0003"}},
+		{"of parallel calls, the one waited for", parallelTrace(), []string{"0001", "0003", "0005"}},
+		{"nested: the blocking chain inside each hop", nestedTrace(), []string{"0001", "0002", "0004", "0005"}},
 		{"starts at the earliest top-level span", orphanTrace(), []string{"0002", "0003"}},
 		{"empty", nil, nil},
 		{"parent cycle", []*trace.Span{hop(7, 1, 2, "a", "b", 0, 10), hop(7, 2, 1, "b", "c", 1, 5)}, []string{"0001", "0002"}},
@@ -173,6 +179,137 @@ func TestCriticalPath(t *testing.T) {
 				t.Errorf("CriticalPath = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// slowThenFast: a hop calls a service for 800 ms, then another for
+// 0.2 ms. "The child that ends last" marked only the fast one.
+func slowThenFast() []*trace.Span {
+	root := hop(8, 1, 0, "", "orders", 0, 1000)
+	slow := hop(8, 2, 1, "orders", "payments", 10, 800)
+	fast := hop(8, 3, 1, "orders", "audit", 900, 0)
+	fast.Duration = 200 * time.Microsecond
+	return []*trace.Span{root, slow, fast}
+}
+
+// parallelTrace: the root calls three services at once and waits for
+// all; inventory (span 3) ends last, and inside it, span 5 ends last of
+// two parallel calls.
+func parallelTrace() []*trace.Span {
+	return []*trace.Span{
+		hop(9, 1, 0, "", "gateway", 0, 100),
+		hop(9, 2, 1, "gateway", "prices", 5, 40),
+		hop(9, 3, 1, "gateway", "inventory", 5, 90),
+		hop(9, 4, 3, "inventory", "db", 10, 30),
+		hop(9, 5, 3, "inventory", "cache", 10, 80),
+		hop(9, 6, 1, "gateway", "ads", 5, 20),
+	}
+}
+
+// nestedTrace: the root calls orders (which calls a slow db, then a fast
+// one that ends after it), then returns; a last call, started before
+// orders ended and still running at the end of the root, is outside.
+func nestedTrace() []*trace.Span {
+	return []*trace.Span{
+		hop(10, 1, 0, "", "gateway", 0, 100),
+		hop(10, 2, 1, "gateway", "orders", 10, 80),
+		hop(10, 3, 1, "gateway", "metrics", 85, 50), // fire and forget: ends after the root
+		hop(10, 4, 2, "orders", "db", 15, 60),
+		hop(10, 5, 2, "orders", "cache", 76, 10),
+	}
+}
+
+// TestSelfTimeAndSummary checks the numbers the waterfall's summary and
+// self column show, and where an error is said to start.
+func TestSelfTimeAndSummary(t *testing.T) {
+	var buf bytes.Buffer
+	if err := render.Waterfall(&buf, slowThenFast(), render.WaterfallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	// The slow call is named, with its share; the root's own time is
+	// 1000 - 800 - 0.2 ms.
+	if !strings.Contains(out, "time: orders → payments GET /payments, 800ms self (80% of 1.00s)") {
+		t.Errorf("summary does not name the slow call:\n%s", out)
+	}
+	if !strings.Contains(out, "1.00s   200ms") {
+		t.Errorf("root's self time is not 200ms:\n%s", out)
+	}
+
+	// A 502 / 502 / 502 / 500 chain: the error started at the 500.
+	chain := []*trace.Span{
+		hop(11, 1, 0, "", "edge", 0, 50),
+		hop(11, 2, 1, "edge", "gateway", 2, 45),
+		hop(11, 3, 2, "gateway", "orders", 4, 40),
+		hop(11, 4, 3, "orders", "payments", 6, 30),
+	}
+	for i, st := range []int{502, 502, 502, 500} {
+		chain[i].Status = st
+	}
+	buf.Reset()
+	if err := render.Waterfall(&buf, chain, render.WaterfallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if line := strings.Split(buf.String(), "\n")[2]; !strings.HasPrefix(line, "error started at: orders → payments GET /payments (HTTP 500)") || strings.Contains(line, "swallowed") {
+		t.Errorf("error origin line: %q", line)
+	}
+	// The same chain, with the edge answering 200: it swallowed it.
+	chain[0].Status = 200
+	buf.Reset()
+	render.Waterfall(&buf, chain, render.WaterfallOptions{})
+	if line := strings.Split(buf.String(), "\n")[2]; !strings.HasSuffix(line, "(HTTP 500); swallowed: edge answered 200") {
+		t.Errorf("swallowed error line: %q", line)
+	}
+	// A failing hop with a failing callee is not the origin, however
+	// deep the other branch.
+	errs := errorTrace() // gateway 200 → orders 503 → payments refused
+	buf.Reset()
+	render.Waterfall(&buf, errs, render.WaterfallOptions{})
+	if !strings.Contains(buf.String(), "error started at: orders → payments") {
+		t.Errorf("origin of a refused call:\n%s", buf.String())
+	}
+}
+
+// TestWaterfallMarksClientErrorsAndGuesses: a 4xx is a client error,
+// not a failure, and an ambiguous inferred link is never drawn as a
+// plain (or a certain inferred) child.
+func TestWaterfallMarksClientErrorsAndGuesses(t *testing.T) {
+	spans := inferredTrace()
+	spans[2].Candidates = 1 // certain
+	spans[3].Candidates = 5 // a guess among five
+	spans[1].Status = 404
+	var buf bytes.Buffer
+	if err := render.Waterfall(&buf, spans, render.WaterfallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	lines := strings.Split(out, "\n")
+	find := func(sub string) string {
+		for _, l := range lines[3:] { // the rows, after the header, summary and axis
+			if strings.Contains(l, sub) {
+				return l
+			}
+		}
+		t.Fatalf("no line with %q:\n%s", sub, out)
+		return ""
+	}
+	if l := find("gateway → orders"); !strings.HasPrefix(l, "*x") {
+		t.Errorf("a 404 is marked %q, want x (client error)", l[:2])
+	}
+	if strings.Contains(out, "failed") {
+		t.Errorf("a 404 counted as failed:\n%s", out)
+	}
+	if l := find("orders → payments"); !strings.Contains(l, "├~ orders → payments") {
+		t.Errorf("a certain inferred link: %q", l)
+	}
+	if l := find("orders → mailer"); !strings.Contains(l, "└? (1 of 5?) orders → mailer") {
+		t.Errorf("a guessed link: %q", l)
+	}
+	if !strings.Contains(lines[0], "1 guessed links") || !strings.Contains(out, "? guessed: orders was serving 5 requests") {
+		t.Errorf("the guess is not explained:\n%s", out)
+	}
+	if !strings.Contains(out, "x client error") {
+		t.Errorf("no client error footnote:\n%s", out)
 	}
 }
 
@@ -189,5 +326,32 @@ func TestRenderWaterfallFromStore(t *testing.T) {
 	}
 	if a.String() != b.String() {
 		t.Errorf("store round trip changed the waterfall:\n%s\nvs\n%s", a.String(), b.String())
+	}
+}
+
+func TestViewsJSON(t *testing.T) {
+	spans := slowThenFast()
+	spans[2].Status = 500
+	spans[1].Inferred, spans[1].Candidates = true, 3
+	b, err := json.Marshal(render.Views(spans))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0]["callee"] != "orders" {
+		t.Fatalf("views: %s", b)
+	}
+	// The span's own fields are there, and the trace's view of it.
+	if got[0]["self_time"] != float64(200*time.Millisecond-200*time.Microsecond) || got[0]["critical_path"] != true {
+		t.Errorf("root view: %v", got[0])
+	}
+	if got[1]["link"] != "guessed" || got[1]["candidates"] != float64(3) || got[1]["self_time"] != float64(800*time.Millisecond) {
+		t.Errorf("guessed link view: %v", got[1])
+	}
+	if got[2]["error_origin"] != true || got[1]["error_origin"] != nil {
+		t.Errorf("error origin: %v / %v", got[1], got[2])
 	}
 }
