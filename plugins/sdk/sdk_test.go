@@ -1,0 +1,125 @@
+package sdk_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/devstack/devstack/plugins/sdk"
+	"github.com/devstack/devstack/proxy/fault"
+)
+
+// echo pushes back the rules it was configured with plus one, asks for a
+// restart of each service an event names, and has one command.
+type echo struct {
+	gotCfg chan sdk.Config
+	host   sdk.Host
+}
+
+func (e *echo) Info() sdk.Info { return sdk.Info{Name: "echo", Version: "1.2.3"} }
+
+func (e *echo) Start(_ context.Context, cfg sdk.Config, host sdk.Host) error {
+	e.gotCfg <- cfg
+	e.host = host
+	rs := cfg.Rules
+	rs.Rules = append(rs.Rules, fault.Rule{ID: "new", Service: "b", Fault: fault.Fault{Kind: fault.Abort, Status: 503}})
+	return host.PushRules(rs)
+}
+
+func (e *echo) HandleEvent(_ context.Context, ev sdk.Event) {
+	_ = e.host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{ev.Service}, Reason: ev.Kind})
+}
+
+func (e *echo) Command(_ context.Context, name string, args []byte) ([]byte, error) {
+	if name != "upper" {
+		return nil, errors.New("no command " + name + "; try upper")
+	}
+	var s string
+	if err := json.Unmarshal(args, &s); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s + "!")
+}
+
+var _ interface {
+	sdk.Plugin
+	sdk.EventHandler
+	sdk.Commander
+} = (*echo)(nil)
+
+func TestRoundTrip(t *testing.T) {
+	p := &echo{gotCfg: make(chan sdk.Config, 1)}
+	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(p))
+	defer client.Close()
+	raw, err := client.Dispense(sdk.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := raw.(*sdk.Conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	info, err := conn.Info(ctx)
+	if err != nil || info != (sdk.Info{Name: "echo", Version: "1.2.3"}) {
+		t.Fatalf("info %+v %v", info, err)
+	}
+
+	exp := time.Unix(2000000000, 0)
+	old := fault.Rule{ID: "old", Service: "a", Caller: "c", Route: "/x*", Method: "GET", Probability: 0.5, First: 3, Expires: exp,
+		Direction: fault.Response, Header: &fault.HeaderMatch{Name: "h", Regex: "v+"},
+		Fault: fault.Fault{Kind: fault.Latency, Duration: time.Second, Jitter: time.Millisecond, Dist: fault.Normal}}
+	cfg := sdk.Config{Project: "shop", Options: []byte(`{"x":1}`), Restarted: true,
+		Services: []sdk.Service{{Name: "a", Ports: []sdk.Port{{Listen: "127.0.0.1:1", Upstream: "127.0.0.1:2", Protocol: "http"}}}},
+		Rules:    sdk.RuleSet{HeaderTrigger: true, Rules: []fault.Rule{old}}}
+	sess, err := conn.Session(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := <-p.gotCfg
+	if got.Project != "shop" || string(got.Options) != `{"x":1}` || !got.Restarted || len(got.Services) != 1 || got.Services[0].Ports[0].Upstream != "127.0.0.1:2" {
+		t.Errorf("config %+v", got)
+	}
+	m, err := sess.Recv()
+	if err != nil || m.Rules == nil {
+		t.Fatalf("recv %+v %v", m, err)
+	}
+	if !m.Rules.HeaderTrigger || len(m.Rules.Rules) != 2 {
+		t.Fatalf("rules %+v", m.Rules)
+	}
+	back := m.Rules.Rules[0]
+	if back.Fault != old.Fault || *back.Header != *old.Header || !back.Expires.Equal(exp) ||
+		back.Route != old.Route || back.Caller != old.Caller || back.Method != old.Method || back.First != 3 || back.Probability != 0.5 || back.Direction != fault.Response {
+		t.Errorf("rule came back as %+v", back)
+	}
+
+	if err := sess.Send(sdk.Event{Service: "payments", Kind: "exited", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = sess.Recv()
+	if err != nil || m.Action == nil || m.Action.Kind != sdk.Restart || !slices.Equal(m.Action.Services, []string{"payments"}) || m.Action.Reason != "exited" {
+		t.Fatalf("action %+v %v", m.Action, err)
+	}
+
+	out, err := conn.Command(ctx, "upper", []byte(`"hi"`))
+	if err != nil || string(out) != `"hi!"` {
+		t.Errorf("command: %s %v", out, err)
+	}
+	_, err = conn.Command(ctx, "nope", nil)
+	var ce *sdk.CommandError
+	if !errors.As(err, &ce) || ce.Msg != "no command nope; try upper" {
+		t.Errorf("command error %#v", err)
+	}
+
+	if err := sess.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("after CloseSend: %v", err)
+	}
+}
