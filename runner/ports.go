@@ -46,7 +46,9 @@ func (r *Runner) CheckPorts(names []string) error {
 // PortInUse is the error for a taken port: it names the service, the port
 // and, where the system tells, the process holding it.
 func PortInUse(service string, port int) error {
-	holder := ""
+	// A socket with no process of ours to name: another user's, a
+	// container's (docker-proxy runs as root), or one closing.
+	holder := " by a process devstack cannot see (another user's, a container's, or a socket still closing; `sudo ss -ltnp 'sport = :" + strconv.Itoa(port) + "'` names it)"
 	if pid, cmd, ok := proc.PortHolder(port); ok {
 		holder = fmt.Sprintf(" by pid %d (%s)", pid, cmd)
 	}

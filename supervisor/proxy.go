@@ -7,9 +7,11 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,21 +181,73 @@ func namedByOthers(p *project.Project, name string) bool {
 	return false
 }
 
-// candidate is the i-th port privatePort tries for a service port: from
-// 20000 to 39999, by a hash of its name, so that it stays the same.
+// candidate is the i-th port privatePort tries for a service port: in
+// the window w, by a hash of its name, so that it stays the same.
 func candidate(project, service string, target uint16, i uint32) uint16 {
+	return candidateIn(privateWindow(), project, service, target, i)
+}
+
+func candidateIn(w portWindow, project, service string, target uint16, i uint32) uint16 {
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%s/%s/%d", project, service, target)
-	return uint16(20000 + (h.Sum32()%20000+i*2503)%20000)
+	return uint16(w.lo + (h.Sum32()%w.n+i*2503)%w.n)
+}
+
+// portWindow is a range of ports, [lo, lo+n).
+type portWindow struct{ lo, n uint32 }
+
+// privateWindow is where private ports come from: outside the kernel's
+// ephemeral range (/proc/sys/net/ipv4/ip_local_port_range), whose ports
+// the kernel hands to every outgoing connection, so that a private port
+// never collides with a client socket, and above 10000, clear of the
+// ports dev servers use. It is the larger side of the ephemeral range.
+func privateWindow() portWindow {
+	lo, hi := uint32(32768), uint32(60999) // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			l, err1 := strconv.ParseUint(f[0], 10, 16)
+			h, err2 := strconv.ParseUint(f[1], 10, 16)
+			if err1 == nil && err2 == nil && l <= h {
+				lo, hi = uint32(l), uint32(h)
+			}
+		}
+	}
+	return windowOutside(lo, hi)
+}
+
+// windowOutside is the larger window of 10000..65535 outside [lo, hi],
+// else (an ephemeral range that covers nearly all of it) 1024..lo-1.
+func windowOutside(lo, hi uint32) portWindow {
+	const floor, top = 10000, 65536
+	below := portWindow{floor, 0}
+	if lo > floor {
+		below.n = lo - floor
+	}
+	above := portWindow{max(hi+1, floor), 0}
+	if hi+1 < top {
+		above.n = top - above.lo
+	}
+	best := below
+	if above.n > best.n {
+		best = above
+	}
+	if best.n < 1000 && lo > 1024 {
+		best = portWindow{1024, lo - 1024}
+	}
+	if best.n == 0 {
+		best = portWindow{floor, top - floor}
+	}
+	return best
 }
 
 // privatePort picks the private port of a service port: the same one on
 // every run when it is free (so a container's config, which names it, is
-// unchanged and the container is not recreated), else any free port. It
-// never picks one in taken.
+// unchanged and the container is not recreated), else the next free one
+// of its sequence in the window. It never picks one in taken.
 func privatePort(project, service string, target uint16, taken map[uint16]bool) (uint16, error) {
-	for i := range uint32(8) {
-		port := candidate(project, service, target, i)
+	w := privateWindow()
+	for i := range uint32(512) {
+		port := candidateIn(w, project, service, target, i)
 		if taken[port] {
 			continue
 		}
@@ -202,25 +256,7 @@ func privatePort(project, service string, target uint16, taken map[uint16]bool) 
 			return port, nil
 		}
 	}
-	// Ports the kernel hands out are taken only while bound: hold each
-	// one that is taken here until a free one comes.
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for range 64 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		held = append(held, l)
-		if port := uint16(l.Addr().(*net.TCPAddr).Port); !taken[port] {
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port on 127.0.0.1 outside the project's own")
+	return 0, fmt.Errorf("no free port on 127.0.0.1 in %d-%d (outside the kernel's ephemeral range) for service %q; free some", w.lo, w.lo+w.n-1, service)
 }
 
 // checkRoutes reports every proxied port that is taken, with its holder,

@@ -185,3 +185,38 @@ func TestTraceFormatNamesAgreeWithTheProxy(t *testing.T) {
 		t.Errorf("formats none: NoFormats %v, err %v", o.NoFormats, err)
 	}
 }
+
+// Private ports stay out of the kernel's ephemeral range, where any
+// outgoing connection may hold them.
+func TestPrivatePortsAreOutsideTheEphemeralRange(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Skip("no /proc/sys/net/ipv4/ip_local_port_range")
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		port, err := privatePort("eph", fmt.Sprintf("s%d", i), 80, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(port) >= lo && int(port) <= hi {
+			t.Fatalf("private port %d is in the ephemeral range %d-%d", port, lo, hi)
+		}
+	}
+	for _, tt := range []struct {
+		lo, hi uint32
+		want   portWindow
+	}{
+		{32768, 60999, portWindow{10000, 22768}},
+		{1024, 65535, portWindow{10000, 55536}},
+		{10000, 20000, portWindow{20001, 45535}},
+		{49152, 65535, portWindow{10000, 39152}},
+	} {
+		if got := windowOutside(tt.lo, tt.hi); got != tt.want {
+			t.Errorf("windowOutside(%d, %d) = %v, want %v", tt.lo, tt.hi, got, tt.want)
+		}
+	}
+}

@@ -480,7 +480,7 @@ services:
 	if r := elsewhere.must("-p", "life", "logs", "talker"); strings.Count(r.stdout, "hello-talker") != 3 {
 		t.Fatalf("-p life logs from another directory: want 3 starts, got:\n%s", r.stdout)
 	}
-	if r := elsewhere.run("-p", "life", "logs", "talkr"); r.code == 0 || !strings.Contains(r.stderr, `no logs of a service "talkr" in life (it has logs of talker)`) {
+	if r := elsewhere.run("-p", "life", "logs", "talkr"); r.code == 0 || !strings.Contains(r.stderr, `no service "talkr" in project "life"; services are: talker`) {
 		t.Fatalf("-p life logs talkr: exit %d, stderr %q", r.code, r.stderr)
 	}
 	if r := c.run("stop", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, `no service "nosuch"`) {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devstack/devstack/runner"
 )
 
 // Every Compose key the service's backend does not honour is named, once,
@@ -35,5 +39,85 @@ func TestConfigWarnsAboutEveryKeyTheBackendDoesNotHonour(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, "environment") {
 		t.Errorf("config warned about environment, which a process honours:\n%s", r.stderr)
+	}
+}
+
+func TestVersionAndUnknownCommandsAndFlags(t *testing.T) {
+	c := &cli{t: t, dir: t.TempDir(), state: t.TempDir()}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		if r := c.must(args...); !strings.HasPrefix(r.stdout, "devstack ") {
+			t.Errorf("devstack %s printed %q", args[0], r.stdout)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"confg"}, `unknown command "confg"; did you mean "config"?`},
+		{[]string{"stp"}, `unknown command "stp"; did you mean "stop"?`},
+		{[]string{"xyzzy"}, `unknown command "xyzzy"`},
+		{[]string{"logs", "--tial", "3"}, `unknown flag: --tial; did you mean --tail?`},
+		{[]string{"down", "--volume"}, `unknown flag: --volume; did you mean --volumes?`},
+	} {
+		r := c.run(tt.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("devstack %s: exit %d, stderr %q; want non-zero and %q", strings.Join(tt.args, " "), r.code, r.stderr, tt.want)
+		}
+	}
+}
+
+// stop, start and restart with no service mean all; every command works
+// from a subdirectory of the project, and with -p from anywhere;
+// logs --tail 0 prints nothing before following.
+func TestComposeHabitsStopAllSubdirAndProjectName(t *testing.T) {
+	dir := writeProject(t, `
+name: habits
+services:
+  one:
+    x-devstack: {run: "echo hello-$$DEVSTACK_SERVICE; exec sleep 300"}
+  two:
+    x-devstack: {run: "echo hello-$$DEVSTACK_SERVICE; exec sleep 300"}
+`)
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	states := func(cl *cli) map[string]runner.State {
+		out := map[string]runner.State{}
+		for _, s := range cl.ps() {
+			out[s.Name] = s.State
+		}
+		return out
+	}
+	sub := filepath.Join(dir, "src", "pkg")
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	inSub := &cli{t: t, dir: sub, state: c.state}
+	elsewhere := &cli{t: t, dir: t.TempDir(), state: c.state}
+
+	inSub.must("stop")
+	for name, st := range states(c) {
+		if st != runner.StateStopped {
+			t.Errorf("after stop with no service (from a subdirectory), %s is %s", name, st)
+		}
+	}
+	elsewhere.must("-p", "habits", "start")
+	for name, st := range states(inSub) {
+		if st != runner.StateRunning {
+			t.Errorf("after -p habits start from elsewhere, %s is %s", name, st)
+		}
+	}
+	c.must("restart")
+	if r := c.must("logs"); strings.Count(r.stdout, "hello-one") != 3 || strings.Count(r.stdout, "hello-two") != 3 {
+		t.Errorf("after up, stop+start and restart of all, want 3 starts of each:\n%s", r.stdout)
+	}
+	if r := c.must("logs", "--tail", "0"); r.stdout != "" {
+		t.Errorf("logs --tail 0 printed:\n%s", r.stdout)
+	}
+	if r := elsewhere.must("-p", "habits", "ps"); !strings.Contains(r.stdout, "one") {
+		t.Errorf("-p habits ps from elsewhere:\n%s", r.stdout)
+	}
+	elsewhere.must("-p", "habits", "down")
+	if r := elsewhere.run("-p", "nosuchproject", "ps"); r.code == 0 || !strings.Contains(r.stderr, `no project named "nosuchproject"`) {
+		t.Errorf("-p nosuchproject ps: exit %d, %s", r.code, r.stderr)
 	}
 }

@@ -13,9 +13,12 @@ import (
 // the running supervisor.
 func newLifecycleCmd(g *globalOptions, action, short string) *cobra.Command {
 	return &cobra.Command{
-		Use:               action + " SERVICE...",
-		Short:             short,
-		Args:              cobra.MinimumNArgs(1),
+		Use:   action + " [SERVICE...]",
+		Short: short,
+		Long: short + `.
+
+With no service named, it applies to every service of the stack, as in
+docker compose.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()

@@ -47,6 +47,11 @@ per service, so they can be read from another terminal and after down.`,
 				if q.Tail, err = strconv.Atoi(o.tail); err != nil || q.Tail < 0 {
 					return fmt.Errorf("--tail %q: want a number of lines or \"all\"", o.tail)
 				}
+				if q.Tail == 0 {
+					// No line from before now: the store's Tail 0 means all,
+					// so the bound is by time.
+					q.Since = time.Now()
+				}
 			}
 			name, services, err := g.logsProject(ctx, names)
 			if err != nil {

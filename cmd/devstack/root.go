@@ -46,7 +46,18 @@ Services run as native processes when their x-devstack block says how
 		// Global flags go before the command, as with docker compose, so
 		// that `logs -f` can mean follow.
 		TraverseChildren: true,
+		// Without a Run, cobra prints the help and exits 0 for an unknown
+		// command; a typo must fail, with the likely command.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return unknownCommand(cmd, args[0])
+		},
 	}
+	root.Version = version()
+	root.SetVersionTemplate("devstack {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(flagError) // every command's, too
@@ -58,12 +69,57 @@ Services run as native processes when their x-devstack block says how
 	f.StringVar(&g.projectDir, "project-directory", "", "directory the project's relative paths resolve against (default: the first file's directory)")
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newPsCmd(g), newLogsCmd(g),
-		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on)"),
-		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack"),
-		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true"),
+		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on); all when none is named"),
+		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack; all when none is named"),
+		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all when none is named"),
+		newVersionCmd(g),
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 	)
 	return root
+}
+
+// unknownCommand is the error for `devstack NAME` when no command is
+// called NAME, with the closest commands.
+func unknownCommand(root *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q", name)
+	best, bestD := "", 3 // suggest within two edits
+	for _, c := range root.Commands() {
+		if !c.IsAvailableCommand() {
+			continue
+		}
+		d := editDistance(name, c.Name())
+		if strings.HasPrefix(c.Name(), name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = c.Name(), d
+		}
+	}
+	if best != "" {
+		msg += fmt.Sprintf("; did you mean %q?", best)
+	}
+	return fmt.Errorf("%s (see `devstack --help` for the commands)", msg)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // flagError says what a flag's value should look like, in place of the
@@ -77,6 +133,9 @@ func flagError(cmd *cobra.Command, err error) error {
 			// docker compose's habit: the project's flags come first.
 			return fmt.Errorf("%w: the project's flags (-f, -p, --profile, --env-file, --project-directory) go before the command, e.g. `devstack -f other.yaml %s`", err, cmd.Name())
 		}
+		if s := closestFlag(cmd, err); s != "" {
+			return fmt.Errorf("%w; did you mean %s? (%s)", err, s, help)
+		}
 		return fmt.Errorf("%w (%s)", err, help)
 	}
 	name, value := "--"+bad.GetFlag().Name, bad.GetValue()
@@ -89,6 +148,23 @@ func flagError(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%s %q: want true or false (%s)", name, value, help)
 	}
 	return fmt.Errorf("%s %q: %v (%s)", name, value, errors.Unwrap(bad), help)
+}
+
+// closestFlag names the command's flag closest to the unknown one in err
+// (within two edits), or "".
+func closestFlag(cmd *cobra.Command, err error) string {
+	var unknown *pflag.NotExistError
+	if !errors.As(err, &unknown) || unknown.GetSpecifiedShortnames() != "" {
+		return ""
+	}
+	name := unknown.GetSpecifiedName()
+	best, bestD := "", 3
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = "--"+f.Name, d
+		}
+	})
+	return best
 }
 
 // isRootFlag reports whether err is pflag's "unknown flag" for a flag
@@ -108,10 +184,21 @@ func isRootFlag(root *cobra.Command, err error) bool {
 // load loads and validates the whole project, and checks that every
 // service named on the command line is in it, so nothing starts on a typo.
 func (g *globalOptions) load(ctx context.Context, names []string) (*project.Project, error) {
-	p, err := project.Load(ctx, project.LoadOptions{
+	opts := project.LoadOptions{
 		Files: g.files, WorkDir: g.projectDir, Name: g.name,
 		Profiles: g.profiles, EnvFiles: g.envFiles,
-	})
+	}
+	p, err := project.Load(ctx, opts)
+	if name := g.projectName(); errors.Is(err, project.ErrNoFile) && len(g.files) == 0 && name != "" {
+		// -p NAME from a directory without the file, as with docker
+		// compose: the files are those the project last ran from.
+		if src, ok := supervisor.SourceOf(supervisor.StateDir(name)); ok && len(src.Files) > 0 {
+			opts.Files, opts.Name = src.Files, name
+			p, err = project.Load(ctx, opts)
+		} else {
+			err = g.unknownName(name, err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +263,7 @@ func (g *globalOptions) projectName() string {
 // named on the command line and has never run: that the name is unknown is
 // likely the mistake (a typo in -p), more than the missing file.
 func (g *globalOptions) unknownName(name string, err error) error {
-	if name == "" || !errors.Is(err, project.ErrNoFile) {
+	if name == "" || !errors.Is(err, project.ErrNoFile) || strings.Contains(err.Error(), "no project named") {
 		return err
 	}
 	if _, statErr := os.Stat(supervisor.StateDir(name)); statErr == nil {

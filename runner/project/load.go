@@ -41,6 +41,13 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 		env = os.Environ()
 	}
 	files := absPaths(workDir, opts.Files)
+	if len(files) == 0 && !hasVar(env, consts.ComposeFilePath) {
+		// As compose does: the project is the nearest directory, this
+		// one or a parent, that holds a project file.
+		if dir, ok := findProjectDir(workDir); ok {
+			workDir = dir
+		}
+	}
 
 	if opts.Name != "" && loader.NormalizeProjectName(opts.Name) != opts.Name {
 		return nil, &Error{Key: "name", Err: ErrInvalid, Msg: fmt.Sprintf(
@@ -203,6 +210,9 @@ func discover(workDir string, env types.Mapping) ([]string, error) {
 		}
 		return absPaths(workDir, strings.Split(list, sep)), nil
 	}
+	if dir, ok := findProjectDir(workDir); ok {
+		workDir = dir
+	}
 	for _, name := range defaultFiles {
 		main := filepath.Join(workDir, name)
 		if !isFile(main) {
@@ -222,7 +232,7 @@ func discover(workDir string, env types.Mapping) ([]string, error) {
 		return files, nil
 	}
 	return nil, &Error{Err: ErrNoFile, Msg: fmt.Sprintf(
-		"no project file in %s (tried %s); create devstack.yaml there or pass -f <file>",
+		"no project file in %s or its parents (tried %s); create devstack.yaml there or pass -f <file>",
 		workDir, strings.Join(defaultFiles, ", "))}
 }
 
@@ -246,6 +256,32 @@ func FilesFor(workDir string, files []string) ([]string, error) {
 		}
 	}
 	return discover(workDir, env)
+}
+
+// findProjectDir returns dir, or its nearest parent, that holds one of
+// the default project files.
+func findProjectDir(dir string) (string, bool) {
+	for {
+		for _, name := range defaultFiles {
+			if isFile(filepath.Join(dir, name)) {
+				return dir, true
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == name && v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func isFile(path string) bool {
@@ -302,6 +338,11 @@ func (u *unsetVars) list() []string {
 
 func (s *sources) unsetWarning(name string) string {
 	msg := fmt.Sprintf("the %q variable is not set, defaulting to a blank string; set it in the environment or in .env, or write ${%s:-} to make the blank explicit", name, name)
+	if s.inExtension(name) {
+		// $PORT in x-devstack.run is meant for the shell, when the
+		// process starts (port_env); Compose interpolates it at load.
+		msg = fmt.Sprintf("the %q variable is not set at load, so $%s in x-devstack became a blank string; write $$%s to leave it to the shell when the process starts (as port_env's variable must be), or set %s in the environment or in .env", name, name, name, name)
+	}
 	if file, line := s.findVariable(name); file != "" {
 		return (&Error{File: file, Line: line, Msg: msg}).Error()
 	}

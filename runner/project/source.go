@@ -289,6 +289,36 @@ func (s *sources) findVariable(name string) (string, int) {
 	return "", 0
 }
 
+// inExtension reports whether the first reference to $name or ${name}
+// is inside an x-devstack block (x-devstack.run, x-devstack.build).
+func (s *sources) inExtension(name string) bool {
+	re := regexp.MustCompile(`\$(\{` + regexp.QuoteMeta(name) + `[}:?+\-]|` + regexp.QuoteMeta(name) + `\b)`)
+	var walk func(n *yaml.Node, inExt bool) (found, inside bool)
+	walk = func(n *yaml.Node, inExt bool) (bool, bool) {
+		if n.Kind == yaml.ScalarNode {
+			return re.MatchString(strings.ReplaceAll(n.Value, "$$", "")), inExt
+		}
+		for i, c := range n.Content {
+			ext := inExt
+			if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == extKey {
+				ext = true
+			}
+			if found, inside := walk(c, ext); found {
+				return true, inside
+			}
+		}
+		return false, false
+	}
+	for _, src := range s.files {
+		for _, doc := range src.docs {
+			if found, inside := walk(doc, false); found {
+				return inside
+			}
+		}
+	}
+	return false
+}
+
 func findScalar(n *yaml.Node, re *regexp.Regexp) int {
 	if n.Kind == yaml.ScalarNode && re.MatchString(strings.ReplaceAll(n.Value, "$$", "")) {
 		return n.Line
