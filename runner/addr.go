@@ -23,9 +23,9 @@ func (r *Runner) containerEnv(env []string) []string {
 	for _, ps := range r.p.Services {
 		other := r.svcs[ps.Name]
 		for _, p := range ps.Ports {
-			port := strconv.Itoa(int(declaredPort(p)))
+			port := strconv.Itoa(int(p.Declared()))
 			to := "host.docker.internal:" + port
-			proxied := r.listenPort(ps.Name, p) != declaredPort(p)
+			proxied := r.listenPort(ps.Name, p) != p.Declared()
 			if other != nil && other.backend.Name() == "docker" && !proxied {
 				to = ps.Name + ":" + strconv.Itoa(int(p.Target))
 			}

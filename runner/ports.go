@@ -27,10 +27,10 @@ func (r *Runner) CheckPorts(names []string) error {
 			if p.Protocol == "udp" {
 				continue
 			}
-			if r.listenPort(s.spec.Name, p) != declaredPort(p) {
+			if r.listenPort(s.spec.Name, p) != p.Declared() {
 				continue // the proxy owns it, and checks it when it binds
 			}
-			port := int(declaredPort(p))
+			port := int(p.Declared())
 			addr := net.JoinHostPort(p.HostIP, strconv.Itoa(port))
 			l, err := net.Listen("tcp", addr)
 			if err == nil {

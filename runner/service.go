@@ -490,7 +490,7 @@ func (r *Runner) remapped(ps *project.Service) *project.Service {
 	var ports []project.Port
 	for i, p := range ps.Ports {
 		lp := r.listenPort(ps.Name, p)
-		if lp == declaredPort(p) {
+		if lp == p.Declared() {
 			continue
 		}
 		if ports == nil {
@@ -511,14 +511,5 @@ func (r *Runner) listenPort(service string, p project.Port) uint16 {
 	if r.opts.ListenPort != nil {
 		return r.opts.ListenPort(service, p)
 	}
-	return declaredPort(p)
-}
-
-// declaredPort is the port users and other services call: the published
-// port, else the target.
-func declaredPort(p project.Port) uint16 {
-	if p.Published != 0 {
-		return p.Published
-	}
-	return p.Target
+	return p.Declared()
 }

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -57,7 +56,7 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 	taken := map[uint16]bool{}
 	for _, s := range p.Services {
 		for _, port := range s.Ports {
-			taken[cmp.Or(port.Published, port.Target)] = true
+			taken[port.Declared()] = true
 			if held != nil && backendOf(s) == "docker" {
 				if pp, ok := held(s.Name, port.Target); ok {
 					taken[pp] = true
@@ -86,10 +85,7 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 			}
 			taken[pp] = true
 			private[portKey{s.Name, port.Target}] = pp
-			declared := port.Published
-			if declared == 0 {
-				declared = port.Target
-			}
+			declared := port.Declared()
 			r := proxy.Route{
 				Service:  s.Name,
 				Listen:   net.JoinHostPort(port.HostIP, strconv.Itoa(int(declared))),
@@ -133,10 +129,7 @@ func ambassadors(p *project.Project, private map[portKey]uint16, gateway string)
 			if _, ok := private[portKey{s.Name, port.Target}]; !ok {
 				continue
 			}
-			declared := port.Published
-			if declared == 0 {
-				declared = port.Target
-			}
+			declared := port.Declared()
 			a := out[s.Name]
 			if a == nil {
 				a = &runner.Ambassador{Relay: map[uint16]string{}}

@@ -159,10 +159,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			if pp, ok := private[portKey{service, port.Target}]; ok {
 				return pp
 			}
-			if port.Published != 0 {
-				return port.Published
-			}
-			return port.Target
+			return port.Declared()
 		},
 		Ambassador: func(service string) *runner.Ambassador { return amb[service] },
 	})

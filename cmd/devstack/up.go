@@ -275,10 +275,7 @@ func portsForHandover(p *project.Project, supervisorPID int) error {
 			if port.Protocol == "udp" {
 				continue
 			}
-			n := port.Published
-			if n == 0 {
-				n = port.Target
-			}
+			n := port.Declared()
 			l, err := net.Listen("tcp", net.JoinHostPort(port.HostIP, strconv.Itoa(int(n))))
 			if err == nil {
 				l.Close()

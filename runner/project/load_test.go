@@ -246,3 +246,18 @@ func TestClosest(t *testing.T) {
 		})
 	}
 }
+
+func TestPortDeclared(t *testing.T) {
+	for _, tc := range []struct {
+		p    Port
+		want uint16
+	}{
+		{Port{Published: 18080, Target: 8080}, 18080},
+		{Port{Target: 8080}, 8080},
+		{Port{Published: 8080, Target: 8080}, 8080},
+	} {
+		if got := tc.p.Declared(); got != tc.want {
+			t.Errorf("%+v.Declared() = %d, want %d", tc.p, got, tc.want)
+		}
+	}
+}

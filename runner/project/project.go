@@ -155,6 +155,15 @@ type Port struct {
 	Protocol string
 }
 
+// Declared is the port users and other services call: the published port,
+// else the target.
+func (p Port) Declared() uint16 {
+	if p.Published != 0 {
+		return p.Published
+	}
+	return p.Target
+}
+
 // Dependency is one depends_on entry.
 type Dependency struct {
 	Service string
