@@ -30,6 +30,12 @@ func (b *specBackend) Start(_ context.Context, spec runner.Spec) (runner.Instanc
 	return &idleInstance{done: make(chan struct{})}, nil
 }
 
+// netSpecBackend is a specBackend whose instances have a network of their
+// own (runner.Networked), as containers do.
+type netSpecBackend struct{ *specBackend }
+
+func (b netSpecBackend) Wire(spec runner.Spec, _ runner.Stack) runner.Spec { return spec }
+
 type idleInstance struct {
 	once sync.Once
 	done chan struct{}
@@ -47,8 +53,9 @@ func (i *idleInstance) Stop(context.Context, syscall.Signal, time.Duration) erro
 	return nil
 }
 
-// Options.Ambassador must reach the Spec of container services only:
-// processes are called on the host, where the proxy owns the port itself.
+// Options.Ambassador must reach the Spec of services in a network of their
+// own (containers) only: processes are called on the host, where the proxy
+// owns the port itself.
 func TestSpecAmbassador(t *testing.T) {
 	dir := t.TempDir()
 	yaml := `services:
@@ -73,7 +80,7 @@ func TestSpecAmbassador(t *testing.T) {
 	r, err := runner.New(p, runner.Options{
 		BackendFor: func(s *project.Service) (runner.Backend, error) {
 			if s.Name == "web" {
-				return docker, nil
+				return netSpecBackend{docker}, nil
 			}
 			return proc, nil
 		},

@@ -36,6 +36,46 @@ type Preparer interface {
 	Prepare(ctx context.Context, spec Spec) (undo func(), err error)
 }
 
+// Networked is implemented by backends whose instances run in a network
+// of their own (containers): "localhost" in an instance is the instance
+// itself, an instance listens on its target ports, and the host reaches it
+// through the host ports the backend publishes, whichever it is told. The
+// runner builds each Spec as for a process on the host (the service's
+// declared ports, addresses of other services as callers on the host use
+// them), sets the port variables (x-devstack.port_env, DEVSTACK_PORT_*) to
+// the target ports and Spec.Ambassador from Options.Ambassador, then hands
+// the spec to Wire, which adapts the rest to the backend's network: the
+// host ports to publish (Stack.ListenPort), and the other services'
+// addresses in the environment.
+type Networked interface {
+	Wire(spec Spec, stack Stack) Spec
+}
+
+// Stack is what a Networked backend may ask the runner about the other
+// services of the stack.
+type Stack interface {
+	// ListenPort is the host port where the instance of service listens
+	// (or is published) for its declared port p: a private port when the
+	// proxy fronts p, else p.Declared().
+	ListenPort(service string, p project.Port) uint16
+	// Backend is the backend that runs service, nil when none does.
+	Backend(service string) Backend
+}
+
+// Lasting is implemented by backends whose instances outlive the process
+// that started them (an engine runs them). A handover to a new supervisor
+// leaves them running, for the new one to adopt; instances of other
+// backends stop with their supervisor.
+type Lasting interface {
+	Lasting() bool
+}
+
+// IsLasting reports whether b's instances outlive their supervisor.
+func IsLasting(b Backend) bool {
+	l, ok := b.(Lasting)
+	return ok && l.Lasting()
+}
+
 // Instance is one running incarnation of a service.
 type Instance interface {
 	// ID identifies the instance for humans: a pid or a container id.
@@ -83,12 +123,12 @@ type Spec struct {
 	// Marker is put in the environment as DEVSTACK_INSTANCE so that orphans
 	// can be found after a crash of devstack.
 	Marker string
-	// Ambassador, when set, asks a container backend to put an ambassador
+	// Ambassador, when set, asks a Networked backend to put an ambassador
 	// in front of the service on its networks: a container that answers to
 	// the service's name (and aliases) and relays every connection to the
 	// proxy, so that calls by service name are traced hops too. Nil (the
-	// default, and always for processes) means none: the container itself
-	// answers to its name. Filled from Options.Ambassador.
+	// default, and always for other backends) means none: the instance
+	// itself answers to its name. Filled from Options.Ambassador.
 	Ambassador *Ambassador
 }
 

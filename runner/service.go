@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -443,6 +442,7 @@ func (r *Runner) spec(s *service) Spec {
 		scope = r.p.Name
 	}
 	marker := scope + "/" + r.opts.RunID + "/" + name
+	wirer, networked := s.backend.(Networked)
 	env := make([]string, 0, len(s.spec.Compose.Environment)+2)
 	for k, v := range s.spec.Compose.Environment {
 		if v != nil {
@@ -451,10 +451,11 @@ func (r *Runner) spec(s *service) Spec {
 	}
 	if pe := s.spec.X.PortEnv; pe != "" && len(s.spec.Ports) > 0 {
 		// The port to listen on: a process takes the private port when the
-		// proxy owns the declared one; a container always listens on its
-		// target port (the private port is its published side).
+		// proxy owns the declared one; an instance in a network of its own
+		// always listens on its target port (the private port is its
+		// published side).
 		inside := func(p project.Port) uint16 {
-			if s.backend.Name() == "docker" {
+			if networked {
 				return p.Target
 			}
 			return r.listenPort(name, p)
@@ -467,43 +468,33 @@ func (r *Runner) spec(s *service) Spec {
 		}
 	}
 	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
-	var amb *Ambassador
-	if s.backend.Name() == "docker" {
-		env = r.containerEnv(env)
+	spec := Spec{
+		Project: r.p, Service: s.spec, Env: env, Marker: marker,
+		Stdout: r.opts.Logs.Writer(name, "out"),
+		Stderr: r.opts.Logs.Writer(name, "err"),
+		Status: r.opts.Logs.Writer(name, "sys"),
+	}
+	if networked {
 		if r.opts.Ambassador != nil {
-			amb = r.opts.Ambassador(name)
+			spec.Ambassador = r.opts.Ambassador(name)
 		}
+		spec = wirer.Wire(spec, stack{r})
 	}
-	return Spec{
-		Project: r.p, Service: r.remapped(s.spec), Env: env, Marker: marker,
-		Stdout:     r.opts.Logs.Writer(name, "out"),
-		Stderr:     r.opts.Logs.Writer(name, "err"),
-		Status:     r.opts.Logs.Writer(name, "sys"),
-		Ambassador: amb,
-	}
+	return spec
 }
 
-// remapped returns the service as its backend must start it: when the
-// proxy owns a declared port, the instance publishes (containers) on the
-// private port instead, on loopback.
-func (r *Runner) remapped(ps *project.Service) *project.Service {
-	var ports []project.Port
-	for i, p := range ps.Ports {
-		lp := r.listenPort(ps.Name, p)
-		if lp == p.Declared() {
-			continue
-		}
-		if ports == nil {
-			ports = slices.Clone(ps.Ports)
-		}
-		ports[i].Published, ports[i].HostIP = lp, "127.0.0.1"
+// stack is the Runner as a Networked backend sees it.
+type stack struct{ r *Runner }
+
+func (st stack) ListenPort(service string, p project.Port) uint16 {
+	return st.r.listenPort(service, p)
+}
+
+func (st stack) Backend(service string) Backend {
+	if s := st.r.svcs[service]; s != nil {
+		return s.backend
 	}
-	if ports == nil {
-		return ps
-	}
-	c := *ps
-	c.Ports = ports
-	return &c
+	return nil
 }
 
 // listenPort is the port an instance listens on for a declared port.

@@ -34,15 +34,16 @@ type portKey struct {
 // the proxy owns the declared port. Private ports stay the same for the
 // supervisor's life, so a restart needs no change to the routing table.
 //
-// Containers publish on the private port instead of the declared one, so
-// the same holds for them; only ports they publish on a fixed host port are
-// fronted (an ephemeral one has no address for callers to know).
+// Services in a network of their own (containers: networked reports them)
+// publish on the private port instead of the declared one, so the same
+// holds for them; only ports they publish on a fixed host port are fronted
+// (an ephemeral one has no address for callers to know).
 // held, when not nil, gives the host port that a running container of the
 // project already publishes for a service's target port: a supervisor
 // that takes over running containers (after a crash of devstack, or a
 // handover) keeps their private ports, so their config hash, rather than
 // finding the port taken and recreating them on another.
-func plan(p *project.Project, backendOf func(*project.Service) string, gateway string, held func(service string, target uint16) (uint16, bool)) (map[portKey]uint16, []proxy.Route, error) {
+func plan(p *project.Project, networked func(*project.Service) bool, gateway string, held func(service string, target uint16) (uint16, bool)) (map[portKey]uint16, []proxy.Route, error) {
 	private := map[portKey]uint16{}
 	var routes []proxy.Route
 	if p.X.Trace.Disabled {
@@ -57,7 +58,7 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 	for _, s := range p.Services {
 		for _, port := range s.Ports {
 			taken[port.Declared()] = true
-			if held != nil && backendOf(s) == "docker" {
+			if held != nil && networked(s) {
 				if pp, ok := held(s.Name, port.Target); ok {
 					taken[pp] = true
 				}
@@ -65,16 +66,16 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 		}
 	}
 	for _, s := range p.Services {
-		docker := backendOf(s) == "docker"
-		if !docker && (s.X.PortEnv == "" || s.X.Run.Empty()) {
+		wired := networked(s)
+		if !wired && (s.X.PortEnv == "" || s.X.Run.Empty()) {
 			continue
 		}
 		for _, port := range s.Ports {
-			if port.Protocol == "udp" || docker && port.Published == 0 {
+			if port.Protocol == "udp" || wired && port.Published == 0 {
 				continue
 			}
 			pp, ok := uint16(0), false
-			if docker && held != nil {
+			if wired && held != nil {
 				pp, ok = held(s.Name, port.Target)
 			}
 			if !ok {
@@ -95,7 +96,7 @@ func plan(p *project.Project, backendOf func(*project.Service) string, gateway s
 			routes = append(routes, r)
 			if gateway != "" && port.HostIP != gateway {
 				// Containers reach every service through the host's bridge
-				// address (host.docker.internal); see runner.containerEnv.
+				// address (host.docker.internal); see the docker backend's Wire.
 				r.Listen = net.JoinHostPort(gateway, strconv.Itoa(int(declared)))
 				routes = append(routes, r)
 			}

@@ -50,7 +50,7 @@ func TestAmbassadors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docker := func(*project.Service) string { return "docker" }
+	docker := func(*project.Service) bool { return true }
 	// A port that a running container of forced already publishes is
 	// kept, though it is taken (by that container, here by l).
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -133,12 +133,7 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend := func(s *project.Service) string {
-		if s.Name == "d" {
-			return "docker"
-		}
-		return "process"
-	}
+	backend := func(s *project.Service) bool { return s.Name == "d" }
 	// d's running container keeps a port it published before, a's second
 	// candidate: a port that a probe may find free (Docker may publish it
 	// by DNAT, with no socket bound).

@@ -137,11 +137,10 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if s.logs, err = logstore.Open(paths.Logs(), logstore.Options{}); err != nil {
 		return nil, fmt.Errorf("opening logs: %w", err)
 	}
-	private, routes, err := plan(p, func(svc *project.Service) string {
-		if b, err := opts.BackendFor(svc); err == nil {
-			return b.Name()
-		}
-		return ""
+	private, routes, err := plan(p, func(svc *project.Service) bool {
+		b, err := opts.BackendFor(svc)
+		_, networked := b.(runner.Networked)
+		return err == nil && networked
 	}, opts.Gateway, opts.HeldPorts)
 	if err != nil {
 		return nil, err
@@ -237,16 +236,17 @@ func (s *Supervisor) down(ctx context.Context, volumes bool) error {
 }
 
 // Handover makes way for a new supervisor of the project, started with a
-// changed file. Process services stop, since they cannot outlive this
-// supervisor. Containers keep running, with their networks and
-// ambassadors, and Shutdown then leaves them. The next supervisor
+// changed file. Services whose instances cannot outlive this supervisor
+// (processes) stop. Those of a runner.Lasting backend (containers) keep
+// running, with their networks and ambassadors, and Shutdown then leaves
+// them. The next supervisor
 // adopts the unchanged ones and replaces the changed ones by config hash,
 // as after a crash of devstack.
 func (s *Supervisor) Handover(ctx context.Context) error {
 	s.handover.Store(true)
 	var procs []string
 	for _, svc := range s.opts.Project.Services {
-		if b, err := s.opts.BackendFor(svc); err == nil && b.Name() != "docker" {
+		if b, err := s.opts.BackendFor(svc); err == nil && !runner.IsLasting(b) {
 			procs = append(procs, svc.Name)
 		}
 	}

@@ -179,7 +179,7 @@ func (b *backends) backendOf(s *project.Service) string {
 
 func (b *backends) usesDocker() bool {
 	for _, be := range b.choice {
-		if be.Name() == "docker" {
+		if be == runner.Backend(b.docker) {
 			return true
 		}
 	}

@@ -1,9 +1,50 @@
-package runner
+package docker
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
 )
+
+// Wire adapts a spec the runner built as for a process on the host to a
+// container (runner.Networked): the container publishes each port the
+// proxy fronts on the private port, on loopback, instead of the declared
+// one (see remapped), and its environment names other services by
+// addresses that reach them from inside (see containerEnv).
+func (b *Backend) Wire(spec runner.Spec, st runner.Stack) runner.Spec {
+	spec.Service = remapped(spec.Service, st)
+	spec.Env = containerEnv(spec.Project, b, st, spec.Env)
+	return spec
+}
+
+// Lasting reports that containers outlive the supervisor that started
+// them (runner.Lasting): the engine runs them.
+func (b *Backend) Lasting() bool { return true }
+
+// remapped returns the service as the container must publish it: when the
+// proxy owns a declared port, on the private port instead, on loopback.
+func remapped(ps *project.Service, st runner.Stack) *project.Service {
+	var ports []project.Port
+	for i, p := range ps.Ports {
+		lp := st.ListenPort(ps.Name, p)
+		if lp == p.Declared() {
+			continue
+		}
+		if ports == nil {
+			ports = slices.Clone(ps.Ports)
+		}
+		ports[i].Published, ports[i].HostIP = lp, "127.0.0.1"
+	}
+	if ports == nil {
+		return ps
+	}
+	c := *ps
+	c.Ports = ports
+	return &c
+}
 
 // containerEnv rewrites, in a container's environment, the loopback
 // addresses of other services to addresses that reach them from inside
@@ -17,16 +58,17 @@ import (
 // Through host.docker.internal the call reaches the proxy (which also
 // listens on the host's bridge address), so a container's calls are hops
 // that are traced like any other. Only host:port pairs naming a declared
-// port of a service are touched.
-func (r *Runner) containerEnv(env []string) []string {
+// port of a service are touched. A service this backend runs is on the
+// container's networks, under its name.
+func containerEnv(proj *project.Project, b *Backend, st runner.Stack, env []string) []string {
 	repl := map[string]string{}
-	for _, ps := range r.p.Services {
-		other := r.svcs[ps.Name]
+	for _, ps := range proj.Services {
+		onNetwork := st.Backend(ps.Name) == runner.Backend(b)
 		for _, p := range ps.Ports {
 			port := strconv.Itoa(int(p.Declared()))
 			to := "host.docker.internal:" + port
-			proxied := r.listenPort(ps.Name, p) != p.Declared()
-			if other != nil && other.backend.Name() == "docker" && !proxied {
+			proxied := st.ListenPort(ps.Name, p) != p.Declared()
+			if onNetwork && !proxied {
 				to = ps.Name + ":" + strconv.Itoa(int(p.Target))
 			}
 			for _, host := range []string{"localhost:", "127.0.0.1:"} {
