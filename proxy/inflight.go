@@ -79,6 +79,9 @@ type link struct {
 	caller   string
 	inferred bool // the caller sent no context: linked by who is calling
 	broken   bool // the caller is a service that did not propagate
+	// candidates, when inferred, is how many in-flight hops the call
+	// could belong to: 1 when the link is certain.
+	candidates int
 	// flags and sampling, when inferred: those the adopting hop sent.
 	flags    byte
 	sampling trace.Sampling
@@ -109,6 +112,7 @@ func (h *hops) begin(tc *propagate.Context, sp *trace.Span, ci *connInfo, caller
 		}
 	}
 	sp.TraceID, sp.SpanID, sp.ParentID, sp.Inferred, sp.Caller = ln.traceID, tc.SpanID, ln.parent, ln.inferred, ln.caller
+	sp.Candidates = ln.candidates
 	h.recent[(h.seq-1)%recentHops] = recentHop{sp.SpanID, sp.Callee}
 	inTrace, ok := h.byTrace[sp.TraceID]
 	if !ok && len(h.spare) > 0 {
@@ -164,31 +168,49 @@ func (h *hops) resolve(tc *propagate.Context, ci *connInfo, callers CallerResolv
 	if who == "" {
 		return link{traceID: tc.TraceID}
 	}
-	if p := h.adopter(h.callee(who)); p != nil {
+	if p, n := h.adopter(h.callee(who), tc.RequestID); p != nil {
 		a := h.adopted[p.SpanID]
 		a.flying++
 		h.adopted[p.SpanID] = a
-		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true, flags: p.Flags, sampling: p.Sampling}
+		return link{traceID: p.TraceID, parent: p.SpanID, caller: who, inferred: true, broken: true, flags: p.Flags, sampling: p.Sampling, candidates: n}
 	}
 	return link{traceID: tc.TraceID, caller: who}
 }
 
 // adopter picks which of a service's in-flight hops a context-less call
-// most likely belongs to. With one request in flight the answer is sure.
-// With several, it goes by what the service is doing for each: a request
+// most likely belongs to, and says among how many it chose: its evidence.
+// With one request in flight the answer is sure. A call that carries on
+// the X-Request-ID of the request it serves (many services forward it
+// while dropping the trace context) narrows the choice to the hops with
+// that id: one, unless a client reused ids. Otherwise it is a guess among
+// all of them, which goes by what the service is doing for each: a request
 // that waits on a call already is less likely to make another than one
 // that does not (most services call out one call at a time), and among
 // those alike, the request whose last event came latest (it arrived, or a
 // call made for it answered) is the one the service just took up again.
 // So with two requests overlapping, each one's next call follows its
 // previous call's answer, instead of going to whichever came in last.
-func (h *hops) adopter(spans []*trace.Span) *trace.Span {
+func (h *hops) adopter(spans []*trace.Span, requestID string) (*trace.Span, int) {
 	var (
 		best     *trace.Span
 		bestA    adoption
 		bestLast time.Time
 	)
+	n, byID := len(spans), 0
+	if requestID != "" {
+		for _, s := range spans {
+			if s.RequestID == requestID {
+				byID++
+			}
+		}
+		if byID > 0 {
+			n = byID
+		}
+	}
 	for _, s := range spans {
+		if byID > 0 && s.RequestID != requestID {
+			continue
+		}
 		a := h.adopted[s.SpanID]
 		last := s.Start
 		if a.last.After(last) {
@@ -199,7 +221,7 @@ func (h *hops) adopter(spans []*trace.Span) *trace.Span {
 			best, bestA, bestLast = s, a, last
 		}
 	}
-	return best
+	return best, n
 }
 
 // latest returns the most recently started span, with Callee == who when

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/devstack/devstack/proxy/propagate"
@@ -76,5 +77,46 @@ func TestSpanIDsRoundTrip(t *testing.T) {
 	}
 	if mix1*mix1Inv != 1 || mix2*mix2Inv != 1 {
 		t.Fatal("the inverses are wrong")
+	}
+}
+
+// fixedCaller names every connection as one service.
+type fixedCaller string
+
+func (f fixedCaller) Caller(_, _ netip.AddrPort) string { return string(f) }
+
+// An inferred link says among how many requests it chose: certain with
+// one in flight, a guess among N with N, and certain again when the call
+// carries the X-Request-ID of the request it serves.
+func TestInferredLinkCarriesItsEvidence(t *testing.T) {
+	h := newHops()
+	start := func(rid string) *trace.Span {
+		sp := &trace.Span{Callee: "orders", RequestID: rid}
+		h.begin(&propagate.Context{TraceID: trace.NewTraceID(nil), RequestID: rid}, sp, nil, nil)
+		return sp
+	}
+	call := func(rid string) *trace.Span {
+		sp := &trace.Span{Callee: "inventory", RequestID: rid}
+		h.begin(&propagate.Context{TraceID: trace.NewTraceID(nil), RequestID: rid}, sp, &connInfo{}, fixedCaller("orders"))
+		h.end(sp)
+		return sp
+	}
+	a := start("rid-a")
+	if c := call("fresh-1"); !c.Inferred || c.Candidates != 1 || c.ParentID != a.SpanID || c.Ambiguous() {
+		t.Errorf("one request in flight: %+v", c)
+	}
+	b := start("rid-b")
+	start("rid-c")
+	if c := call("fresh-2"); !c.Inferred || c.Candidates != 3 || !c.Ambiguous() {
+		t.Errorf("three in flight, no evidence: candidates %d, want 3", c.Candidates)
+	}
+	if c := call("rid-b"); c.Candidates != 1 || c.ParentID != b.SpanID || c.TraceID != b.TraceID {
+		t.Errorf("a call carrying rid-b: candidates %d, parent %s; want 1, %s", c.Candidates, c.ParentID, b.SpanID)
+	}
+	// A context the caller sent is no inference at all.
+	sp := &trace.Span{Callee: "inventory"}
+	h.begin(&propagate.Context{TraceID: b.TraceID, ParentID: b.SpanID, Continued: true}, sp, &connInfo{}, fixedCaller("orders"))
+	if sp.Inferred || sp.Candidates != 0 {
+		t.Errorf("a propagated call: inferred %v, candidates %d", sp.Inferred, sp.Candidates)
 	}
 }

@@ -206,7 +206,9 @@ func newTracesCmd(g *globalOptions) *cobra.Command {
 		Short: "List recent traces: every request through the stack, hop by hop",
 		Long: `traces lists the most recent traces, newest first: the trace id, the root
 service and route, when it started, how long it took, how many hops it made
-and how many failed. Filters combine: a trace is listed when it matches all.
+how many failed, and how many were linked by a guess (GUESSED: a service
+that drops the trace context called out while serving several requests, so
+the hop may belong to another trace). Filters combine: a trace is listed when it matches all.
 
 Traces are kept in the project's state directory (100k spans by default,
 oldest whole traces evicted first), so they survive a restart of devstack
@@ -273,7 +275,7 @@ and can be read after down.
 
 func printTraces(w io.Writer, list []trace.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TRACE\tROOT\tROUTE\tSTARTED\tDURATION\tHOPS\tERRORS")
+	fmt.Fprintln(tw, "TRACE\tROOT\tROUTE\tSTARTED\tDURATION\tHOPS\tERRORS\tGUESSED")
 	for _, s := range list {
 		route := strings.TrimSpace(s.Method + " " + s.Route)
 		if s.Query != "" {
@@ -282,8 +284,8 @@ func printTraces(w io.Writer, list []trace.Summary) error {
 		if s.Status != 0 {
 			route += fmt.Sprintf(" → %d", s.Status)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.TraceID, s.Root, route,
-			s.Start.Local().Format("15:04:05.000"), fmtDuration(s.Duration), s.Spans, s.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", s.TraceID, s.Root, route,
+			s.Start.Local().Format("15:04:05.000"), fmtDuration(s.Duration), s.Spans, s.Errors, s.Ambiguous)
 	}
 	return tw.Flush()
 }
