@@ -137,7 +137,9 @@ func (r *Runner) reportStopping(ctx context.Context, sel []*service) {
 		}
 		if len(waiting) > 0 && r.opts.Events != nil {
 			slices.Sort(waiting)
-			r.opts.Events(Event{Msg: "waiting on " + strings.Join(waiting, ", ") + "; press Ctrl-C again to kill now"})
+			// No "press Ctrl-C": a stop runs in the supervisor, which no
+			// key press reaches; the foreground up says it itself.
+			r.opts.Events(Event{Msg: "waiting on " + strings.Join(waiting, ", ")})
 		}
 	}
 }

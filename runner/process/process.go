@@ -67,6 +67,11 @@ func (*Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, e
 	cmd := command(context.Background(), spec, run.Argv())
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	if err := cmd.Start(); err != nil {
+		if _, serr := os.Stat(cmd.Dir); serr != nil {
+			// exec reports a missing working directory as the program
+			// missing ("fork/exec /bin/sh: no such file or directory").
+			return nil, fmt.Errorf("starting service %q: its workdir %s is not there (%w); create it, or correct x-devstack.workdir", spec.Service.Name, cmd.Dir, serr)
+		}
 		return nil, fmt.Errorf("starting %q in %s: %w", run.Args, cmd.Dir, err)
 	}
 	inst := &Instance{cmd: cmd, spec: spec, done: make(chan struct{})}

@@ -3,8 +3,12 @@ package project
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,7 +44,7 @@ func build(cp *types.Project, src *sources, selected []string) (*Project, error)
 		X:       x,
 	}
 	for _, name := range slices.Sorted(maps.Keys(cp.Services)) {
-		svc, err := buildService(cp, name, src)
+		svc, err := buildService(cp, name, src, x.Workdir)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +53,7 @@ func build(cp *types.Project, src *sources, selected []string) (*Project, error)
 	return p, nil
 }
 
-func buildService(cp *types.Project, name string, src *sources) (*Service, error) {
+func buildService(cp *types.Project, name string, src *sources, projectWorkdir string) (*Service, error) {
 	sc := cp.Services[name]
 	x, err := decodeServiceExt(name, sc.Extensions, src)
 	if err != nil {
@@ -72,6 +76,14 @@ func buildService(cp *types.Project, name string, src *sources) (*Service, error
 	}
 	if err := checkHealthcheck(sc.HealthCheck); err != nil {
 		return nil, fail(ErrInvalid, "healthcheck.test", err.Error(), "healthcheck", "test")
+	}
+	if why := restartError(sc.Restart); why != "" {
+		return nil, fail(ErrInvalid, "restart", why, "restart")
+	}
+	if x.Backend != "docker" && !x.Run.Empty() {
+		if err := checkWorkdir(cp.WorkingDir, name, x.Workdir, projectWorkdir, src); err != nil {
+			return nil, err
+		}
 	}
 	svc := &Service{Name: name, Compose: sc, X: x}
 	for _, pc := range sc.Ports {
@@ -423,4 +435,53 @@ func (p *Project) renderJSON() ([]byte, error) {
 		}
 	}
 	return json.MarshalIndent(doc, "", "  ")
+}
+
+// restartError says what is wrong with a restart: value, or "" when it
+// is one of Compose's policies (the runner parses them the same way, see
+// runner.ParseRestart): checked at load, so that `config` refuses what
+// `up` would, at the file and line.
+func restartError(s string) string {
+	switch s {
+	case "", "no", "always", "unless-stopped", "on-failure":
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(s, "on-failure:"); ok {
+		if n, err := strconv.Atoi(rest); err != nil || n < 0 {
+			return fmt.Sprintf("restart %q: the retry count must be a whole number, e.g. on-failure:3", s)
+		}
+		return ""
+	}
+	return fmt.Sprintf("restart %q is not a restart policy; use no, always, on-failure[:N] or unless-stopped", s)
+}
+
+// checkWorkdir refuses a process service whose working directory (its
+// own x-devstack.workdir, else the project's, else the project
+// directory) is missing: the process could not start in it, and the
+// system would only say that the shell was not found.
+func checkWorkdir(dir, name, own, projectWorkdir string, src *sources) error {
+	wd, path := own, []string{"services", name, extKey, "workdir"}
+	if wd == "" {
+		wd, path = projectWorkdir, []string{extKey, "workdir"}
+	}
+	if wd == "" {
+		return nil // the project directory: it holds the file
+	}
+	abs := wd
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(dir, wd)
+	}
+	fi, err := os.Stat(abs)
+	if err == nil && fi.IsDir() {
+		return nil
+	}
+	why := "does not exist"
+	if err == nil {
+		why = "is not a directory"
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		why = "cannot be used: " + errText(err)
+	}
+	file, line := src.locate(path...)
+	return &Error{File: file, Line: line, Service: name, Key: extKey + ".workdir", Err: ErrInvalid,
+		Msg: fmt.Sprintf("workdir %q (%s) %s; create it, or correct x-devstack.workdir (relative to the project directory %s)", wd, abs, why, dir)}
 }
