@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,10 +29,15 @@ type Client struct {
 }
 
 // Dial returns a client for the supervisor listening on socket. It returns
-// ErrNotRunning when nothing answers there.
+// ErrNotRunning when nothing answers there, and an error that says so when
+// the socket (or its directory) is another user's.
 func Dial(ctx context.Context, socket, token string) (*Client, error) {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", socket)
+	if errors.Is(err, fs.ErrPermission) {
+		// Another user's stack: say so, rather than that none runs.
+		return nil, fmt.Errorf("connecting to the supervisor at %s: permission denied: the project's state belongs to another user; run devstack as that user, or give this project another name (-p)", socket)
+	}
 	if err != nil {
 		return nil, ErrNotRunning
 	}

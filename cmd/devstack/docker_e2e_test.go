@@ -329,9 +329,13 @@ func TestDockerSIGKILLedSupervisorThenDownLeavesNoContainers(t *testing.T) {
 	if left := p.leftovers(t.Context()); len(left) == 0 {
 		t.Fatal("test setup: expected the container to outlive the supervisor")
 	}
-	p.must("down")
+	r := p.must("down")
 	if left := p.leftovers(t.Context()); len(left) > 0 {
 		t.Errorf("down after a SIGKILLed supervisor left %v", left)
+	}
+	// What it removed, it says: not that the stack was merely not running.
+	if !strings.Contains(r.stderr, "container(s) left by a devstack that was killed") {
+		t.Errorf("down that removed the killed stack's containers said:\n%s", r.stderr)
 	}
 }
 

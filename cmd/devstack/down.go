@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,13 +45,21 @@ networks carrying the project's labels.`,
 				if err != nil {
 					return err
 				}
-				if err := cleanContainers(ctx, p, volumes); err != nil {
+				removed, err := cleanContainers(ctx, p, volumes)
+				if err != nil {
 					return err
 				}
+				var left []string
 				if n > 0 {
-					fmt.Fprintf(g.stderr, "devstack: stopped %d process(es) left by a devstack that was killed\n", n)
+					left = append(left, fmt.Sprintf("stopped %d process(es)", n))
+				}
+				if removed > 0 {
+					left = append(left, fmt.Sprintf("removed %d container(s)", removed))
+				}
+				if len(left) > 0 {
+					fmt.Fprintf(g.stderr, "devstack: %s was not running; %s left by a devstack that was killed\n", p.Name, strings.Join(left, " and "))
 				} else {
-					fmt.Fprintf(g.stderr, "devstack: %s is not running\n", p.Name)
+					fmt.Fprintf(g.stderr, "devstack: %s is not running; nothing of it was left to clean up\n", p.Name)
 				}
 				return nil
 			}
@@ -74,19 +83,24 @@ networks carrying the project's labels.`,
 }
 
 // cleanContainers removes what a killed devstack left in Docker, when the
-// project has container services and an engine answers.
-func cleanContainers(ctx context.Context, p *project.Project, volumes bool) error {
+// project has container services and an engine answers, and says how many
+// containers it removed.
+func cleanContainers(ctx context.Context, p *project.Project, volumes bool) (int, error) {
 	uses := false
 	for _, s := range p.Services {
 		uses = uses || docker.CanRun(s)
 	}
 	if !uses {
-		return nil
+		return 0, nil
 	}
 	d, err := docker.New(ctx)
 	if err != nil {
-		return nil // no engine: nothing of ours can be running there
+		return 0, nil // no engine: nothing of ours can be running there
 	}
 	defer d.Close()
-	return d.Down(ctx, p.Name, volumes)
+	n, err := d.Containers(ctx, p.Name)
+	if err != nil {
+		return 0, err
+	}
+	return n, d.Down(ctx, p.Name, volumes)
 }

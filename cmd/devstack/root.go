@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -266,8 +267,12 @@ func (g *globalOptions) unknownName(name string, err error) error {
 	if name == "" || !errors.Is(err, project.ErrNoFile) || strings.Contains(err.Error(), "no project named") {
 		return err
 	}
-	if _, statErr := os.Stat(supervisor.StateDir(name)); statErr == nil {
+	_, statErr := os.Stat(supervisor.StateDir(name))
+	if statErr == nil {
 		return err
+	}
+	if errors.Is(statErr, fs.ErrPermission) {
+		return fmt.Errorf("%w\nproject %q: permission denied: its state (%s) belongs to another user; run devstack as that user, or use another project name", err, name, supervisor.StateDir(name))
 	}
 	return fmt.Errorf("%w\nno project named %q has run either (nothing in %s); check the name, or run the command next to the project file", err, name, supervisor.StateDir(name))
 }

@@ -234,8 +234,15 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		return fmt.Errorf("the supervisor started but does not answer: %w; see %s", err, supervisor.Paths{Dir: dir}.SupLog())
 	}
 	if err := c.Wait(ctx, progress); err != nil {
-		return fmt.Errorf("the stack failed to come up:\n  %s\nthe supervisor keeps running so you can look: `devstack ps`, `devstack logs SERVICE`; `devstack down` stops it",
-			strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		why := strings.ReplaceAll(err.Error(), "\n", "\n  ")
+		if ctx.Err() == nil && !supervisorAnswers(ctx, dir) {
+			// It did not give up on the stack: it is gone (killed, or
+			// crashed), and what it started is left behind.
+			return fmt.Errorf("the supervisor of %s stopped while the stack was coming up (it was killed, or crashed: see %s):\n  %s\n"+
+				"what it started may still run, unsupervised: `devstack down` stops it, `devstack up -d` cleans it up and starts again",
+				p.Name, supervisor.Paths{Dir: dir}.SupLog(), why)
+		}
+		return fmt.Errorf("the stack failed to come up:\n  %s\nthe supervisor keeps running so you can look: `devstack ps`, `devstack logs SERVICE`; `devstack down` stops it", why)
 	}
 	fmt.Fprintf(g.stderr, "devstack: %s is up; `devstack ps` shows it, `devstack down` stops it\n", p.Name)
 	return nil
@@ -393,4 +400,15 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// supervisorAnswers says whether the supervisor of state dir dir still
+// serves its control API.
+func supervisorAnswers(ctx context.Context, dir string) bool {
+	c, err := dialState(ctx, dir)
+	if err != nil {
+		return false
+	}
+	_, err = c.Ps(ctx)
+	return err == nil
 }

@@ -246,6 +246,16 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 	return errors.Join(errs...)
 }
 
+// Containers counts the containers (running or not) labelled with the
+// project, ambassadors included: what Down would remove.
+func (b *Backend) Containers(ctx context.Context, proj string) (int, error) {
+	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelProject+"="+proj)})
+	if err != nil {
+		return 0, fmt.Errorf("listing containers of project %q: %w", proj, err)
+	}
+	return len(cs.Items), nil
+}
+
 func firstName(names []string) string {
 	if len(names) == 0 {
 		return ""

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A supervisor killed while `up -d` waits for the stack is reported as
+// gone, not as running "so you can look".
+func TestUpDetachedSaysWhenItsSupervisorWasKilled(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  slow:
+    x-devstack: {run: "sleep 300"}
+    healthcheck: {test: ["CMD", "false"], interval: 10s, start_period: 60s, retries: 100}
+`))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := c.command(ctx, "up", "-d")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var sup int
+	for deadline := time.Now().Add(30 * time.Second); sup == 0; {
+		matches, _ := filepath.Glob(filepath.Join(c.state, "*", "state.json"))
+		if len(matches) == 1 {
+			sup = supervisorPID(t, c)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor never recorded itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	out := errb.String()
+	if strings.Contains(out, "keeps running") || !strings.Contains(out, "stopped while the stack was coming up") {
+		t.Errorf("up -d whose supervisor was SIGKILLed said:\n%s", out)
+	}
+}
+
+// Another user is told that the stack is not theirs, not that none runs
+// or that no project of that name has run.
+func TestAnotherUserIsToldPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run devstack as another user")
+	}
+	// A binary, a project file and a working directory the other user
+	// can read; the state is this user's, private.
+	// (Not t.TempDir: its parent is private.)
+	pub, err := os.MkdirTemp("", "devstack-public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(pub) })
+	os.Chmod(pub, 0o755)
+	bin := filepath.Join(pub, "devstack")
+	var b []byte
+	b, err = os.ReadFile(devstackBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proj := filepath.Join(pub, "proj")
+	os.Mkdir(proj, 0o755)
+	os.WriteFile(filepath.Join(proj, "devstack.yaml"), []byte("name: mine\nservices:\n  a:\n    x-devstack: {run: \"sleep 300\"}\n"), 0o644)
+	state := t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, "mine"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	as := func(dir string, args ...string) string {
+		cmd := exec.CommandContext(t.Context(), bin, args...)
+		cmd.Dir = dir
+		cmd.Env = []string{"DEVSTACK_STATE_DIR=" + state, "HOME=" + pub, "PATH=/usr/bin:/bin", "NO_COLOR=1"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			t.Fatalf("running devstack as another user: %v", err)
+		}
+		return string(out)
+	}
+	for _, tc := range []struct {
+		dir  string
+		args []string
+	}{
+		{proj, []string{"ps"}},
+		{proj, []string{"down"}},
+		{"/", []string{"-p", "mine", "logs"}},
+		{"/", []string{"-p", "mine", "traces"}},
+	} {
+		if out := as(tc.dir, tc.args...); !strings.Contains(out, "permission denied") || !strings.Contains(out, "another user") {
+			t.Errorf("another user's `devstack %s` said:\n%s", strings.Join(tc.args, " "), out)
+		}
+	}
+}
