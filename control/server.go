@@ -251,16 +251,17 @@ func wireLine(l logstore.Line) LogLine {
 }
 
 // ParseTraceQuery reads a trace.Query from URL parameters: service,
-// status, errors=1, min_duration (a Go duration), since (RFC 3339), route,
-// limit.
+// status (404, 4xx or 500-504), errors=1, min_duration (a Go duration),
+// since (RFC 3339), route, id_prefix (hex), limit.
 func ParseTraceQuery(v url.Values) (trace.Query, error) {
 	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), Errors: v.Get("errors") == "1"}
 	var err error
 	if s := v.Get("status"); s != "" {
-		if q.Status, err = strconv.Atoi(s); err != nil {
-			return q, fmt.Errorf("status %q: want an HTTP status code", s)
+		if q.Status, err = trace.ParseStatusRange(s); err != nil {
+			return q, err
 		}
 	}
+	q.IDPrefix = strings.ToLower(v.Get("id_prefix"))
 	if s := v.Get("min_duration"); s != "" {
 		if q.MinDuration, err = time.ParseDuration(s); err != nil {
 			return q, fmt.Errorf("min_duration %q: want a duration like 200ms", s)
@@ -292,9 +293,8 @@ func EncodeTraceQuery(q trace.Query) url.Values {
 	if q.Errors {
 		v.Set("errors", "1")
 	}
-	if q.Status != 0 {
-		v.Set("status", strconv.Itoa(q.Status))
-	}
+	set("status", q.Status.String())
+	set("id_prefix", q.IDPrefix)
 	if q.MinDuration != 0 {
 		v.Set("min_duration", q.MinDuration.String())
 	}

@@ -175,11 +175,12 @@ type Reader interface {
 // every set field (Errors, MinDuration and Since apply to the trace).
 type Query struct {
 	Service     string        // a span's caller or callee
-	Status      int           // a span's HTTP status
+	Status      StatusRange   // a span's HTTP status is in this range
 	Errors      bool          // the trace has a failed span
 	MinDuration time.Duration // the trace's duration
 	Since       time.Time     // the trace started at or after
 	Route       string        // a span's route has this prefix
+	IDPrefix    string        // the trace id, in lowercase hex, starts with this
 	Limit       int           // at most this many; 0 = 100
 }
 

@@ -14,8 +14,10 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"traces", "--status", "abc"}, "--status \"abc\": want a whole number (see `devstack traces --help`)"},
-		{[]string{"traces", "--status", "9999"}, "--status 9999: want an HTTP status, 100 to 599"},
+		{[]string{"traces", "--status", "abc"}, "--status \"abc\": want an HTTP status (404), a class (4xx, 5xx) or a range (500-504)"},
+		{[]string{"traces", "--status", "9999"}, "--status \"9999\": want an HTTP status (404), a class (4xx, 5xx) or a range (500-504), within 100 to 599"},
+		{[]string{"traces", "--status", "6xx"}, "--status \"6xx\": want an HTTP status"},
+		{[]string{"traces", "--status", "504-500"}, "--status \"504-500\": the range ends before it starts"},
 		{[]string{"traces", "--min-duration", "5"}, "--min-duration \"5\": want a duration with a unit, like 200ms, 2s or 5m"},
 		{[]string{"traces", "--min-duration", "-1s"}, "--min-duration -1s: want a duration of zero or more"},
 		{[]string{"traces", "--errors=maybe"}, "--errors \"maybe\": want true or false"},

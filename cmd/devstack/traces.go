@@ -190,7 +190,7 @@ func stateSource(ctx context.Context, dir string, rec *supervisor.Source) (trace
 
 type tracesOptions struct {
 	service     string
-	status      int
+	status      string
 	errors      bool
 	minDuration time.Duration
 	since       string
@@ -214,16 +214,22 @@ Traces are kept in the project's state directory (100k spans by default,
 oldest whole traces evicted first), so they survive a restart of devstack
 and can be read after down.
 
-  devstack traces --errors                 traces with a failed hop
+  devstack traces --errors                 traces with a failed hop (5xx, gRPC
+                                           error, transport error)
+  devstack traces --status 4xx             traces with a client error (also 404,
+                                           or a range: 500-504)
   devstack traces --service payments --min-duration 200ms
   devstack trace ID                        one trace as a waterfall
   devstack traces export --format otlp-json > traces.json   for Jaeger & co.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := trace.Query{Service: o.service, Status: o.status, Errors: o.errors,
+			q := trace.Query{Service: o.service, Errors: o.errors,
 				MinDuration: o.minDuration, Route: o.route, Limit: o.limit}
-			if o.status != 0 && (o.status < 100 || o.status > 599) {
-				return fmt.Errorf("--status %d: want an HTTP status, 100 to 599", o.status)
+			if o.status != "" {
+				var err error
+				if q.Status, err = trace.ParseStatusRange(o.status); err != nil {
+					return fmt.Errorf("--%w", err)
+				}
 			}
 			if o.minDuration < 0 {
 				return fmt.Errorf("--min-duration %s: want a duration of zero or more", o.minDuration)
@@ -262,8 +268,8 @@ and can be read after down.
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.service, "service", "", "only traces with a hop to or from this service")
-	f.IntVar(&o.status, "status", 0, "only traces with a hop answering this HTTP status")
-	f.BoolVar(&o.errors, "errors", false, "only traces with a failed hop (5xx, gRPC error, transport error)")
+	f.StringVar(&o.status, "status", "", "only traces with a hop answering this HTTP status: 404, a class (4xx, 5xx) or a range (500-504)")
+	f.BoolVar(&o.errors, "errors", false, "only traces with a failed hop: a 5xx, a gRPC error or a transport error (not a 4xx: see --status 4xx)")
 	f.DurationVar(&o.minDuration, "min-duration", 0, "only traces that took at least this long, e.g. 200ms")
 	f.StringVar(&o.since, "since", "", "only traces since a time (RFC 3339) or a duration ago (e.g. 10m)")
 	f.StringVar(&o.route, "route", "", "only traces with a hop whose path starts with this")
@@ -332,9 +338,13 @@ trace context) are marked with ~.
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseTraceArg(args[0])
-			if err != nil {
-				return err
+			prefix, isPrefix := traceIDPrefix(args[0])
+			var id trace.TraceID
+			if !isPrefix {
+				var err error
+				if id, err = parseTraceArg(args[0]); err != nil {
+					return err
+				}
 			}
 			if o.format != "waterfall" && o.format != "json" {
 				return fmt.Errorf("--format %q: use waterfall or json", o.format)
@@ -347,6 +357,11 @@ trace context) are marked with ~.
 				return err
 			}
 			defer src.Close()
+			if isPrefix {
+				if id, err = resolvePrefix(cmd.Context(), src, prefix); err != nil {
+					return err
+				}
+			}
 			narrow(src, []trace.TraceID{id})
 			spans, err := src.Trace(cmd.Context(), id)
 			if err != nil {
@@ -356,12 +371,13 @@ trace context) are marked with ~.
 				return writeJSON(g.stdout, render.Views(spans))
 			}
 			return render.Waterfall(g.stdout, spans, render.WaterfallOptions{
-				Width: o.width, Color: !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(g.stdout),
+				Width: waterfallWidth(o.width, cmd.Flags().Changed("width"), terminalWidth(g.stdout)),
+				Color: !o.noColor && os.Getenv("NO_COLOR") == "" && isTerminal(g.stdout),
 			})
 		},
 	}
 	cmd.Flags().StringVar(&o.format, "format", "waterfall", "output format: waterfall or json")
-	cmd.Flags().IntVar(&o.width, "width", 100, fmt.Sprintf("width of the waterfall in columns (%d to %d)", render.MinWaterfallWidth, render.MaxWaterfallWidth))
+	cmd.Flags().IntVar(&o.width, "width", 100, fmt.Sprintf("width of the waterfall in columns (%d to %d); default: the terminal's width, or 100 when not a terminal", render.MinWaterfallWidth, render.MaxWaterfallWidth))
 	cmd.Flags().BoolVar(&o.noColor, "no-color", false, "no colours (also when NO_COLOR is set)")
 	return cmd
 }
@@ -383,7 +399,12 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 				return fmt.Errorf("--limit %d: want how many recent traces to export, e.g. 20", limit)
 			}
 			var ids []trace.TraceID
+			var prefixes []string
 			for _, a := range args {
+				if p, ok := traceIDPrefix(a); ok {
+					prefixes = append(prefixes, p)
+					continue
+				}
 				id, err := parseTraceArg(a)
 				if err != nil {
 					return err
@@ -397,6 +418,15 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 				return err
 			}
 			defer src.Close()
+			for _, p := range prefixes {
+				id, err := resolvePrefix(cmd.Context(), src, p)
+				if err != nil {
+					return err
+				}
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
+			}
 			if len(ids) == 0 {
 				list, err := src.Traces(cmd.Context(), trace.Query{Limit: limit})
 				if err != nil {
@@ -423,6 +453,58 @@ Jaeger's UI (Search → Upload JSON) and OTLP tools can load.`,
 	return cmd
 }
 
+// waterfallWidth is the waterfall's width: --width when given, else the
+// terminal's (term, 0 when stdout is not a terminal) within the
+// waterfall's bounds, else the flag's default.
+func waterfallWidth(flag int, given bool, term int) int {
+	if given || term <= 0 {
+		return flag
+	}
+	return min(max(term, render.MinWaterfallWidth), render.MaxWaterfallWidth)
+}
+
+// traceIDPrefix reports whether a is a trace id prefix rather than a
+// whole id: 4 to 31 hex digits, but not 16 (a 64-bit id), as git takes
+// a hash's prefix.
+func traceIDPrefix(a string) (string, bool) {
+	s := strings.ToLower(a)
+	if len(s) < 4 || len(s) >= 32 || len(s) == 16 {
+		return "", false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+// resolvePrefix finds the one trace whose id starts with prefix; none, or
+// several (listed, with their roots), is an error.
+func resolvePrefix(ctx context.Context, src traceSource, prefix string) (trace.TraceID, error) {
+	const show = 10
+	list, err := src.Traces(ctx, trace.Query{IDPrefix: prefix, Limit: show + 1})
+	if err != nil {
+		return trace.TraceID{}, err
+	}
+	switch len(list) {
+	case 0:
+		return trace.TraceID{}, fmt.Errorf("no trace id starts with %q; `devstack traces` lists the recorded ones", prefix)
+	case 1:
+		return list[0].TraceID, nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "trace id prefix %q is ambiguous; type more of the id. It starts:", prefix)
+	for i, s := range list {
+		if i == show {
+			b.WriteString("\n  …and more")
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s  %s %s %s", s.TraceID, s.Root, strings.TrimSpace(s.Method+" "+s.Route), s.Start.Local().Format("15:04:05.000"))
+	}
+	return trace.TraceID{}, errors.New(b.String())
+}
+
 // parseTraceArg reads a trace id as a user types it: 32 hex digits in any
 // case, or 16 for a 64-bit id (B3, Jaeger), which devstack keeps with the
 // high half zero.
@@ -436,7 +518,7 @@ func parseTraceArg(a string) (trace.TraceID, error) {
 		if strings.Trim(s, "0") == "" && len(s) == 32 {
 			return id, fmt.Errorf("trace id %q: all zeros is never a trace id (the spec reserves it for \"none\")", a)
 		}
-		return id, fmt.Errorf("trace id %q: want 32 hex digits (or 16 for a 64-bit id), as `devstack traces` prints them", a)
+		return id, fmt.Errorf("trace id %q: want 32 hex digits (or 16 for a 64-bit id), as `devstack traces` prints them, or a unique prefix of 4 or more", a)
 	}
 	return id, nil
 }

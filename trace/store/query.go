@@ -73,17 +73,39 @@ func (t *traceEntry) matches(q *trace.Query) bool {
 	if q.MinDuration > 0 && time.Duration(t.end-t.start) < q.MinDuration {
 		return false
 	}
-	if q.Service == "" && q.Status == 0 && q.Route == "" {
+	if q.IDPrefix != "" && !hasIDPrefix(t.id, q.IDPrefix) {
+		return false
+	}
+	if q.Service == "" && q.Status.IsZero() && q.Route == "" {
 		return true
 	}
 	for _, sp := range t.spans {
 		if (q.Service == "" || sp.caller == q.Service || sp.callee == q.Service) &&
-			(q.Status == 0 || int(sp.status) == q.Status) &&
+			q.Status.Contains(int(sp.status)) &&
 			(q.Route == "" || strings.HasPrefix(sp.route, q.Route)) {
 			return true
 		}
 	}
 	return false
+}
+
+// hasIDPrefix reports whether id's lowercase hex starts with prefix,
+// without formatting the id.
+func hasIDPrefix(id trace.TraceID, prefix string) bool {
+	const hex = "0123456789abcdef"
+	if len(prefix) > 2*len(id) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		b := id[i/2]
+		if i%2 == 0 {
+			b >>= 4
+		}
+		if hex[b&0xf] != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *traceEntry) summary() trace.Summary {

@@ -11,6 +11,16 @@ import (
 	"github.com/devstack/devstack/trace/store"
 )
 
+func status(n int) trace.StatusRange { return trace.StatusRange{Min: n, Max: n} }
+
+func statusRange(s string) trace.StatusRange {
+	r, err := trace.ParseStatusRange(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 func TestTracesQuery(t *testing.T) {
 	st := openStore(t, "", store.Options{})
 	// 1: gateway → orders → payments, 503 from payments (at 100ms, 80ms)
@@ -42,15 +52,22 @@ func TestTracesQuery(t *testing.T) {
 		{"service as caller or callee", trace.Query{Service: "orders"}, []int{5, 2, 1}},
 		{"service as caller only", trace.Query{Service: "admin"}, []int{4}},
 		{"unknown service", trace.Query{Service: "nope"}, nil},
-		{"status of any span", trace.Query{Status: 503}, []int{1}},
-		{"status 200", trace.Query{Status: 200}, []int{5, 2, 1}},
+		{"status of any span", trace.Query{Status: status(503)}, []int{1}},
+		{"status 200", trace.Query{Status: status(200)}, []int{5, 2, 1}},
+		{"status class 4xx", trace.Query{Status: statusRange("4xx")}, []int{4}},
+		{"status class 5xx", trace.Query{Status: statusRange("5xx")}, []int{1}},
+		{"status range 500-502 misses a 503", trace.Query{Status: statusRange("500-502")}, nil},
+		{"status range 404-503", trace.Query{Status: statusRange("404-503")}, []int{4, 1}},
+		{"id prefix", trace.Query{IDPrefix: traceN(3).String()}, []int{3}},
+		{"id prefix of every trace", trace.Query{IDPrefix: "ab00"}, []int{5, 4, 3, 2, 1}},
+		{"id prefix of none", trace.Query{IDPrefix: "ff"}, nil},
 		{"errors", trace.Query{Errors: true}, []int{5, 3, 1}},
 		{"min duration", trace.Query{MinDuration: 80 * time.Millisecond}, []int{4, 1}},
 		{"since", trace.Query{Since: epoch.Add(300 * time.Millisecond)}, []int{5, 4, 3}},
 		{"route prefix", trace.Query{Route: "/users/"}, []int{4}},
 		{"grpc route prefix", trace.Query{Route: "/orders.v1."}, []int{5}},
-		{"one span must match all span fields", trace.Query{Service: "gateway", Status: 503}, nil},
-		{"service and status on the same span", trace.Query{Service: "payments", Status: 503}, []int{1}},
+		{"one span must match all span fields", trace.Query{Service: "gateway", Status: status(503)}, nil},
+		{"service and status on the same span", trace.Query{Service: "payments", Status: status(503)}, []int{1}},
 		{"errors and service", trace.Query{Errors: true, Service: "orders"}, []int{5, 1}},
 		{"since and limit", trace.Query{Since: epoch.Add(150 * time.Millisecond), Limit: 10, Service: "orders"}, []int{5, 2}},
 	} {
@@ -99,7 +116,7 @@ func BenchmarkTracesQuery(b *testing.B) {
 		{"newest_100", trace.Query{}},
 		{"service", trace.Query{Service: "payments"}},
 		{"errors", trace.Query{Errors: true}},
-		{"status_503", trace.Query{Status: 503}},
+		{"status_503", trace.Query{Status: status(503)}},
 		{"route_prefix", trace.Query{Route: "/api/v1/payments"}},
 		{"since_1min", trace.Query{Since: epoch.Add(200*time.Second - time.Minute), Limit: 10_000}},
 		// Nothing matches: every span is looked at.
