@@ -278,14 +278,18 @@ func (r *waterfall) row(i int, branch, indent string) {
 	if s.Inferred && !slices.Contains(r.inferredFrom, s.Caller) {
 		r.inferredFrom = append(r.inferredFrom, s.Caller)
 	}
-	label := hopLabel(s)
+	room := r.labelW - 1 - utf8.RuneCountInString(branch)
+	prefix := ""
 	if s.Ambiguous() {
 		// A guess is never drawn as a plain child: its label says so.
-		label = fmt.Sprintf("(1 of %d?) %s", s.Candidates, label)
-		r.guessed = append(r.guessed, fmt.Sprintf("%s was serving %d requests at once when it called %s: this call may belong to another trace",
-			callerName(s), s.Candidates, s.Callee))
+		prefix = fmt.Sprintf("(1 of %d?) ", s.Candidates)
+		note := fmt.Sprintf("%s called %s while serving %d requests at once: the hop may belong to another trace",
+			callerName(s), s.Callee, s.Candidates)
+		if !slices.Contains(r.guessed, note) {
+			r.guessed = append(r.guessed, note)
+		}
 	}
-	room := r.labelW - 1 - utf8.RuneCountInString(branch)
+	label := prefix + fitLabel(s, room-utf8.RuneCountInString(prefix))
 	label = truncate(label, max(room, 1))
 	plainW := utf8.RuneCountInString(branch) + utf8.RuneCountInString(label)
 	r.paint(ansiDim, branchStyle(branch, s.Inferred, r.color))
@@ -346,7 +350,7 @@ func (r *waterfall) row(i int, branch, indent string) {
 	childIndent := indent
 	if branch != "" && branch != "^ " {
 		childIndent = indent + "   "
-		if strings.HasPrefix(branch, "├") {
+		if strings.HasPrefix(strings.TrimPrefix(branch, indent), "├") {
 			childIndent = indent + "│  "
 		}
 	}
@@ -417,7 +421,7 @@ func (r *waterfall) footnotes() {
 	}
 	r.b.WriteByte('\n')
 	for _, n := range notes {
-		r.b.WriteString(truncate(n, r.width))
+		r.b.WriteString(wrap(n, r.width, "  "))
 		r.b.WriteByte('\n')
 	}
 }
@@ -457,18 +461,61 @@ func callerName(s *trace.Span) string {
 
 // hopLabel is "caller → callee METHOD route", or "… tcp" for a TCP hop.
 func hopLabel(s *trace.Span) string {
+	if s.Query == "" {
+		return hopBase(s)
+	}
+	return hopBase(s) + "?" + s.Query
+}
+
+// hopBase is hopLabel without the query.
+func hopBase(s *trace.Span) string {
 	caller := s.Caller
 	if caller == "" {
 		caller = "client"
 	}
 	what := otlpName(s)
-	if s.Query != "" {
-		what += "?" + s.Query
-	}
 	if what == "" {
 		return caller + " → " + s.Callee
 	}
 	return caller + " → " + s.Callee + " " + what
+}
+
+// fitLabel is hopLabel within room runes: the query is shortened first,
+// so that the route shows whole when it can.
+func fitLabel(s *trace.Span, room int) string {
+	full := hopLabel(s)
+	if s.Query == "" || utf8.RuneCountInString(full) <= room {
+		return full
+	}
+	base := hopBase(s)
+	if left := room - utf8.RuneCountInString(base) - 1; left >= 4 {
+		return base + "?" + truncate(s.Query, left)
+	}
+	return base
+}
+
+// wrap breaks s into lines of at most width runes at spaces, the lines
+// after the first indented; a word longer than a line is cut.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	line := 0
+	for i, word := range strings.Fields(s) {
+		n := utf8.RuneCountInString(word)
+		switch {
+		case i == 0:
+		case line+1+n <= width:
+			b.WriteByte(' ')
+			line++
+		default:
+			b.WriteByte('\n')
+			b.WriteString(indent)
+			line = utf8.RuneCountInString(indent)
+		}
+		word = truncate(word, max(width-line, 1))
+		b.WriteString(word)
+		line += utf8.RuneCountInString(word)
+	}
+	return b.String()
 }
 
 // truncate shortens s to n runes, ending in '…' when cut.

@@ -112,6 +112,7 @@ func TestRenderWaterfallGolden(t *testing.T) {
 		{"orphan", orphanTrace(), render.WaterfallOptions{}},
 		{"shop_color", shopTrace(), render.WaterfallOptions{Color: true}},
 		{"empty", nil, render.WaterfallOptions{}},
+		{"deep_tree", deepTree(), render.WaterfallOptions{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -179,6 +180,18 @@ func TestCriticalPath(t *testing.T) {
 				t.Errorf("CriticalPath = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// deepTree has a hop two levels down with a sibling after it and a call
+// of its own: the tree's rail must run past that call to the sibling.
+func deepTree() []*trace.Span {
+	return []*trace.Span{
+		hop(12, 1, 0, "", "gateway", 0, 100),
+		hop(12, 2, 1, "gateway", "orders", 5, 90),
+		hop(12, 3, 2, "orders", "inventory", 10, 30),
+		hop(12, 4, 3, "inventory", "db", 15, 10),
+		hop(12, 5, 2, "orders", "payments", 45, 40),
 	}
 }
 
@@ -305,7 +318,7 @@ func TestWaterfallMarksClientErrorsAndGuesses(t *testing.T) {
 	if l := find("orders → mailer"); !strings.Contains(l, "└? (1 of 5?) orders → mailer") {
 		t.Errorf("a guessed link: %q", l)
 	}
-	if !strings.Contains(lines[0], "1 guessed links") || !strings.Contains(out, "? guessed: orders was serving 5 requests") {
+	if !strings.Contains(lines[0], "1 guessed links") || !strings.Contains(out, "? guessed: orders called mailer while serving 5 requests") {
 		t.Errorf("the guess is not explained:\n%s", out)
 	}
 	if !strings.Contains(out, "x client error") {
@@ -353,5 +366,17 @@ func TestViewsJSON(t *testing.T) {
 	}
 	if got[2]["error_origin"] != true || got[1]["error_origin"] != nil {
 		t.Errorf("error origin: %v / %v", got[1], got[2])
+	}
+}
+
+// A long query gives way before the route does.
+func TestWaterfallLabelKeepsTheRoute(t *testing.T) {
+	sp := hop(13, 1, 0, "", "gateway", 0, 10)
+	sp.Route, sp.Query = "/checkout/cart", "item=sku-1&qty=2&region=EU&coupon=SPRING&ref=newsletter-2026-12"
+	var buf bytes.Buffer
+	render.Waterfall(&buf, []*trace.Span{sp}, render.WaterfallOptions{Width: 120})
+	row := strings.Split(buf.String(), "\n")[3]
+	if !strings.Contains(row, "client → gateway GET /checkout/cart?item") || strings.Contains(row, "newsletter") {
+		t.Errorf("row: %q", row)
 	}
 }
