@@ -265,7 +265,9 @@ func (w *world) handler(name string) http.Handler {
 			}
 		case "orders": // drops the trace context
 			var h http.Header
-			evidence := cid%2 == 0
+			// Evidence only when there is an id to forward: a request the
+			// proxy did not stamp (not traced) has none.
+			evidence := cid%2 == 0 && r.Header.Get("X-Request-Id") != ""
 			if evidence {
 				h = http.Header{"X-Request-Id": r.Header["X-Request-Id"]}
 			}
