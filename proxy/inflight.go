@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,7 +169,7 @@ func (h *hops) resolve(tc *propagate.Context, ci *connInfo, callers CallerResolv
 	if who == "" {
 		return link{traceID: tc.TraceID}
 	}
-	if p, n := h.adopter(h.callee(who), tc.RequestID); p != nil {
+	if p, n := h.adopter(h.callee(who), evidence{requestID: tc.RequestID, baggage: tc.Baggage}); p != nil {
 		a := h.adopted[p.SpanID]
 		a.flying++
 		h.adopted[p.SpanID] = a
@@ -180,35 +181,24 @@ func (h *hops) resolve(tc *propagate.Context, ci *connInfo, callers CallerResolv
 // adopter picks which of a service's in-flight hops a context-less call
 // most likely belongs to, and says among how many it chose: its evidence.
 // With one request in flight the answer is sure. A call that carries on
-// the X-Request-ID of the request it serves (many services forward it
-// while dropping the trace context) narrows the choice to the hops with
-// that id: one, unless a client reused ids. Otherwise it is a guess among
-// all of them, which goes by what the service is doing for each: a request
+// what the request it serves carried narrows the choice (see evidence):
+// to one, most often. Otherwise it is a guess among all of them, which
+// goes by what the service is doing for each: a request
 // that waits on a call already is less likely to make another than one
 // that does not (most services call out one call at a time), and among
 // those alike, the request whose last event came latest (it arrived, or a
 // call made for it answered) is the one the service just took up again.
 // So with two requests overlapping, each one's next call follows its
 // previous call's answer, instead of going to whichever came in last.
-func (h *hops) adopter(spans []*trace.Span, requestID string) (*trace.Span, int) {
+func (h *hops) adopter(spans []*trace.Span, ev evidence) (*trace.Span, int) {
 	var (
 		best     *trace.Span
 		bestA    adoption
 		bestLast time.Time
 	)
-	n, byID := len(spans), 0
-	if requestID != "" {
-		for _, s := range spans {
-			if s.RequestID == requestID {
-				byID++
-			}
-		}
-		if byID > 0 {
-			n = byID
-		}
-	}
+	match, n := ev.narrow(spans)
 	for _, s := range spans {
-		if byID > 0 && s.RequestID != requestID {
+		if match != nil && !match(s) {
 			continue
 		}
 		a := h.adopted[s.SpanID]
@@ -222,6 +212,59 @@ func (h *hops) adopter(spans []*trace.Span, requestID string) (*trace.Span, int)
 		}
 	}
 	return best, n
+}
+
+// evidence is what a call without trace context still carries of the
+// request it was made for: its X-Request-ID, which many services forward
+// while dropping the trace headers, and its baggage, whose sentry-trace_id
+// (written by the proxy at the head of every trace, and frozen there)
+// names the trace.
+type evidence struct {
+	requestID string
+	baggage   string
+}
+
+// narrow returns which of spans the evidence allows, and how many they
+// are; nil and len(spans) when it allows no fewer (or none at all: then
+// it is not evidence of these requests).
+func (ev evidence) narrow(spans []*trace.Span) (func(*trace.Span) bool, int) {
+	count := func(match func(*trace.Span) bool) int {
+		n := 0
+		for _, s := range spans {
+			if match(s) {
+				n++
+			}
+		}
+		return n
+	}
+	if ev.requestID != "" {
+		match := func(s *trace.Span) bool { return s.RequestID == ev.requestID }
+		if n := count(match); n > 0 {
+			return match, n
+		}
+	}
+	if id, ok := baggageTraceID(ev.baggage); ok {
+		match := func(s *trace.Span) bool { return s.TraceID == id }
+		if n := count(match); n > 0 {
+			return match, n
+		}
+	}
+	return nil, len(spans)
+}
+
+// baggageTraceID reads the sentry-trace_id member of a baggage value.
+func baggageTraceID(baggage string) (trace.TraceID, bool) {
+	for rest := baggage; rest != ""; {
+		var m string
+		m, rest, _ = strings.Cut(rest, ",")
+		k, v, ok := strings.Cut(m, "=")
+		if !ok || strings.TrimSpace(k) != "sentry-trace_id" {
+			continue
+		}
+		v, _, _ = strings.Cut(v, ";")
+		return trace.ParseTraceID(strings.TrimSpace(v))
+	}
+	return trace.TraceID{}, false
 }
 
 // latest returns the most recently started span, with Callee == who when

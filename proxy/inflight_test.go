@@ -113,8 +113,21 @@ func TestInferredLinkCarriesItsEvidence(t *testing.T) {
 	if c := call("rid-b"); c.Candidates != 1 || c.ParentID != b.SpanID || c.TraceID != b.TraceID {
 		t.Errorf("a call carrying rid-b: candidates %d, parent %s; want 1, %s", c.Candidates, c.ParentID, b.SpanID)
 	}
-	// A context the caller sent is no inference at all.
+	// The baggage the proxy wrote names the trace: the call carrying it
+	// belongs to that trace's request.
 	sp := &trace.Span{Callee: "inventory"}
+	h.begin(&propagate.Context{TraceID: trace.NewTraceID(nil), RequestID: "fresh-3", Baggage: "k=v,sentry-trace_id=" + b.TraceID.String() + ",sentry-sampled=true"},
+		sp, &connInfo{}, fixedCaller("orders"))
+	h.end(sp)
+	if sp.Candidates != 1 || sp.ParentID != b.SpanID {
+		t.Errorf("a call carrying b's baggage: candidates %d, parent %s; want 1, %s", sp.Candidates, sp.ParentID, b.SpanID)
+	}
+	// Evidence of no request in flight is no evidence: a guess among all.
+	if c := call("rid-gone"); c.Candidates != 3 {
+		t.Errorf("a request id no hop has: candidates %d, want 3", c.Candidates)
+	}
+	// A context the caller sent is no inference at all.
+	sp = &trace.Span{Callee: "inventory"}
 	h.begin(&propagate.Context{TraceID: b.TraceID, ParentID: b.SpanID, Continued: true}, sp, &connInfo{}, fixedCaller("orders"))
 	if sp.Inferred || sp.Candidates != 0 {
 		t.Errorf("a propagated call: inferred %v, candidates %d", sp.Inferred, sp.Candidates)

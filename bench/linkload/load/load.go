@@ -12,8 +12,9 @@
 // service that receives the trace id of another checkout than its cid's
 // was linked into the wrong trace. A checkout's kind mixes the shapes:
 // inventory alone, inventory then payments, both in parallel, payments
-// alone; and every other checkout, orders forwards the X-Request-ID it got
-// (evidence a service may keep while dropping the trace context).
+// alone; and a third of the checkouts each, orders forwards the
+// X-Request-ID or the baggage it got (evidence a service may keep while
+// dropping the trace context).
 package load
 
 import (
@@ -42,7 +43,8 @@ type Result struct {
 	// number that must be 0.
 	Inferred, Wrong, Ambiguous, WrongCertain int
 	// Evidence are the inferred hops of checkouts whose orders forwarded
-	// the request id, and EvidenceCertain those of them shown as certain.
+	// the request id or the baggage, and EvidenceCertain those of them
+	// shown as certain.
 	Evidence, EvidenceCertain int
 	// Propagated are payments' calls to fraud (context propagated), and
 	// PropagatedWrong those in the wrong trace (must be 0).
@@ -53,7 +55,7 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("checkouts %d · inferred hops %d: wrong %d, shown as guessed %d, wrong but shown as certain %d · with request-id evidence %d, shown certain %d · propagated hops %d, wrong %d · untraced %d",
+	return fmt.Sprintf("checkouts %d · inferred hops %d: wrong %d, shown as guessed %d, wrong but shown as certain %d · with evidence (request id, baggage) %d, shown certain %d · propagated hops %d, wrong %d · untraced %d",
 		r.Checkouts, r.Inferred, r.Wrong, r.Ambiguous, r.WrongCertain, r.Evidence, r.EvidenceCertain, r.Propagated, r.PropagatedWrong, r.Untraced)
 }
 
@@ -264,12 +266,15 @@ func (w *world) handler(name string) http.Handler {
 				return
 			}
 		case "orders": // drops the trace context
+			// A third of the checkouts, orders forwards the request id
+			// it got; a third, the baggage; the rest, nothing. Evidence
+			// only when there is something to forward: a request the
+			// proxy did not stamp (not traced) has neither.
 			var h http.Header
-			// Evidence only when there is an id to forward: a request the
-			// proxy did not stamp (not traced) has none.
-			evidence := cid%2 == 0 && r.Header.Get("X-Request-Id") != ""
+			keep := [...]string{"X-Request-Id", "Baggage", ""}[cid%3]
+			evidence := keep != "" && r.Header.Get(keep) != ""
 			if evidence {
-				h = http.Header{"X-Request-Id": r.Header["X-Request-Id"]}
+				h = http.Header{keep: r.Header[keep]}
 			}
 			leaf := q + "&from=orders&evidence=" + strconv.FormatBool(evidence)
 			work(2 * time.Millisecond)
