@@ -325,12 +325,20 @@ func newTraceCmd(g *globalOptions) *cobra.Command {
 		Use:   "trace TRACE_ID",
 		Short: "Show one trace as a waterfall: every hop, nested, with timing bars",
 		Long: `trace draws one trace: a row per hop, nested under the hop that caused it,
-with a bar to scale showing when it ran. The critical path (the chain of hops
-that set the end-to-end time) is marked, failed hops and injected faults are
-highlighted, and links devstack had to infer (a service that dropped the
-trace context) are marked with ~.
+with its status, total and self time (less the time its own calls took), and
+a bar to scale showing when it ran. A line above says where the time went
+(the hop on the critical path with the most self time) and, for a failing
+trace, where the error started (the deepest failed hop whose own calls
+succeeded) and who swallowed it. The critical path (*) is marked, failed hops
+(!, 5xx, gRPC error, transport error), client errors (x, 4xx) and injected
+faults highlighted, and links devstack had to infer (a service that dropped
+the trace context) marked ~ when certain and ? when guessed among several.
 
---format json prints the spans, headers included (credentials redacted).`,
+TRACE_ID is the id as traces prints it, 16 hex digits for a 64-bit id, or a
+unique prefix of 4 or more digits. The waterfall is as wide as the terminal.
+
+--format json prints the spans, headers included (credentials redacted), with
+self_time, critical_path, error_origin, client_error and link.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return errors.New("trace takes one trace id, e.g. `devstack trace 4bf92f3577b34da6a3ce929d0e0e4736`; `devstack traces` lists them")

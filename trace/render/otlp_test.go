@@ -92,7 +92,7 @@ func (v xAny) String() string {
 
 func otlpFixture() []*trace.Span {
 	root := hop(1, 1, 0, "", "gateway", 0, 120)
-	root.Method, root.Route = "POST", "/checkout"
+	root.Method, root.Route, root.Query = "POST", "/checkout", "region=EU"
 	root.TTFB = 1500 * time.Microsecond
 	root.BytesIn, root.BytesOut = 42, 1024
 	root.RequestID = "req-1"
@@ -105,7 +105,7 @@ func otlpFixture() []*trace.Span {
 
 	grpc := hop(1, 3, 2, "orders", "payments", 20, 30)
 	grpc.Protocol, grpc.Method, grpc.Route, grpc.GRPCStatus = "grpc", "POST", "/pay.v1.Pay/Charge", 14
-	grpc.Inferred = true
+	grpc.Inferred, grpc.Candidates = true, 4
 
 	db := hop(1, 4, 2, "orders", "postgres", 60, 5)
 	db.Protocol, db.Method, db.Route, db.Status, db.GRPCStatus = "tcp", "", "", 0, -1
@@ -190,7 +190,7 @@ func TestWriteOTLPJSON(t *testing.T) {
 			"devstack.bytes_in": "i:42", "devstack.bytes_out": "i:1024", "devstack.request_id": "s:req-1",
 			"http.request.header.x-tag": "a:s:a,s:b", "http.request.header.accept": "a:s:application/json",
 			"http.response.header.content-type": "a:s:application/json", "rpc.grpc.status_code": "",
-			"devstack.inferred_parent": "", "error.type": "",
+			"devstack.inferred_parent": "", "error.type": "", "url.query": "s:region=EU", "devstack.link_candidates": "",
 		}, ""},
 		{1, "GET /orders", map[string]string{
 			"http.response.status_code": "i:503", "devstack.caller": "s:gateway", "devstack.faults": "a:s:latency 300ms",
@@ -198,7 +198,7 @@ func TestWriteOTLPJSON(t *testing.T) {
 		}, "HTTP 503"},
 		{2, "POST /pay.v1.Pay/Charge", map[string]string{
 			"rpc.system": "s:grpc", "rpc.grpc.status_code": "i:14", "network.protocol.version": "s:2",
-			"devstack.inferred_parent": "b:true", "error.type": "s:14",
+			"devstack.inferred_parent": "b:true", "error.type": "s:14", "devstack.link_candidates": "i:4", "url.query": "",
 		}, "gRPC status 14"},
 		{3, "tcp", map[string]string{
 			"network.transport": "s:tcp", "network.protocol.name": "", "http.request.method": "",
