@@ -10,6 +10,12 @@
 //	                ├─ propagate.Inject on the upstream request (same ids in every format)
 //	                └─ trace.Recorder.Record(span) when the hop ends (never blocks)
 //
+// An inferred link (a service that dropped the context calls out while
+// serving requests) records its evidence in Span.Candidates: how many of
+// the service's in-flight requests the call could belong to, narrowed by
+// what the call still carries of its request (its X-Request-ID, or the
+// sentry-trace_id in its baggage); 1 means certain, more a guess.
+//
 // The routing table maps a listen address to a service and an upstream
 // address. An upstream can change while requests wait: a dial refused
 // because the service is restarting is retried until it listens again or
