@@ -61,11 +61,61 @@ func (r *Runner) Up(ctx context.Context, names []string) error {
 	}
 	var errs []error
 	for _, s := range set {
-		if err := r.waitReady(ctx, s); err != nil {
+		err := r.waitReady(ctx, s)
+		if err == nil && s.hc == nil {
+			err = r.waitSettled(ctx, s)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// settleTime is how long up watches a service without a healthcheck
+// after its start: it is ready once it runs, and one that then exits
+// (a bad flag, a missing file) must fail up as an unhealthy one does,
+// not leave a restart loop behind a "the stack is up".
+const settleTime = 500 * time.Millisecond
+
+// waitSettled returns once s, which has no healthcheck, has run for
+// settleTime since its latest start, or has completed; an error when it
+// exits for good or crashes crashLimit times meanwhile.
+func (r *Runner) waitSettled(ctx context.Context, s *service) error {
+	for {
+		st, changed := r.snapshot(s)
+		r.mu.Lock()
+		crashes := s.startCrash
+		r.mu.Unlock()
+		if crashes >= crashLimit {
+			return fmt.Errorf("service %q crashed %d times while starting (last: %s) and is in a restart loop; see `devstack logs %s`", s.spec.Name, crashes, st.LastExit.String(), s.spec.Name)
+		}
+		var wait time.Duration
+		switch st.State {
+		case StateCompleted:
+			return nil
+		case StateRunning:
+			if st.StartedAt == nil {
+				return nil
+			}
+			if wait = settleTime - time.Since(*st.StartedAt); wait <= 0 {
+				return nil
+			}
+		case StateRestarting, StateBuilding, StateWaiting:
+			wait = settleTime
+		default:
+			return r.waitReady(ctx, s) // says why it is not running
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for service %q (%s): %w", s.spec.Name, st.State, ctx.Err())
+		}
+		t.Stop()
+	}
 }
 
 // closure is sel plus every service they depend on, transitively.

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/devstack/devstack/runner"
 )
@@ -119,5 +121,65 @@ services:
 	elsewhere.must("-p", "habits", "down")
 	if r := elsewhere.run("-p", "nosuchproject", "ps"); r.code == 0 || !strings.Contains(r.stderr, `no project named "nosuchproject"`) {
 		t.Errorf("-p nosuchproject ps: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// up -d prints every service's start: it follows the events before the
+// supervisor starts anything.
+func TestUpDetachedPrintsEveryStart(t *testing.T) {
+	var yaml strings.Builder
+	yaml.WriteString("services:\n")
+	for i := range 6 {
+		fmt.Fprintf(&yaml, "  s%d:\n    x-devstack: {run: \"exec sleep 300\"}\n", i)
+	}
+	c := newCLI(t, writeProject(t, yaml.String()))
+	// What makes it so: a supervisor started for up -d starts nothing
+	// until the client, listening, asks.
+	sup := c.command(t.Context(), "supervise", "--client-up")
+	if err := sup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sup.Process.Kill(); sup.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r := c.run("ps", "--format", "json"); r.code == 0 && strings.Contains(r.stdout, `"name"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor did not answer within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range c.ps() {
+		if s.State != runner.StateCreated {
+			t.Errorf("before any client asked, %s is %s; want created", s.Name, s.State)
+		}
+	}
+	c.must("down")
+	r := c.must("up", "-d")
+	for i := range 6 {
+		if want := fmt.Sprintf("s%d: started", i); !strings.Contains(r.stderr, want) {
+			t.Errorf("up -d did not print %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+// A service without a healthcheck that crash-loops fails up -d, as one
+// whose healthcheck fails does.
+func TestUpDetachedFailsWhenAServiceWithoutHealthcheckCrashLoops(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  ok:
+    x-devstack: {run: "exec sleep 300"}
+  loop:
+    x-devstack: {run: "sleep 0.05; echo bad config >&2; exit 3"}
+    restart: always
+`))
+	r := c.run("up", "-d")
+	if r.code == 0 || !strings.Contains(r.stderr, `service "loop" crashed 3 times while starting`) {
+		t.Fatalf("want a non-zero exit naming the restart loop; got %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, `service "ok"`) {
+		t.Errorf("the healthy service was named as failing:\n%s", r.stderr)
 	}
 }

@@ -25,6 +25,7 @@ const shutdownTimeout = 2 * time.Minute
 func newSuperviseCmd(g *globalOptions) *cobra.Command {
 	var readyFD int
 	var backend string
+	var clientUp bool
 	cmd := &cobra.Command{
 		Use:    "supervise [SERVICE...]",
 		Short:  "Run the background supervisor (started by up -d)",
@@ -41,7 +42,7 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 					ready = nil
 				}
 			}
-			err := runSupervise(g, backend, names, say)
+			err := runSupervise(g, backend, clientUp, names, say)
 			if err != nil {
 				say(strings.ReplaceAll(err.Error(), "\n", "; "))
 			}
@@ -50,10 +51,11 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "file descriptor to write \"ok\" to once serving")
 	cmd.Flags().StringVar(&backend, "backend", "", "default backend (as up --backend)")
+	cmd.Flags().BoolVar(&clientUp, "client-up", false, "start nothing until a client asks for up over the API")
 	return cmd
 }
 
-func runSupervise(g *globalOptions, backend string, names []string, ready func(string)) error {
+func runSupervise(g *globalOptions, backend string, clientUp bool, names []string, ready func(string)) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	signal.Ignore(syscall.SIGHUP)
@@ -85,12 +87,23 @@ func runSupervise(g *globalOptions, backend string, names []string, ready func(s
 	if err != nil {
 		return err
 	}
-	ready("ok")
-	go func() {
-		if err := sup.Up(ctx, names); err != nil {
-			logger.Error("stack failed to come up", "err", err)
+	if clientUp {
+		// up -d asks for the start itself, over the API, once it follows
+		// the events: none is lost before it listens. Port problems are
+		// told now, through the ready pipe.
+		if err := sup.Runner().CheckPorts(names); err != nil {
+			_ = sup.Shutdown(context.Background())
+			return err
 		}
-	}()
+		ready("ok")
+	} else {
+		ready("ok")
+		go func() {
+			if err := sup.Up(ctx, names); err != nil {
+				logger.Error("stack failed to come up", "err", err)
+			}
+		}()
+	}
 	select {
 	case <-sigs:
 		logger.Info("signal received; stopping the stack")

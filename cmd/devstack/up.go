@@ -215,7 +215,11 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	be.Close()
 	if running {
 		if sup, ok := supervisor.SupervisorPID(dir); ok {
-			if err := portsForHandover(p, sup); err != nil {
+			st, err := c.Ps(ctx)
+			if err != nil {
+				return err
+			}
+			if err := portsForHandover(p, sup, declaredPorts(st)); err != nil {
 				return fmt.Errorf("%w\nthe running stack was left as it is", err)
 			}
 		}
@@ -225,7 +229,11 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	}
 	if err := spawnSupervisor(ctx, g, p, o.backend, names); err != nil {
 		if running {
-			return fmt.Errorf("%w\nthe stack was handed over to apply the changed file, but the new supervisor did not start: its containers are still running, unsupervised; fix the file and run `devstack up -d` again (it takes them over), or `devstack down` to remove them", err)
+			left := "its processes were stopped and nothing of it runs now; fix the problem and run `devstack up -d` again"
+			if be.usesDocker() {
+				left = "its processes were stopped; its containers still run, unsupervised: fix the problem and run `devstack up -d` again (it takes them over), or `devstack down` to remove them"
+			}
+			return fmt.Errorf("%w\nthe stack was handed over to apply the changed file, but the new supervisor did not start: %s", err, left)
 		}
 		return err
 	}
@@ -233,7 +241,9 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	if err != nil {
 		return fmt.Errorf("the supervisor started but does not answer: %w; see %s", err, supervisor.Paths{Dir: dir}.SupLog())
 	}
-	if err := c.Wait(ctx, progress); err != nil {
+	// The supervisor starts nothing until asked: asking over the API
+	// streams every event from the first.
+	if err := c.Do(ctx, "up", names, progress); err != nil {
 		why := strings.ReplaceAll(err.Error(), "\n", "\n  ")
 		if ctx.Err() == nil && !supervisorAnswers(ctx, dir) {
 			// It did not give up on the stack: it is gone (killed, or
@@ -273,9 +283,10 @@ func describeChanges(old, now project.Fingerprint) string {
 // old supervisor still runs everything. A port is fine when it is free or
 // held by the running supervisor (its proxy) or one of its processes, or
 // by docker-proxy (a container publishing it). Where the system does not
-// tell who holds a port, it is let through: the new supervisor checks
-// again.
-func portsForHandover(p *project.Project, supervisorPID int) error {
+// tell who holds a port, it is let through only when the running stack
+// declares it (running: its declared host ports): a stranger's port must
+// stop up before the handover, not make the new supervisor fail after it.
+func portsForHandover(p *project.Project, supervisorPID int, running map[int]bool) error {
 	var errs []error
 	for _, s := range p.Services {
 		for _, port := range s.Ports {
@@ -289,13 +300,34 @@ func portsForHandover(p *project.Project, supervisorPID int) error {
 				continue
 			}
 			pid, cmd, ok := proc.PortHolder(int(n))
-			if !ok || proc.DescendsFrom(pid, supervisorPID) || strings.Contains(cmd, "docker-proxy") {
+			switch {
+			case !ok && running[int(n)]:
+				continue // most likely the running stack's own, where we cannot see it
+			case ok && (proc.DescendsFrom(pid, supervisorPID) || strings.Contains(cmd, "docker-proxy")):
 				continue
 			}
 			errs = append(errs, runner.PortInUse(s.Name, int(n)))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// declaredPorts are the host ports a running stack declares, from ps's
+// "127.0.0.1:8080->80/tcp" and "80/tcp".
+func declaredPorts(st []runner.ServiceStatus) map[int]bool {
+	out := map[int]bool{}
+	for _, s := range st {
+		for _, p := range s.Ports {
+			spec, _, _ := strings.Cut(p, "/")
+			if host, _, ok := strings.Cut(spec, "->"); ok {
+				spec = host[strings.LastIndexByte(host, ':')+1:]
+			}
+			if n, err := strconv.Atoi(spec); err == nil {
+				out[n] = true
+			}
+		}
+	}
+	return out
 }
 
 // handOver applies a changed file to a running stack, as a second
@@ -368,7 +400,7 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 	defer r.Close()
 	// Global flags go before the command (see newRootCmd).
 	args := append(g.args(), "supervise")
-	args = append(args, "--ready-fd", "3", "--backend", backend, "--")
+	args = append(args, "--ready-fd", "3", "--backend", backend, "--client-up", "--")
 	args = append(args, names...)
 	cmd := exec.Command(exe, args...)
 	cmd.Dir, _ = os.Getwd()
