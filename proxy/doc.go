@@ -5,10 +5,17 @@
 //
 //	caller ──► :18082 (proxy owns the declared port) ──► 127.0.0.1:private (orders)
 //	                │
-//	                ├─ detect protocol: HTTP/1.1, h2c/gRPC, WebSocket, SSE, else TCP
-//	                ├─ propagate.Extract → parent link (known hop / in-flight / inferred)
-//	                ├─ propagate.Inject on the upstream request (same ids in every format)
-//	                └─ trace.Recorder.Record(span) when the hop ends (never blocks)
+//	                ├─ detect: HTTP/1.1, h2c/gRPC, WebSocket, else TCP; a silent
+//	                │  client is decided by who speaks first (detect.go)
+//	                ├─ check: framing rules, answered the same on every path
+//	                ├─ decide: propagate.Extract → parent link (known hop /
+//	                │  in-flight / inferred), then the fault (fault.go)
+//	                ├─ stamp: propagate.Inject / AppendHeaderLines (same ids in every format)
+//	                ├─ relay: the byte path (net/http, HTTP/1 goroutine, event loop, TCP)
+//	                └─ record: trace.Recorder.Record(span) when the hop ends (never blocks)
+//
+// Every path runs the same steps (pipeline.go); a path only says how bytes
+// move.
 //
 // An inferred link (a service that dropped the context calls out while
 // serving requests) records its evidence in Span.Candidates: how many of

@@ -8,12 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/devstack/devstack/proxy/fault"
 	"github.com/devstack/devstack/proxy/propagate"
 	"github.com/devstack/devstack/trace"
 )
@@ -193,12 +193,19 @@ func checkRequestLine(line string) error {
 
 // get returns the first value of a header, case-insensitively.
 func (h *head) get(name string) string {
+	v, _ := h.Header(name)
+	return v
+}
+
+// Header is get for fault.Set.Decide (fault.Headers): it also says
+// whether the header is there.
+func (h *head) Header(name string) (string, bool) {
 	for _, f := range h.fields {
 		if strings.EqualFold(f.name, name) {
-			return f.value
+			return f.value, true
 		}
 	}
-	return ""
+	return "", false
 }
 
 // hopHeaders are a connection's trace headers, reused request after
@@ -294,9 +301,15 @@ func (hc *h1conn) release() {
 	}
 }
 
-// serveH1 relays HTTP/1.x requests on c until either side closes.
-func (rt *route) serveH1(c net.Conn, br *bufio.Reader) {
+// serveH1 relays HTTP/1.x requests on c until either side closes. up,
+// when not nil, is a connection to the service dialed already (detect.go),
+// with what it read.
+func (rt *route) serveH1(c net.Conn, br *bufio.Reader, up *peekedConn) {
 	hc := &h1conn{rt: rt, c: c, br: br, bw: pooledWriter(&clientWriterPool, c), ci: newConnInfo(c)}
+	if up != nil {
+		hc.up, hc.upAt, hc.ubr = up.Conn, rt.cfg.Load().Upstream, up.r
+		hc.ubw = pooledWriter(&upWriterPool, up.Conn)
+	}
 	hc.serve()
 }
 
@@ -307,11 +320,11 @@ func (hc *h1conn) serve() {
 	for {
 		err := readHead(hc.br, &hc.req)
 		if err == nil {
-			err = checkRequestLine(hc.req.line)
+			err = checkRequest(&hc.req)
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
-				hc.reply(http.StatusBadRequest, "devstack proxy: "+err.Error())
+				hc.reply(clientError(err))
 			}
 			hc.close()
 			return
@@ -320,7 +333,9 @@ func (hc *h1conn) serve() {
 			hc.close()
 			return
 		}
-		if hc.idle() {
+		// A service with a fault to inject keeps its connections here,
+		// where waiting is allowed; a loop would hand each request back.
+		if hc.idle() && !hc.rt.s.faultActive(hc.rt.cfg.Load().Service) {
 			if ls := hc.rt.s.eventLoops(); ls != nil && ls.adopt(hc) {
 				return
 			}
@@ -361,6 +376,13 @@ func replyTo(w io.Writer, status int, msg string) {
 		status, http.StatusText(status), len(msg)+1, msg)
 }
 
+// faultReply writes the answer of an injected abort, which closes the
+// connection (the request's body, if any, is not read).
+func faultReply(w io.Writer, status int, body string) {
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nX-Devstack-Fault: injected\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), len(body), body)
+}
+
 // serveOne relays one request and its response. It reports whether the
 // connection can carry another request.
 func (hc *h1conn) serveOne() bool {
@@ -375,9 +397,28 @@ func (hc *h1conn) serveOne() bool {
 	// such request, and take it again after.
 	hc.needCaller = hc.needCaller || s.mayNeedCaller(hc.ci, &tc)
 	sp, method := s.requestHop(nil, &hc.req, hc.th, tc, hc.ci, cfg.Service, time.Now())
-	ok := hc.relay(sp, method, cfg)
+	var ok bool
+	if s.faultActive(cfg.Service) {
+		ok = hc.serveFaulted(sp, method, cfg)
+	} else {
+		ok = hc.relay(sp, method, cfg, nil)
+	}
 	s.finishHop(sp, hc.ci)
 	return ok
+}
+
+// serveFaulted is serveOne's relay for a service with faults to inject:
+// the pipeline's fault step decides, and the request and its response
+// are relayed with what it decided.
+func (hc *h1conn) serveFaulted(sp *trace.Span, method string, cfg *Route) bool {
+	var d fault.Decision
+	if !hc.rt.s.decide(sp, &hc.req, &d) {
+		return hc.relay(sp, method, cfg, nil)
+	}
+	if inject(sp, &d, hc) {
+		return false
+	}
+	return hc.relay(sp, method, cfg, &d)
 }
 
 // requestHop begins the hop of a parsed HTTP/1 request, on either path,
@@ -391,7 +432,7 @@ func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc propag
 	if req.upgrade && strings.EqualFold(req.get("Upgrade"), "websocket") {
 		proto = "websocket"
 	}
-	sp, tc = s.startHop(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields, &th.reqNames) },
+	sp, tc = s.begin(sp, tc, func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, req.fields, &th.reqNames) },
 		ci, service, proto, method, target, start)
 	th.lines = propagate.AppendHeaderLines(th.lines[:0], tc, s.opts.Formats)
 	return sp, method
@@ -399,29 +440,28 @@ func (s *Server) requestHop(sp *trace.Span, req *head, th *hopHeaders, tc propag
 
 // relay forwards the request head and body, then the response. It fills
 // the span's outcome and reports whether the connection stays usable.
-func (hc *h1conn) relay(sp *trace.Span, method string, cfg *Route) bool {
+func (hc *h1conn) relay(sp *trace.Span, method string, cfg *Route, d *fault.Decision) bool {
 	// A kept-alive upstream connection (this client's, or a pooled one)
 	// may have been closed by the service while idle; a request without a
 	// body is then sent again on a new one.
 	retry := hc.req.contentLength <= 0 && !hc.req.chunked && !hc.req.upgrade
-	ok, stale := hc.relayOnce(sp, method, cfg, retry)
+	ok, stale := hc.relayOnce(sp, method, cfg, d, retry)
 	if stale {
 		hc.up.Close()
 		hc.up = nil
-		ok, _ = hc.relayOnce(sp, method, cfg, false)
+		ok, _ = hc.relayOnce(sp, method, cfg, d, false)
 	}
 	return ok
 }
 
 // relayOnce is one attempt of relay. With mayRetry, an upstream that fails
 // before answering reports stale instead of failing the request.
-func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry bool) (ok, stale bool) {
+func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, d *fault.Decision, mayRetry bool) (ok, stale bool) {
 	hc.upClean = false
 	reused, err := hc.dialUpstream(cfg, mayRetry)
 	mayRetry = mayRetry && reused // a fresh connection's failure is the service's
 	if err != nil {
-		sp.Error = dialFailure(cfg, err)
-		sp.Status = http.StatusServiceUnavailable
+		sp.Status, sp.Error = dialFailure(cfg, err)
 		hc.reply(sp.Status, "devstack proxy: "+sp.Error)
 		return false, false
 	}
@@ -438,7 +478,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 	// Request body; an upgrade's bytes flow after the 101 instead.
 	if !upgrade {
 		capt := hc.rt.s.capture()
-		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false, capt)
+		sp.BytesIn, err = copyBody(w, hc.br, &hc.req, false, false, capt, nil)
 		sp.ReqBody = capt.String()
 	}
 	if err == nil {
@@ -465,14 +505,30 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 		if sp.TTFB == 0 {
 			sp.TTFB = time.Since(sp.Start)
 		}
-		writeHead(hc.bw, &hc.resp)
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			sp.Status = code
 			break
 		}
+		writeHead(hc.bw, &hc.resp)
 		hc.bw.Flush()
 	}
-	sp.RespHeaders = hc.rt.s.redact.fields(sp.RespHeaders[:0], hc.resp.fields, &hc.th.respNames)
+	var pace *throttle
+	if d != nil {
+		sleep(d.RespDelay)
+		if d.StopOnResponse && d.Stop != fault.KindNone {
+			// The service answered; the client gets the fault instead.
+			hc.up.Close()
+			hc.up = nil
+			sp.Status = 0
+			stop(sp, d, hc)
+			return false, false
+		}
+		pace = newThrottle(d)
+	}
+	writeHead(hc.bw, &hc.resp)
+	s := hc.rt.s
+	hasBody := s.respond(sp, sp.Status, method, hc.resp.get("Content-Type"),
+		func(dst []trace.Header) []trace.Header { return s.redact.fields(dst, hc.resp.fields, &hc.th.respNames) })
 	if sp.Status == http.StatusSwitchingProtocols {
 		hc.bw.Flush()
 		in, out := hc.tunnel()
@@ -480,17 +536,11 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 		sp.BytesOut += out
 		return false, false
 	}
-	ct := hc.resp.get("Content-Type")
-	stream := strings.HasPrefix(ct, "text/event-stream")
-	if stream {
-		sp.Protocol = "sse"
-	}
-	noBody := method == http.MethodHead || sp.Status == http.StatusNoContent || sp.Status == http.StatusNotModified
-	if !noBody {
+	if hasBody {
 		// No length and not chunked: the body runs until the server closes.
 		untilClose := hc.resp.contentLength < 0 && !hc.resp.chunked
 		capt := hc.rt.s.capture()
-		sp.BytesOut, err = copyBody(hc.bw, hc.ubr, &hc.resp, true, untilClose, capt)
+		sp.BytesOut, err = copyBody(hc.bw, hc.ubr, &hc.resp, true, untilClose, capt, pace)
 		sp.RespBody = capt.String()
 		if err != nil {
 			sp.Error = "response body: " + err.Error()
@@ -516,17 +566,37 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, mayRetry 
 
 // fail records an upstream failure and answers 502 if nothing was sent yet.
 func (hc *h1conn) fail(sp *trace.Span, cfg *Route, err error) bool {
-	switch {
-	case errors.Is(err, io.EOF) || isReset(err):
-		sp.Error = "connection reset by " + cfg.Service
-	default:
-		sp.Error = err.Error()
-	}
+	status, msg := failure(cfg, err)
+	sp.Error = msg
 	if sp.Status == 0 {
-		sp.Status = http.StatusBadGateway
-		hc.reply(sp.Status, "devstack proxy: "+sp.Error)
+		sp.Status = status
+		hc.reply(status, "devstack proxy: "+msg)
 	}
 	return false
+}
+
+// The goroutine path's part in carrying out a Decision (faultPath).
+
+func (hc *h1conn) wait(d time.Duration) bool { sleep(d); return true }
+
+func (hc *h1conn) answer(status int, body string, _ int) {
+	faultReply(hc.bw, status, body)
+	hc.bw.Flush()
+}
+
+func (hc *h1conn) reset() {
+	hc.bw.Reset(nil) // nothing buffered goes out
+	resetConn(hc.c)
+}
+
+func (hc *h1conn) hang(d time.Duration) {
+	// Read and drop what the client sends until it gives up (or d
+	// passes): the request is never answered.
+	if d > 0 {
+		hc.c.SetReadDeadline(time.Now().Add(d))
+	}
+	io.Copy(io.Discard, hc.br)
+	hc.reset()
 }
 
 // dialUpstream makes sure the connection has an upstream: its own from
@@ -636,186 +706,3 @@ func statusCode(line string) int {
 }
 
 var errStatusLine = errors.New("malformed status line")
-
-// copyBody copies one message body by its framing and returns its payload
-// size. flush makes streamed bodies reach the client as they arrive:
-// whenever the source has nothing more buffered, dst is flushed.
-func copyBody(dst *bufio.Writer, src *bufio.Reader, h *head, flush, untilClose bool, capt *capture) (int64, error) {
-	switch {
-	case h.chunked:
-		return copyChunked(dst, src, flush, capt)
-	case h.contentLength > 0:
-		return copyN(dst, src, h.contentLength, flush, capt)
-	case untilClose:
-		return copyN(dst, src, -1, flush, capt)
-	}
-	return 0, nil
-}
-
-// copyN copies n bytes (until EOF when n < 0).
-func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool, capt *capture) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var total int64
-	for n < 0 || total < n {
-		want := len(buf)
-		if n >= 0 {
-			want = int(min(int64(want), n-total))
-		}
-		k, err := src.Read(buf[:want])
-		if k > 0 {
-			if _, werr := dst.Write(buf[:k]); werr != nil {
-				return total, werr
-			}
-			capt.add(buf[:k])
-			total += int64(k)
-			if flush && src.Buffered() == 0 {
-				if err := dst.Flush(); err != nil {
-					return total, err
-				}
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) && n < 0 {
-				return total, nil
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-// copyChunked relays a chunked body verbatim (sizes, extensions and
-// trailers included) and returns the payload size.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader, flush bool, capt *capture) (int64, error) {
-	var total int64
-	for {
-		line, err := src.ReadSlice('\n')
-		if err != nil {
-			return total, err
-		}
-		dst.Write(line)
-		sizeStr, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
-		size, err := strconv.ParseInt(string(bytes.TrimSpace(sizeStr)), 16, 64)
-		if err != nil || size < 0 {
-			return total, fmt.Errorf("bad chunk size %q", line)
-		}
-		if size == 0 {
-			// Trailers, then the blank line.
-			for {
-				t, err := src.ReadSlice('\n')
-				if err != nil {
-					return total, err
-				}
-				dst.Write(t)
-				if len(bytes.TrimRight(t, "\r\n")) == 0 {
-					return total, nil
-				}
-			}
-		}
-		n, err := copyN(dst, src, size, false, capt)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		crlf, err := src.ReadSlice('\n')
-		if err != nil {
-			return total, err
-		}
-		dst.Write(crlf)
-		if flush && src.Buffered() == 0 {
-			if err := dst.Flush(); err != nil {
-				return total, err
-			}
-		}
-	}
-}
-
-func isReset(err error) bool {
-	var ne *net.OpError
-	return errors.As(err, &ne) && strings.Contains(ne.Err.Error(), "reset")
-}
-
-// fields appends parsed header lines to dst as recorded headers,
-// redacting credentials. Names are canonicalised so recorded headers read
-// the same whichever path served the request. seen, when not nil, is the
-// connection's memory of the names it sent before (see seenNames).
-func (r *Redactor) fields(dst []trace.Header, fs []field, seen *seenNames) []trace.Header {
-	for i, f := range fs {
-		var n seenName
-		if seen != nil && i < len(*seen) && (*seen)[i].raw == f.name {
-			n = (*seen)[i]
-		} else {
-			n.canonical = textproto.CanonicalMIMEHeaderKey(f.name)
-			n.redact = r.redacts(n.canonical)
-			if seen != nil && i < maxSeenNames {
-				// A copy: f.name is a slice of a head, which does not
-				// last. The canonical name is a new string already when it
-				// differs from the name as sent.
-				n.raw = strings.Clone(f.name)
-				if n.canonical == f.name {
-					n.canonical = n.raw
-				}
-				for len(*seen) <= i {
-					*seen = append(*seen, seenName{})
-				}
-				(*seen)[i] = n
-			}
-		}
-		v := f.value
-		if n.redact {
-			v = Redacted
-		} else {
-			v = r.redactValue(v)
-		}
-		dst = append(dst, trace.Header{Name: n.canonical, Value: v})
-	}
-	return dst
-}
-
-// seenNames remembers, by position, the header names a connection's last
-// head carried, canonical and with the redaction decision: a connection
-// sends the same names in the same order head after head, so that each
-// then costs one string comparison instead of canonicalising it and a
-// lookup of the decision.
-type seenNames []seenName
-
-type seenName struct {
-	raw, canonical string
-	redact         bool
-}
-
-// maxSeenNames bounds seenNames: names past it are looked up each time.
-const maxSeenNames = 32
-
-// capture keeps the first max bytes of a body, when body capture is on.
-// A nil *capture captures nothing, at no cost.
-type capture struct {
-	buf []byte
-	max int
-}
-
-func (s *Server) capture() *capture {
-	if s.opts.CaptureBodies <= 0 {
-		return nil
-	}
-	return &capture{max: s.opts.CaptureBodies}
-}
-
-func (c *capture) add(p []byte) {
-	if c == nil || len(c.buf) >= c.max {
-		return
-	}
-	c.buf = append(c.buf, p[:min(len(p), c.max-len(c.buf))]...)
-}
-
-func (c *capture) String() string {
-	if c == nil {
-		return ""
-	}
-	return string(c.buf)
-}

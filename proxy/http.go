@@ -13,43 +13,79 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devstack/devstack/proxy/fault"
 	"github.com/devstack/devstack/proxy/propagate"
 	"github.com/devstack/devstack/trace"
 )
 
-// ServeHTTP is the per-request hot path: link the hop, stamp headers,
-// forward, record.
+// ServeHTTP runs the pipeline for a request net/http's server read (h2c,
+// gRPC): link the hop, decide its fault, stamp headers, forward, record.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := rt.s
 	cfg := rt.cfg.Load()
 	start := time.Now()
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 
-	sp, tc := s.startHop(nil, propagate.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, requestTarget(r), start)
+	sp, tc := s.begin(nil, propagate.Extract(r.Header), func([]trace.Header) []trace.Header { return s.redact.Headers(r.Header) }, ci, cfg.Service, protocolOf(r), r.Method, requestTarget(r), start)
+	var d *fault.Decision
+	if s.faultActive(cfg.Service) {
+		d = new(fault.Decision)
+		if !s.decide(sp, httpHeaders(r.Header), d) {
+			d = nil
+		}
+	}
+	if d != nil {
+		f := &httpFault{w: w, r: r}
+		if inject(sp, d, f) {
+			s.finishHop(sp, ci)
+			if f.abort {
+				// Ends the stream (HTTP/2: RST_STREAM) without an answer.
+				panic(http.ErrAbortHandler)
+			}
+			return
+		}
+	}
 	propagate.Inject(r.Header, tc, s.opts.Formats)
 
 	body := &countingBody{rc: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
 	}
+	var abort bool // a fault on the response ends the stream unanswered
 	rw := &recordingWriter{ResponseWriter: w, start: start}
+	if d != nil {
+		rw.pace = newThrottle(d)
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = cfg.Upstream
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:    s.h1,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { rt.upstreamError(w, r, err, sp) },
+		Transport: s.h1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errFaultOnResponse) {
+				f := &httpFault{w: w, r: r}
+				stop(sp, d, f)
+				abort = f.abort
+				return
+			}
+			rt.upstreamError(w, r, err, sp)
+		},
 		ModifyResponse: func(resp *http.Response) error {
-			sp.RespHeaders = s.redact.Headers(resp.Header)
+			if d != nil {
+				sleep(d.RespDelay)
+				if d.StopOnResponse && d.Stop != fault.KindNone {
+					resp.Body.Close()
+					return errFaultOnResponse // ErrorHandler carries it out
+				}
+			}
+			s.respond(sp, resp.StatusCode, r.Method, resp.Header.Get("Content-Type"),
+				func([]trace.Header) []trace.Header { return s.redact.Headers(resp.Header) })
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				// The upgrade is written on the hijacked connection, never
 				// through WriteHeader.
 				rw.status, rw.ttfb = resp.StatusCode, time.Since(start)
-			}
-			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				sp.Protocol = "sse"
 			}
 			return nil
 		},
@@ -75,20 +111,25 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sp.Error = "client went away"
 	}
 	s.finishHop(sp, ci)
+	if abort {
+		panic(http.ErrAbortHandler)
+	}
 }
+
+// errFaultOnResponse hands a terminal fault on the response to the
+// reverse proxy's ErrorHandler, which carries it out.
+var errFaultOnResponse = errors.New("fault on the response")
 
 // upstreamError answers a request the service could not take, naming the
 // service and why, and records it on the span.
 func (rt *route) upstreamError(w http.ResponseWriter, r *http.Request, err error, sp *trace.Span) {
 	cfg := rt.cfg.Load()
-	msg := err.Error()
-	status := http.StatusBadGateway
+	status, msg := failure(cfg, err)
 	switch {
-	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
+	case strings.Contains(msg, "connection reset"):
 		msg = "connection reset by " + cfg.Service
 	case isRefused(err):
-		msg = refusal(cfg, err)
-		status = http.StatusServiceUnavailable
+		status, msg = dialFailure(cfg, err)
 	case r.Context().Err() != nil:
 		msg = "client went away"
 	}
@@ -128,6 +169,51 @@ func grpcStatus(h http.Header) int {
 	return n
 }
 
+// httpFault is the net/http path's part in carrying out a Decision.
+type httpFault struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	abort bool // end the stream without an answer, once the hop is recorded
+}
+
+func (f *httpFault) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.r.Context().Done():
+		return false
+	}
+}
+
+func (f *httpFault) answer(status int, body string, grpc int) {
+	h := f.w.Header()
+	h.Set("X-Devstack-Fault", "injected")
+	if grpc > 0 {
+		// A trailers-only gRPC answer: the status in the headers.
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(grpc))
+		h.Set("Grpc-Message", body)
+		f.w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	f.w.WriteHeader(status)
+	io.WriteString(f.w, body)
+}
+
+func (f *httpFault) reset() { f.abort = true }
+
+func (f *httpFault) hang(d time.Duration) {
+	if d <= 0 {
+		<-f.r.Context().Done()
+	} else {
+		f.wait(d)
+	}
+	f.abort = true
+}
+
 // countingBody counts request body bytes.
 type countingBody struct {
 	rc io.ReadCloser
@@ -146,6 +232,7 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 // response, and keeps Flush and Hijack working through Unwrap.
 type recordingWriter struct {
 	http.ResponseWriter
+	pace     *throttle // an injected bandwidth limit, or nil
 	start    time.Time
 	status   int
 	ttfb     time.Duration
@@ -166,9 +253,30 @@ func (w *recordingWriter) Write(p []byte) (int, error) {
 		w.status = http.StatusOK
 		w.ttfb = time.Since(w.start)
 	}
+	if w.pace != nil {
+		return w.pacedWrite(p)
+	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes.Add(int64(n))
 	return n, err
+}
+
+// pacedWrite writes p a chunk at a time, each flushed to the client and
+// held back to the injected rate.
+func (w *recordingWriter) pacedWrite(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		k := w.pace.chunk(len(p) - done)
+		n, err := w.ResponseWriter.Write(p[done : done+k])
+		w.bytes.Add(int64(n))
+		done += n
+		if err != nil {
+			return done, err
+		}
+		w.Flush()
+		w.pace.pace(n)
+	}
+	return done, nil
 }
 
 func (w *recordingWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }

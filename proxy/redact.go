@@ -3,6 +3,7 @@ package proxy
 import (
 	"maps"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -144,3 +145,55 @@ func (r *Redactor) Headers(h http.Header) []trace.Header {
 	}
 	return out
 }
+
+// fields appends parsed header lines to dst as recorded headers,
+// redacting credentials. Names are canonicalised so recorded headers read
+// the same whichever path served the request. seen, when not nil, is the
+// connection's memory of the names it sent before (see seenNames).
+func (r *Redactor) fields(dst []trace.Header, fs []field, seen *seenNames) []trace.Header {
+	for i, f := range fs {
+		var n seenName
+		if seen != nil && i < len(*seen) && (*seen)[i].raw == f.name {
+			n = (*seen)[i]
+		} else {
+			n.canonical = textproto.CanonicalMIMEHeaderKey(f.name)
+			n.redact = r.redacts(n.canonical)
+			if seen != nil && i < maxSeenNames {
+				// A copy: f.name is a slice of a head, which does not
+				// last. The canonical name is a new string already when it
+				// differs from the name as sent.
+				n.raw = strings.Clone(f.name)
+				if n.canonical == f.name {
+					n.canonical = n.raw
+				}
+				for len(*seen) <= i {
+					*seen = append(*seen, seenName{})
+				}
+				(*seen)[i] = n
+			}
+		}
+		v := f.value
+		if n.redact {
+			v = Redacted
+		} else {
+			v = r.redactValue(v)
+		}
+		dst = append(dst, trace.Header{Name: n.canonical, Value: v})
+	}
+	return dst
+}
+
+// seenNames remembers, by position, the header names a connection's last
+// head carried, canonical and with the redaction decision: a connection
+// sends the same names in the same order head after head, so that each
+// then costs one string comparison instead of canonicalising it and a
+// lookup of the decision.
+type seenNames []seenName
+
+type seenName struct {
+	raw, canonical string
+	redact         bool
+}
+
+// maxSeenNames bounds seenNames: names past it are looked up each time.
+const maxSeenNames = 32

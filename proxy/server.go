@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/devstack/devstack/proxy/fault"
 	"github.com/devstack/devstack/proxy/propagate"
 	"github.com/devstack/devstack/trace"
 )
@@ -83,10 +83,14 @@ type Options struct {
 	// (for comparing the two; see loop_linux.go).
 	NoEventLoop bool
 	// DetectTimeout is how long auto-detection waits for the client's
-	// first bytes before deciding the protocol is server-first (TCP).
-	// Default 300ms.
+	// first bytes before it asks the service whether it speaks first
+	// (see detect.go). Default 300ms.
 	DetectTimeout time.Duration
-	Logger        *slog.Logger
+	// Faults holds the current fault rules (the fault plugin stores new
+	// ones whole); nil injects none, at the cost of a nil check per
+	// request. See fault.go.
+	Faults *fault.Table
+	Logger *slog.Logger
 
 	// holdWaitMs is how long an idle event loop keeps its P (see
 	// defaultHoldWaitMs); 0 means the default. Tests change it.
@@ -344,14 +348,6 @@ func refusal(cfg *Route, err error) string {
 	return fmt.Sprintf("%s refused the connection (not listening on %s)", cfg.Service, cfg.Upstream)
 }
 
-// dialFailure says why dialing a service failed, for a span and a reply.
-func dialFailure(cfg *Route, err error) string {
-	if isRefused(err) {
-		return refusal(cfg, err)
-	}
-	return "dialing " + cfg.Service + ": " + err.Error()
-}
-
 // route is one listener and what it forwards to.
 type route struct {
 	s        *Server
@@ -360,6 +356,10 @@ type route struct {
 	httpSrv  *http.Server
 	httpConn *chanListener
 	closed   atomic.Bool
+	// What the port served so far decides how long detection waits for
+	// a silent client (see detect.go): servedHTTP, a client spoke HTTP
+	// (or h2c); serverFirst, the service spoke before its client.
+	servedHTTP, serverFirst atomic.Bool
 	// ctx ends when the route closes, ending held dials.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -409,54 +409,6 @@ func (rt *route) serve() {
 			continue
 		}
 		go rt.handle(c)
-	}
-}
-
-// handle sends a connection to the HTTP server or the TCP proxy.
-func (rt *route) handle(c net.Conn) {
-	cfg := rt.cfg.Load()
-	relayed := rt.s.trustsProxyLine(c)
-	if cfg.Protocol == ProtoTCP && !relayed {
-		rt.tcp(c)
-		return
-	}
-	br := pooledReader(c) // back to the pool when the HTTP/1 path is done
-	if cfg.Protocol != ProtoHTTP {
-		// Auto-detection, or a relayed TCP connection that may start with
-		// a PROXY line: a server-first protocol sends nothing, so the wait
-		// for the client's first bytes is bounded.
-		c.SetReadDeadline(time.Now().Add(rt.s.opts.DetectTimeout))
-	}
-	if relayed {
-		// A connection relayed by a devstack ambassador (a container that
-		// answers to a service's name in a Docker network) starts with a
-		// PROXY protocol v1 line naming the real client, whatever the
-		// protocol after it.
-		if b, _ := br.Peek(len("PROXY ")); string(b) == "PROXY " {
-			if pc, err := readProxyLine(c, br); err == nil {
-				c = pc
-			}
-		}
-	}
-	if cfg.Protocol == ProtoTCP {
-		c.SetReadDeadline(time.Time{})
-		rt.tcp(&peekedConn{Conn: c, r: br})
-		return
-	}
-	head, err := br.Peek(len(h2Preface))
-	c.SetReadDeadline(time.Time{})
-	switch {
-	case len(head) == 0 && errors.Is(err, io.EOF) && cfg.Protocol == ProtoAuto:
-		// Closed without a byte: a client's spare pooled connection, never
-		// used. Not a hop, and no reason to disturb the service.
-		c.Close()
-	case string(head) == h2Preface:
-		// HTTP/2 cleartext (gRPC): net/http's server handles the framing.
-		rt.httpConn.push(&peekedConn{Conn: c, r: br})
-	case cfg.Protocol == ProtoHTTP || looksHTTP(head):
-		rt.serveH1(c, br)
-	default:
-		rt.tcp(&peekedConn{Conn: c, r: br})
 	}
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,47 +8,115 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/devstack/devstack/trace"
+	"github.com/devstack/devstack/proxy/fault"
 )
 
-// tcp proxies an opaque connection and records it as one span: bytes each
-// way, duration and how it ended.
-func (rt *route) tcp(c net.Conn) {
+// tcp proxies an opaque connection through the pipeline as one hop: it
+// begins (with a trace of its own: TCP carries no context), takes its
+// fault decision, relays the bytes each way, and records bytes, duration
+// and how it ended. up, when not nil, is a connection to the service
+// dialed already (detect.go), with what the service sent first.
+func (rt *route) tcp(c net.Conn, up *peekedConn) {
 	s := rt.s
 	cfg := rt.cfg.Load()
-	start := time.Now()
 	ci := newConnInfo(c)
-	sp := &trace.Span{
-		TraceID: trace.NewTraceID(nil), SpanID: trace.NewSpanID(nil),
-		Callee: cfg.Service, Protocol: "tcp", GRPCStatus: -1, Start: start,
-		Caller: ci.resolve(s.opts.Callers),
-	}
+	sp := s.beginConn(ci, cfg.Service, time.Now())
+	defer s.finishHop(sp, ci)
 	defer c.Close()
-	up, err := s.dial(context.Background(), "tcp", cfg.Upstream)
-	if err != nil {
-		sp.Error = dialFailure(cfg, err)
-		sp.Duration = time.Since(start)
-		s.opts.Recorder.Record(sp)
+	var d *fault.Decision
+	if s.faultActive(cfg.Service) {
+		d = new(fault.Decision)
+		if !s.decide(sp, nil, d) {
+			d = nil
+		}
+	}
+	// On a byte stream, latency holds the first bytes each way (below),
+	// and a terminal fault acts at once, whatever its direction.
+	if d != nil && stop(sp, d, tcpFault{c}) {
+		if up != nil {
+			up.Close()
+		}
 		return
 	}
-	defer up.Close()
+	var upc net.Conn
+	if up != nil {
+		upc = up
+	} else {
+		uc, err := s.dial(rt.ctx, "tcp", cfg.Upstream)
+		if err != nil {
+			_, sp.Error = dialFailure(cfg, err)
+			return
+		}
+		upc = uc
+	}
+	defer upc.Close()
 	var wg sync.WaitGroup
 	var errIn, errOut error
 	wg.Add(2)
+	relay := func(dst, src net.Conn) (int64, error) {
+		if d == nil {
+			return io.Copy(dst, src)
+		}
+		return pacedCopy(dst, src, d.Delay+d.RespDelay, newThrottle(d))
+	}
 	go func() {
 		defer wg.Done()
-		sp.BytesIn, errIn = io.Copy(up, c)
-		closeWrite(up)
+		sp.BytesIn, errIn = relay(upc, c)
+		closeWrite(upc)
 	}()
 	go func() {
 		defer wg.Done()
-		sp.BytesOut, errOut = io.Copy(c, up)
+		sp.BytesOut, errOut = relay(c, upc)
 		closeWrite(c)
 	}()
 	wg.Wait()
-	sp.Duration = time.Since(start)
-	sp.Error = tcpEnding(errIn, errOut)
-	s.opts.Recorder.Record(sp)
+	if sp.Error == "" {
+		sp.Error = tcpEnding(errIn, errOut)
+	}
+}
+
+// pacedCopy copies src to dst holding the first bytes for delay and
+// pacing them to a rate (injected faults).
+func pacedCopy(dst io.Writer, src io.Reader, delay time.Duration, pace *throttle) (int64, error) {
+	buf := make([]byte, pace.chunk(32<<10))
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if total == 0 {
+				sleep(delay)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+			pace.pace(n)
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// tcpFault is the TCP path's part in carrying out a Decision.
+type tcpFault struct{ c net.Conn }
+
+func (f tcpFault) wait(d time.Duration) bool { sleep(d); return true }
+
+// answer has no meaning without HTTP: the connection is closed.
+func (f tcpFault) answer(int, string, int) { f.c.Close() }
+
+func (f tcpFault) reset() { resetConn(f.c) }
+
+func (f tcpFault) hang(d time.Duration) {
+	if d > 0 {
+		f.c.SetReadDeadline(time.Now().Add(d))
+	}
+	io.Copy(io.Discard, f.c)
+	resetConn(f.c)
 }
 
 func closeWrite(c net.Conn) {
