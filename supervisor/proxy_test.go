@@ -121,7 +121,7 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
     ports: ["%d:81"]
   %s:
     x-devstack: {run: "true", port_env: PORT}
-    ports: ["80"]
+    ports: ["18191:80"]
   d:
     image: d
     ports: ["18190:90"]

@@ -50,7 +50,52 @@ func build(cp *types.Project, src *sources, selected []string) (*Project, error)
 		}
 		p.Services = append(p.Services, svc)
 	}
+	if err := checkHostPorts(p, src); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkHostPorts refuses two services that declare the same host port:
+// the second could not bind it, or, behind the proxy (port_env), both
+// would start and every request would go to one of them. A port is a host
+// port when it is published, or when the service runs only as a process
+// (which listens on its target port itself).
+func checkHostPorts(p *Project, src *sources) error {
+	type owner struct {
+		service, spec, ip string
+	}
+	seen := map[string][]owner{} // "tcp/8080" → who declared it
+	for _, svc := range p.Services {
+		sc := svc.Compose
+		processOnly := svc.X.Backend == "process" || sc.Image == "" && sc.Build == nil
+		for i, port := range svc.Ports {
+			if port.Published == 0 && !processOnly {
+				continue
+			}
+			spec := portSpec(sc.Ports[i])
+			key := port.Protocol + "/" + strconv.Itoa(int(port.Declared()))
+			for _, o := range seen[key] {
+				if o.service == svc.Name || !ipsOverlap(o.ip, port.HostIP) {
+					continue
+				}
+				file, line := src.locate("services", svc.Name, "ports", spec)
+				ofile, oline := src.locate("services", o.service, "ports", o.spec)
+				return &Error{File: file, Line: line, Service: svc.Name, Key: "ports", Err: ErrBadPort,
+					Msg: fmt.Sprintf("host port %d (%s) is also declared by service %q (%s:%d); two services cannot own one host port: change the published port of one of them",
+						port.Declared(), port.Protocol, o.service, ofile, oline)}
+			}
+			seen[key] = append(seen[key], owner{svc.Name, spec, port.HostIP})
+		}
+	}
+	return nil
+}
+
+// ipsOverlap says whether binding a and b (host IPs, "" for the default)
+// can conflict: the same address, or one of them every address.
+func ipsOverlap(a, b string) bool {
+	any := func(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
+	return a == b || any(a) || any(b)
 }
 
 func buildService(cp *types.Project, name string, src *sources, projectWorkdir string) (*Service, error) {
