@@ -39,7 +39,18 @@ func CleanOrphans(ctx context.Context, paths Paths, project string) (int, error)
 			}
 		}
 	}
-	found, err := proc.FindByMarkerPrefix(markerScope(project, paths.Dir) + "/")
+	// Their cgroups find even those that cleared their environment (and
+	// so their marker).
+	scope := markerScope(project, paths.Dir)
+	for _, pid := range proc.CgroupProcs(scope + "/") {
+		pids[pid] = true
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orphanGrace)
+		defer cancel()
+		_ = proc.RemoveCgroups(rctx, scope+"/")
+	}()
+	found, err := proc.FindByMarkerPrefix(scope + "/")
 	if err != nil {
 		return 0, fmt.Errorf("looking for leftover processes: %w", err)
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,5 +106,64 @@ func TestAnotherUserIsToldPermissionDenied(t *testing.T) {
 		if out := as(tc.dir, tc.args...); !strings.Contains(out, "permission denied") || !strings.Contains(out, "another user") {
 			t.Errorf("another user's `devstack %s` said:\n%s", strings.Join(tc.args, " "), out)
 		}
+	}
+}
+
+// daemonStack's service leaves three processes outside its process group:
+// one in a session of its own (setsid), a daemon (double fork), and one
+// that also cleared its environment (env -i), which only a cgroup knows.
+const daemonStack = `
+name: daemons
+services:
+  worker:
+    x-devstack:
+      run: ["sh", "-c", "setsid sleep 300 & echo $$! > setsid.pid; (setsid sh -c 'sleep 301 & echo $$! > double.pid' &); env -i setsid sleep 302 & echo $$! > envi.pid; exec sleep 303"]
+`
+
+func daemonPIDs(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	pids := map[string]int{}
+	for deadline := time.Now().Add(20 * time.Second); len(pids) < 3; time.Sleep(10 * time.Millisecond) {
+		for _, n := range []string{"setsid", "double", "envi"} {
+			if b, err := os.ReadFile(filepath.Join(dir, n+".pid")); err == nil && strings.HasSuffix(string(b), "\n") {
+				pids[n], _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not start its children: %v", pids)
+		}
+	}
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return pids
+}
+
+// Nothing of the stack survives `down`, live or after the supervisor was
+// SIGKILLed: not a setsid child, a daemon, or (with cgroups) an env -i one.
+func TestDownLeavesNoDaemonizedGrandchild(t *testing.T) {
+	for _, killed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("supervisor killed=%v", killed), func(t *testing.T) {
+			dir := writeProject(t, daemonStack)
+			c := newCLI(t, dir)
+			c.must("up", "-d")
+			pids := daemonPIDs(t, dir)
+			if killed {
+				sup := supervisorPID(t, c)
+				syscall.Kill(sup, syscall.SIGKILL)
+				waitGone(t, sup)
+			}
+			c.must("down")
+			for n, pid := range pids {
+				for deadline := time.Now().Add(10 * time.Second); alive(pid) && time.Now().Before(deadline); {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if alive(pid) {
+					t.Errorf("the %s grandchild (pid %d) survived down", n, pid)
+				}
+			}
+		})
 	}
 }

@@ -21,11 +21,18 @@ import (
 	"time"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
 )
 
 // Backend runs services as processes.
-type Backend struct{}
+type Backend struct {
+	// NoCgroup starts services without a cgroup of their own even where
+	// the system allows one (their process group and marker still find
+	// what they leave behind, except a grandchild that cleared its
+	// environment).
+	NoCgroup bool
+}
 
 var (
 	_ runner.Backend  = (*Backend)(nil)
@@ -58,7 +65,7 @@ func (*Backend) Build(ctx context.Context, spec runner.Spec) error {
 }
 
 // Start implements runner.Backend.
-func (*Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, error) {
+func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, error) {
 	run := spec.Service.X.Run
 	if run.Empty() {
 		return nil, fmt.Errorf("service %q has no x-devstack.run command to run as a process", spec.Service.Name)
@@ -66,7 +73,28 @@ func (*Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, e
 	// Not exec.CommandContext: the instance outlives the start request.
 	cmd := command(context.Background(), spec, run.Argv())
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	if err := cmd.Start(); err != nil {
+	// A cgroup of its own, where the system allows: what the service
+	// forks stays in it whatever it does (setsid, double fork, env -i), so
+	// a stop leaves nothing behind. Without one, the process group and
+	// the marker find what they can.
+	var cg *proc.Cgroup
+	if !b.NoCgroup {
+		cg = newCgroup(spec)
+	}
+	if cg != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
+	}
+	err := cmd.Start()
+	if err != nil && cg != nil {
+		// Starting into a cgroup (clone3) may be refused (seccomp, an
+		// old kernel): start as before, without.
+		cg.Remove(ctx)
+		cg = nil
+		cmd = command(context.Background(), spec, run.Argv())
+		cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+		err = cmd.Start()
+	}
+	if err != nil {
 		if _, serr := os.Stat(cmd.Dir); serr != nil {
 			// exec reports a missing working directory as the program
 			// missing ("fork/exec /bin/sh: no such file or directory").
@@ -74,7 +102,7 @@ func (*Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance, e
 		}
 		return nil, fmt.Errorf("starting %q in %s: %w", run.Args, cmd.Dir, err)
 	}
-	inst := &Instance{cmd: cmd, spec: spec, done: make(chan struct{})}
+	inst := &Instance{cmd: cmd, spec: spec, cg: cg, done: make(chan struct{})}
 	go inst.wait()
 	return inst, nil
 }
@@ -116,6 +144,7 @@ func workdir(spec runner.Spec) string {
 type Instance struct {
 	cmd  *exec.Cmd
 	spec runner.Spec
+	cg   *proc.Cgroup // nil when the system gives none
 	done chan struct{}
 	exit runner.Exit
 	once sync.Once
@@ -142,9 +171,18 @@ func (i *Instance) wait() {
 	default:
 		e.Err, e.Code = err, -1
 	}
-	// The leader is gone; whatever it left in its group goes too, so a
-	// restart never finds its port held by a stray child.
+	// The leader is gone; whatever it left goes too, so a restart never
+	// finds its port held by a stray child, and a down leaves nothing: its
+	// group, its cgroup (even a grandchild that cleared its environment),
+	// and every process that carries its marker (one that daemonised out
+	// of the group, where there is no cgroup).
 	_ = syscall.Kill(-i.cmd.Process.Pid, syscall.SIGKILL)
+	i.signalOthers(syscall.SIGKILL)
+	if i.cg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cgroupRemoveWait)
+		_ = i.cg.Remove(ctx)
+		cancel()
+	}
 	i.exit = e
 	close(i.done)
 }
@@ -167,6 +205,8 @@ func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Dura
 	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("sending %s to process group %d: %w", sig, pgid, err)
 	}
+	// Those that left the group get the same chance to stop cleanly.
+	i.signalOthers(sig)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -199,4 +239,37 @@ func (i *Instance) Exec(ctx context.Context, argv []string) (int, []byte, error)
 		return -1, out, err
 	}
 	return 0, out, nil
+}
+
+// cgroupRemoveWait bounds how long an instance's end waits for its
+// cgroup to empty after killing it (processes in uninterruptible sleep
+// take a while to die); a cgroup left behind is reused by name.
+const cgroupRemoveWait = 5 * time.Second
+
+// newCgroup makes the instance's cgroup, or returns nil where the system
+// gives none (or the instance has no marker to name it by).
+func newCgroup(spec runner.Spec) *proc.Cgroup {
+	if spec.Marker == "" {
+		return nil
+	}
+	cg, err := proc.NewCgroup(proc.CgroupName(spec.Marker))
+	if err != nil {
+		return nil
+	}
+	return cg
+}
+
+// signalOthers sends sig to the instance's processes outside its process
+// group: those in its cgroup and those carrying its marker.
+func (i *Instance) signalOthers(sig syscall.Signal) {
+	if i.cg != nil {
+		i.cg.Signal(sig)
+	}
+	if i.spec.Marker == "" {
+		return
+	}
+	pids, _ := proc.FindByMarker(i.spec.Marker)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, sig)
+	}
 }
