@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/devstack/devstack/trace"
 )
@@ -185,36 +186,79 @@ func (t *spanTree) critical() []int {
 	return path
 }
 
-// timeLine says where the time went, "" when the trace has no time.
-func (a *analysis) timeLine(room int) string {
+// timeLine says where the time went, "" when the trace has no time, the
+// hop named in the detail asked (see label).
+func (a *analysis) timeLine(detail int) string {
 	i := a.slowest
 	if i < 0 || a.total <= 0 {
 		return ""
 	}
 	share := float64(a.self[i]) / float64(a.total) * 100
-	tail := fmt.Sprintf(", %s self (%.0f%% of %s)", formatDuration(a.self[i]), share, formatDuration(a.total))
-	return "time: " + truncate(hopLabel(a.tree.spans[i]), max(room-len("time: ")-len(tail), 12)) + tail
+	return fmt.Sprintf("time: %.0f%% in %s (%s self)", share, a.label(i, detail), formatDuration(a.self[i]))
 }
 
 // errorLine says where the error started, "" when no hop failed.
-func (a *analysis) errorLine(room int) string {
+func (a *analysis) errorLine(detail int) string {
 	i := a.origin
 	if i < 0 {
 		return ""
 	}
-	s := a.tree.spans[i]
-	_, msg := otlpError(s)
-	tail := " (" + msg + ")"
+	_, msg := otlpError(a.tree.spans[i])
+	line := fmt.Sprintf("error started at %s (%s)", a.label(i, detail), msg)
 	if w := a.swallowedBy; w >= 0 {
 		ws := a.tree.spans[w]
 		answer := "answered"
 		if ws.Status != 0 {
 			answer = fmt.Sprintf("answered %d", ws.Status)
 		}
-		who := ws.Callee
-		tail += fmt.Sprintf("; swallowed: %s %s", who, answer)
+		line += fmt.Sprintf(", swallowed by %s (%s)", ws.Callee, answer)
 	}
-	return "error started at: " + truncate(hopLabel(s), max(room-len("error started at: ")-len(tail), 12)) + tail
+	return line
+}
+
+// label names hop i in as much detail as asked: 0 in full, 1 without
+// its query, 2 by who called whom.
+func (a *analysis) label(i int, detail int) string {
+	s := a.tree.spans[i]
+	switch detail {
+	case 0:
+		return hopLabel(s)
+	case 1:
+		return hopBase(s)
+	}
+	caller := s.Caller
+	if caller == "" {
+		caller = "client"
+	}
+	return caller + " → " + s.Callee
+}
+
+// summary is what goes above the waterfall: where the time went and, for
+// a failing trace, where the error started. One line when it fits in
+// width, the hops named in full, or without their query, or by who
+// called whom; otherwise
+// the error gets a line of its own rather than be cut to nothing.
+func (a *analysis) summary(width int) (timePart, errPart string, oneLine bool) {
+	for _, d := range [][2]int{{0, 0}, {1, 0}, {1, 1}, {2, 1}, {2, 2}} {
+		timePart, errPart = a.timeLine(d[0]), a.errorLine(d[1])
+		n := utf8.RuneCountInString(timePart)
+		if errPart != "" {
+			n += 3 + utf8.RuneCountInString(errPart)
+		}
+		if n <= width {
+			return timePart, errPart, true
+		}
+	}
+	fit := func(line func(int) string) string {
+		for d := range 2 {
+			if s := line(d); utf8.RuneCountInString(s) <= width {
+				return s
+			}
+		}
+		return truncate(line(2), width)
+	}
+	errPart = fit(a.errorLine)
+	return fit(a.timeLine), errPart, errPart == ""
 }
 
 // SpanView is a span with what the trace tells of it, for `devstack

@@ -220,21 +220,18 @@ func (r *waterfall) header() {
 		fmt.Fprintf(r.b, " · %d guessed links", guessed)
 	}
 	r.b.WriteByte('\n')
-	// The summary: where the time went, and where an error started, on
-	// one line when both fit.
-	tl, el := r.an.timeLine(r.width), r.an.errorLine(r.width)
-	switch {
-	case el == "":
-		r.b.WriteString(tl + "\n")
-	case utf8.RuneCountInString(tl)+3+utf8.RuneCountInString(el) <= r.width:
-		r.b.WriteString(tl + " · ")
+	// The summary: where the time went, and where an error started.
+	tl, el, oneLine := r.an.summary(r.width)
+	r.b.WriteString(tl)
+	if el != "" {
+		if oneLine {
+			r.b.WriteString(" · ")
+		} else {
+			r.b.WriteByte('\n')
+		}
 		r.paint(ansiRed, el)
-		r.b.WriteByte('\n')
-	default:
-		r.b.WriteString(tl + "\n")
-		r.paint(ansiRed, el)
-		r.b.WriteByte('\n')
 	}
+	r.b.WriteByte('\n')
 	// The time axis over the bar column, and the columns' names.
 	end := formatDuration(r.total)
 	r.b.WriteString(strings.Repeat(" ", 3+r.labelW))

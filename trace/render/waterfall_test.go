@@ -242,7 +242,7 @@ func TestSelfTimeAndSummary(t *testing.T) {
 	out := buf.String()
 	// The slow call is named, with its share; the root's own time is
 	// 1000 - 800 - 0.2 ms.
-	if !strings.Contains(out, "time: orders → payments GET /payments, 800ms self (80% of 1.00s)") {
+	if !strings.Contains(out, "time: 80% in orders → payments GET /payments (800ms self)") {
 		t.Errorf("summary does not name the slow call:\n%s", out)
 	}
 	if !strings.Contains(out, "1.00s   200ms") {
@@ -263,14 +263,14 @@ func TestSelfTimeAndSummary(t *testing.T) {
 	if err := render.Waterfall(&buf, chain, render.WaterfallOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if line := strings.Split(buf.String(), "\n")[2]; !strings.HasPrefix(line, "error started at: orders → payments GET /payments (HTTP 500)") || strings.Contains(line, "swallowed") {
+	if line := strings.Split(buf.String(), "\n")[1]; !strings.HasSuffix(line, " · error started at orders → payments (HTTP 500)") || !strings.HasPrefix(line, "time: ") {
 		t.Errorf("error origin line: %q", line)
 	}
 	// The same chain, with the edge answering 200: it swallowed it.
 	chain[0].Status = 200
 	buf.Reset()
 	render.Waterfall(&buf, chain, render.WaterfallOptions{})
-	if line := strings.Split(buf.String(), "\n")[2]; !strings.HasSuffix(line, "(HTTP 500); swallowed: edge answered 200") {
+	if line := strings.Split(buf.String(), "\n")[2]; line != "error started at orders → payments GET /payments (HTTP 500), swallowed by edge (answered 200)" {
 		t.Errorf("swallowed error line: %q", line)
 	}
 	// A failing hop with a failing callee is not the origin, however
@@ -278,7 +278,7 @@ func TestSelfTimeAndSummary(t *testing.T) {
 	errs := errorTrace() // gateway 200 → orders 503 → payments refused
 	buf.Reset()
 	render.Waterfall(&buf, errs, render.WaterfallOptions{})
-	if !strings.Contains(buf.String(), "error started at: orders → payments") {
+	if !strings.Contains(buf.String(), "error started at orders → payments") {
 		t.Errorf("origin of a refused call:\n%s", buf.String())
 	}
 }
