@@ -6,14 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/supervisor"
 )
@@ -66,27 +64,16 @@ func runSupervise(g *globalOptions, backend string, clientUp bool, names []strin
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	be, err := newBackends(ctx, p, backend)
+	sup, be, err := startStack(ctx, p, backend, supervisor.Options{
+		Logger: logger,
+		Events: func(ev runner.Event) {
+			logger.Info(ev.Msg, "service", ev.Service)
+		},
+	}, nil)
 	if err != nil {
 		return err
 	}
 	defer be.Close()
-	sopts := supervisor.Options{
-		LockUntilExit: true,
-		Project:       p,
-		Logger:        logger,
-		Events: func(ev runner.Event) {
-			logger.Info(ev.Msg, "service", ev.Service)
-		},
-	}
-	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
-		return err
-	}
-	runtime.GOMAXPROCS(proxy.SpareP()) // this process serves the proxy
-	sup, err := supervisor.Start(ctx, sopts)
-	if err != nil {
-		return err
-	}
 	if clientUp {
 		// up -d asks for the start itself, over the API, once it follows
 		// the events: none is lost before it listens. Port problems are

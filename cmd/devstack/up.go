@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
-	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
@@ -90,15 +88,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	}
 	all := serviceList(p)
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
-	be, err := newBackends(ctx, p, o.backend)
-	if err != nil {
-		return err
-	}
-	defer be.Close()
-	g.warnKeys(p, be.backendOf)
-	sopts := supervisor.Options{
-		LockUntilExit: true,
-		Project:       p,
+	sup, be, err := startStack(ctx, p, o.backend, supervisor.Options{
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -106,18 +96,14 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 			// Service events also reach the log as "sys" lines, printed
 			// by the log follower below.
 		},
-	}
-	if err := be.supervisorOptions(ctx, p, &sopts); err != nil {
-		return err
-	}
-	runtime.GOMAXPROCS(proxy.SpareP()) // this process serves the proxy
-	sup, err := supervisor.Start(ctx, sopts)
+	}, func(be *backends) { g.warnKeys(p, be.backendOf) })
 	if errors.Is(err, supervisor.ErrRunning) {
 		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
 	}
 	if err != nil {
 		return err
 	}
+	defer be.Close()
 	lines, cancelLogs := sup.Logs().Subscribe(nil)
 	logsDone := make(chan struct{})
 	go func() {
