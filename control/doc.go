@@ -1,7 +1,6 @@
 // Package control is the supervisor's HTTP API and its client. The CLI's
-// ps, logs, stop, start, restart and down talk to a running supervisor
-// through it; the web dashboard and trace queries will be served from the
-// same API.
+// ps, logs, traces, stop, start, restart and down talk to a running
+// supervisor through it.
 //
 // It listens on a unix socket in the project's state directory (mode 0600,
 // in a 0700 directory). Reads are open to whoever can reach the socket;
@@ -14,8 +13,15 @@
 //	GET  /v1/ps                         []runner.ServiceStatus
 //	GET  /v1/wait                       progress of the initial `up`, then its result
 //	GET  /v1/logs?service=&tail=&since=&follow=1   NDJSON LogLines
+//	GET  /v1/traces?service=&status=&errors=&min_duration=&since=&route=&id_prefix=&limit=
+//	                                    []trace.Summary (see ParseTraceQuery)
+//	GET  /v1/traces/{id}                the trace's []*trace.Span
 //	POST /v1/{up,start,stop,restart}    {"services":[...]} → progress stream
 //	POST /v1/down                       stop everything; the supervisor exits after
 //	POST /v1/handover                   stop processes, keep containers; the supervisor
 //	                                    exits after, for one with a changed file
+//
+// The server knows the stack only through Server's fields (Stack, a
+// trace.Reader, the log directory), which the supervisor fills: control
+// imports runner, runner/logstore and trace, and sits below the supervisor.
 package control

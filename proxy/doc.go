@@ -29,7 +29,9 @@
 // the request's deadline passes, so a restart (or, later, a hot-reload
 // swap) holds requests instead of failing them.
 //
-// The proxy never imports the runner: cmd wires runner events into
-// SetRoutes, and callers are identified through the small CallerResolver
-// interface.
+// The proxy never imports the runner or the supervisor: the supervisor
+// plans the routes (SetRoutes) and tells it which services are down
+// (SetDown), and callers are identified through the small CallerResolver
+// interface. Trace headers are proxy/propagate's, spans package trace's;
+// the proxy writes spans to a trace.Recorder (trace/store in devstack).
 package proxy

@@ -1,9 +1,22 @@
-// Package supervisor runs one project's Runner as a long-lived supervisor:
-// it owns the project's state directory (lock, token, pid records, logs),
-// cleans up what an earlier, killed supervisor left behind, and serves the
-// control API that the CLI talks to.
+// Package supervisor is the composition root of a running stack: the one
+// package that knows every other. It wires one project's Runner (with the
+// backends the CLI chose), the tracing proxy in front of the services'
+// ports, the span store the proxy records into, the log store, and the
+// control API the CLI talks to; and it owns the project's state directory
+// (lock, token, pid records, logs, spans), cleaning up what an earlier,
+// killed supervisor left behind.
 //
 //	devstack up ─┬─ foreground: supervisor in-process, logs to the terminal
 //	             └─ -d: re-exec `devstack supervise` detached, wait over the API
-//	devstack ps/logs/stop/start/restart/down ──► control API (unix socket)
+//	devstack ps/logs/traces/stop/start/restart/down ──► control API (unix socket)
+//
+//	                 supervisor.Start
+//	   ┌───────────────┬──────┴───────┬────────────────┐
+//	 runner        proxy ──record──► trace/store    control API
+//	 (backends)    (plan: which ports it fronts,     (ps, logs, traces,
+//	               private ports, ambassadors)        up/stop/down, handover)
+//
+// Imports run down only (cmd → supervisor → control, proxy, runner →
+// proxy/propagate → trace/store, trace/render → trace); layers_test.go
+// fails the build's tests when one runs back up.
 package supervisor
