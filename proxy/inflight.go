@@ -402,3 +402,16 @@ func (h *hops) inFlight(callee string) int {
 	defer h.mu.Unlock()
 	return len(h.callee(callee))
 }
+
+// begunBefore counts the hops to callee in flight that began before t.
+func (h *hops) begunBefore(callee string, t time.Time) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, sp := range h.callee(callee) {
+		if sp.Start.Before(t) {
+			n++
+		}
+	}
+	return n
+}

@@ -294,6 +294,14 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	}
 }
 
+// InFlightBefore counts the requests (and TCP connections) to service
+// that began before t and are not answered yet: a hot reload waits for
+// them to reach zero before it stops the instance it replaced. It takes
+// a lock; nothing on a request's path calls it.
+func (s *Server) InFlightBefore(service string, t time.Time) int {
+	return s.hops.begunBefore(service, t)
+}
+
 // SetDown says that service will not come back by itself: it was stopped
 // on request, or it exited and its restart policy does not restart it.
 // Why says so ("stopped", "exited with code 1"). A request for it is then

@@ -53,6 +53,15 @@ type Options struct {
 	// on. The proxy owns the declared port and forwards to this one. Nil
 	// means the declared port itself (published, else target).
 	ListenPort func(service string, p project.Port) uint16
+	// OnStatus receives every status change of a service, typed, with its
+	// intent (a service stopping to be replaced is "coming back"), outside
+	// the runner's lock and in order per service; may be nil. The plugin
+	// host hands these to plugins.
+	OnStatus func(Change)
+	// Rerouter lets Replace start a new instance beside the live one on
+	// fresh private ports and switch the proxy to it. Nil: Replace
+	// restarts in place.
+	Rerouter Rerouter
 	// Ambassador says where a container service's ambassador relays its
 	// ports (see Spec.Ambassador); it is asked only for services that run
 	// in containers. Nil, or a nil result, means no ambassador.
@@ -121,7 +130,8 @@ func newService(ps *project.Service, opts Options) (*service, error) {
 	if ps.Compose.StopGracePeriod != nil {
 		grace = time.Duration(*ps.Compose.StopGracePeriod)
 	}
-	s := &service{spec: ps, backend: b, policy: pol, hc: ps.Healthcheck(), stopSig: sig, grace: grace}
+	s := &service{spec: ps, backend: b, policy: pol, hc: ps.Healthcheck(), stopSig: sig, grace: grace,
+		replacing: make(chan struct{}, 1)}
 	s.st = ServiceStatus{Name: ps.Name, Backend: b.Name(), State: StateCreated, Ports: portStrings(ps)}
 	return s, nil
 }
@@ -187,9 +197,13 @@ func (r *Runner) update(s *service, f func(st *ServiceStatus)) {
 	f(&s.st)
 	close(r.changed)
 	r.changed = make(chan struct{})
+	ch := Change{Service: s.spec.Name, Status: s.st, Intent: s.intent, Cause: s.cause, At: time.Now()}
 	r.mu.Unlock()
 	if r.opts.OnChange != nil {
 		r.opts.OnChange()
+	}
+	if r.opts.OnStatus != nil {
+		r.opts.OnStatus(ch)
 	}
 }
 

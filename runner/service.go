@@ -30,6 +30,15 @@ type service struct {
 	loopDone    chan struct{} // closed when the supervise loop returns; nil when none ran
 	startCrash  int           // exits before it was ever ready, this run
 	readyBefore bool          // the current instance has been ready (healthy)
+	// next is a replacement started beside inst (Replace): the supervise
+	// loop takes it over when inst ends, instead of restarting.
+	next      Instance
+	nextReady bool          // next passed its healthcheck before it took over
+	replacing chan struct{} // one Replace at a time (capacity 1)
+	gen       int           // replacements started, for their markers
+	intent    Intent        // why the service's status changes now
+	cause     string        // what caused the change (the file that changed)
+	reload    reloadStats
 }
 
 // crashLimit is how many exits before first readiness make Up give up on a
@@ -256,7 +265,19 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 	}
 	streak := 0
 	for {
-		inst, err := s.backend.Start(ctx, spec)
+		// A replacement started beside the previous instance takes over
+		// (see Replace); otherwise a new instance starts. The spec is made
+		// anew: a replacement may have moved the service's private ports.
+		r.mu.Lock()
+		inst, adopted := s.next, s.next != nil
+		s.next = nil
+		readyAlready := s.nextReady
+		s.nextReady = false
+		r.mu.Unlock()
+		var err error
+		if !adopted {
+			inst, err = s.backend.Start(ctx, r.spec(s))
+		}
 		if err != nil && ctx.Err() != nil {
 			// Stopped while starting (Ctrl-C, down): not a failure.
 			r.update(s, func(st *ServiceStatus) { st.State = StateStopped })
@@ -273,6 +294,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		r.mu.Lock()
 		s.inst = inst
 		stopNow := s.stopReq
+		s.readyBefore = readyAlready
 		r.mu.Unlock()
 		if stopNow {
 			// A stop arrived while it was starting and found no instance
@@ -283,9 +305,14 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			st.State, st.ID, st.StartedAt, st.Error = StateRunning, inst.ID(), &startedAt, ""
 			if s.hc != nil {
 				st.Health = HealthStarting
+				if readyAlready {
+					st.Health = HealthHealthy
+				}
 			}
 		})
-		r.event(name, "started (%s %s)", s.backend.Name(), inst.ID())
+		if !adopted {
+			r.event(name, "started (%s %s)", s.backend.Name(), inst.ID())
+		}
 		hctx, hcancel := context.WithCancel(ctx)
 		if hr, ok := inst.(HealthReporter); ok {
 			go r.followHealth(hctx, s, hr.Health())
@@ -297,6 +324,11 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		r.mu.Lock()
 		s.inst = nil
 		stopReq := s.stopReq
+		if s.next != nil && !stopReq {
+			// Replaced: the new instance takes over at once, no restart.
+			r.mu.Unlock()
+			continue
+		}
 		wasReady := s.readyBefore
 		if !wasReady && !exit.Success() {
 			s.startCrash++
@@ -485,13 +517,23 @@ func conditionWord(c string) string {
 }
 
 // spec builds the backend's view of s.
-func (r *Runner) spec(s *service) Spec {
+func (r *Runner) spec(s *service) Spec { return r.specFor(s, nil, 0) }
+
+// specFor is spec for replacement number gen (0: none), listening on the
+// private ports given by target port in ports (nil: the current ones). A
+// replacement runs beside the instance it replaces, so it has a marker of
+// its own: stopping the old one must not find the new one by its marker
+// (or its cgroup, named by the marker).
+func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 	name := s.spec.Name
 	scope := r.opts.MarkerScope
 	if scope == "" {
 		scope = r.p.Name
 	}
 	marker := scope + "/" + r.opts.RunID + "/" + name
+	if gen > 0 {
+		marker += fmt.Sprintf("~%d", gen)
+	}
 	wirer, networked := s.backend.(Networked)
 	env := make([]string, 0, len(s.spec.Compose.Environment)+2)
 	for k, v := range s.spec.Compose.Environment {
@@ -507,6 +549,9 @@ func (r *Runner) spec(s *service) Spec {
 		inside := func(p project.Port) uint16 {
 			if networked {
 				return p.Target
+			}
+			if pp, ok := ports[p.Target]; ok {
+				return pp
 			}
 			return r.listenPort(name, p)
 		}

@@ -49,6 +49,35 @@ type ServiceStatus struct {
 	// Warnings are findings about the service, e.g. that it does not
 	// propagate trace context.
 	Warnings []string `json:"warnings,omitempty"`
+	// Reloads counts the service's hot reloads (Replace) that went
+	// through; ReloadP50 is their median time, from the change seen to
+	// the new instance answering; ReloadError says why the last one
+	// failed (the old instance kept serving), cleared by the next success.
+	Reloads     int           `json:"reloads,omitempty"`
+	ReloadP50   time.Duration `json:"reload_p50_ns,omitempty"`
+	ReloadError string        `json:"reload_error,omitempty"`
+}
+
+// Intent says why a service's status changes, for those who follow the
+// stream of changes (plugins): whether a service going away comes back.
+type Intent string
+
+const (
+	// IntentNone: the change is what it says.
+	IntentNone Intent = ""
+	// IntentComingBack: the service is being replaced or restarted on
+	// request; an instance that stops now is followed by a new one.
+	IntentComingBack Intent = "coming back"
+)
+
+// Change is one status change of a service (Options.OnStatus).
+type Change struct {
+	Service string
+	Status  ServiceStatus
+	Intent  Intent
+	// Cause is what the change is for ("main.go changed"), if known.
+	Cause string
+	At    time.Time
 }
 
 // ExitInfo is the JSON form of the last Exit.

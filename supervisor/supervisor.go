@@ -73,6 +73,7 @@ type Supervisor struct {
 	srv   *http.Server
 	spans *store.Store
 	proxy *proxy.Server
+	ports *portTable
 
 	evMu   sync.Mutex
 	evSubs map[chan runner.Event]struct{}
@@ -146,6 +147,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	amb := ambassadors(p, private, opts.Gateway)
+	s.ports = newPortTable(p.Name, private, routes)
 	s.run, err = runner.New(p, runner.Options{
 		BackendFor:  opts.BackendFor,
 		Logs:        logSink{s.logs},
@@ -154,13 +156,9 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		RunID:       s.runID,
 		MarkerScope: markerScope(p.Name, paths.Dir),
 		Logger:      opts.Logger,
-		ListenPort: func(service string, port project.Port) uint16 {
-			if pp, ok := private[portKey{service, port.Target}]; ok {
-				return pp
-			}
-			return port.Declared()
-		},
-		Ambassador: func(service string) *runner.Ambassador { return amb[service] },
+		ListenPort:  s.ports.listenPort,
+		Rerouter:    s.ports,
+		Ambassador:  func(service string) *runner.Ambassador { return amb[service] },
 	})
 	if err != nil {
 		return nil, err
@@ -192,6 +190,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		s.emit(runner.Event{Msg: msg})
 	}
 	s.proxy = proxy.New(popts)
+	s.ports.proxy = s.proxy
 	if err := s.proxy.SetRoutes(routes); err != nil {
 		return nil, err
 	}
