@@ -216,7 +216,10 @@ func (r *waterfall) header() {
 	if errs > 0 {
 		fmt.Fprintf(r.b, " · %d failed", errs)
 	}
-	if guessed > 0 {
+	switch {
+	case guessed == 1:
+		r.b.WriteString(" · 1 guessed link")
+	case guessed > 1:
 		fmt.Fprintf(r.b, " · %d guessed links", guessed)
 	}
 	r.b.WriteByte('\n')

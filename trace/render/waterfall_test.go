@@ -318,7 +318,7 @@ func TestWaterfallMarksClientErrorsAndGuesses(t *testing.T) {
 	if l := find("orders → mailer"); !strings.Contains(l, "└? (1 of 5?) orders → mailer") {
 		t.Errorf("a guessed link: %q", l)
 	}
-	if !strings.Contains(lines[0], "1 guessed links") || !strings.Contains(out, "? guessed: orders called mailer while serving 5 requests") {
+	if !strings.HasSuffix(lines[0], " · 1 guessed link") || !strings.Contains(out, "? guessed: orders called mailer while serving 5 requests") {
 		t.Errorf("the guess is not explained:\n%s", out)
 	}
 	if !strings.Contains(out, "x client error") {
