@@ -41,10 +41,30 @@ type head struct {
 	raw    []byte // reused buffer for a head read in pieces (readHead)
 	// Framing and connection facts, read while parsing.
 	contentLength int64 // -1 when absent
-	chunked       bool
+	chunked       bool // Transfer-Encoding ends with chunked
+	te            bool // a Transfer-Encoding header is there
 	close         bool // Connection: close (or HTTP/1.0 without keep-alive)
 	upgrade       bool // Connection: upgrade with an Upgrade header
+	// framing is the first way the head's framing is ambiguous or broken
+	// (RFC 9112), found while parsing: checkRequest refuses such a
+	// request; a response is relayed by its Transfer-Encoding as RFC 9112
+	// 6.3 says. 0 when there is none.
+	framing framingFault
+	badName string // the header at fault, for the message
 }
+
+// framingFault is a way a head's framing can be ambiguous or broken.
+type framingFault uint8
+
+const (
+	framingOK             framingFault = iota
+	framingCLAndTE                     // both Content-Length and Transfer-Encoding (6.1)
+	framingTwoCL                       // Content-Length twice (6.3 item 5)
+	framingChunkedNotLast              // Transfer-Encoding whose last coding is not chunked (6.3 item 4)
+	framingUnknownCoding               // a transfer coding besides chunked (6.1: 501)
+	framingNameSpace                   // whitespace in a field name, or before its colon (5.1)
+	framingBadChar                     // NUL or a bare CR in a field value (RFC 9110 5.5)
+)
 
 // readHead reads a head up to the blank line. Header values are kept as
 // sent; only the framing headers are interpreted. The head's bytes are
@@ -152,15 +172,39 @@ func (h *head) parse(all string) error {
 		name := line[:colon]
 		value := strings.TrimSpace(line[colon+1:])
 		h.fields = append(h.fields, field{name, value})
+		if h.framing == framingOK {
+			if strings.IndexByte(name, ' ') >= 0 || strings.IndexByte(name, '\t') >= 0 {
+				h.framing, h.badName = framingNameSpace, name
+			} else if strings.IndexByte(value, 0) >= 0 || strings.IndexByte(value, '\r') >= 0 {
+				h.framing, h.badName = framingBadChar, name
+			}
+		}
 		switch {
 		case len(name) == 14 && strings.EqualFold(name, "Content-Length"):
 			cl, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || cl < 0 {
+			if err != nil || cl < 0 || value[0] < '0' || value[0] > '9' {
+				// (ParseInt takes "+5": an upstream that reads it
+				// otherwise would frame the body differently.)
 				return fmt.Errorf("bad Content-Length %q", value)
+			}
+			if h.contentLength >= 0 && h.framing == framingOK {
+				h.framing, h.badName = framingTwoCL, name
 			}
 			h.contentLength = cl
 		case len(name) == 17 && strings.EqualFold(name, "Transfer-Encoding"):
-			h.chunked = strings.HasSuffix(strings.ToLower(value), "chunked")
+			// Codings add up across lines; chunked must be the last,
+			// and the proxy implements no other (RFC 9112 6.1, 7).
+			for c := range strings.SplitSeq(value, ",") {
+				c = strings.TrimSpace(c)
+				if h.chunked && h.framing == framingOK {
+					h.framing, h.badName = framingChunkedNotLast, name // a coding after chunked
+				}
+				h.chunked = strings.EqualFold(c, "chunked")
+				if !h.chunked && h.framing == framingOK {
+					h.framing, h.badName = framingUnknownCoding, name
+				}
+			}
+			h.te = true
 		case len(name) == 10 && strings.EqualFold(name, "Connection"):
 			for tok := range strings.SplitSeq(value, ",") {
 				switch strings.ToLower(strings.TrimSpace(tok)) {
@@ -176,6 +220,14 @@ func (h *head) parse(all string) error {
 	}
 	if http10 && !keepAlive {
 		h.close = true
+	}
+	if h.te {
+		switch {
+		case !h.chunked:
+			h.framing, h.badName = framingChunkedNotLast, "Transfer-Encoding"
+		case h.contentLength >= 0 && h.framing == framingOK:
+			h.framing, h.badName = framingCLAndTE, "Transfer-Encoding"
+		}
 	}
 	return nil
 }

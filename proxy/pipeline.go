@@ -170,8 +170,33 @@ func badRequest(format string, args ...any) error {
 // request head read by the HTTP/1 paths (the goroutine path and the event
 // loop alike) may go to the service. (net/http's server checks the
 // requests it reads itself.)
+//
+// Framing is checked as RFC 9112 asks of a server (the proxy is the
+// server its clients talk to): a request whose body length two readers
+// could see differently is refused, never relayed, since the service
+// behind might frame it otherwise and run a request smuggled in its body
+// that the proxy never saw (nor traced).
 func checkRequest(req *head) error {
-	return checkRequestLine(req.line)
+	if err := checkRequestLine(req.line); err != nil {
+		return err
+	}
+	switch req.framing {
+	case framingOK:
+		return nil
+	case framingCLAndTE:
+		return badRequest("the request has both Content-Length and Transfer-Encoding; send one (RFC 9112 6.1)")
+	case framingTwoCL:
+		return badRequest("the request has Content-Length more than once; send it once (RFC 9112 6.3)")
+	case framingChunkedNotLast:
+		return badRequest("the request's Transfer-Encoding does not end with chunked, so its length cannot be known (RFC 9112 6.3)")
+	case framingUnknownCoding:
+		return &requestError{status: http.StatusNotImplemented, msg: "the request uses a transfer coding other than chunked, which the proxy does not implement (RFC 9112 6.1)"}
+	case framingNameSpace:
+		return badRequest("header %q has whitespace in its name or before its colon (RFC 9112 5.1)", req.badName)
+	case framingBadChar:
+		return badRequest("the value of header %q holds a NUL or a bare CR (RFC 9110 5.5)", req.badName)
+	}
+	return badRequest("the request's framing is broken")
 }
 
 // clientError is the answer to a request the proxy will not relay (a
