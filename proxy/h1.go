@@ -41,10 +41,10 @@ type head struct {
 	raw    []byte // reused buffer for a head read in pieces (readHead)
 	// Framing and connection facts, read while parsing.
 	contentLength int64 // -1 when absent
-	chunked       bool // Transfer-Encoding ends with chunked
-	te            bool // a Transfer-Encoding header is there
-	close         bool // Connection: close (or HTTP/1.0 without keep-alive)
-	upgrade       bool // Connection: upgrade with an Upgrade header
+	chunked       bool  // Transfer-Encoding ends with chunked
+	te            bool  // a Transfer-Encoding header is there
+	close         bool  // Connection: close (or HTTP/1.0 without keep-alive)
+	upgrade       bool  // Connection: upgrade with an Upgrade header
 	// framing is the first way the head's framing is ambiguous or broken
 	// (RFC 9112), found while parsing: checkRequest refuses such a
 	// request; a response is relayed by its Transfer-Encoding as RFC 9112
