@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,51 @@ services:
 	}
 	if strings.Contains(r.stderr, `service "ok"`) {
 		t.Errorf("the healthy service was named as failing:\n%s", r.stderr)
+	}
+}
+
+// exec runs in a process service's workdir and environment (its private
+// PORT included), run runs a one-off there, port prints where callers
+// reach a port, top lists the process; exit codes come back.
+func TestProcessExecRunPortTop(t *testing.T) {
+	port := freeLoopbackPort(t)
+	dir := writeProject(t, fmt.Sprintf(`
+services:
+  web:
+    x-devstack: {run: "exec sleep 300", port_env: PORT, workdir: sub}
+    ports: ["127.0.0.1:%d:8000"]
+    environment: {GREETING: hi}
+`, port))
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	r := c.must("exec", "web", "sh", "-c", `echo "$GREETING $PORT $(pwd)"`)
+	f := strings.Fields(r.stdout)
+	if len(f) != 3 || f[0] != "hi" || f[2] != filepath.Join(dir, "sub") {
+		t.Fatalf("exec printed %q; want the greeting, the private port and %s", r.stdout, filepath.Join(dir, "sub"))
+	}
+	if f[1] == "" || f[1] == strconv.Itoa(port) {
+		t.Errorf("exec's PORT is %q; want the private port, not the published %d", f[1], port)
+	}
+	if r := c.run("exec", "web", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("exec of exit 7: code %d", r.code)
+	}
+	if r := c.must("run", "--rm", "web", "sh", "-c", `echo "$GREETING $DEVSTACK_SERVICE $(pwd)"`); r.stdout != "hi web "+filepath.Join(dir, "sub")+"\n" {
+		t.Errorf("run printed %q", r.stdout)
+	}
+	if r := c.must("port", "web", "8000"); r.stdout != fmt.Sprintf("127.0.0.1:%d\n", port) {
+		t.Errorf("port printed %q", r.stdout)
+	}
+	if r := c.run("port", "web", "81"); r.code == 0 || !strings.Contains(r.stderr, "its ports are 8000") {
+		t.Errorf("port of an undeclared port: %d %s", r.code, r.stderr)
+	}
+	if r := c.must("top"); !strings.Contains(r.stdout, "sleep 300") {
+		t.Errorf("top:\n%s", r.stdout)
+	}
+	c.must("stop", "web")
+	if r := c.run("exec", "web", "true"); r.code == 0 || !strings.Contains(r.stderr, `service "web" is stopped, not running`) {
+		t.Errorf("exec in a stopped service: %d %s", r.code, r.stderr)
 	}
 }

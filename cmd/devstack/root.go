@@ -73,7 +73,7 @@ Services run as native processes when their x-devstack block says how
 		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on); all when none is named"),
 		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack; all when none is named"),
 		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all when none is named"),
-		newVersionCmd(g),
+		newExecCmd(g), newRunCmd(g), newPortCmd(g), newTopCmd(g), newVersionCmd(g),
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 	)
 	return root

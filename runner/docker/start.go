@@ -144,6 +144,9 @@ func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[
 		if c.Labels[LabelRole] == roleAmbassador {
 			continue // not a replica: Start deals with it apart
 		}
+		if c.Labels[composeOneoff] == "True" {
+			continue // a `run` container: not a replica either
+		}
 		num, err := strconv.Atoi(c.Labels[composeNumber])
 		if err != nil || num < 1 {
 			num = -1 - i

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// toolProject writes a project directory whose image is testdata/tool
+// FROM scratch (built by devstack from build:), and returns the image
+// name, which the test's cleanup removes.
+func toolProject(t *testing.T, name, services string) (dir, image string) {
+	t.Helper()
+	dir = t.TempDir()
+	ctx := filepath.Join(dir, "tool")
+	if err := os.MkdirAll(ctx, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(ctx, "tool"), "./testdata/tool")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the tool: %v\n%s", err, out)
+	}
+	df := "FROM scratch\nCOPY tool /tool\nENTRYPOINT [\"/tool\"]\nCMD [\"serve\"]\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	image = "devstack-" + name + ":e2e"
+	yaml := strings.ReplaceAll(services, "$IMAGE", image)
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, image
+}
+
+func removeImage(t *testing.T, cl *client.Client, image string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = cl.ImageRemove(ctx, image, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	})
+}
+
+// exec runs in the service's container, run --rm in a new one that is
+// removed, top lists the container's processes; exit codes come back.
+func TestDockerExecRunTop(t *testing.T) {
+	d := requireEngine(t)
+	name := projectName("exec")
+	dir, image := toolProject(t, name, `services:
+  box:
+    image: $IMAGE
+    build: {context: ./tool}
+    environment: {GREETING: hello-from-box}
+`)
+	removeImage(t, d.Client(), image)
+	p := newDockerProject(t, dir, name, d)
+	p.must("up", "-d")
+	if r := p.must("exec", "box", "/tool", "env", "GREETING"); r.stdout != "hello-from-box\n" {
+		t.Errorf("exec printed %q", r.stdout)
+	}
+	if r := p.run("exec", "box", "/tool", "exit", "5"); r.code != 5 {
+		t.Errorf("exec of exit 5: code %d, %s", r.code, r.stderr)
+	}
+	if r := p.must("run", "--rm", "box", "echo", "one-off"); r.stdout != "one-off\n" {
+		t.Errorf("run printed %q (stderr %s)", r.stdout, r.stderr)
+	}
+	if r := p.run("run", "--rm", "box", "exit", "3"); r.code != 3 {
+		t.Errorf("run of exit 3: code %d, %s", r.code, r.stderr)
+	}
+	if r := p.must("top", "box"); !strings.Contains(r.stdout, "/tool serve") {
+		t.Errorf("top does not show the container's process:\n%s", r.stdout)
+	}
+	// The one-off containers are gone: only the service's is left.
+	if left := p.leftovers(t.Context()); len(left) != 2 { // its container and network
+		t.Errorf("after run --rm, the project has %v", left)
+	}
+}
