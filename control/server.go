@@ -252,9 +252,10 @@ func wireLine(l logstore.Line) LogLine {
 
 // ParseTraceQuery reads a trace.Query from URL parameters: service,
 // status (404, 4xx or 500-504), errors=1, min_duration (a Go duration),
-// since (RFC 3339), route, id_prefix (hex), limit.
+// since (RFC 3339), route, id_prefix (hex), probes=1 (devstack's own
+// healthcheck traffic too), limit.
 func ParseTraceQuery(v url.Values) (trace.Query, error) {
-	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), Errors: v.Get("errors") == "1"}
+	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), Errors: v.Get("errors") == "1", Probes: v.Get("probes") == "1"}
 	var err error
 	if s := v.Get("status"); s != "" {
 		if q.Status, err = trace.ParseStatusRange(s); err != nil {
@@ -295,6 +296,9 @@ func EncodeTraceQuery(q trace.Query) url.Values {
 	}
 	set("status", q.Status.String())
 	set("id_prefix", q.IDPrefix)
+	if q.Probes {
+		v.Set("probes", "1")
+	}
 	if q.MinDuration != 0 {
 		v.Set("min_duration", q.MinDuration.String())
 	}

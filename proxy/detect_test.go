@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/devstack/devstack/trace"
 )
 
 // Go's http.Transport keeps spare connections: a dial that a request no
@@ -229,4 +232,51 @@ func TestServerFirstPortIsRelayedAndLearned(t *testing.T) {
 		t.Errorf("second greeting after %v: the port was not learned as server-first", took)
 	}
 	rec.next(t)
+}
+
+// probeCallers is a CallerResolver that knows a probe: while the probe
+// "lives" (until its answer is written), its connection is the probe's.
+type probeCallers struct {
+	probing atomic.Bool
+	alive   atomic.Bool
+	lookups atomic.Int32
+}
+
+func (p *probeCallers) Caller(_, _ netip.AddrPort) string {
+	p.lookups.Add(1)
+	if p.alive.Load() {
+		return trace.ProbeCaller("svc")
+	}
+	return ""
+}
+
+func (p *probeCallers) Probing() bool { return p.probing.Load() }
+
+// While a healthcheck probe runs, a connection's caller is looked up as
+// its request arrives: a probe exits as soon as it has its answer, and
+// the lookup after the hop would find nobody.
+func TestAProbesHopIsNamedWhileTheProbeLives(t *testing.T) {
+	pc := &probeCallers{}
+	rec := newMemRecorder()
+	s := New(Options{Recorder: rec, Callers: pc})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pc.alive.Store(false) // the probe has its answer: it is gone
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	addr := front(t, s, Route{Service: "svc", Upstream: hostOf(up.URL)})[0]
+	for _, probing := range []bool{false, true} {
+		pc.probing.Store(probing)
+		pc.alive.Store(true)
+		if resp, _ := dialClient(t, addr).do(get("/healthz"), "GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		want := ""
+		if probing {
+			want = trace.ProbeCaller("svc")
+		}
+		if sp := rec.next(t); sp.Caller != want || trace.IsProbe(sp.Caller) != probing {
+			t.Errorf("probing %v: the hop's caller is %q; want %q", probing, sp.Caller, want)
+		}
+	}
 }

@@ -52,6 +52,9 @@ func (s *Server) begin(sp *trace.Span, tc propagate.Context, reqHeaders func([]t
 	sp.Query = s.recordQuery(sp, query)
 	sp.RequestID = tc.RequestID
 	sp.ReqHeaders = reqHeaders(sp.ReqHeaders[:0])
+	if s.probing(ci) {
+		ci.resolve(s.opts.Callers) // now, while the probe lives
+	}
 	if ln := s.hops.begin(&tc, sp, ci, s.opts.Callers); ln.broken {
 		s.markBroken(ln.caller)
 	}
@@ -128,7 +131,13 @@ func (s *Server) mayNeedCaller(ci *connInfo, tc *propagate.Context) bool {
 	if s.opts.Callers == nil || ci == nil || ci.looked.Load() {
 		return false
 	}
-	return !tc.Continued || !s.hops.isRecent(tc.ParentID)
+	return !tc.Continued || !s.hops.isRecent(tc.ParentID) || s.probing(ci)
+}
+
+// probing reports whether connection ci, not looked up yet, may be a
+// healthcheck probe's (one is running: see ProbeWatcher).
+func (s *Server) probing(ci *connInfo) bool {
+	return s.probes != nil && ci != nil && !ci.looked.Load() && s.probes.Probing()
 }
 
 // failure is how every path names a failure to hear the service once

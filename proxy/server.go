@@ -38,8 +38,18 @@ type Route struct {
 // CallerResolver names the service on the client end of a connection.
 type CallerResolver interface {
 	// Caller returns the service that owns the socket remote (connected to
-	// local), or "" when it is not one of the stack's services.
+	// local), or "" when it is not one of the stack's services. A
+	// healthcheck probe devstack runs itself is trace.ProbeCaller of the
+	// service it checks.
 	Caller(remote, local netip.AddrPort) string
+}
+
+// ProbeWatcher is what a CallerResolver may also be: one that knows when
+// devstack's own healthcheck probes run. While one does, connections are
+// looked up as their first request arrives, not after it: a probe exits
+// as soon as it has its answer, and its socket with it.
+type ProbeWatcher interface {
+	Probing() bool // an atomic load: asked on every request while set
 }
 
 // Options configure a Server.
@@ -100,6 +110,7 @@ type Options struct {
 // Server is the proxy: one listener per route.
 type Server struct {
 	opts   Options
+	probes ProbeWatcher // opts.Callers, when it watches probes
 	redact *Redactor
 	query  *QueryRule
 	hops   *hops
@@ -140,7 +151,8 @@ func New(opts Options) *Server {
 	if opts.holdWaitMs == 0 {
 		opts.holdWaitMs = defaultHoldWaitMs
 	}
-	s := &Server{opts: opts, redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
+	probes, _ := opts.Callers.(ProbeWatcher)
+	s := &Server{opts: opts, probes: probes, redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
 		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}
 	s.redact.WithQuery(s.query)
 	s.h1 = &http.Transport{

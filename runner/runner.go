@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,7 +78,16 @@ type Runner struct {
 	mu      sync.Mutex
 	svcs    map[string]*service
 	changed chan struct{} // closed and replaced on every change
+
+	// probing counts the healthcheck probes running now (see Probing).
+	probing atomic.Int32
 }
+
+// Probing reports whether one of the healthcheck probes the runner runs
+// itself (process services) is running now. The proxy looks connections
+// up as they arrive while one is: a probe exits as soon as it has its
+// answer, too soon to be found once the hop is over.
+func (r *Runner) Probing() bool { return r.probing.Load() > 0 }
 
 // New returns a Runner for p. It checks that every service has a backend
 // and a valid restart policy and stop signal, so errors come before

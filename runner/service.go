@@ -377,7 +377,9 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 // watchHealth runs the healthcheck against a process instance.
 func (r *Runner) watchHealth(ctx context.Context, s *service, ex Execer) {
 	probe := func(ctx context.Context) error {
+		r.probing.Add(1)
 		code, out, err := ex.Exec(ctx, s.hc.Test.Argv())
+		r.probing.Add(-1)
 		if err != nil {
 			return err
 		}

@@ -333,7 +333,7 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	slices.SortStableFunc(roots, func(a, b int) int { return rank[b] - rank[a] })
 	root, ok := c.sockets.Owner(client, server, roots, c.tree)
 	if !ok {
-		return ""
+		return c.probe(r, client, server, roots)
 	}
 	c.mu.Lock()
 	c.recent = append([]int{root}, slices.DeleteFunc(c.recent, func(x int) bool { return x == root })...)
@@ -344,6 +344,44 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	c.byServer[server] = root
 	c.mu.Unlock()
 	return byPID[root]
+}
+
+// Probing reports whether one of the runner's healthcheck probes runs
+// now (proxy.ProbeWatcher).
+func (c *callers) Probing() bool {
+	r := c.r()
+	return r != nil && r.Probing()
+}
+
+// probe names the client of a connection no service holds when it is a
+// healthcheck probe of the runner's, as trace.ProbeCaller of the service
+// it checks; "" otherwise. A probe is a process of the supervisor's own,
+// outside the services' trees, marked with proc.HealthcheckEnv.
+func (c *callers) probe(r *runner.Runner, client, server netip.AddrPort, services []int) string {
+	if !r.Probing() {
+		return ""
+	}
+	in := map[int]bool{}
+	for _, root := range services {
+		for _, pid := range c.tree(root) {
+			in[pid] = true
+		}
+	}
+	self := os.Getpid()
+	var candidates []int
+	for _, pid := range proc.Descendants(self) {
+		if pid != self && !in[pid] {
+			candidates = append(candidates, pid)
+		}
+	}
+	pid, ok := c.sockets.Owner(client, server, candidates, func(pid int) []int { return []int{pid} })
+	if !ok {
+		return ""
+	}
+	if svc, ok := proc.Getenv(pid, proc.HealthcheckEnv); ok && svc != "" {
+		return trace.ProbeCaller(svc)
+	}
+	return ""
 }
 
 // tree lists root's processes, read again once treeTTL old.

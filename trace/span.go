@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -181,8 +182,23 @@ type Query struct {
 	Since       time.Time     // the trace started at or after
 	Route       string        // a span's route has this prefix
 	IDPrefix    string        // the trace id, in lowercase hex, starts with this
-	Limit       int           // at most this many; 0 = 100
+	// Probes lists the traces of devstack's own healthcheck probes too
+	// (see IsProbe), which are left out by default.
+	Probes bool
+	Limit  int // at most this many; 0 = 100
 }
+
+// ProbeCaller is the caller recorded on a hop that devstack's own
+// healthcheck of service made (a probe of the port the proxy fronts):
+// "healthcheck:orders". No service can be called that: Compose names
+// have no colon.
+func ProbeCaller(service string) string { return probePrefix + service }
+
+// IsProbe reports whether caller is a ProbeCaller: the hop is devstack's
+// own healthcheck traffic, not the stack's.
+func IsProbe(caller string) bool { return strings.HasPrefix(caller, probePrefix) }
+
+const probePrefix = "healthcheck:"
 
 // Summary is one line of `devstack traces`.
 type Summary struct {

@@ -192,6 +192,7 @@ type tracesOptions struct {
 	service     string
 	status      string
 	errors      bool
+	probes      bool
 	minDuration time.Duration
 	since       string
 	route       string
@@ -223,7 +224,7 @@ and can be read after down.
   devstack traces export --format otlp-json > traces.json   for Jaeger & co.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := trace.Query{Service: o.service, Errors: o.errors,
+			q := trace.Query{Service: o.service, Errors: o.errors, Probes: o.probes,
 				MinDuration: o.minDuration, Route: o.route, Limit: o.limit}
 			if o.status != "" {
 				var err error
@@ -270,6 +271,7 @@ and can be read after down.
 	f.StringVar(&o.service, "service", "", "only traces with a hop to or from this service")
 	f.StringVar(&o.status, "status", "", "only traces with a hop answering this HTTP status: 404, a class (4xx, 5xx) or a range (500-504)")
 	f.BoolVar(&o.errors, "errors", false, "only traces with a failed hop: a 5xx, a gRPC error or a transport error (not a 4xx: see --status 4xx)")
+	f.BoolVar(&o.probes, "probes", false, "also devstack's own healthcheck probes of a published port (left out by default)")
 	f.DurationVar(&o.minDuration, "min-duration", 0, "only traces that took at least this long, e.g. 200ms")
 	f.StringVar(&o.since, "since", "", "only traces since a time (RFC 3339) or a duration ago (e.g. 10m)")
 	f.StringVar(&o.route, "route", "", "only traces with a hop whose path starts with this")

@@ -226,6 +226,9 @@ func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Dura
 // and environment, in a group of their own that a timeout kills whole.
 func (i *Instance) Exec(ctx context.Context, argv []string) (int, []byte, error) {
 	cmd := command(ctx, i.spec, argv)
+	// Marked, so that the proxy tells a probe of a published port from
+	// the stack's own traffic.
+	cmd.Env = append(cmd.Env, proc.HealthcheckEnv+"="+i.spec.Service.Name)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	if err != nil {

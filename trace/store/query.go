@@ -76,6 +76,9 @@ func (t *traceEntry) matches(q *trace.Query) bool {
 	if q.IDPrefix != "" && !hasIDPrefix(t.id, q.IDPrefix) {
 		return false
 	}
+	if !q.Probes && t.root != nil && trace.IsProbe(t.root.caller) {
+		return false // devstack's own healthcheck traffic
+	}
 	if q.Service == "" && q.Status.IsZero() && q.Route == "" {
 		return true
 	}
