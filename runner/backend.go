@@ -87,6 +87,15 @@ type Instance interface {
 	Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error
 }
 
+// HostProcess is implemented by instances that are a process on this host
+// (the process backend's): the supervisor records their pid, to clean up
+// after a SIGKILL, and finds which service opened a connection by the
+// process tree that holds its socket. An instance ID is for humans and
+// never parsed.
+type HostProcess interface {
+	PID() int
+}
+
 // Execer is implemented by instances whose healthcheck the runner runs
 // itself (processes). It runs argv in the service's environment.
 type Execer interface {

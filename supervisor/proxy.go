@@ -316,7 +316,8 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	byPID := map[int]string{}
 	var roots []int
 	for name, inst := range r.Instances() {
-		if pid, err := strconv.Atoi(inst.ID()); err == nil {
+		if hp, ok := inst.(runner.HostProcess); ok {
+			pid := hp.PID()
 			byPID[pid] = name
 			roots = append(roots, pid)
 		}

@@ -368,10 +368,11 @@ func (s *Supervisor) persist() {
 		Supervisor: Proc{PID: self.PID, StartTime: self.StartTime}, Instances: map[string]*Proc{}, Config: &s.fp}
 	if s.run != nil {
 		for name, inst := range s.run.Instances() {
-			pid, err := strconv.Atoi(inst.ID())
-			if err != nil {
-				continue
+			hp, ok := inst.(runner.HostProcess)
+			if !ok {
+				continue // not a process of this host: nothing to clean up by pid
 			}
+			pid := hp.PID()
 			id, err := proc.Lookup(pid)
 			if err != nil {
 				continue

@@ -131,3 +131,9 @@ func indexAddr(v string) int {
 	}
 	return min(i, j)
 }
+
+// What the runner and the supervisor ask of a container backend.
+var (
+	_ runner.Networked = (*Backend)(nil)
+	_ runner.Lasting   = (*Backend)(nil)
+)

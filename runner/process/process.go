@@ -276,3 +276,6 @@ func (i *Instance) signalOthers(sig syscall.Signal) {
 		_ = syscall.Kill(pid, sig)
 	}
 }
+
+// The runner and the supervisor rely on these: a process is found by its pid.
+var _ runner.HostProcess = (*Instance)(nil)
