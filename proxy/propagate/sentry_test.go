@@ -101,14 +101,3 @@ func TestAppendSentryBaggage(t *testing.T) {
 		t.Errorf("near limit: len %d, suffix %q", len(got), got[len(got)-60:])
 	}
 }
-
-func TestSamplingString(t *testing.T) {
-	for s, want := range map[trace.Sampling]string{
-		trace.SamplingDeferred: "deferred", trace.SamplingDeny: "deny",
-		trace.SamplingAccept: "accept", trace.SamplingDebug: "debug", 9: "Sampling(9)",
-	} {
-		if s.String() != want {
-			t.Errorf("%d.String() = %q, want %q", s, s.String(), want)
-		}
-	}
-}
