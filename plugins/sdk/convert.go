@@ -92,17 +92,33 @@ func fromConfig(p *pluginpb.Config) (Config, error) {
 }
 
 func toEvent(e Event) *pluginpb.Event {
-	return &pluginpb.Event{Service: e.Service, Kind: e.Kind, Message: e.Message, TimeUnixNano: e.Time.UnixNano()}
+	return &pluginpb.Event{Service: e.Service, Kind: e.Kind, Message: e.Message, TimeUnixNano: e.Time.UnixNano(),
+		Intent: e.Intent, Cause: e.Cause}
 }
 
 func fromEvent(p *pluginpb.Event) Event {
-	return Event{Service: p.GetService(), Kind: p.GetKind(), Message: p.GetMessage(), Time: time.Unix(0, p.GetTimeUnixNano())}
+	return Event{Service: p.GetService(), Kind: p.GetKind(), Message: p.GetMessage(), Time: time.Unix(0, p.GetTimeUnixNano()),
+		Intent: p.GetIntent(), Cause: p.GetCause()}
 }
 
 func toAction(a Action) *pluginpb.Action {
-	return &pluginpb.Action{Kind: string(a.Kind), Services: a.Services, Reason: a.Reason}
+	out := &pluginpb.Action{Kind: string(a.Kind), Services: a.Services, Reason: a.Reason}
+	if !a.Seen.IsZero() {
+		out.SeenUnixNano = a.Seen.UnixNano()
+	}
+	for _, f := range a.Files {
+		out.Files = append(out.Files, &pluginpb.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed})
+	}
+	return out
 }
 
 func fromAction(p *pluginpb.Action) Action {
-	return Action{Kind: ActionKind(p.GetKind()), Services: p.GetServices(), Reason: p.GetReason()}
+	a := Action{Kind: ActionKind(p.GetKind()), Services: p.GetServices(), Reason: p.GetReason()}
+	if n := p.GetSeenUnixNano(); n != 0 {
+		a.Seen = time.Unix(0, n)
+	}
+	for _, f := range p.GetFiles() {
+		a.Files = append(a.Files, FileCopy{Src: f.GetSrc(), Dst: f.GetDst(), Removed: f.GetRemoved()})
+	}
+	return a
 }

@@ -79,15 +79,36 @@ type Event struct {
 	Kind    string
 	Message string
 	Time    time.Time
+	// Intent is "coming back" when the service stops or restarts to be
+	// replaced (a hot reload, a restart on request): a plugin should not
+	// take it for down. Empty otherwise.
+	Intent string
+	// Cause is what the change is for ("main.go changed"), if known.
+	Cause string
 }
 
 // ActionKind is what a plugin may ask the runner to do.
 type ActionKind string
 
 const (
+	// Restart replaces the services' instances with new ones (started
+	// beside the old where the proxy fronts their ports: no request
+	// fails).
 	Restart ActionKind = "restart"
+	// Rebuild builds the services, then restarts them as Restart does;
+	// a failed build leaves the running instances serving.
 	Rebuild ActionKind = "rebuild"
+	// Sync copies Files into the services (into a container through the
+	// engine).
+	Sync ActionKind = "sync"
 )
+
+// FileCopy is one file a Sync copies: Src on the host to Dst in the
+// service; Removed removes Dst instead.
+type FileCopy struct {
+	Src, Dst string
+	Removed  bool
+}
 
 // Action is a plugin's request to the runner.
 type Action struct {
@@ -95,6 +116,11 @@ type Action struct {
 	Services []string
 	// Reason is shown in the log ("payments/main.go changed").
 	Reason string
+	// Seen is when the change that asked for the action was seen; a hot
+	// reload's time is measured from it. Zero: when devstack gets it.
+	Seen time.Time
+	// Files are what a Sync copies.
+	Files []FileCopy
 }
 
 // Host is what a running plugin can ask of devstack.

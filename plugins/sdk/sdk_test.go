@@ -123,3 +123,46 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("after CloseSend: %v", err)
 	}
 }
+
+// mirror answers each event with a sync action carrying what it got: the
+// event's intent and cause, its time as Seen, and one file.
+type mirror struct{ host sdk.Host }
+
+func (m *mirror) Info() sdk.Info { return sdk.Info{Name: "mirror"} }
+
+func (m *mirror) Start(_ context.Context, _ sdk.Config, host sdk.Host) error {
+	m.host = host
+	return nil
+}
+
+func (m *mirror) HandleEvent(_ context.Context, ev sdk.Event) {
+	_ = m.host.Act(sdk.Action{Kind: sdk.Sync, Services: []string{ev.Service}, Reason: ev.Intent + "/" + ev.Cause, Seen: ev.Time,
+		Files: []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}}})
+}
+
+func TestIntentSeenAndFilesCrossTheWire(t *testing.T) {
+	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(&mirror{}))
+	defer client.Close()
+	raw, err := client.Dispense(sdk.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := raw.(*sdk.Conn).Session(t.Context(), sdk.Config{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000000, 123)
+	if err := sess.Send(sdk.Event{Service: "web", Kind: "stopping", Intent: "coming back", Cause: "main.go changed", Time: at}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sess.Recv()
+	if err != nil || m.Action == nil {
+		t.Fatalf("recv %+v %v", m, err)
+	}
+	a := m.Action
+	want := []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}}
+	if a.Kind != sdk.Sync || a.Reason != "coming back/main.go changed" || !a.Seen.Equal(at) || !slices.Equal(a.Files, want) {
+		t.Fatalf("action came back as %+v", a)
+	}
+	sess.CloseSend()
+}

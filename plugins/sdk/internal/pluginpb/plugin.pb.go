@@ -400,11 +400,16 @@ func (x *Port) GetProtocol() string {
 }
 
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
-	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	TimeUnixNano  int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Service      string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Kind         string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message      string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	TimeUnixNano int64                  `protobuf:"varint,4,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	// intent: "coming back" when the service stops to be replaced or
+	// restarted; cause: what it is for ("main.go changed"). Added in
+	// version 1 without a version bump: old peers ignore them.
+	Intent        string `protobuf:"bytes,5,opt,name=intent,proto3" json:"intent,omitempty"`
+	Cause         string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,6 +470,20 @@ func (x *Event) GetTimeUnixNano() int64 {
 		return x.TimeUnixNano
 	}
 	return 0
+}
+
+func (x *Event) GetIntent() string {
+	if x != nil {
+		return x.Intent
+	}
+	return ""
+}
+
+func (x *Event) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
 }
 
 type PluginMessage struct {
@@ -889,10 +908,15 @@ func (x *Fault) GetChunk() int64 {
 
 type Action struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind: "restart" or "rebuild".
-	Kind          string   `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Services      []string `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
-	Reason        string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// kind: "restart", "rebuild" or "sync".
+	Kind     string   `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Services []string `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	Reason   string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// seen_unix_nano: when the change that asked for it was seen (hot
+	// reload measures from it); 0 when unknown.
+	SeenUnixNano int64 `protobuf:"varint,4,opt,name=seen_unix_nano,json=seenUnixNano,proto3" json:"seen_unix_nano,omitempty"`
+	// files: what a sync copies (src on the host, dst in the service).
+	Files         []*FileCopy `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -948,6 +972,81 @@ func (x *Action) GetReason() string {
 	return ""
 }
 
+func (x *Action) GetSeenUnixNano() int64 {
+	if x != nil {
+		return x.SeenUnixNano
+	}
+	return 0
+}
+
+func (x *Action) GetFiles() []*FileCopy {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type FileCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Src   string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst   string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	// removed: dst goes (src was removed).
+	Removed       bool `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileCopy) Reset() {
+	*x = FileCopy{}
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileCopy) ProtoMessage() {}
+
+func (x *FileCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
+func (*FileCopy) Descriptor() ([]byte, []int) {
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FileCopy) GetSrc() string {
+	if x != nil {
+		return x.Src
+	}
+	return ""
+}
+
+func (x *FileCopy) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
+func (x *FileCopy) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
 type CommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -959,7 +1058,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1070,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1083,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CommandRequest) GetName() string {
@@ -1010,7 +1109,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1121,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1134,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommandResponse) GetResult() []byte {
@@ -1071,12 +1170,14 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04Port\x12\x16\n" +
 	"\x06listen\x18\x01 \x01(\tR\x06listen\x12\x1a\n" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"u\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\xa3\x01\n" +
 	"\x05Event\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12$\n" +
-	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\"\x81\x01\n" +
+	"\x0etime_unix_nano\x18\x04 \x01(\x03R\ftimeUnixNano\x12\x16\n" +
+	"\x06intent\x18\x05 \x01(\tR\x06intent\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\"\x81\x01\n" +
 	"\rPluginMessage\x123\n" +
 	"\x05rules\x18\x01 \x01(\v2\x1b.devstack.plugin.v1.RuleSetH\x00R\x05rules\x124\n" +
 	"\x06action\x18\x02 \x01(\v2\x1a.devstack.plugin.v1.ActionH\x00R\x06actionB\x05\n" +
@@ -1109,11 +1210,17 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\tR\x04body\x12\x12\n" +
 	"\x04rate\x18\a \x01(\x03R\x04rate\x12\x14\n" +
-	"\x05chunk\x18\b \x01(\x03R\x05chunk\"P\n" +
+	"\x05chunk\x18\b \x01(\x03R\x05chunk\"\xaa\x01\n" +
 	"\x06Action\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"8\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
+	"\x0eseen_unix_nano\x18\x04 \x01(\x03R\fseenUnixNano\x122\n" +
+	"\x05files\x18\x05 \x03(\v2\x1c.devstack.plugin.v1.FileCopyR\x05files\"H\n" +
+	"\bFileCopy\x12\x10\n" +
+	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\bR\aremoved\"8\n" +
 	"\x0eCommandRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04args\x18\x02 \x01(\fR\x04args\")\n" +
@@ -1136,7 +1243,7 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP() []byte {
 	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescData
 }
 
-var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_plugins_sdk_internal_pluginpb_plugin_proto_goTypes = []any{
 	(*Empty)(nil),           // 0: devstack.plugin.v1.Empty
 	(*InfoResponse)(nil),    // 1: devstack.plugin.v1.InfoResponse
@@ -1151,8 +1258,9 @@ var file_plugins_sdk_internal_pluginpb_plugin_proto_goTypes = []any{
 	(*Rule)(nil),            // 10: devstack.plugin.v1.Rule
 	(*Fault)(nil),           // 11: devstack.plugin.v1.Fault
 	(*Action)(nil),          // 12: devstack.plugin.v1.Action
-	(*CommandRequest)(nil),  // 13: devstack.plugin.v1.CommandRequest
-	(*CommandResponse)(nil), // 14: devstack.plugin.v1.CommandResponse
+	(*FileCopy)(nil),        // 13: devstack.plugin.v1.FileCopy
+	(*CommandRequest)(nil),  // 14: devstack.plugin.v1.CommandRequest
+	(*CommandResponse)(nil), // 15: devstack.plugin.v1.CommandResponse
 }
 var file_plugins_sdk_internal_pluginpb_plugin_proto_depIdxs = []int32{
 	3,  // 0: devstack.plugin.v1.HostMessage.config:type_name -> devstack.plugin.v1.Config
@@ -1165,17 +1273,18 @@ var file_plugins_sdk_internal_pluginpb_plugin_proto_depIdxs = []int32{
 	10, // 7: devstack.plugin.v1.RuleSet.rules:type_name -> devstack.plugin.v1.Rule
 	9,  // 8: devstack.plugin.v1.Rule.header:type_name -> devstack.plugin.v1.HeaderMatch
 	11, // 9: devstack.plugin.v1.Rule.fault:type_name -> devstack.plugin.v1.Fault
-	0,  // 10: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
-	2,  // 11: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
-	13, // 12: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
-	1,  // 13: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
-	7,  // 14: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
-	14, // 15: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 10: devstack.plugin.v1.Action.files:type_name -> devstack.plugin.v1.FileCopy
+	0,  // 11: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
+	2,  // 12: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
+	14, // 13: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
+	1,  // 14: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
+	7,  // 15: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
+	15, // 16: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_plugins_sdk_internal_pluginpb_plugin_proto_init() }
@@ -1197,7 +1306,7 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc), len(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
