@@ -178,11 +178,7 @@ func (s *Sockets) holds(pid int, want string) bool {
 	return false
 }
 
-// lastFDs keeps each process's fd names from its last listing (see holds).
-// A stale entry, even of a pid reused by another process, costs only a
-// link read that fails or differs: the listing after it settles the answer.
-var lastFDs fdCache
-
+// fdCache holds the fd names of processes, by pid (see Sockets).
 type fdCache struct {
 	mu sync.Mutex
 	m  map[int][]string
