@@ -26,7 +26,13 @@
 //
 // Mixed stacks: a host process reaches a container through its published
 // port on 127.0.0.1; a container reaches a host process through
-// host.docker.internal, which every container gets as an extra host.
+// host.docker.internal, which every container gets as an extra host. The
+// runner knows none of this: the backend is runner.Networked, and its Wire
+// (wire.go) rewrites each spec the runner built as for a host process,
+// publishing ports the proxy fronts on their private ports and rewriting
+// localhost:<port> addresses in the environment. It is also runner.Lasting:
+// containers outlive the supervisor, so a handover keeps them and the next
+// supervisor adopts them.
 //
 // Calls by service name: when the proxy fronts a container service
 // (runner.Spec.Ambassador), an ambassador container takes over the
