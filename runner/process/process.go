@@ -6,6 +6,12 @@
 // signal (SIGKILL), so the direct child dies with devstack even on SIGKILL;
 // grandchildren that outlive it are found later by their DEVSTACK_INSTANCE
 // marker (see runner/proc) and cleaned up by the next `up` or `down`.
+//
+// Its instances are runner.HostProcess: the supervisor records their pids
+// and finds which service opened a connection by the process tree that
+// holds its socket. It is neither runner.Networked (a process shares the
+// host's network: it listens where the runner says) nor runner.Lasting (a
+// process stops with its supervisor).
 package process
 
 import (
