@@ -140,7 +140,7 @@ func (r *Runner) Replace(ctx context.Context, name string, o ReplaceOptions) (Re
 	old := s.inst
 	s.next, s.nextReady = inst, s.hc != nil
 	r.mu.Unlock()
-	r.reloaded(s, res, inst.ID())
+	r.reloaded(s, res, inst.ID(), o.Cause)
 	// The old instance finishes what it was sent, then goes; the supervise
 	// loop takes the new one over when it has exited. (Without an old
 	// instance the loop is between two: it takes the new one next.)
@@ -273,7 +273,7 @@ func (r *Runner) restartInPlace(ctx context.Context, s *service, o ReplaceOption
 	}
 	res.Took = time.Since(o.Seen)
 	st, _ := r.snapshot(s)
-	r.reloaded(s, res, st.ID)
+	r.reloaded(s, res, st.ID, o.Cause)
 	return res, nil
 }
 
@@ -296,7 +296,7 @@ func (r *Runner) startAgain(ctx context.Context, s *service, o ReplaceOptions, s
 	}
 	res := Reload{Took: time.Since(o.Seen)}
 	st, _ = r.snapshot(s)
-	r.reloaded(s, res, st.ID)
+	r.reloaded(s, res, st.ID, o.Cause)
 	return res, nil
 }
 
@@ -315,7 +315,7 @@ func (r *Runner) reloadFailed(s *service, err error) error {
 }
 
 // reloaded records and reports a reload that went through.
-func (r *Runner) reloaded(s *service, res Reload, id string) {
+func (r *Runner) reloaded(s *service, res Reload, id, cause string) {
 	r.mu.Lock()
 	s.reload.add(res.Took)
 	p50 := s.reload.p50()
@@ -332,7 +332,10 @@ func (r *Runner) reloaded(s *service, res Reload, id string) {
 	if res.Build > 0 {
 		build = fmt.Sprintf(", build %s", res.Build.Round(time.Millisecond))
 	}
-	r.event(s.spec.Name, "reloaded in %s%s: %s %s is answering (%s)", res.Took.Round(time.Millisecond), build, s.backend.Name(), id, how)
+	if cause != "" {
+		cause = " (" + cause + ")"
+	}
+	r.event(s.spec.Name, "reloaded in %s%s%s: %s %s is answering, %s", res.Took.Round(time.Millisecond), build, cause, s.backend.Name(), id, how)
 }
 
 // reloadStats keeps a service's last reload times for their median.

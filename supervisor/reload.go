@@ -3,10 +3,14 @@ package supervisor
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/devstack/devstack/plugins/reload"
+	"github.com/devstack/devstack/plugins/reload/watch"
 	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/project"
@@ -143,4 +147,53 @@ func (s *Supervisor) Reload(ctx context.Context, service string, o runner.Replac
 		s.tellProxyWhatIsDown()
 	}()
 	return s.run.Replace(ctx, service, o)
+}
+
+// ReloadOptions turns the services' develop.watch sections into the
+// reload plugin's options. Paths are made absolute against the project's
+// directory; a process's sync target is taken inside its workdir (a
+// leading / included: /app/static is <workdir>/app/static), so a sync
+// never writes outside it.
+func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner.Backend, error), watchNow bool) reload.Options {
+	o := reload.Options{Root: p.Dir, Watch: watchNow, Services: map[string]reload.Service{}}
+	for _, svc := range p.Services {
+		d := svc.Compose.Develop
+		if d == nil || len(d.Watch) == 0 {
+			continue
+		}
+		container := false
+		if b, err := backendFor(svc); err == nil {
+			_, container = b.(runner.Networked)
+		}
+		wd := processWorkdir(p, svc)
+		o.Services[svc.Name] = reload.Service{Container: container, Workdir: wd}
+		for _, w := range d.Watch {
+			r := watch.Rule{Service: svc.Name, Path: w.Path, Action: string(w.Action), Target: w.Target,
+				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync, Exec: w.Exec.Command}
+			if !filepath.IsAbs(r.Path) {
+				r.Path = filepath.Join(p.Dir, r.Path)
+			}
+			if !container && r.Target != "" {
+				r.Target = filepath.Join(wd, strings.TrimPrefix(r.Target, "/"))
+			}
+			o.Rules = append(o.Rules, r)
+		}
+	}
+	return o
+}
+
+// processWorkdir is where a process service runs (as runner/process
+// decides it).
+func processWorkdir(p *project.Project, svc *project.Service) string {
+	wd := svc.X.Workdir
+	if wd == "" {
+		wd = p.X.Workdir
+	}
+	if wd == "" {
+		return p.Dir
+	}
+	if filepath.IsAbs(wd) {
+		return wd
+	}
+	return filepath.Join(p.Dir, wd)
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/devstack/devstack/plugins/reload"
+	"github.com/devstack/devstack/plugins/sdk"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/process"
 	"github.com/devstack/devstack/runner/project"
@@ -61,6 +64,11 @@ func freePort(t *testing.T) int {
 // test binary) behind the proxy, and returns it with web's address.
 func reloadStack(t *testing.T, answer string) (*Supervisor, string) {
 	t.Helper()
+	return reloadStackEv(t, answer, nil)
+}
+
+func reloadStackEv(t *testing.T, answer string, events func(runner.Event)) (*Supervisor, string) {
+	t.Helper()
 	t.Setenv("DEVSTACK_STATE_DIR", t.TempDir())
 	dir := t.TempDir()
 	exe, err := os.Executable()
@@ -82,7 +90,7 @@ services:
 		t.Fatal(err)
 	}
 	pb := &process.Backend{}
-	sup, err := Start(t.Context(), Options{Project: p, BackendFor: func(*project.Service) (runner.Backend, error) { return pb, nil }})
+	sup, err := Start(t.Context(), Options{Project: p, Events: events, BackendFor: func(*project.Service) (runner.Backend, error) { return pb, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +125,13 @@ func get(c *http.Client, url string) (string, error) {
 // answered (by the old instance or the new one), and after each reload
 // the new code answers.
 func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
-	sup, url := reloadStack(t, "v0")
+	var evMu sync.Mutex
+	var msgs []string
+	sup, url := reloadStackEv(t, "v0", func(ev runner.Event) {
+		evMu.Lock()
+		msgs = append(msgs, ev.Msg)
+		evMu.Unlock()
+	})
 	answerFile := filepath.Join(sup.opts.Project.Dir, "answer")
 	if got, err := get(http.DefaultClient, url); err != nil || got != "v0" {
 		t.Fatalf("before any reload: %q, %v", got, err)
@@ -174,6 +188,18 @@ func TestReloadUnderLoadFailsNoRequest(t *testing.T) {
 	if st.Reloads != reloads || st.ReloadP50 <= 0 || st.State != runner.StateRunning {
 		t.Fatalf("status after %d reloads: %+v", reloads, st)
 	}
+	// The log says each reload's time and cause.
+	evMu.Lock()
+	n := 0
+	for _, m := range msgs {
+		if strings.HasPrefix(m, "reloaded in ") && strings.Contains(m, "(answer changed)") && strings.Contains(m, "started beside the old one") {
+			n++
+		}
+	}
+	evMu.Unlock()
+	if n != reloads {
+		t.Fatalf("%d log lines say a reload's time and cause, want %d: %q", n, reloads, msgs)
+	}
 	// Exactly one instance of web is left: each replaced one was stopped.
 	out, _ := exec.Command("pgrep", "-f", "-c", "^"+regexp.QuoteMeta(mustExe(t))+"$").Output()
 	if n := strings.TrimSpace(string(out)); n != "1" {
@@ -218,3 +244,121 @@ func mustExe(t *testing.T) string {
 	return exe
 }
 
+// actHost is the plugin host's part in a hot reload, in-process: a
+// plugin's rebuild or restart becomes a Reload.
+type actHost struct {
+	sup  *Supervisor
+	errs chan error
+}
+
+func (h actHost) PushRules(sdk.RuleSet) error { return nil }
+func (h actHost) Act(a sdk.Action) error {
+	go func() {
+		_, err := h.sup.Reload(context.Background(), a.Services[0], runner.ReplaceOptions{Rebuild: a.Kind == sdk.Rebuild, Cause: a.Reason, Seen: a.Seen})
+		h.errs <- err
+	}()
+	return nil
+}
+
+// A Go service of a real `go build`: saving its main.go rebuilds it while
+// the old binary serves, and the new code answers through the proxy.
+func TestGoServiceHotReloadedOnSave(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go toolchain on PATH")
+	}
+	t.Setenv("DEVSTACK_STATE_DIR", t.TempDir())
+	dir := t.TempDir()
+	port := freePort(t)
+	main := func(answer string) string {
+		return `package main
+
+import (
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("` + answer + `")) })
+	http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
+}
+`
+	}
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module web\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(main("old code")), 0o644)
+	os.WriteFile(filepath.Join(dir, ".gitignore"), []byte("bin/\n"), 0o644)
+	yaml := fmt.Sprintf(`name: gosvc%d
+services:
+  web:
+    x-devstack:
+      build: [go, build, -o, bin/web, .]
+      run: [bin/web]
+      port_env: PORT
+    ports: ["127.0.0.1:%d:%d"]
+    develop:
+      watch:
+        - path: .
+          action: rebuild
+`, port, port, port)
+	os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o644)
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := &process.Backend{}
+	backendFor := func(*project.Service) (runner.Backend, error) { return pb, nil }
+	sup, err := Start(t.Context(), Options{Project: p, BackendFor: backendFor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sup.Shutdown(ctx)
+	})
+	upCtx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := sup.Up(upCtx, nil); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if got, err := get(http.DefaultClient, url); err != nil || got != "old code" {
+		t.Fatalf("before the save: %q, %v", got, err)
+	}
+
+	opts := ReloadOptions(p, backendFor, true)
+	if len(opts.Rules) != 1 || opts.Rules[0].Path != dir {
+		t.Fatalf("reload options from develop.watch: %+v", opts)
+	}
+	b, _ := json.Marshal(opts)
+	plug := reload.New()
+	plug.Log = io.Discard
+	h := actHost{sup: sup, errs: make(chan error, 10)}
+	pctx, pcancel := context.WithCancel(t.Context())
+	defer pcancel()
+	if err := plug.Start(pctx, sdk.Config{Project: p.Name, Options: b}, h); err != nil {
+		t.Fatal(err)
+	}
+	defer plug.Command(context.Background(), "watch", []byte(`{"on":false}`))
+
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(main("new code")), 0o644)
+	select {
+	case err := <-h.errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no reload within 2 minutes of the save")
+	}
+	if got, err := get(http.DefaultClient, url); err != nil || got != "new code" {
+		t.Fatalf("after the save: %q, %v", got, err)
+	}
+	// The build wrote bin/web, which .gitignore ignores: no second reload.
+	select {
+	case err := <-h.errs:
+		t.Fatalf("a second reload (%v): the build's own output was taken for a change", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if st := sup.Runner().Status()[0]; st.Reloads != 1 {
+		t.Fatalf("reloads: %d", st.Reloads)
+	}
+}

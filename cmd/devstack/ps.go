@@ -58,15 +58,18 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 				return enc.Encode(st)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tBACKEND\tSTATE\tHEALTH\tID\tRESTARTS\tLAST EXIT\tUPTIME\tPORTS")
+			fmt.Fprintln(tw, "NAME\tBACKEND\tSTATE\tHEALTH\tID\tRESTARTS\tRELOADS\tLAST EXIT\tUPTIME\tPORTS")
 			for _, s := range st {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Backend, s.State, dash(string(s.Health)),
-					dash(s.ID), s.Restarts, lastExit(s.LastExit), uptime(s), dash(strings.Join(s.Ports, ",")))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Backend, s.State, dash(string(s.Health)),
+					dash(s.ID), s.Restarts, reloads(s), lastExit(s.LastExit), uptime(s), dash(strings.Join(s.Ports, ",")))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
 			for _, s := range st {
+				if s.ReloadError != "" {
+					fmt.Fprintf(g.stdout, "warning: %s\n", s.ReloadError)
+				}
 				for _, w := range s.Warnings {
 					fmt.Fprintf(g.stdout, "warning: %s\n", w)
 				}
@@ -76,6 +79,22 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")
 	return cmd
+}
+
+// reloads is the RELOADS column: how many hot reloads went through, and
+// their median time from the change seen to the new code answering.
+func reloads(s runner.ServiceStatus) string {
+	if s.Reloads == 0 {
+		if s.ReloadError != "" {
+			return "failed"
+		}
+		return "-"
+	}
+	out := fmt.Sprintf("%d p50 %s", s.Reloads, s.ReloadP50.Round(time.Millisecond))
+	if s.ReloadError != "" {
+		out += " (last failed)"
+	}
+	return out
 }
 
 func dash(s string) string {
