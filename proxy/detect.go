@@ -69,6 +69,8 @@ func (rt *route) handle(c net.Conn) {
 	// wait for an answer, so this wait is bounded.
 	if cfg.Protocol == ProtoAuto {
 		c.SetReadDeadline(time.Now().Add(s.opts.DetectTimeout))
+	} else {
+		c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 	}
 	head, _ := br.Peek(len(h2Preface))
 	c.SetReadDeadline(time.Time{})
@@ -114,8 +116,12 @@ func (rt *route) firstSpeaker(c net.Conn, br *bufio.Reader) (speaker, *peekedCon
 			return byNobody, nil
 		case rt.servedHTTP.Load():
 			// A port that served HTTP and never greeted: a silent client
-			// is an idle pooled connection. Wait for it.
-			if _, err := br.Peek(1); err != nil {
+			// is an idle pooled connection. Wait for it, as long as an
+			// idle kept-alive connection is waited for.
+			c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+			_, err := br.Peek(1)
+			c.SetReadDeadline(time.Time{})
+			if err != nil {
 				return byNobody, nil
 			}
 			return byClient, nil

@@ -353,6 +353,29 @@ func (hc *h1conn) release() {
 	}
 }
 
+// errIdle: a kept-alive connection sent no request within IdleTimeout.
+var errIdle = errors.New("idle connection")
+
+// readRequest waits for the next request (IdleTimeout), then reads its
+// head (HeaderTimeout from its first byte). The body has no deadline: an
+// upload or a stream may take as long as it takes.
+func (hc *h1conn) readRequest() error {
+	o := &hc.rt.s.opts
+	if hc.br.Buffered() == 0 {
+		hc.c.SetReadDeadline(time.Now().Add(o.IdleTimeout))
+		if _, err := hc.br.Peek(1); err != nil {
+			if isTimeout(err) {
+				return errIdle
+			}
+			return err
+		}
+	}
+	hc.c.SetReadDeadline(time.Now().Add(o.HeaderTimeout))
+	err := readHead(hc.br, &hc.req)
+	hc.c.SetReadDeadline(time.Time{})
+	return err
+}
+
 // serveH1 relays HTTP/1.x requests on c until either side closes. up,
 // when not nil, is a connection to the service dialed already (detect.go),
 // with what it read.
@@ -370,12 +393,16 @@ func (rt *route) serveH1(c net.Conn, br *bufio.Reader, up *peekedConn) {
 func (hc *h1conn) serve() {
 	defer hc.release() // closed, or taken by a loop: the buffers go back
 	for {
-		err := readHead(hc.br, &hc.req)
+		err := hc.readRequest()
 		if err == nil {
 			err = checkRequest(&hc.req)
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+			switch {
+			case errors.Is(err, errIdle) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err):
+			case isTimeout(err):
+				hc.reply(http.StatusRequestTimeout, fmt.Sprintf("devstack proxy: the request head did not arrive within %s", hc.rt.s.opts.HeaderTimeout))
+			default:
 				hc.reply(clientError(err))
 			}
 			hc.close()

@@ -4,12 +4,15 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -164,6 +167,11 @@ type evloop struct {
 	ls  *loops
 	ep  int
 	evf int // eventfd that wakes the loop for do
+	tfd int // timerfd that wakes the loop for sweep
+	// sweepEvery is the timer's period; idleSweeps and headSweeps are
+	// Options.IdleTimeout and HeaderTimeout in periods.
+	sweepEvery             time.Duration
+	idleSweeps, headSweeps uint32
 	// holdMs is Options.holdWaitMs, or 0 when holding a P would leave none
 	// free (see newLoops).
 	holdMs uintptr
@@ -200,6 +208,11 @@ func newEvloop(s *Server, ls *loops, holdMs uintptr) (*evloop, error) {
 		return nil, err
 	}
 	l := &evloop{s: s, ls: ls, ep: ep, evf: evf, holdMs: holdMs, pairs: map[*pair]struct{}{}, buf: make([]byte, 64<<10)}
+	if err := l.startSweeps(); err != nil {
+		unix.Close(ep)
+		unix.Close(evf)
+		return nil, err
+	}
 	go l.run()
 	return l, nil
 }
@@ -267,6 +280,10 @@ func (l *evloop) run() {
 				l.runQueue()
 				continue
 			}
+			if fd == l.tfd {
+				l.sweep()
+				continue
+			}
 			var sd *side
 			if fd < len(l.sides) {
 				sd = l.sides[fd]
@@ -318,6 +335,69 @@ func (l *evloop) shutdown() {
 	}
 	unix.Close(l.ep)
 	unix.Close(l.evf)
+	unix.Close(l.tfd)
+}
+
+// startSweeps arms the loop's timer: a few times per timeout, the loop
+// looks for connections that waited too long (see sweep). A timer per
+// loop, not per connection: the hot path only marks a pair active.
+func (l *evloop) startSweeps() error {
+	o := &l.s.opts
+	l.sweepEvery = max(min(time.Second, o.IdleTimeout/4, o.HeaderTimeout/4), 10*time.Millisecond)
+	l.idleSweeps = uint32(max(1, o.IdleTimeout/l.sweepEvery))
+	l.headSweeps = uint32(max(1, o.HeaderTimeout/l.sweepEvery))
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	ts := unix.NsecToTimespec(int64(l.sweepEvery))
+	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: ts, Value: ts}, nil); err != nil {
+		unix.Close(tfd)
+		return err
+	}
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, tfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tfd)}); err != nil {
+		unix.Close(tfd)
+		return err
+	}
+	l.tfd = tfd
+	return nil
+}
+
+// sweep closes the connections that waited too long: between requests,
+// IdleTimeout without a byte; in a request head, HeaderTimeout since it
+// began, however slowly it trickles in (answered 408). A connection in
+// an exchange (a request or response on its way) is never cut here: a
+// service may take its time.
+func (l *evloop) sweep() {
+	var b [8]byte
+	unix.Read(l.tfd, b[:])
+	for p := range l.pairs {
+		active := p.active
+		p.active = false
+		if p.busy || p.closed {
+			p.idleSweeps, p.headSweeps = 0, 0
+			continue
+		}
+		if p.closeAfter {
+			p.close() // answered already, and the client does not take it
+			continue
+		}
+		if len(p.in) > 0 {
+			if p.headSweeps++; p.headSweeps >= l.headSweeps {
+				p.reply(http.StatusRequestTimeout, fmt.Sprintf("devstack proxy: the request head did not arrive within %s", l.s.opts.HeaderTimeout))
+				p.pump()
+			}
+			continue
+		}
+		p.headSweeps = 0
+		if active {
+			p.idleSweeps = 0
+			continue
+		}
+		if p.idleSweeps++; p.idleSweeps >= l.idleSweeps {
+			p.close()
+		}
+	}
 }
 
 // register starts serving p. Edge-triggered: each socket is added once and

@@ -71,6 +71,11 @@ type pair struct {
 	closeAfter bool // close once the client has everything
 	stalled    bool // requests waits for the sockets to drain
 	closed     bool
+	// For the loop's sweep (see evloop.sweep): active, the pair did
+	// something since the last sweep; idleSweeps and headSweeps count the
+	// sweeps it waited between requests, and since a head began.
+	active                 bool
+	idleSweeps, headSweeps uint32
 }
 
 // paused reports whether reading waits for a socket to take its pending
@@ -81,6 +86,7 @@ func (p *pair) paused() bool {
 
 // pump does everything the pair's sockets allow now.
 func (p *pair) pump() {
+	p.active = true
 	for !p.closed {
 		// A socket a write failed on: its peer is gone.
 		if p.cl.broken {

@@ -96,6 +96,23 @@ type Options struct {
 	// first bytes before it asks the service whether it speaks first
 	// (see detect.go). Default 300ms.
 	DetectTimeout time.Duration
+	// HeaderTimeout is how long a client has to send a whole request head
+	// once it started one (nginx's client_header_timeout). A client
+	// slower than that gets 408 and its connection is closed: a client
+	// that trickles a head must not hold a connection, and its file
+	// descriptor, for ever. Default 60s.
+	HeaderTimeout time.Duration
+	// IdleTimeout is how long a client connection may wait between
+	// requests (or, on a port known to serve HTTP, before its first)
+	// before the proxy closes it (nginx's keepalive_timeout). Default 75s.
+	IdleTimeout time.Duration
+	// FDReserve is how many file descriptors, below the process's limit,
+	// the proxy leaves to the rest of the supervisor (control API, logs,
+	// span store, health checks): a connection accepted on a descriptor
+	// above the limit minus the reserve is closed at once, so that
+	// clients that open connections by the thousand cannot keep `ps` and
+	// `logs` from answering. Default: a tenth of the limit, at least 64.
+	FDReserve int
 	// Faults holds the current fault rules (the fault plugin stores new
 	// ones whole); nil injects none, at the cost of a nil check per
 	// request. See fault.go.
@@ -111,6 +128,7 @@ type Options struct {
 type Server struct {
 	opts   Options
 	probes ProbeWatcher // opts.Callers, when it watches probes
+	fds    fdLimit
 	redact *Redactor
 	query  *QueryRule
 	hops   *hops
@@ -145,6 +163,12 @@ func New(opts Options) *Server {
 	if opts.DetectTimeout == 0 {
 		opts.DetectTimeout = 300 * time.Millisecond
 	}
+	if opts.HeaderTimeout == 0 {
+		opts.HeaderTimeout = 60 * time.Second
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = 75 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,7 +176,7 @@ func New(opts Options) *Server {
 		opts.holdWaitMs = defaultHoldWaitMs
 	}
 	probes, _ := opts.Callers.(ProbeWatcher)
-	s := &Server{opts: opts, probes: probes, redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
+	s := &Server{opts: opts, probes: probes, fds: newFDLimit(opts.FDReserve), redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
 		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}
 	s.redact.WithQuery(s.query)
 	s.h1 = &http.Transport{
@@ -396,7 +420,8 @@ func (s *Server) newRoute(r Route, l net.Listener) *route {
 	rt.httpSrv = &http.Server{
 		Handler:           rt,
 		Protocols:         &p,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: s.opts.HeaderTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, newConnInfo(c))
 		},
@@ -419,13 +444,33 @@ func (rt *route) close() {
 }
 
 func (rt *route) serve() {
+	var delay time.Duration
+	var warn rateLimited
 	for {
 		c, err := rt.l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			rt.s.opts.Logger.Warn("accepting", "service", rt.cfg.Load().Service, "err", err)
+			// Out of file descriptors, most likely: trying again at once
+			// only spins (and logs) until some are closed. Back off as
+			// net/http's server does, from 5ms to 1s.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			warn.log(rt.s.opts.Logger, "proxy: accepting connections failed; retrying", "service", rt.cfg.Load().Service, "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-rt.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		delay = 0
+		if !rt.s.fds.room(c) {
+			warn.log(rt.s.opts.Logger, "proxy: refusing connections: file descriptors nearly exhausted; the rest are kept for the control API and logs",
+				"service", rt.cfg.Load().Service, "limit", rt.s.fds.limit, "reserve", rt.s.fds.reserve)
+			c.Close()
 			continue
 		}
 		go rt.handle(c)
