@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +80,56 @@ func TestDockerExecRunTop(t *testing.T) {
 	// The one-off containers are gone: only the service's is left.
 	if left := p.leftovers(t.Context()); len(left) != 2 { // its container and network
 		t.Errorf("after run --rm, the project has %v", left)
+	}
+}
+
+// Resource limits, ulimits, logging options, links and volumes_from
+// reach the containers.
+func TestDockerLimitsLinksVolumesFrom(t *testing.T) {
+	d := requireEngine(t)
+	name := projectName("limits")
+	dir, image := toolProject(t, name, `services:
+  box:
+    image: $IMAGE
+    build: {context: ./tool}
+    mem_limit: 64m
+    cpus: 0.5
+    pids_limit: 40
+    ulimits: {nofile: {soft: 1234, hard: 2345}}
+    logging: {driver: json-file, options: {max-size: 1m}}
+    volumes: [data:/data]
+  peer:
+    image: $IMAGE
+    links: ["box:database"]
+    volumes_from: [box]
+    depends_on: [box]
+volumes:
+  data: {}
+`)
+	removeImage(t, d.Client(), image)
+	p := newDockerProject(t, dir, name, d)
+	p.must("up", "-d")
+	// The hard limit: Go raises its soft limit to it.
+	if r := p.must("exec", "box", "/tool", "cat", "/proc/self/limits"); !regexp.MustCompile(`Max open files\s+\d+\s+2345\s`).MatchString(r.stdout) {
+		t.Errorf("box's nofile limit is not 2345:\n%s", r.stdout)
+	}
+	st := p.ps()
+	info, err := d.Client().ContainerInspect(t.Context(), st["box"].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := info.Container.HostConfig
+	if hc.Memory != 64<<20 || hc.NanoCPUs != 5e8 || hc.PidsLimit == nil || *hc.PidsLimit != 40 {
+		t.Errorf("box's resources: memory %d, nano cpus %d, pids %v", hc.Memory, hc.NanoCPUs, hc.PidsLimit)
+	}
+	if lc := hc.LogConfig; lc.Type != "json-file" || lc.Config["max-size"] != "1m" {
+		t.Errorf("box's log config is %+v", lc)
+	}
+	p.must("exec", "box", "/tool", "write", "/data/shared", "from-box")
+	if r := p.must("exec", "peer", "/tool", "cat", "/data/shared"); r.stdout != "from-box" {
+		t.Errorf("peer reads %q through volumes_from", r.stdout)
+	}
+	if r := p.run("exec", "peer", "/tool", "lookup", "database"); r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Errorf("peer cannot resolve its link alias database: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }

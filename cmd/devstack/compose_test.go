@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,5 +229,24 @@ services:
 	c.must("stop", "web")
 	if r := c.run("exec", "web", "true"); r.code == 0 || !strings.Contains(r.stderr, `service "web" is stopped, not running`) {
 		t.Errorf("exec in a stopped service: %d %s", r.code, r.stderr)
+	}
+}
+
+// ulimits apply to a process service, as to a container.
+func TestProcessUlimits(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  web:
+    x-devstack: {run: "exec sleep 300"}
+    ulimits: {nofile: {soft: 100, hard: 200}}
+`))
+	c.must("up", "-d")
+	st := c.ps()
+	limits, err := os.ReadFile("/proc/" + st[0].ID + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`Max open files\s+100\s+200\s`).Match(limits) {
+		t.Errorf("the service's nofile limit is not 100/200:\n%s", limits)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/project"
@@ -38,6 +39,9 @@ type plan struct {
 	host   *container.HostConfig
 	nets   []attachment
 	hash   string // sha256 of everything above, the image ID included
+	// platform is the service's platform:, nil when unset (the image's
+	// own then); the image ID in the hash already stands for it.
+	platform *ocispec.Platform
 }
 
 // planFor turns a service into the engine's container configuration.
@@ -89,6 +93,12 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 		}
 		host.DNS = append(host.DNS, a)
 	}
+	addLimits(host, sc)
+	host.VolumesFrom = volumesFrom(p, sc)
+	platform, err := platformOf(sc.Platform)
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", svc.Name, err)
+	}
 	if err := addPorts(cfg, host, svc); err != nil {
 		return nil, err
 	}
@@ -96,6 +106,11 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 		return nil, err
 	}
 	nets := serviceNetworks(p, svc)
+	if l := links(p, sc); len(l) > 0 {
+		for i := range nets {
+			nets[i].Links = l
+		}
+	}
 	var amb *runner.Ambassador
 	if wantsAmbassador(spec) {
 		// The ambassador answers to the service's names (ambassador.go).
@@ -123,7 +138,7 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 	hash := hex.EncodeToString(sum[:])
 	labels[LabelConfigHash] = hash
 	labels[composeConfigHash] = hash
-	return &plan{config: cfg, host: host, nets: nets, hash: hash}, nil
+	return &plan{config: cfg, host: host, nets: nets, hash: hash, platform: platform}, nil
 }
 
 // networkMode resolves Compose's service:<name> to the container it means.

@@ -15,8 +15,10 @@ var honoured = map[string]bool{
 	"ports": true, "expose": true, "volumes": true, "tmpfs": true, "environment": true,
 	"depends_on": true, "restart": true, "scale": true, "container_name": true,
 	"pull_policy": true, "profiles": true, "links": true, "external_links": true,
-	"deploy.replicas": true,
-	"build.context":   true, "build.dockerfile": true, "build.dockerfile_inline": true,
+	"deploy.replicas": true, "deploy.resources": true,
+	"mem_limit": true, "mem_reservation": true, "cpus": true, "cpu_shares": true,
+	"pids_limit": true, "ulimits": true, "logging": true, "platform": true, "volumes_from": true,
+	"build.context": true, "build.dockerfile": true, "build.dockerfile_inline": true,
 	"build.args": true, "build.target": true, "build.labels": true, "build.network": true,
 	"build.no_cache": true, "build.pull": true, "build.extra_hosts": true,
 }
@@ -41,7 +43,7 @@ func Ignores(key string) string {
 		return s
 	}
 	if strings.HasPrefix(key, "deploy.") {
-		return "ignored: of deploy, only replicas is applied"
+		return "ignored: of deploy, replicas and resources are applied"
 	}
 	if strings.HasPrefix(key, "build.") {
 		return "ignored by devstack's image build"

@@ -22,6 +22,9 @@ type attachment struct {
 	Key     string   // the key under networks: ("default" for the implicit one)
 	Name    string   // the engine's name, <project>_<key> unless name: is set
 	Aliases []string // DNS names on it; the service name first
+	// Links are links:, as "<container>:<alias>" (omitted when empty, so
+	// that the hash of a container without links is unchanged).
+	Links []string `json:",omitempty"`
 }
 
 // serviceNetworks lists the networks svc joins, the primary one first, as

@@ -169,11 +169,11 @@ func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (s
 	var netCfg *network.NetworkingConfig
 	if len(pl.nets) > 0 {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			pl.nets[0].Name: {Aliases: pl.nets[0].Aliases},
+			pl.nets[0].Name: {Aliases: pl.nets[0].Aliases, Links: pl.nets[0].Links},
 		}}
 	}
 	res, err := b.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: name, Config: &cfg, HostConfig: pl.host, NetworkingConfig: netCfg,
+		Name: name, Config: &cfg, HostConfig: pl.host, NetworkingConfig: netCfg, Platform: pl.platform,
 	})
 	if cerrdefs.IsConflict(err) {
 		return "", fmt.Errorf("%w; a container named %s that devstack did not create is in the way: remove it with `docker rm -f %s`", err, name, name)
@@ -183,7 +183,7 @@ func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (s
 	}
 	for _, a := range pl.nets[min(1, len(pl.nets)):] {
 		_, err := b.cli.NetworkConnect(ctx, a.Name, client.NetworkConnectOptions{
-			Container: res.ID, EndpointConfig: &network.EndpointSettings{Aliases: a.Aliases},
+			Container: res.ID, EndpointConfig: &network.EndpointSettings{Aliases: a.Aliases, Links: a.Links},
 		})
 		if err != nil {
 			_ = b.removeContainer(context.WithoutCancel(ctx), res.ID)

@@ -110,6 +110,10 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	}
 	inst := &Instance{cmd: cmd, spec: spec, cg: cg, done: make(chan struct{})}
 	go inst.wait()
+	if err := applyUlimits(cmd.Process.Pid, spec.Service.Compose.Ulimits); err != nil {
+		_ = inst.Stop(context.Background(), syscall.SIGKILL, 0)
+		return nil, fmt.Errorf("starting service %q: %w", spec.Service.Name, err)
+	}
 	return inst, nil
 }
 

@@ -1,10 +1,11 @@
 // Command tool is a static program for the Docker tests' FROM scratch
 // images: it serves (waits), echoes, prints a variable or a file, exits
-// with a code, or prints its limits.
+// with a code, writes a file or resolves a name.
 package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tool serve|echo|env|cat|exit|limits")
+		fmt.Fprintln(os.Stderr, "usage: tool serve|echo|env|cat|write|lookup|exit")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -33,17 +34,21 @@ func main() {
 			os.Exit(1)
 		}
 		os.Stdout.Write(b)
+	case "write":
+		if err := os.WriteFile(os.Args[2], []byte(os.Args[3]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "lookup":
+		addrs, err := net.LookupHost(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(strings.Join(addrs, " "))
 	case "exit":
 		n, _ := strconv.Atoi(os.Args[2])
 		os.Exit(n)
-	case "limits":
-		var r syscall.Rlimit
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r)
-		fmt.Printf("nofile %d\n", r.Cur)
-		for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/cpu.max"} {
-			b, _ := os.ReadFile(f)
-			fmt.Printf("%s %s\n", f, strings.TrimSpace(string(b)))
-		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown:", os.Args[1])
 		os.Exit(2)
