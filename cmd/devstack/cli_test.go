@@ -558,6 +558,12 @@ func checkShopTrace(t *testing.T, c *cli) {
 				link.child.ParentID, link.child.Inferred, link.parent.SpanID, link.parent.Caller, link.parent.Callee, link.inferred)
 		}
 	}
+	// One checkout in flight: orders' inferred calls are certain.
+	for _, sp := range []*trace.Span{inv, pay} {
+		if sp.Candidates != 1 || sp.Ambiguous() {
+			t.Errorf("%s → %s inferred among %d requests, want 1 (certain)", sp.Caller, sp.Callee, sp.Candidates)
+		}
+	}
 	for _, name := range []string{"Authorization", "Cookie"} {
 		i := slices.IndexFunc(gw.ReqHeaders, func(h trace.Header) bool { return h.Name == name })
 		if i < 0 {
