@@ -18,5 +18,6 @@
 //
 // Imports run down only (cmd → supervisor → control, proxy, runner →
 // proxy/propagate → trace/store, trace/render → trace); layers_test.go
-// fails the build's tests when one runs back up.
+// fails the build's tests when one runs back up, and pkgstate_test.go when
+// a package variable is written (state belongs to what owns it).
 package supervisor
