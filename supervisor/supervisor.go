@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -74,6 +75,13 @@ type Supervisor struct {
 	spans *store.Store
 	proxy *proxy.Server
 	ports *portTable
+	// untraced says, by service, which calls to it no route carries (see
+	// untraced.go); reach finds the container services nothing reaches,
+	// at upstreams (their published private ports).
+	untraced     map[string][]string
+	untracedSaid sync.Once
+	reach        reach
+	upstreams    map[string][]string
 
 	evMu   sync.Mutex
 	evSubs map[chan runner.Event]struct{}
@@ -138,13 +146,25 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if s.logs, err = logstore.Open(paths.Logs(), logstore.Options{}); err != nil {
 		return nil, fmt.Errorf("opening logs: %w", err)
 	}
-	private, routes, err := plan(p, func(svc *project.Service) bool {
+	networked := func(svc *project.Service) bool {
 		b, err := opts.BackendFor(svc)
 		_, networked := b.(runner.Networked)
 		return err == nil && networked
-	}, opts.Gateway, opts.HeldPorts)
+	}
+	private, routes, err := plan(p, networked, opts.Gateway, opts.HeldPorts)
 	if err != nil {
 		return nil, err
+	}
+	s.untraced, s.upstreams = untraced(p, networked, private), map[string][]string{}
+	for _, svc := range p.Services {
+		if !networked(svc) {
+			continue
+		}
+		for _, r := range routes {
+			if r.Service == svc.Name && !slices.Contains(s.upstreams[svc.Name], r.Upstream) {
+				s.upstreams[svc.Name] = append(s.upstreams[svc.Name], r.Upstream)
+			}
+		}
 	}
 	amb := ambassadors(p, private, opts.Gateway)
 	s.ports = newPortTable(p.Name, private, routes)
@@ -152,7 +172,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		BackendFor:  opts.BackendFor,
 		Logs:        logSink{s.logs},
 		Events:      s.emit,
-		OnChange:    func() { s.persist(); s.tellProxyWhatIsDown() },
+		OnChange:    func() { s.persist(); s.tellProxyWhatIsDown(); s.checkReach() },
 		RunID:       s.runID,
 		MarkerScope: markerScope(p.Name, paths.Dir),
 		Logger:      opts.Logger,
@@ -216,6 +236,7 @@ func (s *Supervisor) Logs() *logstore.Store { return s.logs }
 func (s *Supervisor) Up(ctx context.Context, names []string) error {
 	err := s.run.CheckPorts(names)
 	if err == nil {
+		s.sayUntraced()
 		err = s.run.Up(ctx, names)
 	}
 	s.upErr = err
@@ -396,11 +417,48 @@ func (st stack) Status() []runner.ServiceStatus {
 		if slices.Contains(broken, out[i].Name) {
 			out[i].Warnings = append(out[i].Warnings, out[i].Name+" does not propagate trace context")
 		}
+		out[i].Warnings = append(out[i].Warnings, st.s.untraced[out[i].Name]...)
+		if f := st.s.reach.finding(out[i].Name); f != "" {
+			out[i].Warnings = append(out[i].Warnings, f)
+		}
 	}
 	return out
 }
 
-func (st stack) Up(ctx context.Context, names []string) error    { return st.s.run.Up(ctx, names) }
+// sayUntraced tells, at the first up, what the file leaves untraced: an
+// event (up prints it) and a line in each service's log.
+func (s *Supervisor) sayUntraced() {
+	s.untracedSaid.Do(func() {
+		for _, name := range slices.Sorted(maps.Keys(s.untraced)) {
+			for _, msg := range s.untraced[name] {
+				s.untracedFound(name, msg)
+			}
+		}
+	})
+}
+
+func (s *Supervisor) untracedFound(service, msg string) {
+	fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
+	s.emit(runner.Event{Service: service, Msg: msg})
+}
+
+// checkReach has each running container service with published ports
+// checked once per instance (see reach).
+func (s *Supervisor) checkReach() {
+	if len(s.upstreams) == 0 || s.run == nil {
+		return
+	}
+	for _, st := range s.run.Status() {
+		if addrs := s.upstreams[st.Name]; len(addrs) > 0 {
+			s.reach.check(st, addrs, s.untracedFound)
+		}
+	}
+}
+
+func (st stack) Up(ctx context.Context, names []string) error {
+	st.s.sayUntraced()
+	return st.s.run.Up(ctx, names)
+}
 func (st stack) Start(ctx context.Context, names []string) error { return st.s.run.Start(ctx, names) }
 func (st stack) Stop(ctx context.Context, names []string) error  { return st.s.run.Stop(ctx, names) }
 func (st stack) Restart(ctx context.Context, names []string) error {
