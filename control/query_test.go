@@ -15,7 +15,7 @@ func TestTraceQueryRoundTrip(t *testing.T) {
 		{Service: "orders", Status: trace.StatusRange{Min: 400, Max: 499}, Errors: true, Limit: 5},
 		{Status: trace.StatusRange{Min: 500, Max: 504}, IDPrefix: "abcd", MinDuration: time.Second},
 		{Service: "gateway", Probes: true},
-		{Status: trace.StatusRange{Min: 404, Max: 404}, Route: "/x", Since: time.Unix(1700000000, 5).UTC()},
+		{Status: trace.StatusRange{Min: 404, Max: 404}, Route: "/x", QueryHas: "region=EU", Since: time.Unix(1700000000, 5).UTC()},
 	} {
 		got, err := ParseTraceQuery(EncodeTraceQuery(q))
 		if err != nil || got != q {

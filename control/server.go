@@ -252,10 +252,11 @@ func wireLine(l logstore.Line) LogLine {
 
 // ParseTraceQuery reads a trace.Query from URL parameters: service,
 // status (404, 4xx or 500-504), errors=1, min_duration (a Go duration),
-// since (RFC 3339), route, id_prefix (hex), probes=1 (devstack's own
+// since (RFC 3339), route, query (a part of a span's query), id_prefix
+// (hex), probes=1 (devstack's own
 // healthcheck traffic too), limit.
 func ParseTraceQuery(v url.Values) (trace.Query, error) {
-	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), Errors: v.Get("errors") == "1", Probes: v.Get("probes") == "1"}
+	q := trace.Query{Service: v.Get("service"), Route: v.Get("route"), QueryHas: v.Get("query"), Errors: v.Get("errors") == "1", Probes: v.Get("probes") == "1"}
 	var err error
 	if s := v.Get("status"); s != "" {
 		if q.Status, err = trace.ParseStatusRange(s); err != nil {
@@ -291,6 +292,7 @@ func EncodeTraceQuery(q trace.Query) url.Values {
 	}
 	set("service", q.Service)
 	set("route", q.Route)
+	set("query", q.QueryHas)
 	if q.Errors {
 		v.Set("errors", "1")
 	}

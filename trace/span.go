@@ -181,6 +181,7 @@ type Query struct {
 	MinDuration time.Duration // the trace's duration
 	Since       time.Time     // the trace started at or after
 	Route       string        // a span's route has this prefix
+	QueryHas    string        // a span's query (as recorded, redacted) contains this
 	IDPrefix    string        // the trace id, in lowercase hex, starts with this
 	// Probes lists the traces of devstack's own healthcheck probes too
 	// (see IsProbe), which are left out by default.

@@ -196,6 +196,7 @@ type tracesOptions struct {
 	minDuration time.Duration
 	since       string
 	route       string
+	query       string
 	limit       int
 	format      string
 }
@@ -220,12 +221,13 @@ and can be read after down.
   devstack traces --status 4xx             traces with a client error (also 404,
                                            or a range: 500-504)
   devstack traces --service payments --min-duration 200ms
+  devstack traces --query region=EU        traces with a hop asked ?…region=EU…
   devstack trace ID                        one trace as a waterfall
   devstack traces export --format otlp-json > traces.json   for Jaeger & co.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := trace.Query{Service: o.service, Errors: o.errors, Probes: o.probes,
-				MinDuration: o.minDuration, Route: o.route, Limit: o.limit}
+				MinDuration: o.minDuration, Route: o.route, QueryHas: o.query, Limit: o.limit}
 			if o.status != "" {
 				var err error
 				if q.Status, err = trace.ParseStatusRange(o.status); err != nil {
@@ -262,7 +264,7 @@ and can be read after down.
 			}
 			if len(list) == 0 && q != (trace.Query{Limit: q.Limit}) {
 				// Say why the table is empty: a filter, maybe mistyped.
-				fmt.Fprintln(g.stderr, "devstack: no trace matches these filters (service names are matched exactly, routes by prefix)")
+				fmt.Fprintln(g.stderr, "devstack: no trace matches these filters (service names are matched exactly, routes by prefix, queries by a part)")
 			}
 			return printTraces(g.stdout, list)
 		},
@@ -275,6 +277,7 @@ and can be read after down.
 	f.DurationVar(&o.minDuration, "min-duration", 0, "only traces that took at least this long, e.g. 200ms")
 	f.StringVar(&o.since, "since", "", "only traces since a time (RFC 3339) or a duration ago (e.g. 10m)")
 	f.StringVar(&o.route, "route", "", "only traces with a hop whose path starts with this")
+	f.StringVar(&o.query, "query", "", "only traces with a hop whose query string holds this, e.g. region=EU")
 	f.IntVarP(&o.limit, "limit", "n", 50, "at most this many traces")
 	f.StringVar(&o.format, "format", "table", "output format: table or json")
 	cmd.AddCommand(newTracesExportCmd(g))

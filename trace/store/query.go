@@ -79,13 +79,14 @@ func (t *traceEntry) matches(q *trace.Query) bool {
 	if !q.Probes && t.root != nil && trace.IsProbe(t.root.caller) {
 		return false // devstack's own healthcheck traffic
 	}
-	if q.Service == "" && q.Status.IsZero() && q.Route == "" {
+	if q.Service == "" && q.Status.IsZero() && q.Route == "" && q.QueryHas == "" {
 		return true
 	}
 	for _, sp := range t.spans {
 		if (q.Service == "" || sp.caller == q.Service || sp.callee == q.Service) &&
 			q.Status.Contains(int(sp.status)) &&
-			(q.Route == "" || strings.HasPrefix(sp.route, q.Route)) {
+			(q.Route == "" || strings.HasPrefix(sp.route, q.Route)) &&
+			(q.QueryHas == "" || strings.Contains(sp.query(), q.QueryHas)) {
 			return true
 		}
 	}

@@ -36,9 +36,11 @@ func TestTracesQuery(t *testing.T) {
 	users.Status, users.Route = 404, "/users/42"
 	grpc := hop(5, 51, 0, "gateway", "orders", 500, 40)
 	grpc.Protocol, grpc.Route, grpc.GRPCStatus = "grpc", "/orders.v1.Orders/Get", 14
+	ord2 := hop(2, 21, 20, "gateway", "orders", 210, 10)
+	ord2.Query = "page=2&region=EU"
 	recordFlush(st,
 		pay, hop(1, 11, 10, "gateway", "orders", 110, 60), hop(1, 10, 0, "", "gateway", 100, 80),
-		hop(2, 21, 20, "gateway", "orders", 210, 10), hop(2, 20, 0, "", "gateway", 200, 30),
+		ord2, hop(2, 20, 0, "", "gateway", 200, 30),
 		search, users, grpc,
 	)
 	for _, tc := range []struct {
@@ -61,6 +63,9 @@ func TestTracesQuery(t *testing.T) {
 		{"id prefix", trace.Query{IDPrefix: traceN(3).String()}, []int{3}},
 		{"id prefix of every trace", trace.Query{IDPrefix: "ab00"}, []int{5, 4, 3, 2, 1}},
 		{"id prefix of none", trace.Query{IDPrefix: "ff"}, nil},
+		{"query of any span", trace.Query{QueryHas: "region=EU"}, []int{2}},
+		{"query and service on the same span", trace.Query{QueryHas: "region=EU", Service: "orders"}, []int{2}},
+		{"query and service on different spans", trace.Query{QueryHas: "region=EU", Service: "payments"}, nil},
 		{"errors", trace.Query{Errors: true}, []int{5, 3, 1}},
 		{"min duration", trace.Query{MinDuration: 80 * time.Millisecond}, []int{4, 1}},
 		{"since", trace.Query{Since: epoch.Add(300 * time.Millisecond)}, []int{5, 4, 3}},

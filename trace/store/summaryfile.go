@@ -28,14 +28,14 @@ import (
 //	uvarint n; n × (uvarint length, bytes)          string table
 //	uvarint n; n × trace, newest first:
 //	    16 bytes trace id, varint start, varint end, uvarint errors,
-//	    uvarint ambiguous links, uvarint root query (string number),
+//	    uvarint ambiguous links,
 //	    uvarint spans, uvarint root (position + 1, 0 for none),
-//	    spans × (uvarint caller, callee, method, route: string numbers;
+//	    spans × (uvarint caller, callee, method, route, query: string numbers;
 //	             varint status)
 //	4 bytes CRC-32 (IEEE) of everything before, big-endian
 const (
 	summaryName  = "summary"
-	summaryMagic = "devstack trace summary 2\n"
+	summaryMagic = "devstack trace summary 3\n"
 )
 
 var errStaleSummary = errors.New("the trace summary does not match the span log")
@@ -77,11 +77,6 @@ func (st *Store) writeSummary(dir string) error {
 		body = binary.AppendVarint(body, t.end)
 		body = binary.AppendUvarint(body, uint64(t.errors))
 		body = binary.AppendUvarint(body, uint64(t.ambiguous))
-		rootQuery := ""
-		if t.root != nil {
-			rootQuery = t.root.query()
-		}
-		body = binary.AppendUvarint(body, num(rootQuery))
 		body = binary.AppendUvarint(body, uint64(len(t.spans)))
 		root := 0
 		for j, sp := range t.spans {
@@ -91,7 +86,7 @@ func (st *Store) writeSummary(dir string) error {
 		}
 		body = binary.AppendUvarint(body, uint64(root))
 		for _, sp := range t.spans {
-			for _, s := range [...]string{sp.caller, sp.callee, sp.method, sp.route} {
+			for _, s := range [...]string{sp.caller, sp.callee, sp.method, sp.route, sp.query()} {
 				body = binary.AppendUvarint(body, num(s))
 			}
 			body = binary.AppendVarint(body, int64(sp.status))
@@ -212,6 +207,7 @@ func (f *SummaryFile) Traces(q trace.Query) []trace.Summary {
 	out := make([]trace.Summary, 0, min(limit, 128)) // [] in JSON, as the store's
 	var t traceEntry
 	var spans []storedSpan
+	var extras []spanExtra // the spans' queries
 	var ptrs []*storedSpan
 	for n := r.uvarint(); n > 0 && len(out) < limit && r.err == nil; n-- {
 		t = traceEntry{}
@@ -219,24 +215,26 @@ func (f *SummaryFile) Traces(q trace.Query) []trace.Summary {
 		t.start, t.end = r.varint(), r.varint()
 		t.errors = int(r.uvarint())
 		t.ambiguous = int(r.uvarint())
-		rootQuery := str()
 		count, root := r.uvarint(), r.uvarint()
 		if count > uint64(len(r.b)) || root > count {
 			break // damaged: the CRC makes this a bug, not a disk fault
 		}
 		spans = slices.Grow(spans[:0], int(count))[:count]
+		extras = slices.Grow(extras[:0], int(count))[:count]
 		ptrs = ptrs[:0]
 		for i := range spans {
 			sp := &spans[i]
-			*sp = storedSpan{caller: str(), callee: str(), method: str(), route: str(), status: int32(r.varint())}
+			*sp = storedSpan{caller: str(), callee: str(), method: str(), route: str()}
+			if query := str(); query != "" {
+				extras[i] = spanExtra{query: query}
+				sp.extra = &extras[i]
+			}
+			sp.status = int32(r.varint())
 			ptrs = append(ptrs, sp)
 		}
 		t.spans = ptrs
 		if root > 0 {
 			t.root = &spans[root-1]
-			if rootQuery != "" {
-				t.root.extra = &spanExtra{query: rootQuery}
-			}
 		}
 		if r.err != nil {
 			break

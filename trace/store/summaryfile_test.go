@@ -55,7 +55,7 @@ func TestSummaryFileListsAsTheStore(t *testing.T) {
 	recordFlush(st, spans...)
 	queries := []trace.Query{
 		{}, {Limit: 7}, {Limit: 1000}, {Service: "payments"}, {Service: "gateway", Limit: 3},
-		{Status: status(503)}, {Status: statusRange("5xx")}, {IDPrefix: traceN(7).String()}, {IDPrefix: "ab0000"}, {Errors: true}, {MinDuration: 30 * time.Millisecond},
+		{Status: status(503)}, {Status: statusRange("5xx")}, {IDPrefix: traceN(7).String()}, {IDPrefix: "ab0000"}, {QueryHas: "region=1"}, {QueryHas: "region=1", Service: "fraud"}, {Errors: true}, {MinDuration: 30 * time.Millisecond},
 		{Since: epoch.Add(1500 * time.Millisecond)}, {Route: "/orders/1"}, {Route: "/inv"},
 		{Service: "nobody"}, {Errors: true, Route: "/fraud", MinDuration: 5 * time.Millisecond},
 	}
