@@ -63,9 +63,11 @@ type Options struct {
 	// fresh private ports and switch the proxy to it. Nil: Replace
 	// restarts in place.
 	Rerouter Rerouter
-	// Ambassador says where a container service's ambassador relays its
-	// ports (see Spec.Ambassador); it is asked only for services that run
-	// in containers. Nil, or a nil result, means no ambassador.
+	// Ambassador says where a service's ambassador relays its ports (see
+	// Spec.Ambassador): a container service's, or, for a service of
+	// another backend, the one a Fronter backend makes so that its
+	// instances call the service by name. Nil, or a nil result, means
+	// none.
 	Ambassador func(service string) *Ambassador
 	Logger     *slog.Logger
 }

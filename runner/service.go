@@ -252,6 +252,13 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			return
 		}
 	}
+	// Instances of other backends that call s by name get the name there
+	// (Fronter), meanwhile; it is s's before s counts as running.
+	fronted := make(chan struct{})
+	go func() {
+		defer close(fronted)
+		r.front(ctx, s, spec)
+	}()
 	if b, ok := s.backend.(Builder); ok && !s.built {
 		r.update(s, func(st *ServiceStatus) { st.State = StateBuilding })
 		if err := b.Build(ctx, spec); err != nil {
@@ -296,6 +303,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		stopNow := s.stopReq
 		s.readyBefore = readyAlready
 		r.mu.Unlock()
+		<-fronted
 		if stopNow {
 			// A stop arrived while it was starting and found no instance
 			// to stop: stop it here, so the stop never waits forever.
@@ -570,6 +578,9 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 		Stdout: r.opts.Logs.Writer(name, "out"),
 		Stderr: r.opts.Logs.Writer(name, "err"),
 		Status: r.opts.Logs.Writer(name, "sys"),
+	}
+	if rc, ok := s.backend.(Reacher); ok {
+		spec.Env = r.reachEnv(s, rc, spec.Env)
 	}
 	if networked {
 		if r.opts.Ambassador != nil {

@@ -114,7 +114,9 @@ type ambassadorPlan struct {
 // container: one relay per fronted port, each connection prefixed with a
 // PROXY line naming the caller (the proxy reads it whatever the protocol,
 // TCP services included), and one direct relay per other TCP port of the
-// service. imageID is the service's image, for its EXPOSE.
+// service. imageID is the service's image, for its EXPOSE; "" when no
+// container stands behind the ambassador (Front), which then relays only
+// to the proxy.
 func (b *Backend) planAmbassador(ctx context.Context, spec runner.Spec, imageID string) (*ambassadorPlan, error) {
 	p, svc := spec.Project, spec.Service
 	ref, ambImageID, err := b.ambassadorImage(ctx)
@@ -126,7 +128,7 @@ func (b *Backend) planAmbassador(ctx context.Context, spec runner.Spec, imageID 
 		relays[port] = Relay{Port: port, To: to, Proxy: true}
 	}
 	direct := func(port uint16) {
-		if _, ok := relays[port]; !ok && port != 0 {
+		if _, ok := relays[port]; !ok && port != 0 && imageID != "" {
 			relays[port] = Relay{Port: port, To: net.JoinHostPort(realAlias(svc.Name), strconv.Itoa(int(port)))}
 		}
 	}
@@ -136,7 +138,9 @@ func (b *Backend) planAmbassador(ctx context.Context, spec runner.Spec, imageID 
 		}
 	}
 	exposed := slices.Clone(svc.Compose.Expose)
-	if img, err := b.cli.ImageInspect(ctx, imageID); err == nil && img.Config != nil {
+	if imageID == "" {
+		exposed = nil
+	} else if img, err := b.cli.ImageInspect(ctx, imageID); err == nil && img.Config != nil {
 		exposed = append(exposed, slices.Sorted(maps.Keys(img.Config.ExposedPorts))...)
 	}
 	for _, e := range exposed {

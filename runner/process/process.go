@@ -43,6 +43,7 @@ type Backend struct {
 var (
 	_ runner.Backend  = (*Backend)(nil)
 	_ runner.Builder  = (*Backend)(nil)
+	_ runner.Reacher  = (*Backend)(nil)
 	_ runner.Instance = (*Instance)(nil)
 	_ runner.Execer   = (*Instance)(nil)
 )
@@ -289,3 +290,7 @@ func (i *Instance) signalOthers(sig syscall.Signal) {
 
 // The runner and the supervisor rely on these: a process is found by its pid.
 var _ runner.HostProcess = (*Instance)(nil)
+
+// Reach implements runner.Reacher: a process is on the host, where a
+// service's port is at its declared port (see runner.HostReacher).
+func (*Backend) Reach(p runner.PeerPort) (string, []string, bool) { return runner.HostReacher(p) }

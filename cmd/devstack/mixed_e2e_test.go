@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/trace"
+)
+
+// namedStack is a slice of the shop across both backends in which every
+// service calls the others by name and target port, the Compose way,
+// never at localhost:
+//
+//	test ─► orders (container) ─┬─► inventory (process)   http://inventory:8081
+//	                            └─► payments (process)    http://payments:8083
+//	                                  └─► fraud (container)  http://fraud:8084
+//
+// A container calls processes by name, and a process a container. ports
+// are the published (declared) ports, by service.
+func namedStack(t *testing.T) (yaml string, ports map[string]int) {
+	shop := filepath.Join(repoRoot(t), "examples", "shop")
+	ports = map[string]int{}
+	for _, s := range []string{"orders", "inventory", "payments", "fraud"} {
+		ports[s] = freeLoopbackPort(t)
+	}
+	yaml = fmt.Sprintf(`x-devstack:
+  workdir: %[1]s
+x-healthcheck: &healthcheck
+  test: ["CMD", "bin/shop", "probe"]
+  interval: 1s
+  timeout: 3s
+  start_period: 10s
+  start_interval: 100ms
+x-image: &image
+  image: devstack-shop:dev
+  build: {context: %[1]s}
+services:
+  build:
+    x-devstack: {run: CGO_ENABLED=0 go build -o bin/shop ./cmd/shop, backend: process}
+  fraud:
+    <<: *image
+    x-devstack: {backend: docker, port_env: PORT}
+    command: [serve, fraud]
+    ports: ["127.0.0.1:%[2]d:8084"]
+    healthcheck: *healthcheck
+    depends_on: {build: {condition: service_completed_successfully}}
+  payments:
+    x-devstack: {run: [bin/shop, serve, payments], port_env: PORT, backend: process}
+    ports: ["127.0.0.1:%[3]d:8083"]
+    environment: {FRAUD_URL: "http://fraud:8084"}
+    healthcheck: *healthcheck
+    depends_on: {fraud: {condition: service_healthy}}
+  inventory:
+    x-devstack: {run: [bin/shop, serve, inventory], port_env: PORT, backend: process}
+    ports: ["127.0.0.1:%[4]d:8081"]
+    healthcheck: *healthcheck
+    depends_on: {build: {condition: service_completed_successfully}}
+  orders:
+    <<: *image
+    x-devstack: {backend: docker, port_env: PORT}
+    command: [serve, orders]
+    ports: ["127.0.0.1:%[5]d:8082"]
+    environment: {INVENTORY_URL: "http://inventory:8081", PAYMENTS_URL: "http://payments:8083"}
+    healthcheck: *healthcheck
+    depends_on: {inventory: {condition: service_healthy}, payments: {condition: service_healthy}}
+`, shop, ports["fraud"], ports["payments"], ports["inventory"], ports["orders"])
+	return yaml, ports
+}
+
+// hopsOf returns the spans of the only trace recorded, by "caller>callee".
+func hopsOf(t *testing.T, c *cli) map[string]*trace.Span {
+	t.Helper()
+	var list []trace.Summary
+	if err := json.Unmarshal([]byte(c.must("traces", "--format", "json").stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("want exactly one trace for one request, got %d: %+v", len(list), list)
+	}
+	var spans []*trace.Span
+	if err := json.Unmarshal([]byte(c.must("trace", list[0].TraceID.String(), "--format", "json").stdout), &spans); err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]*trace.Span{}
+	for _, sp := range spans {
+		by[sp.Caller+">"+sp.Callee] = sp
+	}
+	return by
+}
+
+// A process calls a container by name, and a container calls processes by
+// name, with no change to the file: each call is a hop through the proxy,
+// recorded with its caller.
+func TestDockerMixedStackCallsByNameBothWaysAreTraced(t *testing.T) {
+	d := requireEngine(t)
+	yaml, ports := namedStack(t)
+	p := newDockerProject(t, writeProject(t, yaml), projectName("named"), d)
+	p.must("up", "-d")
+
+	st := p.ps()
+	for name, want := range map[string]string{"orders": "docker", "fraud": "docker", "payments": "process", "inventory": "process"} {
+		s := st[name]
+		if s.Backend != want || s.State != runner.StateRunning || s.Health != runner.HealthHealthy {
+			t.Errorf("%s: backend %q, %s/%s; want %s, running/healthy (%s)", name, s.Backend, s.State, s.Health, want, s.Error)
+		}
+	}
+	code, body := get(t, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/orders?item=sku-1&qty=2", ports["orders"]))
+	if code != http.StatusCreated {
+		t.Fatalf("POST /orders: %d\n%s\nlogs:\n%s", code, body, p.run("logs").stdout)
+	}
+	if missing := wentThrough(body, "orders", "inventory", "payments", "fraud"); len(missing) > 0 {
+		t.Errorf("the order did not go through %v:\n%s", missing, body)
+	}
+	hops := hopsOf(t, p.cli)
+	for _, h := range []string{">orders", "orders>inventory", "orders>payments", "payments>fraud"} {
+		sp := hops[h]
+		if sp == nil {
+			t.Errorf("no hop %s in %v", h, keys(hops))
+			continue
+		}
+		if sp.Status >= 400 || sp.Error != "" {
+			t.Errorf("hop %s: status %d, error %q", h, sp.Status, sp.Error)
+		}
+	}
+	if !strings.Contains(p.must("logs", "inventory").stdout, "ambassador") {
+		t.Errorf("inventory's log does not mention the ambassador that answers to its name")
+	}
+}
