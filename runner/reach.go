@@ -96,7 +96,7 @@ func aliases(ps *project.Service) []string {
 
 // reachEnv rewrites, in env of service s whose backend is rc, every
 // address a file may write for a service's port to the address rc's
-// instances reach it at, and adds DEVSTACK_URL_<NAME> (see urlVars).
+// instances reach it at, and adds the discovery variables (urlVars).
 func (r *Runner) reachEnv(s *service, rc Reacher, env []string) []string {
 	repl := map[string]string{}
 	for _, pp := range r.peerPorts() {
@@ -110,7 +110,7 @@ func (r *Runner) reachEnv(s *service, rc Reacher, env []string) []string {
 			}
 		}
 	}
-	out := make([]string, 0, len(env))
+	out := make([]string, 0, len(env)+2*len(s.spec.DependsOn))
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "DEVSTACK_") {
@@ -119,7 +119,44 @@ func (r *Runner) reachEnv(s *service, rc Reacher, env []string) []string {
 		}
 		out = append(out, k+"="+RewriteAddrs(repl, v))
 	}
+	return append(out, r.urlVars(s, rc)...)
+}
+
+// urlVars are the discovery variables of s, as .NET Aspire gives them:
+// for each service s depends on, the address of its first TCP port as
+// s's backend reaches it, DEVSTACK_ADDR_<NAME>=host:port and
+// DEVSTACK_URL_<NAME>=http://host:port, NAME in upper case with every
+// character but letters and digits made _. New code then needs no
+// address in the file at all. A dependency without a port, or with none
+// that s's backend reaches, gets none.
+func (r *Runner) urlVars(s *service, rc Reacher) []string {
+	ports := r.peerPorts()
+	var out []string
+	for _, d := range s.spec.DependsOn {
+		i := slices.IndexFunc(ports, func(p PeerPort) bool { return p.Service == d.Service })
+		if i < 0 {
+			continue
+		}
+		addr, _, ok := rc.Reach(ports[i])
+		if !ok {
+			continue
+		}
+		name := EnvName(d.Service)
+		out = append(out, "DEVSTACK_ADDR_"+name+"="+addr, "DEVSTACK_URL_"+name+"=http://"+addr)
+	}
 	return out
+}
+
+// EnvName is a service name as it appears in a variable's name: upper
+// case, with every character but ASCII letters and digits made _.
+func EnvName(service string) string {
+	b := []byte(strings.ToUpper(service))
+	for i, c := range b {
+		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // RewriteAddrs replaces, in v, each whole host:port found in repl: the

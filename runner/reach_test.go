@@ -15,7 +15,7 @@ import (
 )
 
 func TestRewriteAddrsMatchesWholeHostAndPort(t *testing.T) {
-	repl := map[string]string{"fraud:8080": "127.0.0.1:18084", "db.internal:5432": "127.0.0.1:15432"}
+	repl := map[string]string{"fraud:8080": "127.0.0.1:18084", "db.internal:5432": "127.0.0.1:15432", "localhost:18082": "orders:8080"}
 	cases := map[string]string{
 		"http://fraud:8080/score":              "http://127.0.0.1:18084/score",
 		"fraud:8080":                           "127.0.0.1:18084",
@@ -29,6 +29,10 @@ func TestRewriteAddrsMatchesWholeHostAndPort(t *testing.T) {
 		"fraud.example.com:8080":               "fraud.example.com:8080",
 		"x:fraud:8080":                         "x:127.0.0.1:18084",
 		"http://fraud:8080/?next=fraud:8080&a": "http://127.0.0.1:18084/?next=127.0.0.1:18084&a",
+		"http://localhost:18082/x":             "http://orders:8080/x",
+		"localhost:180821":                     "localhost:180821",
+		"localhost:1808":                       "localhost:1808",
+		"postgres://u:p@localhost:5432/db":     "postgres://u:p@localhost:5432/db",
 	}
 	for in, want := range cases {
 		if got := runner.RewriteAddrs(repl, in); got != want {
@@ -72,12 +76,15 @@ func TestProcessEnvReachesServicesByName(t *testing.T) {
   search:
     image: search
     ports: ["9200"]
+  worker:
+    x-devstack: {run: sleep 1000}
   inventory:
     x-devstack: {run: sleep 1000, port_env: PORT}
     ports: ["18081:8081"]
   payments:
     x-devstack: {run: sleep 1000, port_env: PORT}
     ports: ["18083:8083"]
+    depends_on: [fraud, inventory, search, worker]
     environment:
       FRAUD_URL: http://fraud:8080/score
       SCORING: scoring:8080
@@ -140,10 +147,22 @@ func TestProcessEnvReachesServicesByName(t *testing.T) {
 		"ANTIFRAUD=http://antifraud:8080",
 		"HOST_URL=http://localhost:18084",
 		"PORT=28083",
+		// Discovery: each dependency with a port the host reaches.
+		"DEVSTACK_URL_FRAUD=http://127.0.0.1:18084",
+		"DEVSTACK_ADDR_FRAUD=127.0.0.1:18084",
+		"DEVSTACK_URL_INVENTORY=http://127.0.0.1:18081",
 	} {
 		if !slices.Contains(env, want) {
 			t.Errorf("payments' environment lacks %s:\n%s", want, strings.Join(env, "\n"))
 		}
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "DEVSTACK_URL_SEARCH=") || strings.HasPrefix(kv, "DEVSTACK_URL_WORKER=") {
+			t.Errorf("payments got %s, for a dependency it cannot reach at a known address", kv)
+		}
+	}
+	if env := proc.specs["inventory"].Env; slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "DEVSTACK_URL_") }) {
+		t.Errorf("inventory, which depends on nothing, got discovery variables: %v", env)
 	}
 	// The container backend makes inventory answer to its name there;
 	// payments, which Options.Ambassador gives none, is not fronted.
@@ -156,5 +175,13 @@ func TestProcessEnvReachesServicesByName(t *testing.T) {
 	// A container's own environment is not the host's view.
 	if env := docker.specs["fraud"].Env; slices.ContainsFunc(env, func(kv string) bool { return strings.Contains(kv, "127.0.0.1:") }) {
 		t.Errorf("fraud (a container) got host addresses: %v", env)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for in, want := range map[string]string{"orders": "ORDERS", "my-svc.v2": "MY_SVC_V2", "a_b": "A_B"} {
+		if got := runner.EnvName(in); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -4,9 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moby/moby/client"
 
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/trace"
@@ -126,6 +131,40 @@ func TestDockerMixedStackCallsByNameBothWaysAreTraced(t *testing.T) {
 		if sp.Status >= 400 || sp.Error != "" {
 			t.Errorf("hop %s: status %d, error %q", h, sp.Status, sp.Error)
 		}
+	}
+	// Discovery: each service has the address of what it depends on, as
+	// its own backend reaches it.
+	res, err := d.Client().ContainerInspect(t.Context(), p.name+"-orders-1", client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("DEVSTACK_URL_INVENTORY=http://host.docker.internal:%d", ports["inventory"]),
+		fmt.Sprintf("DEVSTACK_URL_PAYMENTS=http://host.docker.internal:%d", ports["payments"]),
+	} {
+		if !slices.Contains(res.Container.Config.Env, want) {
+			t.Errorf("orders (a container) lacks %s: %v", want, res.Container.Config.Env)
+		}
+	}
+	pid, err := strconv.Atoi(st["payments"].ID)
+	if err != nil {
+		t.Fatalf("payments' id %q is not a pid", st["payments"].ID)
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	penv := strings.Split(string(environ), "\x00")
+	for _, want := range []string{
+		fmt.Sprintf("DEVSTACK_URL_FRAUD=http://127.0.0.1:%d", ports["fraud"]),
+		fmt.Sprintf("FRAUD_URL=http://127.0.0.1:%d", ports["fraud"]),
+	} {
+		if !slices.Contains(penv, want) {
+			t.Errorf("payments (a process) lacks %s: %v", want, penv)
+		}
+	}
+	if code, _ := get(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/score", ports["fraud"])); code >= 500 {
+		t.Errorf("fraud at the address payments was given answered %d", code)
 	}
 	if !strings.Contains(p.must("logs", "inventory").stdout, "ambassador") {
 		t.Errorf("inventory's log does not mention the ambassador that answers to its name")
