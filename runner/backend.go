@@ -25,6 +25,27 @@ type Builder interface {
 	Build(ctx context.Context, spec Spec) error
 }
 
+// Rebuilder is implemented by backends whose Build may skip work done
+// before (the Docker backend builds an image once per life): Rebuild
+// builds again from the sources as they are now. A hot reload uses it.
+type Rebuilder interface {
+	Rebuild(ctx context.Context, spec Spec) error
+}
+
+// Syncer is implemented by backends that can copy files into a running
+// instance (containers, through the engine); a hot reload's sync uses it.
+// Process services need none: their files are on the host.
+type Syncer interface {
+	Sync(ctx context.Context, inst Instance, files []FileCopy) error
+}
+
+// FileCopy is one file a sync copies: Src on the host to Dst in the
+// instance; Removed removes Dst instead.
+type FileCopy struct {
+	Src, Dst string
+	Removed  bool
+}
+
 // Preparer is implemented by backends that can do part of a start ahead,
 // while the service still waits on its dependencies (Docker creates its
 // containers and starts its ambassador). Each start of a stack's later

@@ -98,7 +98,11 @@ func (r *Runner) Replace(ctx context.Context, name string, o ReplaceOptions) (Re
 	spec := r.spec(s)
 	if b, ok := s.backend.(Builder); ok && o.Rebuild {
 		t0 := time.Now()
-		if err := b.Build(ctx, spec); err != nil {
+		build := b.Build
+		if rb, ok := s.backend.(Rebuilder); ok {
+			build = rb.Rebuild
+		}
+		if err := build(ctx, spec); err != nil {
 			return res, r.reloadFailed(s, fmt.Errorf("build failed: %w", err))
 		}
 		res.Build = time.Since(t0)
@@ -153,6 +157,31 @@ func (r *Runner) Replace(ctx context.Context, name string, o ReplaceOptions) (Re
 		}
 	}
 	return res, nil
+}
+
+// Sync copies files into the running instance of service, for backends
+// whose instances do not see the host's files (containers).
+func (r *Runner) Sync(ctx context.Context, service string, files []FileCopy) error {
+	sel, err := r.lookup([]string{service})
+	if err != nil {
+		return err
+	}
+	s := sel[0]
+	sy, ok := s.backend.(Syncer)
+	if !ok {
+		return fmt.Errorf("service %q runs on the %s backend, which takes no sync: its files are on this host", service, s.backend.Name())
+	}
+	r.mu.Lock()
+	inst := s.inst
+	r.mu.Unlock()
+	if inst == nil {
+		return fmt.Errorf("service %q is not running; nothing to sync into", service)
+	}
+	if err := sy.Sync(ctx, inst, files); err != nil {
+		r.event(service, "%v", err)
+		return err
+	}
+	return nil
 }
 
 // freshPorts asks for the replacement's ports; nil when it cannot run

@@ -1,0 +1,113 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner"
+)
+
+var (
+	_ runner.Rebuilder = (*Backend)(nil)
+	_ runner.Syncer    = (*Backend)(nil)
+)
+
+// Rebuild implements runner.Rebuilder: the image is built again from
+// its context, even when this backend built it before (Build builds once
+// per backend's life, for the services that share it).
+func (b *Backend) Rebuild(ctx context.Context, spec runner.Spec) error {
+	if spec.Service.Compose.Build == nil {
+		return b.Build(ctx, spec)
+	}
+	tag := imageName(spec.Project, spec.Service)
+	key := tag + "\x00" + hashLabels(map[string]string{}, spec.Service.Compose.Build)[LabelConfigHash]
+	b.mu.Lock()
+	if bo, ok := b.builds[key]; ok {
+		select {
+		case <-bo.done:
+			delete(b.builds, key) // done: build afresh
+		default: // under way: wait for it below, as a start would
+		}
+	}
+	b.mu.Unlock()
+	return b.build(ctx, spec)
+}
+
+// Sync implements runner.Syncer: the files are copied into each of the
+// instance's containers through the Engine API (PUT /archive, a tar of
+// them at their absolute paths), so an image without a shell or tar (FROM
+// scratch) takes them too. Removals run rm in the container, which such an
+// image cannot; the error says so.
+func (b *Backend) Sync(ctx context.Context, inst runner.Instance, files []runner.FileCopy) error {
+	di, ok := inst.(*Instance)
+	if !ok {
+		return fmt.Errorf("sync: %s is not a container instance", inst.ID())
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	var removed []string
+	n := 0
+	for _, f := range files {
+		dst := path.Clean("/" + strings.TrimPrefix(f.Dst, "/"))
+		if f.Removed {
+			removed = append(removed, dst)
+			continue
+		}
+		data, err := os.ReadFile(f.Src)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // gone again since the change
+		}
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		fi, err := os.Stat(f.Src)
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		// Parents first, so the engine makes missing directories.
+		var parents []string
+		for d := path.Dir(dst); d != "/" && !dirs[d]; d = path.Dir(d) {
+			parents = append(parents, d)
+			dirs[d] = true
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(parents[i], "/") + "/", Mode: 0o755}); err != nil {
+				return err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(dst, "/"), Mode: int64(fi.Mode().Perm()), Size: int64(len(data)), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return err
+		}
+		n++
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	for _, name := range di.Containers() {
+		if n > 0 {
+			if _, err := b.cli.CopyToContainer(ctx, name, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(buf.Bytes()), AllowOverwriteDirWithFile: false}); err != nil {
+				return fmt.Errorf("sync: copying %d file(s) into container %s: %w", n, name, err)
+			}
+		}
+		if len(removed) > 0 {
+			code, err := b.Exec(ctx, name, ExecOptions{Cmd: append([]string{"rm", "-rf", "--"}, removed...), Stdout: io.Discard, Stderr: io.Discard})
+			if err != nil || code != 0 {
+				return fmt.Errorf("sync: removing %s in container %s needs rm in its image (exit %d, %v); use sync+restart or rebuild for removals", strings.Join(removed, ", "), name, code, err)
+			}
+		}
+	}
+	return nil
+}
