@@ -50,6 +50,8 @@ type Server struct {
 	Handover func(ctx context.Context) error
 	// Traces answers trace queries.
 	Traces trace.Reader
+	// Plugins is the plugin host; nil when the supervisor runs none.
+	Plugins Plugins
 }
 
 // Message is one NDJSON line of a streamed operation.
@@ -100,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/logs", s.logs)
 	mux.HandleFunc("GET /v1/traces", s.traces)
 	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
+	s.pluginRoutes(mux)
 	for name, op := range map[string]func(context.Context, []string) error{
 		"up": s.Stack.Up, "start": s.Stack.Start, "stop": s.Stack.Stop, "restart": s.Stack.Restart,
 	} {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -20,7 +21,9 @@ import (
 	"time"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/plugins/host"
 	"github.com/devstack/devstack/proxy"
+	"github.com/devstack/devstack/proxy/fault"
 	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/logstore"
 	"github.com/devstack/devstack/runner/proc"
@@ -60,6 +63,10 @@ type Options struct {
 	// return only once the supervisor is gone, not a moment before.
 	LockUntilExit bool
 	Logger        *slog.Logger
+	// Builtin returns the command that runs built-in plugin name (the
+	// devstack binary re-executed, see BuiltinCommand); nil runs no
+	// built-in plugin.
+	Builtin func(name string) (*exec.Cmd, error)
 }
 
 // Supervisor owns one project's running stack.
@@ -82,6 +89,11 @@ type Supervisor struct {
 	untracedSaid sync.Once
 	reach        reach
 	upstreams    map[string][]string
+	// plugins runs the plugins (nil when there are none); they fill
+	// faults, which the proxy reads per request.
+	plugins      *host.Host
+	faults       *fault.Table
+	pluginsReady chan struct{}
 
 	evMu   sync.Mutex
 	evSubs map[chan runner.Event]struct{}
@@ -166,6 +178,10 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			}
 		}
 	}
+	specs, err := pluginSpecs(p, opts.Builtin != nil)
+	if err != nil {
+		return nil, err
+	}
 	amb := ambassadors(p, private, opts.Gateway)
 	s.ports = newPortTable(p.Name, private, routes)
 	s.run, err = runner.New(p, runner.Options{
@@ -214,6 +230,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if err := s.proxy.SetRoutes(routes); err != nil {
 		return nil, err
 	}
+	s.newPluginHost(specs, routes)
 	if err := writeFileAtomic(paths.Token(), []byte(s.token+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("writing token: %w", err)
 	}
@@ -237,6 +254,9 @@ func (s *Supervisor) Up(ctx context.Context, names []string) error {
 	err := s.run.CheckPorts(names)
 	if err == nil {
 		s.sayUntraced()
+		err = s.waitPlugins(ctx)
+	}
+	if err == nil {
 		err = s.run.Up(ctx, names)
 	}
 	s.upErr = err
@@ -295,6 +315,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 }
 
 func (s *Supervisor) release() {
+	if s.plugins != nil {
+		s.plugins.Close()
+	}
 	if s.srv != nil {
 		s.srv.Close()
 	}
@@ -339,6 +362,7 @@ func (s *Supervisor) serve() error {
 				return ctx.Err()
 			}
 		},
+		Plugins:  pluginAPI{s},
 		Down:     s.down,
 		DownDone: func() { s.downOnce.Do(func() { close(s.downReq) }) },
 		Handover: s.Handover,
@@ -357,6 +381,7 @@ func (s *Supervisor) emit(ev runner.Event) {
 	if s.opts.Events != nil {
 		s.opts.Events(ev)
 	}
+	s.pluginEvent(ev.Service, ev.Msg)
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
 	for ch := range s.evSubs {

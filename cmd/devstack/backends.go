@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -137,6 +138,9 @@ func (b *backends) For(s *project.Service) (runner.Backend, error) {
 func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o *supervisor.Options) error {
 	o.BackendFor = b.For
 	o.Cleaners = b.Cleaners()
+	if exe, err := os.Executable(); err == nil {
+		o.Builtin = supervisor.BuiltinCommand(exe) // built-in plugins: this binary, re-executed
+	}
 	if b.docker == nil || !b.usesDocker() {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -293,4 +294,33 @@ func TestExternalPluginChecksum(t *testing.T) {
 	if st := status(h); st.State != host.Running || st.Builtin || st.Path != exe {
 		t.Errorf("status %+v", st)
 	}
+}
+
+// The example external plugin builds against the sdk alone and runs as
+// declared in a project file: path, checksum and options.
+func TestExamplePlugin(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "flaky")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/plugins/flaky").CombinedOutput(); err != nil {
+		t.Fatalf("building the example: %v\n%s", err, out)
+	}
+	sum, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(sum)
+	h, tab, log := newHost(t, host.Options{})
+	spec := host.Spec{Name: "flaky", Path: bin, SHA256: hex.EncodeToString(digest[:]), Options: []byte(`{"service":"payments","probability":0.25}`)}
+	if err := h.Start(t.Context(), []host.Spec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the example's rule", func() bool { return ruleIDs(tab) == "flaky" })
+	r := tab.Load().Rules()[0]
+	if r.Service != "payments" || r.Probability != 0.25 || r.Fault.Kind != fault.Abort || r.Fault.Status != 503 {
+		t.Errorf("rule %+v", r)
+	}
+	if st := status(h); st.Version != "0.1.0" || st.State != host.Running {
+		t.Errorf("status %+v", st)
+	}
+	h.Event(sdk.Event{Service: "payments", Kind: "exited", Message: "exit 1", Time: time.Now()})
+	waitFor(t, "the example to log the event", func() bool { return strings.Contains(log.String(), "event: payments exited exit 1") })
 }

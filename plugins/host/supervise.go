@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -88,6 +89,7 @@ func (h *Host) runOnce(ctx context.Context, r *running, restarted bool) (err err
 		SecureConfig:     sc,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           h.hclogger(r.spec.Name),
+		Stderr:           &prefixWriter{w: h.o.Log, prefix: "plugin " + r.spec.Name + ": "},
 		StartTimeout:     15 * time.Second,
 	})
 	pid := 0
@@ -250,4 +252,27 @@ func sendEvents(ctx context.Context, r *running, sess *sdk.Session) error {
 			}
 		}
 	}
+}
+
+// prefixWriter writes each whole line with a prefix: a plugin's stderr in
+// the host's log.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i]); err != nil {
+			return len(b), err
+		}
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
 }

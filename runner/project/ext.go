@@ -1,6 +1,7 @@
 package project
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -18,7 +19,7 @@ const extKey = "x-devstack"
 // and ServiceExt; the decoders below are hand-written rather than
 // reflection-based so each wrong type gets a message that says what to write.
 var (
-	projectExtKeys = []string{"backend", "trace", "workdir"}
+	projectExtKeys = []string{"backend", "faults", "plugins", "toxiproxy", "trace", "workdir"}
 	serviceExtKeys = []string{"ambassador", "backend", "build", "port_env", "protocol", "run", "workdir"}
 )
 
@@ -85,8 +86,92 @@ func decodeProjectExt(ext types.Extensions, src *sources) (ProjectExt, error) {
 	if x.Trace, err = d.trace(m); err != nil {
 		return x, err
 	}
+	if x.Plugins, err = d.plugins(m); err != nil {
+		return x, err
+	}
+	if x.Faults, err = d.faults(m); err != nil {
+		return x, err
+	}
+	if v, ok := m["toxiproxy"]; ok && v != nil {
+		n, isInt := toInt(v)
+		if !isInt || n < 1 || n > 65535 {
+			return x, d.fail("toxiproxy", fmt.Sprintf("x-devstack key \"toxiproxy\" is the loopback port of the Toxiproxy-compatible API (8474 is Toxiproxy's own), not %s", describe(v)), ErrInvalid)
+		}
+		x.Toxiproxy = n
+	}
 	x.Backend, err = d.backend(m)
 	return x, err
+}
+
+var pluginExtKeys = []string{"disabled", "name", "options", "path", "sha256"}
+
+// plugins decodes x-devstack.plugins: a list of {name, path, sha256,
+// options, disabled}.
+func (d *extDecoder) plugins(m map[string]any) ([]PluginExt, error) {
+	v, ok := m["plugins"]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, d.fail("plugins", fmt.Sprintf("x-devstack key \"plugins\" must be a list of {name, path, sha256, options, disabled}, not %s", describe(v)), ErrInvalid)
+	}
+	var out []PluginExt
+	for i, item := range list {
+		sub := &extDecoder{src: d.src, base: append(slices.Clone(d.base), "plugins", strconv.Itoa(i))}
+		pm, ok := item.(map[string]any)
+		if !ok {
+			return nil, d.fail("plugins", fmt.Sprintf("x-devstack.plugins[%d] must be a mapping with name and path, not %s", i, describe(item)), ErrInvalid)
+		}
+		for k := range pm {
+			if !slices.Contains(pluginExtKeys, k) {
+				return nil, sub.fail(k, fmt.Sprintf("x-devstack.plugins[%d] key %q is not allowed%s", i, k, suggestion(k, pluginExtKeys)), ErrUnknownKey)
+			}
+		}
+		var pe PluginExt
+		var err error
+		if pe.Name, err = sub.str(pm, "name", "the plugin's name"); err != nil {
+			return nil, err
+		}
+		if pe.Name == "" {
+			return nil, d.fail("plugins", fmt.Sprintf("x-devstack.plugins[%d] has no name", i), ErrInvalid)
+		}
+		if pe.Path, err = sub.str(pm, "path", "the plugin's executable, relative to the project directory"); err != nil {
+			return nil, err
+		}
+		if pe.SHA256, err = sub.str(pm, "sha256", "the executable's sha256 in hex"); err != nil {
+			return nil, err
+		}
+		if b, ok := pm["disabled"]; ok {
+			if pe.Disabled, ok = b.(bool); !ok {
+				return nil, sub.fail("disabled", fmt.Sprintf("x-devstack.plugins[%d] key \"disabled\" must be true or false, not %s", i, describe(b)), ErrInvalid)
+			}
+		}
+		if o, ok := pm["options"]; ok && o != nil {
+			if pe.Options, err = json.Marshal(o); err != nil {
+				return nil, sub.fail("options", fmt.Sprintf("x-devstack.plugins[%d] options: %v", i, err), ErrInvalid)
+			}
+		}
+		out = append(out, pe)
+	}
+	return out, nil
+}
+
+// faults keeps x-devstack.faults as JSON: the fault plugin reads it (and
+// the supervisor checks it before anything starts).
+func (d *extDecoder) faults(m map[string]any) (json.RawMessage, error) {
+	v, ok := m["faults"]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, d.fail("faults", fmt.Sprintf("x-devstack key \"faults\" must be a mapping (header_trigger, rules), not %s", describe(v)), ErrInvalid)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, d.fail("faults", fmt.Sprintf("x-devstack key \"faults\": %v", err), ErrInvalid)
+	}
+	return b, nil
 }
 
 // maxSpansLimit bounds trace.max_spans: the store keeps every span in

@@ -1,6 +1,7 @@
 package project
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -38,6 +39,28 @@ type ProjectExt struct {
 	Workdir string `yaml:"workdir,omitempty" json:"workdir,omitempty"`
 	// Trace configures the tracing proxy.
 	Trace TraceExt `yaml:"trace,omitempty" json:"trace,omitzero"`
+	// Plugins declares external plugins, and may disable a built-in one.
+	Plugins []PluginExt `yaml:"plugins,omitempty" json:"plugins,omitempty"`
+	// Faults is the x-devstack.faults scenario as JSON (the fault plugin
+	// reads it: header_trigger and rules).
+	Faults json.RawMessage `yaml:"-" json:"faults,omitempty"`
+	// Toxiproxy is the loopback port of the Toxiproxy-compatible API; 0
+	// off.
+	Toxiproxy int `yaml:"toxiproxy,omitempty" json:"toxiproxy,omitempty"`
+}
+
+// PluginExt is one entry of x-devstack.plugins.
+type PluginExt struct {
+	Name string `yaml:"name" json:"name"`
+	// Path is an external plugin's executable, relative to the project
+	// directory; empty for a built-in (listed to set its options or
+	// disable it).
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	// SHA256 is the hex sha256 the executable must have.
+	SHA256 string `yaml:"sha256,omitempty" json:"sha256,omitempty"`
+	// Options is passed to the plugin, as JSON.
+	Options  json.RawMessage `yaml:"-" json:"options,omitempty"`
+	Disabled bool            `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
 
 // TraceExt is the project-level x-devstack.trace block.
