@@ -56,7 +56,7 @@ func newFaultAddCmd(g *globalOptions) *cobra.Command {
 	var s fault.Spec
 	var hang bool
 	var hangFor, timeout time.Duration
-	var bandwidth string
+	var bandwidth, limitData string
 	cmd := &cobra.Command{
 		Use:   "add SERVICE",
 		Short: "Add a fault on the hops to SERVICE (one fault kind per rule)",
@@ -89,6 +89,14 @@ func newFaultAddCmd(g *globalOptions) *cobra.Command {
 				b := fault.Bytes(n)
 				s.Bandwidth = &b
 			}
+			if limitData != "" {
+				n, err := fault.ParseBytes(limitData)
+				if err != nil {
+					return fmt.Errorf("--limit-data: %w", err)
+				}
+				b := fault.Bytes(n)
+				s.LimitData = &b
+			}
 			if _, err := s.Rule(time.Now()); err != nil { // say what is wrong before dialling
 				return err
 			}
@@ -120,6 +128,8 @@ func newFaultAddCmd(g *globalOptions) *cobra.Command {
 	f.IntVar(&s.Chunk, "chunk", 0, "slow body chunk size in bytes (default 1)")
 	f.DurationVar(&timeout, "timeout", 0, "TCP: relay nothing, and close the connection after this long (0: never)")
 	f.BoolVar(&s.PortDown, "port-down", false, "refuse connections, as a port nobody listens on")
+	f.StringVar(&s.SlowClose, "slow-close", "", "hold the connection's close this long")
+	f.StringVar(&limitData, "limit-data", "", "close the connection after this many response bytes (10KB)")
 	f.StringVar(&s.Caller, "caller", "", "only hops from this service (client: from outside the stack)")
 	f.StringVar(&s.Route, "route", "", "only requests whose path matches this glob ('/charge*')")
 	f.StringVar(&s.Method, "method", "", "only requests with this method")

@@ -35,15 +35,26 @@ type Plugin struct {
 
 	mu       sync.Mutex
 	host     sdk.Host
+	svcs     []sdk.Service
 	services []string
 	rules    []fault.Rule
 	trigger  bool
 	next     int           // the next rule id's number
 	changed  chan struct{} // wakes the expiry loop
+
+	// The Toxiproxy API's state besides the rules: names suites gave
+	// services, toxics that never apply (toxicity 0, latency 0), and each
+	// toxic's stream.
+	aliases map[string]string
+	inert   map[string]toxic
+	streams map[string]string
 }
 
 // New returns the plugin.
-func New() *Plugin { return &Plugin{now: time.Now, changed: make(chan struct{}, 1)} }
+func New() *Plugin {
+	return &Plugin{now: time.Now, changed: make(chan struct{}, 1),
+		aliases: map[string]string{}, inert: map[string]toxic{}, streams: map[string]string{}}
+}
 
 // Serve runs the plugin as a plugin process.
 func Serve() { sdk.Serve(New()) }
@@ -65,6 +76,7 @@ func (p *Plugin) Start(ctx context.Context, cfg sdk.Config, host sdk.Host) error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.host = host
+	p.svcs = cfg.Services
 	for _, s := range cfg.Services {
 		p.services = append(p.services, s.Name)
 	}
@@ -90,6 +102,11 @@ func (p *Plugin) Start(ctx context.Context, cfg sdk.Config, host sdk.Host) error
 	}
 	if err := p.pushLocked(); err != nil {
 		return err
+	}
+	if o.Toxiproxy > 0 {
+		if err := p.serveToxiproxy(ctx, o.Toxiproxy); err != nil {
+			return err
+		}
 	}
 	go p.expire(ctx)
 	return nil
@@ -208,6 +225,7 @@ func (p *Plugin) Command(_ context.Context, name string, args []byte) ([]byte, e
 	case "clear":
 		n := len(p.rules)
 		p.rules = nil
+		clear(p.inert)
 		if err := p.pushLocked(); err != nil {
 			return nil, err
 		}

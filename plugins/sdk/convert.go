@@ -18,7 +18,7 @@ func toRuleSet(rs RuleSet) *pluginpb.RuleSet {
 			Direction: uint32(r.Direction), Probability: r.Probability, First: int64(r.First),
 			Fault: &pluginpb.Fault{
 				Kind: r.Fault.Kind.String(), DurationNanos: int64(r.Fault.Duration), JitterNanos: int64(r.Fault.Jitter),
-				Dist: r.Fault.Dist.String(), Status: int32(r.Fault.Status), Body: r.Fault.Body, Rate: r.Fault.Rate, Chunk: int64(r.Fault.Chunk),
+				Dist: r.Fault.Dist.String(), Status: int32(r.Fault.Status), Body: r.Fault.Body, Rate: r.Fault.Rate, Chunk: int64(r.Fault.Chunk), Bytes: r.Fault.Bytes,
 			},
 		}
 		if h := r.Header; h != nil {
@@ -49,7 +49,7 @@ func fromRuleSet(p *pluginpb.RuleSet) (RuleSet, error) {
 			Direction: fault.Direction(pr.GetDirection()), Probability: pr.GetProbability(), First: int(pr.GetFirst()),
 			Fault: fault.Fault{
 				Kind: k, Duration: time.Duration(pf.GetDurationNanos()), Jitter: time.Duration(pf.GetJitterNanos()), Dist: d,
-				Status: int(pf.GetStatus()), Body: pf.GetBody(), Rate: pf.GetRate(), Chunk: int(pf.GetChunk()),
+				Status: int(pf.GetStatus()), Body: pf.GetBody(), Rate: pf.GetRate(), Chunk: int(pf.GetChunk()), Bytes: pf.GetBytes(),
 			},
 		}
 		if h := pr.GetHeader(); h != nil {

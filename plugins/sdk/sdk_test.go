@@ -73,7 +73,7 @@ func TestRoundTrip(t *testing.T) {
 	exp := time.Unix(2000000000, 0)
 	old := fault.Rule{ID: "old", Service: "a", Caller: "c", Route: "/x*", Method: "GET", Probability: 0.5, First: 3, Expires: exp,
 		Direction: fault.Response, Header: &fault.HeaderMatch{Name: "h", Regex: "v+"},
-		Fault: fault.Fault{Kind: fault.Latency, Duration: time.Second, Jitter: time.Millisecond, Dist: fault.Normal}}
+		Fault: fault.Fault{Kind: fault.Latency, Duration: time.Second, Jitter: time.Millisecond, Dist: fault.Normal, Status: 7, Body: "b", Rate: 9, Chunk: 3, Bytes: 11}}
 	cfg := sdk.Config{Project: "shop", Options: []byte(`{"x":1}`), Restarted: true,
 		Services: []sdk.Service{{Name: "a", Ports: []sdk.Port{{Listen: "127.0.0.1:1", Upstream: "127.0.0.1:2", Protocol: "http"}}}},
 		Rules:    sdk.RuleSet{HeaderTrigger: true, Rules: []fault.Rule{old}}}

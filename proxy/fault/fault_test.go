@@ -67,6 +67,9 @@ func TestMatch(t *testing.T) {
 		{"tcp: route rule does not", Rule{Service: "payments", Route: "/x", Fault: lat}, &Req{Service: "payments", TCP: true}, false},
 		{"tcp: abort does not", Rule{Service: "payments", Fault: Fault{Kind: Abort, Status: 503}}, &Req{Service: "payments", TCP: true}, false},
 		{"tcp: port down does", Rule{Service: "payments", Fault: Fault{Kind: PortDown}}, &Req{Service: "payments", TCP: true}, true},
+		{"tcp: limit-data does", Rule{Service: "payments", Fault: Fault{Kind: LimitData, Bytes: 10}}, &Req{Service: "payments", TCP: true}, true},
+		{"tcp: slow-close does", Rule{Service: "payments", Fault: Fault{Kind: SlowClose, Duration: time.Second}}, &Req{Service: "payments", TCP: true}, true},
+		{"http: timeout does", Rule{Service: "payments", Route: "/charge*", Fault: Fault{Kind: Timeout}}, get, true},
 		{"tcp: response latency does not", Rule{Service: "payments", Direction: Response, Fault: lat}, &Req{Service: "payments", TCP: true}, false},
 	}
 	for _, tt := range tests {
@@ -88,6 +91,8 @@ func TestDecisionCombines(t *testing.T) {
 		{Service: "a", Fault: Fault{Kind: Reset}}, // loses to the abort
 		{Service: "a", Fault: Fault{Kind: Bandwidth, Rate: 4096}},
 		{Service: "a", Fault: Fault{Kind: Bandwidth, Rate: 1024}},
+		{Service: "a", Fault: Fault{Kind: LimitData, Bytes: 100}},
+		{Service: "a", Fault: Fault{Kind: SlowClose, Duration: time.Second}},
 	}, Options{})
 	var d Decision
 	if !s.Decide(&Req{Service: "a"}, &d) {
@@ -99,8 +104,8 @@ func TestDecisionCombines(t *testing.T) {
 	if d.Stop != Abort || d.Status != 503 || d.Body != "down" || d.StopOnResponse {
 		t.Errorf("stop %v %d %q %v", d.Stop, d.Status, d.Body, d.StopOnResponse)
 	}
-	if d.Rate != 1024 {
-		t.Errorf("rate %d, want the tightest 1024", d.Rate)
+	if d.Rate != 1024 || d.LimitBytes != 100 || d.CloseDelay != time.Second {
+		t.Errorf("rate %d, want the tightest 1024; limit %d close delay %v", d.Rate, d.LimitBytes, d.CloseDelay)
 	}
 	want := []string{"latency 100ms", "latency 50ms on response", "abort 503", "bandwidth 4096B/s"}
 	if got := d.AppendLabels(nil); !slices.Equal(got, want) {
@@ -280,7 +285,8 @@ func TestValidate(t *testing.T) {
 		{Rule{Service: "a", Route: "charge", Fault: Fault{Kind: Reset}}, "starts with /"},
 		{Rule{Service: "a", Header: &HeaderMatch{Name: "x", Regex: "("}, Fault: Fault{Kind: Reset}}, `header "x" regex`},
 		{Rule{Service: "a", Header: &HeaderMatch{Name: "x", Regex: "a", Value: "b"}, Fault: Fault{Kind: Reset}}, "not both"},
-		{Rule{Service: "a", Route: "/x", Fault: Fault{Kind: Timeout}}, "applies to TCP"},
+		{Rule{Service: "a", Fault: Fault{Kind: LimitData}}, "byte count"},
+		{Rule{Service: "a", Fault: Fault{Kind: SlowClose}}, "needs the delay"},
 		{Rule{Service: "a", Direction: Response, Fault: Fault{Kind: Bandwidth, Rate: 1}}, "has no direction"},
 	}
 	for _, tt := range tests {

@@ -33,16 +33,23 @@ const (
 	// SlowBody relays the response body in chunks of Chunk bytes, one
 	// every Duration.
 	SlowBody
-	// Timeout (TCP) stops relaying and closes the connection after
-	// Duration; with Duration 0 the connection stays open and silent.
+	// Timeout stops relaying and closes the connection after Duration;
+	// with Duration 0 the connection stays open and silent (Toxiproxy's
+	// timeout; on HTTP, a hang that ends in a close).
 	Timeout
 	// PortDown refuses the connection: it is closed before anything is
 	// relayed, as a port nobody listens on.
 	PortDown
+	// SlowClose delays closing the client's connection by Duration once
+	// it would close (Toxiproxy's slow_close).
+	SlowClose
+	// LimitData closes the connection once Bytes bytes of the response
+	// (on TCP, from the service) were relayed (Toxiproxy's limit_data).
+	LimitData
 	kindCount
 )
 
-var kindNames = [kindCount]string{"", "latency", "abort", "grpc-abort", "reset", "hang", "bandwidth", "slow-body", "timeout", "port-down"}
+var kindNames = [kindCount]string{"", "latency", "abort", "grpc-abort", "reset", "hang", "bandwidth", "slow-body", "timeout", "port-down", "slow-close", "limit-data"}
 
 func (k Kind) String() string {
 	if k < kindCount {
@@ -71,9 +78,6 @@ func (k *Kind) UnmarshalText(b []byte) error {
 
 // httpOnly reports whether the kind needs an HTTP exchange to act on.
 func (k Kind) httpOnly() bool { return k == Abort || k == AbortGRPC || k == SlowBody || k == Hang }
-
-// tcpOnly reports whether the kind means something only on a TCP port.
-func (k Kind) tcpOnly() bool { return k == Timeout }
 
 // Dist is how a latency's jitter is drawn.
 type Dist uint8
@@ -170,6 +174,8 @@ type Fault struct {
 	Rate int64 `json:"rate,omitempty"`
 	// Chunk is a slow body's chunk size in bytes (default 1).
 	Chunk int `json:"chunk,omitempty"`
+	// Bytes is LimitData's byte count.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // HeaderMatch matches a request header: by exact Value, by Regex, or, with
@@ -241,12 +247,14 @@ func (r *Rule) Validate() error {
 		return fmt.Errorf("%s: slow-body needs the pause between chunks (like 100ms)", where)
 	case f.Kind == SlowBody && f.Chunk < 0:
 		return fmt.Errorf("%s: slow-body chunk %d is negative", where, f.Chunk)
+	case f.Kind == LimitData && f.Bytes <= 0:
+		return fmt.Errorf("%s: limit-data needs a byte count above 0", where)
+	case f.Kind == SlowClose && f.Duration == 0:
+		return fmt.Errorf("%s: slow-close needs the delay (like 1s)", where)
 	case f.Dist > Normal:
 		return fmt.Errorf("%s: unknown jitter distribution", where)
-	case r.Direction == Response && (f.Kind == Bandwidth || f.Kind == SlowBody || f.Kind == PortDown || f.Kind == Timeout):
+	case r.Direction == Response && (f.Kind == Bandwidth || f.Kind == SlowBody || f.Kind == PortDown || f.Kind == Timeout || f.Kind == SlowClose || f.Kind == LimitData):
 		return fmt.Errorf("%s: %s has no direction; leave direction out", where, f.Kind)
-	case f.Kind.tcpOnly() && r.httpMatchers():
-		return fmt.Errorf("%s: %s applies to TCP connections, which have no route, method or header", where, f.Kind)
 	}
 	if err := checkGlob(r.Route); err != nil {
 		return fmt.Errorf("%s: route %q: %w", where, r.Route, err)
@@ -312,6 +320,10 @@ func (f Fault) String() string {
 		return s
 	case Abort, AbortGRPC:
 		return fmt.Sprintf("%s %d", f.Kind, f.Status)
+	case LimitData:
+		return fmt.Sprintf("limit-data %dB", f.Bytes)
+	case SlowClose:
+		return "slow-close " + f.Duration.String()
 	case Hang, Timeout:
 		if f.Duration > 0 {
 			return fmt.Sprintf("%s %s", f.Kind, f.Duration)

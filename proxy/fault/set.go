@@ -251,6 +251,10 @@ type Decision struct {
 	// SlowChunk bytes every SlowEvery: a slow body.
 	SlowChunk int
 	SlowEvery time.Duration
+	// LimitBytes closes the connection after that many response bytes (0:
+	// no limit); CloseDelay holds the connection's close that long.
+	LimitBytes int64
+	CloseDelay time.Duration
 	// TriggerErr is why an X-Devstack-Fault header was ignored.
 	TriggerErr error
 
@@ -291,6 +295,13 @@ func (d *Decision) add(f Fault, dir Direction, rnd func() uint64) {
 			return
 		}
 		d.SlowChunk, d.SlowEvery = max(f.Chunk, 1), f.Duration
+	case LimitData:
+		if d.LimitBytes == 0 || f.Bytes < d.LimitBytes {
+			d.LimitBytes = f.Bytes
+		}
+		a.rate = f.Bytes
+	case SlowClose:
+		d.CloseDelay = max(d.CloseDelay, f.Duration)
 	}
 	if d.n < maxApplied {
 		d.applied[d.n] = a
@@ -334,6 +345,10 @@ func (d *Decision) AppendLabels(dst []string) []string {
 			s = "latency " + a.d.Round(time.Microsecond).String()
 		case Abort, AbortGRPC:
 			s = a.kind.String() + " " + strconv.Itoa(a.status)
+		case LimitData:
+			s = "limit-data " + strconv.FormatInt(a.rate, 10) + "B"
+		case SlowClose:
+			s = "slow-close " + a.d.String()
 		case Hang, Timeout:
 			s = a.kind.String()
 			if a.d > 0 {

@@ -55,6 +55,8 @@ type Spec struct {
 	Chunk        int     `json:"chunk,omitempty"`
 	Timeout      *Toggle `json:"timeout,omitempty"`
 	PortDown     bool    `json:"port_down,omitempty"`
+	SlowClose    string  `json:"slow_close,omitempty"`
+	LimitData    *Bytes  `json:"limit_data,omitempty"`
 }
 
 // Toggle is true, or a duration ("5s": true for that long).
@@ -214,9 +216,19 @@ func (s Spec) Rule(now time.Time) (Rule, error) {
 	if s.PortDown {
 		set(PortDown, "port_down")
 	}
+	if s.SlowClose != "" {
+		set(SlowClose, "slow_close")
+		if f.Duration, err = dur("slow_close", s.SlowClose); err != nil {
+			return r, err
+		}
+	}
+	if s.LimitData != nil {
+		set(LimitData, "limit_data")
+		f.Bytes = int64(*s.LimitData)
+	}
 	switch {
 	case len(kinds) == 0:
-		return r, fmt.Errorf("%s: no fault given; say one of latency, abort, grpc_abort, reset, hang, bandwidth, slow_body, timeout, port_down", where)
+		return r, fmt.Errorf("%s: no fault given; say one of latency, abort, grpc_abort, reset, hang, bandwidth, slow_body, timeout, port_down, slow_close, limit_data", where)
 	case len(kinds) > 1:
 		return r, fmt.Errorf("%s: %s in one fault; give each its own entry", where, strings.Join(kinds, " and "))
 	case s.Jitter != "" && f.Kind != Latency, s.Distribution != "" && f.Kind != Latency:

@@ -28,6 +28,8 @@ rules:
   - {service: gateway, slow_body: 100ms, chunk: 16}
   - {service: db, timeout: 5s}
   - {service: db, port_down: true, first: 2}
+  - {service: db, slow_close: 1s}
+  - {service: db, limit_data: 1KiB}
 `
 	sc, err := ParseScenario("chaos.yaml", []byte(src))
 	if err != nil {
@@ -38,7 +40,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sc.HeaderTrigger || len(rules) != 11 {
+	if !sc.HeaderTrigger || len(rules) != 13 {
 		t.Fatalf("trigger %v, %d rules", sc.HeaderTrigger, len(rules))
 	}
 	r := rules[0]
@@ -58,6 +60,8 @@ rules:
 		"slow-body 16B/100ms",
 		"timeout 5s",
 		"port-down first 2",
+		"slow-close 1s",
+		"limit-data 1024B",
 	}
 	for i, w := range want {
 		if got := rules[i].String(); got != w {

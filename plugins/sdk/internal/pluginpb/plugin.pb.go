@@ -816,6 +816,7 @@ type Fault struct {
 	Body          string `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
 	Rate          int64  `protobuf:"varint,7,opt,name=rate,proto3" json:"rate,omitempty"`
 	Chunk         int64  `protobuf:"varint,8,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Bytes         int64  `protobuf:"varint,9,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -902,6 +903,13 @@ func (x *Fault) GetRate() int64 {
 func (x *Fault) GetChunk() int64 {
 	if x != nil {
 		return x.Chunk
+	}
+	return 0
+}
+
+func (x *Fault) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
 	}
 	return 0
 }
@@ -1201,7 +1209,7 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\x05first\x18\t \x01(\x03R\x05first\x12*\n" +
 	"\x11expires_unix_nano\x18\n" +
 	" \x01(\x03R\x0fexpiresUnixNano\x12/\n" +
-	"\x05fault\x18\v \x01(\v2\x19.devstack.plugin.v1.FaultR\x05fault\"\xcf\x01\n" +
+	"\x05fault\x18\v \x01(\v2\x19.devstack.plugin.v1.FaultR\x05fault\"\xe5\x01\n" +
 	"\x05Fault\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12%\n" +
 	"\x0eduration_nanos\x18\x02 \x01(\x03R\rdurationNanos\x12!\n" +
@@ -1210,7 +1218,8 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\tR\x04body\x12\x12\n" +
 	"\x04rate\x18\a \x01(\x03R\x04rate\x12\x14\n" +
-	"\x05chunk\x18\b \x01(\x03R\x05chunk\"\xaa\x01\n" +
+	"\x05chunk\x18\b \x01(\x03R\x05chunk\x12\x14\n" +
+	"\x05bytes\x18\t \x01(\x03R\x05bytes\"\xaa\x01\n" +
 	"\x06Action\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x16\n" +
