@@ -55,6 +55,9 @@ func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, flush bool, capt *capt
 					return total, err
 				}
 				pace.pace(k)
+				if pace.exhausted() {
+					return total, errLimitData
+				}
 			} else if flush && src.Buffered() == 0 {
 				if err := dst.Flush(); err != nil {
 					return total, err

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -97,6 +98,13 @@ func stop(sp *trace.Span, d *fault.Decision, p faultPath) bool {
 	return true
 }
 
+// slowClose holds a connection's close for d's slow-close, if any.
+func slowClose(d *fault.Decision) {
+	if d != nil {
+		sleep(d.CloseDelay)
+	}
+}
+
 // sleep waits for d (on the request's own goroutine).
 func sleep(d time.Duration) {
 	if d > 0 {
@@ -111,16 +119,20 @@ type throttle struct {
 	rate  int64 // bytes a second; 0 none
 	size  int   // a slow body's chunk; 0 none
 	every time.Duration
+	limit int64 // bytes after which the connection closes (limit-data); 0 none
 	start time.Time
 	sent  int64
 }
 
+// errLimitData ends a relay once an injected limit-data was reached.
+var errLimitData = errors.New("connection closed after the injected limit-data")
+
 // newThrottle returns d's pacing of a response, or nil.
 func newThrottle(d *fault.Decision) *throttle {
-	if d.Rate <= 0 && d.SlowEvery <= 0 {
+	if d.Rate <= 0 && d.SlowEvery <= 0 && d.LimitBytes <= 0 {
 		return nil
 	}
-	return &throttle{rate: d.Rate, size: d.SlowChunk, every: d.SlowEvery, start: time.Now()}
+	return &throttle{rate: d.Rate, size: d.SlowChunk, every: d.SlowEvery, limit: d.LimitBytes, start: time.Now()}
 }
 
 // chunk is how many of n bytes go out at once: small, so that a slow
@@ -135,8 +147,15 @@ func (t *throttle) chunk(n int) int {
 	if t.rate > 0 {
 		n = int(min(int64(n), max(t.rate/20, 1)))
 	}
+	if t.limit > 0 {
+		n = int(min(int64(n), max(t.limit-t.sent, 1)))
+	}
 	return n
 }
+
+// exhausted reports whether a limit-data was reached: the relay stops
+// and the connection closes.
+func (t *throttle) exhausted() bool { return t != nil && t.limit > 0 && t.sent >= t.limit }
 
 // pace accounts for n more bytes sent and waits until the next are due.
 func (t *throttle) pace(n int) {

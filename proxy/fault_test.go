@@ -103,6 +103,13 @@ var faultCases = []faultCase{
 				t.Errorf("slow body: %v %d bytes in %v; want all 20 KiB in 120ms or more", err, len(body), took)
 			}
 		}},
+	{name: "limit data", r: rule("svc", fault.Request, fault.Fault{Kind: fault.LimitData, Bytes: 5000}), label: "limit-data 5000B", status: 200,
+		check: func(t *testing.T, resp *http.Response, body string, err error, took time.Duration) {
+			// The body stops at 5000 bytes and the connection closes.
+			if resp == nil || resp.StatusCode != 200 || len(body) != 5000 || err == nil {
+				t.Errorf("limit data: %v %d bytes, %v; want 200 and the body cut at 5000 bytes", resp, len(body), err)
+			}
+		}},
 	{name: "rate", r: rule("svc", fault.Request, fault.Fault{Kind: fault.Bandwidth, Rate: 100 << 10}), label: "bandwidth 102400B/s", status: 200,
 		check: func(t *testing.T, resp *http.Response, body string, err error, took time.Duration) {
 			// 20 KiB at 100 KiB/s: 200ms, less the first chunk's 5 KiB.
@@ -318,6 +325,29 @@ func TestFaultsOnTCP(t *testing.T) {
 	got, took, err := ping()
 	if err == nil || isTimeout(err) || took < 200*time.Millisecond {
 		t.Fatalf("hang: %q %v after %v; want nothing, then the end after 200ms", got, err, took)
+	}
+	rec.next(t)
+	f.set(rule("redis", fault.Request, fault.Fault{Kind: fault.LimitData, Bytes: 1000}))
+	if got, _, err := ping(); err == nil || len(got) != 1000 {
+		t.Fatalf("limit data: %d bytes, %v; want 1000 bytes, then the end", len(got), err)
+	}
+	if sp := rec.next(t); len(sp.Faults) != 1 || sp.Faults[0] != "limit-data 1000B" {
+		t.Errorf("limit data span %+v", sp)
+	}
+	// slow-close: the answer comes at once, the close 300ms later.
+	f.set(rule("redis", fault.Request, fault.Fault{Kind: fault.SlowClose, Duration: 300 * time.Millisecond}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	io.WriteString(c, "PING\n")
+	c.(*net.TCPConn).CloseWrite() // the service sees EOF and closes its end
+	all, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || len(all) != 10<<10+6 || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("slow close: %d bytes, %v, closed after %v; want the answer, then the close after 300ms", len(all), err, time.Since(start))
 	}
 	rec.next(t)
 	f.set(nil)

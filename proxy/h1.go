@@ -624,16 +624,21 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, d *fault.
 		if err != nil {
 			sp.Error = "response body: " + err.Error()
 			hc.bw.Flush()
+			slowClose(d)
 			return false, false
 		}
 		if untilClose {
 			hc.bw.Flush()
+			slowClose(d)
 			return false, false
 		}
 	}
 	if err := hc.bw.Flush(); err != nil {
 		sp.Error = "client went away"
 		return false, false
+	}
+	if hc.req.close || hc.resp.close {
+		slowClose(d)
 	}
 	if hc.resp.close {
 		hc.up.Close()

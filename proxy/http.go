@@ -274,6 +274,9 @@ func (w *recordingWriter) pacedWrite(p []byte) (int, error) {
 			return done, err
 		}
 		w.Flush()
+		if w.pace.exhausted() {
+			panic(http.ErrAbortHandler) // limit-data: the stream ends here
+		}
 		w.pace.pace(n)
 	}
 	return done, nil

@@ -62,11 +62,19 @@ func (rt *route) tcp(c net.Conn, up *peekedConn) {
 	go func() {
 		defer wg.Done()
 		sp.BytesIn, errIn = relay(upc, c)
+		if errors.Is(errIn, errLimitData) {
+			c.Close() // limit-data ends the connection, not one direction
+		}
 		closeWrite(upc)
 	}()
 	go func() {
 		defer wg.Done()
 		sp.BytesOut, errOut = relay(c, upc)
+		slowClose(d)
+		if errors.Is(errOut, errLimitData) {
+			upc.Close()
+			c.Close()
+		}
 		closeWrite(c)
 	}()
 	wg.Wait()
@@ -91,6 +99,9 @@ func pacedCopy(dst io.Writer, src io.Reader, delay time.Duration, pace *throttle
 			}
 			total += int64(n)
 			pace.pace(n)
+			if pace.exhausted() {
+				return total, errLimitData
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			return total, nil

@@ -106,7 +106,6 @@ func primaryFile(p *project.Project) string {
 // Up waits for them, so the file's faults are in force before the first
 // service starts.
 func (s *Supervisor) newPluginHost(specs []host.Spec, routes []proxy.Route) {
-	s.faults = new(fault.Table)
 	s.pluginsReady = make(chan struct{})
 	if len(specs) == 0 {
 		close(s.pluginsReady)

@@ -220,6 +220,8 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		popts.TrustProxyLine = func(netip.Addr) bool { return false }
 	}
 	popts.Logger = opts.Logger
+	s.faults = new(fault.Table) // the plugins fill it; the proxy reads it per request
+	popts.Faults = s.faults
 	popts.OnBrokenPropagation = func(service string) {
 		msg := service + " does not propagate trace context: its outbound calls carry none of the context it received; devstack links them to its in-flight request (marked inferred)"
 		fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
