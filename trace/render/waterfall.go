@@ -362,7 +362,7 @@ func (r *waterfall) row(i int, branch, indent string) {
 		}
 		r.b.WriteString(childIndent)
 		r.b.WriteString(cont)
-		r.paint(ansiMagenta, "fault: "+strings.Join(s.Faults, ", "))
+		r.paint(ansiMagenta, injected(s.Faults))
 		r.b.WriteByte('\n')
 	}
 	for k, c := range kids {
@@ -546,4 +546,33 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	}
 	return fmt.Sprintf("%.0fs", d.Seconds())
+}
+
+// injected says what devstack injected into a hop, so that its delay is
+// never read as the service's: "+200 ms injected", "abort 503 injected",
+// "+50 ms injected on the response".
+func injected(faults []string) string {
+	parts := make([]string, len(faults))
+	for i, f := range faults {
+		rest, onResp := strings.CutSuffix(f, " on response")
+		if d, ok := strings.CutPrefix(rest, "latency "); ok {
+			rest = "+" + spaceUnit(d) + " injected"
+		} else {
+			rest += " injected"
+		}
+		if onResp {
+			rest += " on the response"
+		}
+		parts[i] = rest
+	}
+	return strings.Join(parts, ", ")
+}
+
+// spaceUnit writes a duration as "200 ms" rather than "200ms".
+func spaceUnit(d string) string {
+	i := strings.IndexFunc(d, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i <= 0 {
+		return d
+	}
+	return d[:i] + " " + d[i:]
 }

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/devstack/devstack/trace"
+)
+
+// faultCheckout sends one checkout through the shop's gateway with a
+// trace id of its own, and returns the status, how long it took, and the
+// trace's spans by "caller>callee".
+func faultCheckout(t *testing.T, c *cli, hdr map[string]string) (int, time.Duration, map[string]*trace.Span) {
+	t.Helper()
+	var id [16]byte
+	rand.Read(id[:])
+	tid := hex.EncodeToString(id[:])
+	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("traceparent", "00-"+tid+"-00f067aa0ba902b7-01")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("checkout: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	// The spans are recorded as each hop ends; the gateway's is last.
+	by := map[string]*trace.Span{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := c.run("trace", tid, "--format", "json")
+		var spans []*trace.Span
+		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &spans) == nil {
+			clear(by)
+			for _, sp := range spans {
+				by[sp.Caller+">"+sp.Callee] = sp
+			}
+			if by[">gateway"] != nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %s never got its gateway hop: %s %s", tid, r.stdout, r.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return resp.StatusCode, took, by
+}
+
+func faultsOf(by map[string]*trace.Span) map[string][]string {
+	out := map[string][]string{}
+	for k, sp := range by {
+		if len(sp.Faults) > 0 {
+			out[k] = sp.Faults
+		}
+	}
+	return out
+}
+
+// checkShopFaults injects faults into the running shop through the CLI
+// and checks the responses and the recorded spans.
+func checkShopFaults(t *testing.T, c *cli) {
+	// Nothing injected: nothing recorded.
+	code, _, by := faultCheckout(t, c, nil)
+	if code != 200 || len(faultsOf(by)) != 0 {
+		t.Fatalf("without faults: %d %v", code, faultsOf(by))
+	}
+
+	// Latency on one hop, matched by route and caller.
+	c.must("fault", "add", "payments", "--latency", "300ms", "--route", "/charge*", "--caller", "orders")
+	code, took, by := faultCheckout(t, c, nil)
+	pay := by["orders>payments"]
+	if code != 200 || took < 300*time.Millisecond || pay == nil || !slices.Equal(pay.Faults, []string{"latency 300ms"}) || pay.Duration < 300*time.Millisecond {
+		t.Fatalf("latency: %d after %v, payments hop %+v", code, took, pay)
+	}
+	if f := faultsOf(by); len(f) != 1 {
+		t.Errorf("faults beyond the payments hop: %v", f)
+	}
+	if fr := by["payments>fraud"]; fr == nil || fr.Duration > 250*time.Millisecond {
+		t.Errorf("fraud's hop took the injected latency: %+v", fr)
+	}
+	wf := c.must("trace", pay.TraceID.String(), "--no-color").stdout
+	if !strings.Contains(wf, "+300 ms injected") {
+		t.Errorf("the waterfall does not show the injected latency:\n%s", wf)
+	}
+	c.must("fault", "clear")
+
+	// A caller that does not match: no fault.
+	c.must("fault", "add", "payments", "--latency", "300ms", "--caller", "gateway")
+	if _, _, by = faultCheckout(t, c, nil); len(faultsOf(by)) != 0 {
+		t.Errorf("a fault for another caller applied: %v", faultsOf(by))
+	}
+	c.must("fault", "clear")
+
+	// An abort on the first request only: the caller sees the 503, the
+	// next checkout goes through.
+	c.must("fault", "add", "inventory", "--abort", "503", "--first", "1")
+	code, _, by = faultCheckout(t, c, nil)
+	inv := by["orders>inventory"]
+	if code != http.StatusBadGateway || inv == nil || inv.Status != 503 || !slices.Equal(inv.Faults, []string{"abort 503"}) {
+		t.Fatalf("abort: %d, inventory hop %+v", code, inv)
+	}
+	if code, _, by = faultCheckout(t, c, nil); code != 200 || len(faultsOf(by)) != 0 {
+		t.Fatalf("after the first request: %d %v", code, faultsOf(by))
+	}
+	c.must("fault", "clear")
+
+	// A reset: the caller's request fails at the transport.
+	c.must("fault", "add", "fraud", "--reset")
+	code, _, by = faultCheckout(t, c, nil)
+	if fr := by["payments>fraud"]; code == 200 || fr == nil || !slices.Equal(fr.Faults, []string{"reset"}) || fr.Error == "" {
+		t.Fatalf("reset: %d, fraud hop %+v", code, fr)
+	}
+	c.must("fault", "clear")
+
+	// Header-triggered faults: ignored until a scenario enables them.
+	hdr := map[string]string{"X-Devstack-Fault": "latency=250ms"}
+	if _, took, by = faultCheckout(t, c, hdr); len(faultsOf(by)) != 0 || took > 240*time.Millisecond {
+		t.Errorf("the header was obeyed while off: %v after %v", faultsOf(by), took)
+	}
+	scenario := filepath.Join(t.TempDir(), "incident.yaml")
+	if err := os.WriteFile(scenario, []byte("header_trigger: true\nrules:\n  - {service: payments, latency: 200ms, method: POST}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.must("fault", "apply", scenario)
+	_, took, by = faultCheckout(t, c, hdr)
+	want := map[string][]string{">gateway": {"latency 250ms"}, "orders>payments": {"latency 200ms"}}
+	if got := faultsOf(by); len(got) != 2 || !slices.Equal(got[">gateway"], want[">gateway"]) || !slices.Equal(got["orders>payments"], want["orders>payments"]) || took < 450*time.Millisecond {
+		t.Fatalf("scenario with header trigger: %v after %v; want %v", got, took, want)
+	}
+
+	// The plugin killed outright: the proxy keeps applying the rules while
+	// it restarts, and the plugin comes back with them.
+	pid := c.plugins()[0].Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, by = faultCheckout(t, c, nil); !slices.Equal(by["orders>payments"].Faults, []string{"latency 200ms"}) {
+		t.Errorf("while the plugin restarts: %v", faultsOf(by))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for st := c.plugins(); st[0].Restarts != 1 || st[0].State != "running"; st = c.plugins() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin did not come back: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := c.faults(); len(l.Rules) != 1 || l.Rules[0].String() != "latency 200ms method=POST" || !l.HeaderTrigger {
+		t.Errorf("after the restart: %s (header trigger %v)", faultIDs(l), l.HeaderTrigger)
+	}
+	// clear removes the rules; the header trigger is the scenario's
+	// setting, and a scenario without it turns it off.
+	c.must("fault", "clear")
+	if _, _, by = faultCheckout(t, c, hdr); !slices.Equal(faultsOf(by)[">gateway"], []string{"latency 250ms"}) || len(faultsOf(by)) != 1 {
+		t.Errorf("after clear: %v", faultsOf(by))
+	}
+	if err := os.WriteFile(scenario, []byte("rules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.must("fault", "apply", scenario)
+	if _, _, by = faultCheckout(t, c, hdr); len(faultsOf(by)) != 0 {
+		t.Errorf("header trigger off again: %v", faultsOf(by))
+	}
+}
+
+// Faults through the real proxy, the shop as processes.
+func TestShopFaults(t *testing.T) {
+	c := newCLI(t, repoRoot(t))
+	c.must("up", "-d")
+	checkShopFaults(t, c)
+}
+
+// Faults through the real proxy, the shop as containers.
+func TestDockerShopFaults(t *testing.T) {
+	d := requireEngine(t)
+	p := newDockerProject(t, repoRoot(t), projectName("shopfaults"), d)
+	p.must("up", "-d", "--backend", "docker")
+	checkShopFaults(t, p.cli)
+}
