@@ -203,10 +203,13 @@ type waterfall struct {
 }
 
 func (r *waterfall) header() {
-	errs, guessed := 0, 0
+	errs, client, guessed := 0, 0, 0
 	for _, s := range r.tree.spans {
-		if s.Failed() {
+		switch {
+		case s.Failed():
 			errs++
+		case s.ClientError():
+			client++
 		}
 		if s.Ambiguous() {
 			guessed++
@@ -215,6 +218,12 @@ func (r *waterfall) header() {
 	fmt.Fprintf(r.b, "trace %s · %d spans · %s", r.tree.spans[0].TraceID, len(r.tree.spans), formatDuration(r.total))
 	if errs > 0 {
 		fmt.Fprintf(r.b, " · %d failed", errs)
+	}
+	switch {
+	case client == 1:
+		r.b.WriteString(" · 1 client error")
+	case client > 1:
+		fmt.Fprintf(r.b, " · %d client errors", client)
 	}
 	switch {
 	case guessed == 1:
