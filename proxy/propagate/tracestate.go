@@ -41,10 +41,9 @@ type TraceState struct {
 //   - If any non-empty member is malformed (bad key, bad value, no '='), the
 //     whole tracestate is discarded and the result is empty: the spec lets a
 //     vendor drop an invalid header, and the harness expects exactly that.
-//   - A duplicated key keeps its first occurrence and later ones are
-//     dropped. The spec forbids duplicates; the harness at STRICT_LEVEL=2
-//     expects the whole header to be discarded instead, but a proxy loses
-//     less by keeping the left-most (most recent) entry.
+//   - A duplicated key makes the whole tracestate invalid, and it is
+//     discarded: the spec forbids duplicates, and the harness at
+//     STRICT_LEVEL=2 expects exactly that.
 //   - More than MaxTraceStateMembers distinct members discard the whole
 //     tracestate: the spec's grammar allows at most 32, and the harness
 //     expects a 33rd to discard the header. (Truncation, by whole entries,
@@ -73,7 +72,7 @@ func ParseTraceState(values []string) TraceState {
 			return TraceState{}
 		}
 		if indexTraceState(ms, key) >= 0 {
-			continue
+			return TraceState{} // a duplicated key: invalid
 		}
 		if len(ms) == MaxTraceStateMembers {
 			// A 33rd distinct key: the header is discarded, so the rest

@@ -80,14 +80,15 @@ func TestParseTraceState(t *testing.T) {
 		{"control char value", []string{"foo=a\x01"}, ""},
 		{"bad member in later header", []string{"foo=1", "BAR=2"}, ""},
 
-		// Duplicates: first occurrence wins.
-		{"duplicate same value", []string{"foo=1,foo=1"}, "foo=1"},
-		{"duplicate different value", []string{"foo=1,foo=2"}, "foo=1"},
-		{"duplicate across headers", []string{"foo=1", "bar=2,foo=2"}, "foo=1,bar=2"},
+		// Duplicates: the header is invalid and discarded, as the
+		// harness expects at STRICT_LEVEL 2.
+		{"duplicate same value", []string{"foo=1,foo=1"}, ""},
+		{"duplicate different value", []string{"foo=1,foo=2"}, ""},
+		{"duplicate across headers", []string{"foo=1", "bar=2,foo=2"}, ""},
 
 		// Over 32 distinct members: discarded, as the harness expects.
 		{"33 members", list33, ""},
-		{"33 members, one a duplicate", append(list32, "bar01=x"), strings.Join(list32, ",")},
+		{"33 members, one a duplicate", append(list32, "bar01=x"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,18 +149,26 @@ func TestTraceStateInsertTruncatesLongFirst(t *testing.T) {
 }
 
 func TestTraceStateManyMembers(t *testing.T) {
-	// Thousands of members over 32 keys, each repeated: the first
-	// occurrences are kept.
+	// Thousands of members over 32 keys, each repeated: duplicated keys,
+	// so none (discarded at the first repeat, without reading the rest).
 	var b strings.Builder
 	for i := range 20000 {
 		fmt.Fprintf(&b, "k%d=%d,", i%32, i)
+	}
+	if ts := propagate.ParseTraceState([]string{b.String()}); ts.Len() != 0 {
+		t.Fatalf("repeated keys: Len() = %d, want 0 (discarded)", ts.Len())
+	}
+	// 32 distinct keys in a long header: all kept.
+	b.Reset()
+	for i := range 32 {
+		fmt.Fprintf(&b, "k%d=%d,", i, i)
 	}
 	ts := propagate.ParseTraceState([]string{b.String()})
 	if ts.Len() != 32 {
 		t.Fatalf("Len() = %d, want 32", ts.Len())
 	}
 	if v, _ := ts.Get("k0"); v != "0" {
-		t.Errorf("k0 = %q, want first occurrence 0", v)
+		t.Errorf("k0 = %q, want 0", v)
 	}
 	// Over 5000 keys: more than 32, so none.
 	b.Reset()
