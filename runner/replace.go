@@ -329,10 +329,10 @@ func (r *Runner) startAgain(ctx context.Context, s *service, o ReplaceOptions, s
 	return res, nil
 }
 
+// setIntent changes why s's status changes, and says so on the stream of
+// changes (OnStatus).
 func (r *Runner) setIntent(s *service, in Intent, cause string) {
-	r.mu.Lock()
-	s.intent, s.cause = in, cause
-	r.mu.Unlock()
+	r.update(s, func(*ServiceStatus) { s.intent, s.cause = in, cause })
 }
 
 // reloadFailed records and reports a failed reload.

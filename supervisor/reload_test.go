@@ -245,19 +245,27 @@ func mustExe(t *testing.T) string {
 }
 
 // actHost is the plugin host's part in a hot reload, in-process: a
-// plugin's rebuild or restart becomes a Reload.
-type actHost struct {
-	sup  *Supervisor
-	errs chan error
-}
+// plugin's action goes to the supervisor's reloadAction, as the host
+// hands it over.
+type actHost struct{ sup *Supervisor }
 
 func (h actHost) PushRules(sdk.RuleSet) error { return nil }
-func (h actHost) Act(a sdk.Action) error {
-	go func() {
-		_, err := h.sup.Reload(context.Background(), a.Services[0], runner.ReplaceOptions{Rebuild: a.Kind == sdk.Rebuild, Cause: a.Reason, Seen: a.Seen})
-		h.errs <- err
-	}()
-	return nil
+func (h actHost) Act(a sdk.Action) error      { return h.sup.reloadAction("reload", a) }
+
+// waitStatus waits until web's status satisfies ok.
+func waitStatus(t *testing.T, sup *Supervisor, d time.Duration, ok func(runner.ServiceStatus) bool) runner.ServiceStatus {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := sup.Runner().Status()[0]
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web's status after %s: %+v", d, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // A Go service of a real `go build`: saving its main.go rebuilds it while
@@ -332,7 +340,7 @@ services:
 	b, _ := json.Marshal(opts)
 	plug := reload.New()
 	plug.Log = io.Discard
-	h := actHost{sup: sup, errs: make(chan error, 10)}
+	h := actHost{sup: sup}
 	pctx, pcancel := context.WithCancel(t.Context())
 	defer pcancel()
 	if err := plug.Start(pctx, sdk.Config{Project: p.Name, Options: b}, h); err != nil {
@@ -341,23 +349,22 @@ services:
 	defer plug.Command(context.Background(), "watch", []byte(`{"on":false}`))
 
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte(main("new code")), 0o644)
-	select {
-	case err := <-h.errs:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no reload within 2 minutes of the save")
-	}
+	waitStatus(t, sup, 2*time.Minute, func(st runner.ServiceStatus) bool { return st.Reloads == 1 })
 	if got, err := get(http.DefaultClient, url); err != nil || got != "new code" {
 		t.Fatalf("after the save: %q, %v", got, err)
 	}
-	// The build wrote bin/web, which .gitignore ignores: no second reload.
-	select {
-	case err := <-h.errs:
-		t.Fatalf("a second reload (%v): the build's own output was taken for a change", err)
-	case <-time.After(300 * time.Millisecond):
+	// A save that does not compile: the old code keeps answering, and the
+	// status says why.
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { undefined() }\n"), 0o644)
+	st := waitStatus(t, sup, 2*time.Minute, func(st runner.ServiceStatus) bool { return st.ReloadError != "" })
+	if !strings.Contains(st.ReloadError, "build failed") || st.Reloads != 1 {
+		t.Fatalf("after a broken save: %+v", st)
 	}
+	if got, err := get(http.DefaultClient, url); err != nil || got != "new code" {
+		t.Fatalf("after the broken save: %q, %v; want the last good code", got, err)
+	}
+	// The builds wrote bin/web, which .gitignore ignores: no reload came
+	// of them.
 	if st := sup.Runner().Status()[0]; st.Reloads != 1 {
 		t.Fatalf("reloads: %d", st.Reloads)
 	}

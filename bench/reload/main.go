@@ -1,0 +1,242 @@
+// Command reload measures hot reload on the example shop: the time from a
+// source file's write to the new payments answering through the proxy
+// (minus the build's own time), and, under a bounded load loop at full
+// speed through the gateway, the failed requests and the p99 latency
+// during consecutive reloads against the same time without.
+//
+//	go run ./bench/reload -devstack ./devstack -shop examples/shop -n 20 -c 8
+//
+// It copies the shop to a temporary directory, gives payments its own
+// binary (x-devstack.build) and a develop.watch rule (rebuild on
+// ./internal), runs `devstack up -d --watch` there, and for each reload
+// writes internal/service/zz_reloadbench.go. A reload is done when
+// payments' log says "reloaded in" (devstack writes it once the new
+// instance passed its healthcheck and the proxy switched to it); the
+// line also carries the build's time, which is subtracted. -backend
+// docker measures the container path.
+//
+// bench/reload.sh builds devstack from the tree and runs this.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	devstack := flag.String("devstack", "./devstack", "the devstack binary")
+	shop := flag.String("shop", "examples/shop", "the example shop's directory")
+	n := flag.Int("n", 20, "reloads to measure")
+	conns := flag.Int("c", 8, "load loop connections (0: no load phase)")
+	backend := flag.String("backend", "process", "process or docker")
+	flag.Parse()
+	if err := run(*devstack, *shop, *n, *conns, *backend); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/reload:", err)
+		os.Exit(1)
+	}
+}
+
+const paymentsLine = "    x-devstack: {run: [bin/shop, serve, payments], port_env: PORT}\n"
+
+func run(devstack, shop string, n, conns int, backend string) error {
+	devstack, _ = filepath.Abs(devstack)
+	work, err := os.MkdirTemp("", "devstack-reloadbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	dir := filepath.Join(work, "shop")
+	if out, err := exec.Command("cp", "-r", shop, dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying the shop: %v: %s", err, out)
+	}
+	os.RemoveAll(filepath.Join(dir, "bin"))
+	file := filepath.Join(dir, "devstack.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(b), paymentsLine) {
+		return fmt.Errorf("%s no longer has the line %q this benchmark edits", file, strings.TrimSpace(paymentsLine))
+	}
+	watchBlock := `    x-devstack: {run: [bin/payments, serve, payments], port_env: PORT, build: "CGO_ENABLED=0 go build -o bin/payments ./cmd/shop"}
+    develop:
+      watch:
+        - path: ./internal
+          action: rebuild
+`
+	os.WriteFile(file, []byte(strings.Replace(string(b), paymentsLine, watchBlock, 1)), 0o644)
+	env := append(os.Environ(), "DEVSTACK_STATE_DIR="+filepath.Join(work, "state"))
+	ds := func(args ...string) *exec.Cmd {
+		c := exec.Command(devstack, args...)
+		c.Dir, c.Env = dir, env
+		return c
+	}
+	up := []string{"up", "-d", "--watch"}
+	if backend != "process" {
+		up = append(up, "--backend", backend)
+	}
+	if out, err := ds(up...).CombinedOutput(); err != nil {
+		return fmt.Errorf("devstack up: %v\n%s", err, out)
+	}
+	defer ds("down").Run()
+
+	logs := ds("logs", "-f", "--no-color", "--tail", "0", "payments")
+	lr, err := logs.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := logs.Start(); err != nil {
+		return err
+	}
+	defer logs.Process.Kill()
+	reloaded := make(chan reloadLine, 4)
+	go scanReloads(lr, reloaded)
+
+	mark := filepath.Join(dir, "internal", "service", "zz_reloadbench.go")
+	reload := func(i int) (reloadLine, time.Duration, error) {
+		t0 := time.Now()
+		if err := os.WriteFile(mark, []byte(fmt.Sprintf("package service\n\nconst reloadBench = %d\n", i)), 0o644); err != nil {
+			return reloadLine{}, 0, err
+		}
+		select {
+		case l := <-reloaded:
+			return l, time.Since(t0), nil
+		case <-time.After(5 * time.Minute):
+			return reloadLine{}, 0, fmt.Errorf("reload %d: no \"reloaded in\" line within 5 minutes of the write", i)
+		}
+	}
+
+	// Latency: reloads one at a time, the stack otherwise idle.
+	var ext, internal []time.Duration
+	for i := 1; i <= n; i++ {
+		l, took, err := reload(i)
+		if err != nil {
+			return err
+		}
+		ext = append(ext, took-l.build)
+		internal = append(internal, l.took-l.build)
+	}
+	fmt.Printf("reload latency (%s, %d reloads), write → new payments answering, minus build:\n", backend, n)
+	fmt.Printf("  seen from outside (write → log line): p50 %s  p95 %s\n", pct(ext, 50), pct(ext, 95))
+	fmt.Printf("  devstack's own measure (change seen → switched): p50 %s  p95 %s\n", pct(internal, 50), pct(internal, 95))
+	if conns == 0 {
+		return nil
+	}
+
+	// Under load: the same time without reloads, then n reloads.
+	url := "http://127.0.0.1:18080/checkout?item=sku-1&qty=1"
+	base := load(url, conns, func() { time.Sleep(5 * time.Second) })
+	during := load(url, conns, func() {
+		for i := n + 1; i <= 2*n; i++ {
+			if _, _, err := reload(i); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return
+			}
+		}
+	})
+	fmt.Printf("under load (%d connections to the gateway's /checkout):\n", conns)
+	fmt.Printf("  without reloads: %d requests, %d failed, p50 %s p99 %s\n", len(base.lat), base.failed, pct(base.lat, 50), pct(base.lat, 99))
+	fmt.Printf("  during %d reloads: %d requests, %d failed, p50 %s p99 %s\n", n, len(during.lat), during.failed, pct(during.lat, 50), pct(during.lat, 99))
+	if during.failed > 0 {
+		fmt.Printf("  first failure: %s\n", during.firstErr)
+	}
+	return nil
+}
+
+type reloadLine struct{ took, build time.Duration }
+
+var reloadRe = regexp.MustCompile(`reloaded in ([0-9.]+[µa-z]+)(?:, build ([0-9.]+[µa-z]+))?`)
+
+// scanReloads sends each "reloaded in" line's times.
+func scanReloads(r io.Reader, out chan<- reloadLine) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := reloadRe.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		var l reloadLine
+		l.took, _ = time.ParseDuration(m[1])
+		if m[2] != "" {
+			l.build, _ = time.ParseDuration(m[2])
+		}
+		out <- l
+	}
+}
+
+type loadResult struct {
+	lat      []time.Duration
+	failed   int64
+	firstErr string
+}
+
+// load runs a load loop at full speed on conns connections while during
+// runs, bounded by 10 minutes.
+func load(url string, conns int, during func()) loadResult {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		res    loadResult
+		failed atomic.Int64
+		wg     sync.WaitGroup
+	)
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			var lat []time.Duration
+			for ctx.Err() == nil {
+				t := time.Now()
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					if failed.Add(1) == 1 {
+						mu.Lock()
+						res.firstErr = err.Error()
+						mu.Unlock()
+					}
+					continue
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			mu.Unlock()
+		}()
+	}
+	during()
+	cancel()
+	wg.Wait()
+	res.failed = failed.Load()
+	return res
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)].Round(time.Microsecond * 10)
+}

@@ -1,0 +1,78 @@
+package runner_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/process"
+	"github.com/devstack/devstack/runner/project"
+)
+
+// Without a Rerouter (no proxy), Replace restarts in place, and the
+// stream of status changes says the service stopping is coming back,
+// with the cause; once it is back, the intent is gone.
+func TestReplaceInPlaceStreamsIntent(t *testing.T) {
+	dir := t.TempDir()
+	bin, _ := os.Executable()
+	yaml := strings.NewReplacer("{{BIN}}", bin, "{{DIR}}", dir).Replace("services:" + svc("a", "block", ""))
+	os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600)
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir, Name: "rt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var changes []runner.Change
+	be := &process.Backend{}
+	r, err := runner.New(p, runner.Options{
+		BackendFor: func(*project.Service) (runner.Backend, error) { return be, nil },
+		Logs:       &memSink{}, RunID: "test",
+		OnStatus: func(c runner.Change) {
+			mu.Lock()
+			changes = append(changes, c)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Down(ctx)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.Up(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Status()[0].ID
+	res, err := r.Replace(ctx, "a", runner.ReplaceOptions{Cause: "a.go changed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := r.Status()[0]
+	if res.Beside || st.ID == before || st.State != runner.StateRunning || st.Reloads != 1 {
+		t.Fatalf("after an in-place replace: %+v (result %+v; pid before %s)", st, res, before)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var stopped bool
+	for _, c := range changes {
+		if c.Status.State == runner.StateStopped {
+			stopped = true
+			if c.Intent != runner.IntentComingBack || c.Cause != "a.go changed" {
+				t.Errorf("the stop for the reload has intent %q, cause %q", c.Intent, c.Cause)
+			}
+		}
+	}
+	last := changes[len(changes)-1]
+	if !stopped || last.Intent != runner.IntentNone || last.Status.Reloads != 1 {
+		t.Fatalf("changes: stopped %v, last %+v; want a stop, and the intent cleared at the end", stopped, last)
+	}
+}

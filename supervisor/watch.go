@@ -1,0 +1,71 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/devstack/devstack/plugins/sdk"
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/logstore"
+)
+
+// reloadTimeout bounds one hot reload a plugin asked for (its build
+// included).
+const reloadTimeout = 10 * time.Minute
+
+// reloadAction carries out a hot reload plugin's request: restart and
+// rebuild replace each service's instance without downtime (Reload), sync
+// copies files into a container. It returns at once; the outcome goes to
+// the log (and ps), as a reload's does.
+func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
+	switch a.Kind {
+	case sdk.Restart, sdk.Rebuild:
+		for _, svc := range a.Services {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+				defer cancel()
+				// Reload logs its own failure, with the service.
+				_, _ = s.Reload(ctx, svc, runner.ReplaceOptions{Rebuild: a.Kind == sdk.Rebuild, Cause: a.Reason, Seen: a.Seen})
+			}()
+		}
+		return nil
+	case sdk.Sync:
+		files := make([]runner.FileCopy, len(a.Files))
+		for i, f := range a.Files {
+			files[i] = runner.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed}
+		}
+		for _, svc := range a.Services {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+				defer cancel()
+				t0 := time.Now()
+				if err := s.run.Sync(ctx, svc, files); err == nil {
+					seen := a.Seen
+					if seen.IsZero() {
+						seen = t0
+					}
+					fmt.Fprintf(s.logs.Writer(svc, logstore.System), "synced %d file(s) in %s (%s)\n", len(files), time.Since(seen).Round(time.Millisecond), a.Reason)
+				}
+			}()
+		}
+		return nil
+	}
+	return fmt.Errorf("plugin %s asked for action %q; devstack knows restart, rebuild and sync", plugin, a.Kind)
+}
+
+// statusEvent is a runner status change as plugins receive it.
+func statusEvent(ch runner.Change) sdk.Event {
+	msg := ""
+	switch {
+	case ch.Status.ReloadError != "":
+		msg = ch.Status.ReloadError
+	case ch.Status.Error != "":
+		msg = ch.Status.Error
+	}
+	kind := string(ch.Status.State)
+	if ch.Status.State == runner.StateRunning && ch.Status.Health != runner.HealthNone {
+		kind += "/" + string(ch.Status.Health)
+	}
+	return sdk.Event{Service: ch.Service, Kind: kind, Message: msg, Time: ch.At, Intent: string(ch.Intent), Cause: ch.Cause}
+}
