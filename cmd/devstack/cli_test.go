@@ -139,6 +139,7 @@ func repoRoot(t *testing.T) string {
 }
 
 func TestShopUpDetachedServesThroughEveryServiceAndDownLeavesNothing(t *testing.T) {
+	shopOnFreePorts(t)
 	c := newCLI(t, repoRoot(t))
 	c.must("up", "-d")
 	code, body := shopCheckout(t)
@@ -490,9 +491,31 @@ services:
 
 // shopCheckout sends one checkout through the shop's gateway, with
 // credentials that the recorded trace must not show.
+// shopOnFreePorts moves the example shop's ports (SHOP_*_PORT in
+// examples/shop/devstack.yaml, 18080-18085 by default) to free ones for
+// the test, so that a user's running shop or another test run on the
+// machine cannot fail it. The CLI inherits the environment.
+func shopOnFreePorts(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"GATEWAY", "ORDERS", "INVENTORY", "PAYMENTS", "FRAUD"} {
+		t.Setenv("SHOP_"+name+"_PORT", strconv.Itoa(freeLoopbackPort(t)))
+	}
+}
+
+// shopURL is the URL of path at the shop's gateway, as shopOnFreePorts
+// placed it.
+func shopURL(t *testing.T, path string) string {
+	t.Helper()
+	port := os.Getenv("SHOP_GATEWAY_PORT")
+	if port == "" {
+		t.Fatal("the shop's ports were not moved: call shopOnFreePorts first")
+	}
+	return "http://127.0.0.1:" + port + path
+}
+
 func shopCheckout(t *testing.T) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=2", nil)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", shopURL(t, "/checkout?item=sku-1&qty=2"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

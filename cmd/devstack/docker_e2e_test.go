@@ -173,6 +173,7 @@ var shopServices = []string{"gateway", "orders", "inventory", "payments", "fraud
 // through all five, and leave nothing in the engine after down.
 func TestDockerShopFromRootServesCheckoutAndDownLeavesNothing(t *testing.T) {
 	d := requireEngine(t)
+	shopOnFreePorts(t)
 	p := newDockerProject(t, repoRoot(t), projectName("shop"), d)
 	p.must("up", "-d", "--backend", "docker")
 

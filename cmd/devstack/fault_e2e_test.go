@@ -25,7 +25,7 @@ func faultCheckout(t *testing.T, c *cli, hdr map[string]string) (int, time.Durat
 	var id [16]byte
 	rand.Read(id[:])
 	tid := hex.EncodeToString(id[:])
-	req, err := http.NewRequestWithContext(t.Context(), "GET", "http://127.0.0.1:18080/checkout?item=sku-1&qty=1", nil)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", shopURL(t, "/checkout?item=sku-1&qty=1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +182,7 @@ func checkShopFaults(t *testing.T, c *cli) {
 
 // Faults through the real proxy, the shop as processes.
 func TestShopFaults(t *testing.T) {
+	shopOnFreePorts(t)
 	c := newCLI(t, repoRoot(t))
 	c.must("up", "-d")
 	checkShopFaults(t, c)
@@ -190,6 +191,7 @@ func TestShopFaults(t *testing.T) {
 // Faults through the real proxy, the shop as containers.
 func TestDockerShopFaults(t *testing.T) {
 	d := requireEngine(t)
+	shopOnFreePorts(t)
 	p := newDockerProject(t, repoRoot(t), projectName("shopfaults"), d)
 	p.must("up", "-d", "--backend", "docker")
 	checkShopFaults(t, p.cli)
