@@ -83,8 +83,9 @@ func TestDockerExecRunTop(t *testing.T) {
 	}
 }
 
-// Resource limits, ulimits, logging options, links and volumes_from
-// reach the containers.
+// Secrets and configs (file, environment and content sources), resource
+// limits, ulimits, logging options, links and volumes_from reach the
+// containers.
 func TestDockerLimitsLinksVolumesFrom(t *testing.T) {
 	d := requireEngine(t)
 	name := projectName("limits")
@@ -98,6 +99,8 @@ func TestDockerLimitsLinksVolumesFrom(t *testing.T) {
     ulimits: {nofile: {soft: 1234, hard: 2345}}
     logging: {driver: json-file, options: {max-size: 1m}}
     volumes: [data:/data]
+    secrets: [db_password, token]
+    configs: [{source: app, target: /etc/app.conf}]
   peer:
     image: $IMAGE
     links: ["box:database"]
@@ -105,10 +108,24 @@ func TestDockerLimitsLinksVolumesFrom(t *testing.T) {
     depends_on: [box]
 volumes:
   data: {}
+secrets:
+  db_password: {file: ./pw.txt}
+  token: {environment: API_TOKEN}
+configs:
+  app: {content: "level=debug"}
 `)
+	if err := os.WriteFile(filepath.Join(dir, "pw.txt"), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("API_TOKEN", "tok-123")
 	removeImage(t, d.Client(), image)
 	p := newDockerProject(t, dir, name, d)
 	p.must("up", "-d")
+	for file, want := range map[string]string{"/run/secrets/db_password": "s3cret", "/run/secrets/token": "tok-123", "/etc/app.conf": "level=debug"} {
+		if r := p.must("exec", "box", "/tool", "cat", file); r.stdout != want {
+			t.Errorf("box's %s holds %q, want %q", file, r.stdout, want)
+		}
+	}
 	// The hard limit: Go raises its soft limit to it.
 	if r := p.must("exec", "box", "/tool", "cat", "/proc/self/limits"); !regexp.MustCompile(`Max open files\s+\d+\s+2345\s`).MatchString(r.stdout) {
 		t.Errorf("box's nofile limit is not 2345:\n%s", r.stdout)

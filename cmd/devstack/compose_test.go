@@ -250,3 +250,45 @@ services:
 		t.Errorf("the service's nofile limit is not 100/200:\n%s", limits)
 	}
 }
+
+// A process service finds its secrets and configs through its
+// environment: *_FILE variables that name /run/secrets/<name> or a
+// config's target point at files with the content, and
+// DEVSTACK_SECRETS_DIR at the secrets; all gone when it stops.
+func TestProcessSecretsAndConfigs(t *testing.T) {
+	dir := writeProject(t, `
+services:
+  db:
+    x-devstack: {run: "exec sleep 300"}
+    environment:
+      PASSWORD_FILE: /run/secrets/db_password
+      TOKEN_FILE: /run/secrets/token
+      CONF: /etc/app.conf
+    secrets: [db_password, token]
+    configs: [{source: app, target: /etc/app.conf}]
+secrets:
+  db_password: {file: ./pw.txt}
+  token: {environment: API_TOKEN}
+configs:
+  app: {content: "level=debug"}
+`)
+	if err := os.WriteFile(filepath.Join(dir, "pw.txt"), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("API_TOKEN", "tok-123")
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	r := c.must("exec", "db", "sh", "-c", `cat "$PASSWORD_FILE"; echo; cat "$TOKEN_FILE"; echo; cat "$CONF"; echo; cat "$DEVSTACK_SECRETS_DIR/db_password"; echo; echo "$DEVSTACK_SECRETS_DIR"`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 5 || lines[0] != "s3cret" || lines[1] != "tok-123" || lines[2] != "level=debug" || lines[3] != "s3cret" {
+		t.Fatalf("the process read:\n%s\nstderr: %s", r.stdout, r.stderr)
+	}
+	secrets := lines[4]
+	if fi, err := os.Stat(filepath.Dir(filepath.Dir(secrets))); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the secrets' directory %s: %v %v; want mode 0700", filepath.Dir(filepath.Dir(secrets)), fi, err)
+	}
+	c.must("down")
+	if _, err := os.Stat(secrets); !os.IsNotExist(err) {
+		t.Errorf("after down, %s is still there (%v)", secrets, err)
+	}
+}

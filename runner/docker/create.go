@@ -42,6 +42,8 @@ type plan struct {
 	// platform is the service's platform:, nil when unset (the image's
 	// own then); the image ID in the hash already stands for it.
 	platform *ocispec.Platform
+	// files are the secrets and configs copied in before it starts.
+	files []project.File
 }
 
 // planFor turns a service into the engine's container configuration.
@@ -93,6 +95,10 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 		}
 		host.DNS = append(host.DNS, a)
 	}
+	files, err := svc.Files(p)
+	if err != nil {
+		return nil, err
+	}
 	addLimits(host, sc)
 	host.VolumesFrom = volumesFrom(p, sc)
 	platform, err := platformOf(sc.Platform)
@@ -130,7 +136,8 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 		Host       *container.HostConfig
 		Nets       []attachment
 		Ambassador *runner.Ambassador `json:",omitempty"` // where it relays
-	}{&hcfg, host, nets, amb})
+		Files      map[string]string  `json:",omitempty"` // secrets and configs
+	}{&hcfg, host, nets, amb, filesHash(files)})
 	if err != nil {
 		return nil, fmt.Errorf("hashing the configuration of service %q: %w", svc.Name, err)
 	}
@@ -138,7 +145,7 @@ func planFor(spec runner.Spec, imageID string) (*plan, error) {
 	hash := hex.EncodeToString(sum[:])
 	labels[LabelConfigHash] = hash
 	labels[composeConfigHash] = hash
-	return &plan{config: cfg, host: host, nets: nets, hash: hash, platform: platform}, nil
+	return &plan{config: cfg, host: host, nets: nets, hash: hash, platform: platform, files: files}, nil
 }
 
 // networkMode resolves Compose's service:<name> to the container it means.

@@ -18,6 +18,7 @@ var honoured = map[string]bool{
 	"deploy.replicas": true, "deploy.resources": true,
 	"mem_limit": true, "mem_reservation": true, "cpus": true, "cpu_shares": true,
 	"pids_limit": true, "ulimits": true, "logging": true, "platform": true, "volumes_from": true,
+	"secrets": true, "configs": true,
 	"build.context": true, "build.dockerfile": true, "build.dockerfile_inline": true,
 	"build.args": true, "build.target": true, "build.labels": true, "build.network": true,
 	"build.no_cache": true, "build.pull": true, "build.extra_hosts": true,

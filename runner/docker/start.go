@@ -181,6 +181,10 @@ func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (s
 	if err != nil {
 		return "", err
 	}
+	if err := b.copyFiles(ctx, res.ID, pl.files); err != nil {
+		_ = b.removeContainer(context.WithoutCancel(ctx), res.ID)
+		return "", err
+	}
 	for _, a := range pl.nets[min(1, len(pl.nets)):] {
 		_, err := b.cli.NetworkConnect(ctx, a.Name, client.NetworkConnectOptions{
 			Container: res.ID, EndpointConfig: &network.EndpointSettings{Aliases: a.Aliases, Links: a.Links},

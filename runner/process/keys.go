@@ -9,6 +9,7 @@ var honoured = map[string]bool{
 	"environment": true, "ports": true, "depends_on": true, "healthcheck": true,
 	"restart": true, "stop_signal": true, "stop_grace_period": true, "profiles": true,
 	"links": true, "external_links": true, "ulimits": true,
+	"secrets": true, "configs": true,
 }
 
 // instead says what happens instead for the keys a process cannot honour.

@@ -77,6 +77,11 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	if run.Empty() {
 		return nil, fmt.Errorf("service %q has no x-devstack.run command to run as a process", spec.Service.Name)
 	}
+	env, filesDir, err := writeFiles(spec)
+	if err != nil {
+		return nil, fmt.Errorf("starting service %q: %w", spec.Service.Name, err)
+	}
+	spec.Env = env
 	// Not exec.CommandContext: the instance outlives the start request.
 	cmd := command(context.Background(), spec, run.Argv())
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
@@ -91,7 +96,7 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	if cg != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.FD()
 	}
-	err := cmd.Start()
+	err = cmd.Start()
 	if err != nil && cg != nil {
 		// Starting into a cgroup (clone3) may be refused (seccomp, an
 		// old kernel): start as before, without.
@@ -102,6 +107,9 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 		err = cmd.Start()
 	}
 	if err != nil {
+		if filesDir != "" {
+			os.RemoveAll(filesDir)
+		}
 		if _, serr := os.Stat(cmd.Dir); serr != nil {
 			// exec reports a missing working directory as the program
 			// missing ("fork/exec /bin/sh: no such file or directory").
@@ -109,7 +117,7 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 		}
 		return nil, fmt.Errorf("starting %q in %s: %w", run.Args, cmd.Dir, err)
 	}
-	inst := &Instance{cmd: cmd, spec: spec, cg: cg, done: make(chan struct{})}
+	inst := &Instance{cmd: cmd, spec: spec, cg: cg, filesDir: filesDir, done: make(chan struct{})}
 	go inst.wait()
 	if err := applyUlimits(cmd.Process.Pid, spec.Service.Compose.Ulimits); err != nil {
 		_ = inst.Stop(context.Background(), syscall.SIGKILL, 0)
@@ -156,9 +164,11 @@ type Instance struct {
 	cmd  *exec.Cmd
 	spec runner.Spec
 	cg   *proc.Cgroup // nil when the system gives none
-	done chan struct{}
-	exit runner.Exit
-	once sync.Once
+	// filesDir holds its secrets and configs; removed when it exits.
+	filesDir string
+	done     chan struct{}
+	exit     runner.Exit
+	once     sync.Once
 }
 
 // ID is the pid.
@@ -193,6 +203,9 @@ func (i *Instance) wait() {
 		ctx, cancel := context.WithTimeout(context.Background(), cgroupRemoveWait)
 		_ = i.cg.Remove(ctx)
 		cancel()
+	}
+	if i.filesDir != "" {
+		os.RemoveAll(i.filesDir)
 	}
 	i.exit = e
 	close(i.done)
