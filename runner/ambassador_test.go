@@ -85,7 +85,7 @@ func TestSpecAmbassador(t *testing.T) {
 			return proc, nil
 		},
 		Logs:  &memSink{},
-		RunID: "test",
+		RunID: testRunID(),
 		Ambassador: func(service string) *runner.Ambassador {
 			mu.Lock()
 			asked[service] = true

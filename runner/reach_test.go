@@ -112,7 +112,7 @@ func TestProcessEnvReachesServicesByName(t *testing.T) {
 			return proc, nil
 		},
 		Logs:  &memSink{},
-		RunID: "test",
+		RunID: testRunID(),
 		ListenPort: func(service string, p project.Port) uint16 {
 			if p.Published == 0 {
 				return p.Target

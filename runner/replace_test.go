@@ -31,7 +31,7 @@ func TestReplaceInPlaceStreamsIntent(t *testing.T) {
 	be := &process.Backend{}
 	r, err := runner.New(p, runner.Options{
 		BackendFor: func(*project.Service) (runner.Backend, error) { return be, nil },
-		Logs:       &memSink{}, RunID: "test",
+		Logs:       &memSink{}, RunID: testRunID(),
 		OnStatus: func(c runner.Change) {
 			mu.Lock()
 			changes = append(changes, c)

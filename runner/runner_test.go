@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func newStackWith(t *testing.T, yaml string, be runner.Backend) *stack {
 	s.r, err = runner.New(p, runner.Options{
 		BackendFor: func(*project.Service) (runner.Backend, error) { return be, nil },
 		Logs:       s.sink,
-		RunID:      "test",
+		RunID:      testRunID(),
 	})
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)
@@ -556,3 +557,13 @@ func TestPrepareRunsOnceDependenciesRunAndUndoesWhenNeverStarted(t *testing.T) {
 		t.Fatalf("events %v: want api prepared, then undone, never started", ev)
 	}
 }
+
+// testRunID makes each test runner's instance markers its own. A stop
+// finds a service's processes (and its cgroup) by marker, so two runs of
+// these tests at once (two packages, or two checkouts on one machine) that
+// shared one would stop each other's services.
+func testRunID() string {
+	return fmt.Sprintf("test%d-%d", os.Getpid(), testRuns.Add(1))
+}
+
+var testRuns atomic.Int64

@@ -37,7 +37,7 @@ func TestStopProgressPromisesNoCtrlC(t *testing.T) {
 	r, err := runner.New(p, runner.Options{
 		BackendFor: func(*project.Service) (runner.Backend, error) { return &process.Backend{}, nil },
 		Logs:       &memSink{},
-		RunID:      "test",
+		RunID:      testRunID(),
 		Events: func(ev runner.Event) {
 			mu.Lock()
 			events = append(events, ev.Msg)
