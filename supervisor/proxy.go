@@ -257,6 +257,9 @@ func privatePort(project, service string, target uint16, taken map[uint16]bool) 
 // before the proxy binds any.
 func checkRoutes(routes []proxy.Route) error {
 	var errs []error
+	// A port the proxy also listens on at the bridge address is one
+	// conflict for the user, not one per address.
+	told := map[string]bool{}
 	for _, r := range routes {
 		l, err := net.Listen("tcp", r.Listen)
 		if err == nil {
@@ -264,6 +267,10 @@ func checkRoutes(routes []proxy.Route) error {
 			continue
 		}
 		_, portStr, _ := net.SplitHostPort(r.Listen)
+		if told[r.Service+"/"+portStr] {
+			continue
+		}
+		told[r.Service+"/"+portStr] = true
 		port, _ := strconv.Atoi(portStr)
 		errs = append(errs, runner.PortInUse(r.Service, port))
 	}
