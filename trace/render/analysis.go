@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -194,7 +195,28 @@ func (a *analysis) timeLine(detail int) string {
 		return ""
 	}
 	share := float64(a.self[i]) / float64(a.total) * 100
-	return fmt.Sprintf("time: %.0f%% in %s (%s self)", share, a.label(i, detail), formatDuration(a.self[i]))
+	self := formatDuration(a.self[i]) + " self"
+	if inj := injectedLatency(a.tree.spans[i].Faults); inj > 0 {
+		// devstack's own delay is never read as the service's.
+		self += ", " + formatDuration(min(inj, a.self[i])) + " of it injected"
+	}
+	return fmt.Sprintf("time: %.0f%% in %s (%s)", share, a.label(i, detail), self)
+}
+
+// injectedLatency sums the latencies among a hop's fault labels
+// ("latency 300ms", "latency 50ms on response").
+func injectedLatency(faults []string) time.Duration {
+	var sum time.Duration
+	for _, f := range faults {
+		d, ok := strings.CutPrefix(strings.TrimSuffix(f, " on response"), "latency ")
+		if !ok {
+			continue
+		}
+		if v, err := time.ParseDuration(d); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // errorLine says where the error started, "" when no hop failed.
