@@ -336,7 +336,7 @@ a bar to scale showing when it ran. A line above says where the time went
 trace, where the error started (the deepest failed hop whose own calls
 succeeded) and who swallowed it. The critical path (*) is marked, failed hops
 (!, 5xx, gRPC error, transport error), client errors (x, 4xx) and injected
-faults highlighted, and links devstack had to infer (a service that dropped
+faults (devstack fault) shown under their hop ("+300 ms injected"), and links devstack had to infer (a service that dropped
 the trace context) marked ~ when certain and ? when guessed among several.
 
 TRACE_ID is the id as traces prints it, 16 hex digits for a 64-bit id, or a
