@@ -34,6 +34,10 @@ var layerRules = []struct {
 	// proxy/fault): the API carries its rules.
 	{pkg: "control", forbidden: []string{"supervisor", "cmd", "proxy"}, allow: []string{"proxy/fault"}},
 	{pkg: "supervisor", forbidden: []string{"cmd"}},
+	// The fault model is a leaf the plugin SDK links: it must not pull
+	// the proxy (or anything) in with it.
+	{pkg: "proxy/fault", forbidden: []string{"*"}},
+	{pkg: "plugins", forbidden: []string{"supervisor", "cmd", "control"}},
 	// The example stack stands alone, as a user's services would.
 	{pkg: "examples", forbidden: []string{"cmd", "supervisor", "control", "proxy", "runner", "trace", "plugins", "bench"}, except: []string{"examples/plugins"}},
 	// An example plugin imports what a plugin author would: the sdk and
@@ -94,6 +98,8 @@ func TestLayerRulesCatchUpwardImports(t *testing.T) {
 		{"trace/store", "trace"},
 		{"runner/docker", "runner"},
 		{"cmd/devstack", "supervisor"},
+		{"plugins/sdk", "proxy/fault"},
+		{"supervisor", "plugins/host"},
 		{"control", "proxy/fault"},
 		{"examples/plugins/flaky", "plugins/sdk"},
 	} {
