@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/devstack/devstack/trace"
 )
@@ -195,4 +198,87 @@ func TestDockerShopFaults(t *testing.T) {
 	p := newDockerProject(t, repoRoot(t), projectName("shopfaults"), d)
 	p.must("up", "-d", "--backend", "docker")
 	checkShopFaults(t, p.cli)
+}
+
+// Toxiproxy's own Go client drives a running stack's Toxiproxy API, and
+// its toxics act on real traffic through the proxy.
+func TestToxiproxyClientDrivesTheStack(t *testing.T) {
+	shop := filepath.Join(repoRoot(t), "examples", "shop")
+	port, api := freeLoopbackPort(t), freeLoopbackPort(t)
+	dir := writeProject(t, fmt.Sprintf(`
+name: toxi
+x-devstack:
+  workdir: %s
+  toxiproxy: %d
+services:
+  build:
+    x-devstack: {run: CGO_ENABLED=0 go build -o bin/shop ./cmd/shop}
+  fraud:
+    x-devstack: {run: [bin/shop, serve, fraud], port_env: PORT}
+    ports: ["127.0.0.1:%d:%d"]
+    depends_on: {build: {condition: service_completed_successfully}}
+`, shop, api, port, port))
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	url := fmt.Sprintf("http://127.0.0.1:%d/score?amount=100", port)
+	score := func() (int, time.Duration, error) {
+		start := time.Now()
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Get(url)
+		if err != nil {
+			return 0, time.Since(start), err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(start), nil
+	}
+
+	tp := toxiproxy.NewClient(fmt.Sprintf("127.0.0.1:%d", api))
+	proxies, err := tp.Proxies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fraud := proxies["fraud"]
+	if fraud == nil || fraud.Listen != fmt.Sprintf("127.0.0.1:%d", port) || !fraud.Enabled {
+		t.Fatalf("proxies: %+v", proxies)
+	}
+	if _, err := fraud.AddToxic("", "latency", "downstream", 1, toxiproxy.Attributes{"latency": 250}); err != nil {
+		t.Fatal(err)
+	}
+	if code, took, err := score(); err != nil || code != 200 || took < 250*time.Millisecond {
+		t.Fatalf("with a latency toxic: %d after %v (%v)", code, took, err)
+	}
+	if got := faultIDs(c.faults()); got != "toxiproxy:fraud/latency_downstream:fraud:latency 250ms on response" {
+		t.Errorf("fault ls: %s", got)
+	}
+	if err := fraud.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := score(); err == nil {
+		t.Fatalf("a disabled proxy answered %d", code)
+	}
+	if err := tp.ResetState(); err != nil {
+		t.Fatal(err)
+	}
+	if code, took, err := score(); err != nil || code != 200 || took > 200*time.Millisecond {
+		t.Fatalf("after reset: %d after %v (%v)", code, took, err)
+	}
+	var list []trace.Summary
+	if err := json.Unmarshal([]byte(c.must("traces", "--service", "fraud", "--format", "json").stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	injected := 0
+	for _, s := range list {
+		var spans []*trace.Span
+		if err := json.Unmarshal([]byte(c.must("trace", s.TraceID.String(), "--format", "json").stdout), &spans); err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range spans {
+			if slices.Equal(sp.Faults, []string{"latency 250ms on response"}) {
+				injected++
+			}
+		}
+	}
+	if injected != 1 {
+		t.Errorf("%d hops carry the toxic's latency, want 1 (of %d traces)", injected, len(list))
+	}
 }
