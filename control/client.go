@@ -208,6 +208,12 @@ func (c *Client) Traces(ctx context.Context, q trace.Query) ([]trace.Summary, er
 	return out, c.getJSON(ctx, "/v1/traces?"+EncodeTraceQuery(q).Encode(), &out)
 }
 
+// Env says how to run service outside devstack, in its place.
+func (c *Client) Env(ctx context.Context, service string) (runner.HostRun, error) {
+	var out runner.HostRun
+	return out, c.getJSON(ctx, "/v1/env/"+url.PathEscape(service), &out)
+}
+
 // Trace returns one trace's spans.
 func (c *Client) Trace(ctx context.Context, id trace.TraceID) ([]*trace.Span, error) {
 	var out []*trace.Span

@@ -52,6 +52,9 @@ type Server struct {
 	Traces trace.Reader
 	// Plugins is the plugin host; nil when the supervisor runs none.
 	Plugins Plugins
+	// Env says how to run a service outside devstack, in its place
+	// (`devstack env`).
+	Env func(service string) (runner.HostRun, error)
 }
 
 // Message is one NDJSON line of a streamed operation.
@@ -100,6 +103,15 @@ func (s *Server) Handler() http.Handler {
 		s.stream(w, r, s.Wait)
 	})
 	mux.HandleFunc("GET /v1/logs", s.logs)
+	mux.HandleFunc("GET /v1/env/{service}", func(w http.ResponseWriter, r *http.Request) {
+		hr, err := s.Env(r.PathValue("service"))
+		if err != nil {
+			writeError(w, &apiError{http.StatusNotFound, err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(hr)
+	})
 	mux.HandleFunc("GET /v1/traces", s.traces)
 	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
 	s.pluginRoutes(mux)

@@ -154,7 +154,7 @@ func failure(cfg *Route, err error) (status int, msg string) {
 // dialing it failed.
 func dialFailure(cfg *Route, err error) (status int, msg string) {
 	if isRefused(err) {
-		return http.StatusServiceUnavailable, refusal(cfg, err)
+		return refusedStatus(err), refusal(cfg, err)
 	}
 	return http.StatusServiceUnavailable, "dialing " + cfg.Service + ": " + err.Error()
 }

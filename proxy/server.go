@@ -89,6 +89,10 @@ type Options struct {
 	// HoldFor is how long a request waits for a service that refuses
 	// connections (restarting, or not listening yet). Default 30s.
 	HoldFor time.Duration
+	// ExternalHold is how long it waits for a service that the user runs
+	// (SetExternal) and that is not listening: long enough for a restart
+	// from an IDE. Default 10s.
+	ExternalHold time.Duration
 	// NoEventLoop keeps every HTTP/1 connection on the goroutine path
 	// (for comparing the two; see loop_linux.go).
 	NoEventLoop bool
@@ -147,9 +151,9 @@ type Server struct {
 	broken   map[string]bool
 
 	// down says, by service, why it will not come back by itself (see
-	// SetDown).
+	// SetDown), or that the user runs it (SetExternal).
 	downMu sync.Mutex
-	down   map[string]string
+	down   map[string]away
 }
 
 // New returns a Server with no routes.
@@ -159,6 +163,9 @@ func New(opts Options) *Server {
 	}
 	if opts.HoldFor == 0 {
 		opts.HoldFor = 30 * time.Second
+	}
+	if opts.ExternalHold == 0 {
+		opts.ExternalHold = 10 * time.Second
 	}
 	if opts.DetectTimeout == 0 {
 		opts.DetectTimeout = 300 * time.Millisecond
@@ -177,7 +184,7 @@ func New(opts Options) *Server {
 	}
 	probes, _ := opts.Callers.(ProbeWatcher)
 	s := &Server{opts: opts, probes: probes, fds: newFDLimit(opts.FDReserve), redact: NewRedactor(opts.Redact), query: NewQueryRule(opts.RedactQuery), hops: newHops(),
-		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]string{}}
+		routes: map[string]*route{}, broken: map[string]bool{}, down: map[string]away{}}
 	s.redact.WithQuery(s.query)
 	s.h1 = &http.Transport{
 		DialContext:         s.dial,
@@ -310,12 +317,13 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HoldFor)
 	defer cancel()
 	wait := 5 * time.Millisecond
+	start := time.Now()
 	for {
 		c, err := d.DialContext(ctx, network, addr)
 		if err == nil || !isRefused(err) {
 			return c, err
 		}
-		if down := s.downAt(addr); down != nil {
+		if down := s.downAt(addr); down != nil && (!down.external || time.Since(start) >= s.opts.ExternalHold) {
 			down.err = err
 			return nil, down
 		}
@@ -351,7 +359,7 @@ func (s *Server) SetDown(service, why string) {
 	if why == "" {
 		delete(s.down, service)
 	} else {
-		s.down[service] = why
+		s.down[service] = away{why: why}
 	}
 }
 
@@ -367,16 +375,19 @@ func (s *Server) downAt(addr string) *downError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rt := range s.routes {
-		if cfg := rt.cfg.Load(); cfg.Upstream == addr && s.down[cfg.Service] != "" {
-			return &downError{service: cfg.Service, why: s.down[cfg.Service]}
+		if cfg := rt.cfg.Load(); cfg.Upstream == addr && s.down[cfg.Service].why != "" {
+			a := s.down[cfg.Service]
+			return &downError{service: cfg.Service, why: a.why, external: a.external}
 		}
 	}
 	return nil
 }
 
-// downError is a refused dial to a service that is down (see SetDown).
+// downError is a refused dial to a service that is down (see SetDown)
+// or that the user runs and does not (SetExternal).
 type downError struct {
 	service, why string
+	external     bool
 	err          error // the refusal
 }
 

@@ -249,17 +249,18 @@ type Fronter interface {
 }
 
 // front has every other backend of the stack that can make s answer to
-// its name (Fronter) do so, if the supervisor gives s an ambassador. A
-// failure is reported, not fatal: only calls to s by name from those
-// backends' instances fail.
-func (r *Runner) front(ctx context.Context, s *service, spec Spec) {
+// its name (Fronter) do so, if the supervisor gives s an ambassador; its
+// own backend too when s runs outside devstack (external). A failure is
+// reported, not fatal: only calls to s by name from those backends'
+// instances fail.
+func (r *Runner) front(ctx context.Context, s *service, spec Spec, external bool) {
 	if r.opts.Ambassador == nil {
 		return
 	}
 	var fronters []Backend
 	for _, ps := range r.p.Services {
 		b := r.svcs[ps.Name].backend
-		if _, ok := b.(Fronter); ok && b != s.backend && !slices.Contains(fronters, b) {
+		if _, ok := b.(Fronter); ok && (b != s.backend || external) && !slices.Contains(fronters, b) {
 			fronters = append(fronters, b)
 		}
 	}

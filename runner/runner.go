@@ -69,7 +69,10 @@ type Options struct {
 	// instances call the service by name. Nil, or a nil result, means
 	// none.
 	Ambassador func(service string) *Ambassador
-	Logger     *slog.Logger
+	// External names services the user runs (up --except), besides those
+	// marked x-devstack.external: they are not started (see HostRun).
+	External []string
+	Logger   *slog.Logger
 }
 
 // Runner supervises one project's services.
@@ -143,8 +146,12 @@ func newService(ps *project.Service, opts Options) (*service, error) {
 		grace = time.Duration(*ps.Compose.StopGracePeriod)
 	}
 	s := &service{spec: ps, backend: b, policy: pol, hc: ps.Healthcheck(), stopSig: sig, grace: grace,
-		replacing: make(chan struct{}, 1)}
+		replacing: make(chan struct{}, 1),
+		external:  ps.X.External || slices.Contains(opts.External, ps.Name)}
 	s.st = ServiceStatus{Name: ps.Name, Backend: b.Name(), State: StateCreated, Ports: portStrings(ps)}
+	if s.external {
+		s.st.State = StateExternal
+	}
 	return s, nil
 }
 

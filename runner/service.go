@@ -39,6 +39,7 @@ type service struct {
 	intent    Intent        // why the service's status changes now
 	cause     string        // what caused the change (the file that changed)
 	reload    reloadStats
+	external  bool // the user runs it (external.go)
 }
 
 // crashLimit is how many exits before first readiness make Up give up on a
@@ -63,11 +64,13 @@ func (r *Runner) Up(ctx context.Context, names []string) error {
 	for _, s := range set {
 		// A dependency that runs or has completed is left alone: starting
 		// one service must not re-run a finished one-shot it depends on.
-		if st, _ := r.snapshot(s); !named[s] && (st.State == StateRunning || st.State == StateCompleted) {
+		// One the user runs is never started (external.go).
+		if st, _ := r.snapshot(s); r.External(s.spec.Name) || !named[s] && (st.State == StateRunning || st.State == StateCompleted) {
 			continue
 		}
 		r.launch(s)
 	}
+	r.frontExternal(ctx, set)
 	var errs []error
 	for _, s := range set {
 		err := r.waitReady(ctx, s)
@@ -257,7 +260,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 	fronted := make(chan struct{})
 	go func() {
 		defer close(fronted)
-		r.front(ctx, s, spec)
+		r.front(ctx, s, spec, false)
 	}()
 	if b, ok := s.backend.(Builder); ok && !s.built {
 		r.update(s, func(st *ServiceStatus) { st.State = StateBuilding })
@@ -455,6 +458,9 @@ func (r *Runner) waitDep(ctx context.Context, s *service, d project.Dependency) 
 	announced := false
 	for {
 		st, changed := r.snapshot(ds)
+		if st.State == StateExternal {
+			return nil // the user runs it; the proxy holds calls until it answers
+		}
 		switch d.Condition {
 		case project.ConditionCompleted:
 			if st.State == StateCompleted {
@@ -545,6 +551,29 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 		marker += fmt.Sprintf("~%d", gen)
 	}
 	wirer, networked := s.backend.(Networked)
+	rc, _ := s.backend.(Reacher)
+	spec := Spec{
+		Project: r.p, Service: s.spec, Marker: marker,
+		Env:    append(r.env(s, networked, rc, ports), "DEVSTACK_INSTANCE="+marker),
+		Stdout: r.opts.Logs.Writer(name, "out"),
+		Stderr: r.opts.Logs.Writer(name, "err"),
+		Status: r.opts.Logs.Writer(name, "sys"),
+	}
+	if networked {
+		if r.opts.Ambassador != nil {
+			spec.Ambassador = r.opts.Ambassador(name)
+		}
+		spec = wirer.Wire(spec, stack{r})
+	}
+	return spec
+}
+
+// env is s's environment, in a network of its own or on the host, with
+// the addresses of the other services as rc (when not nil) reaches them:
+// the file's, the ports to listen on (private ones from ports, by target
+// port, when given), and devstack's own variables but the instance marker.
+func (r *Runner) env(s *service, networked bool, rc Reacher, ports map[uint16]uint16) []string {
+	name := s.spec.Name
 	env := make([]string, 0, len(s.spec.Compose.Environment)+2)
 	for k, v := range s.spec.Compose.Environment {
 		if v != nil {
@@ -572,23 +601,11 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 			env = append(env, fmt.Sprintf("DEVSTACK_PORT_%d=%d", p.Target, inside(p)))
 		}
 	}
-	env = append(env, "DEVSTACK_INSTANCE="+marker, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
-	spec := Spec{
-		Project: r.p, Service: s.spec, Env: env, Marker: marker,
-		Stdout: r.opts.Logs.Writer(name, "out"),
-		Stderr: r.opts.Logs.Writer(name, "err"),
-		Status: r.opts.Logs.Writer(name, "sys"),
+	env = append(env, "DEVSTACK_SERVICE="+name, "DEVSTACK_PROJECT="+r.p.Name)
+	if rc != nil {
+		env = r.reachEnv(s, rc, env)
 	}
-	if rc, ok := s.backend.(Reacher); ok {
-		spec.Env = r.reachEnv(s, rc, spec.Env)
-	}
-	if networked {
-		if r.opts.Ambassador != nil {
-			spec.Ambassador = r.opts.Ambassador(name)
-		}
-		spec = wirer.Wire(spec, stack{r})
-	}
-	return spec
+	return env
 }
 
 // stack is the Runner as a Networked backend sees it.

@@ -21,6 +21,7 @@ const (
 	StateStopping   State = "stopping"   // stop requested, waiting for exit
 	StateStopped    State = "stopped"    // stopped on request
 	StateFailed     State = "failed"     // could not start (build, deps, backend)
+	StateExternal   State = "external"   // the user runs it, outside devstack (external.go)
 )
 
 // Health is a service's healthcheck verdict.
@@ -32,6 +33,10 @@ const (
 	HealthStarting  Health = "starting"
 	HealthHealthy   Health = "healthy"
 	HealthUnhealthy Health = "unhealthy"
+	// An external service's: whether its port answers (the supervisor
+	// looks when asked for statuses).
+	HealthUp   Health = "up"
+	HealthDown Health = "down"
 )
 
 // ServiceStatus is a snapshot of one service, as `ps` shows it.
@@ -115,7 +120,7 @@ func exitInfo(e Exit) *ExitInfo {
 // without healthcheck), or completed.
 func (s ServiceStatus) Ready() bool {
 	switch s.State {
-	case StateCompleted:
+	case StateCompleted, StateExternal:
 		return true
 	case StateRunning:
 		return s.Health == HealthNone || s.Health == HealthHealthy

@@ -145,8 +145,15 @@ func (r *Runner) reportStopping(ctx context.Context, sel []*service) {
 }
 
 // Start starts stopped services again (and what they depend on), waiting
-// until they are ready.
-func (r *Runner) Start(ctx context.Context, names []string) error { return r.Up(ctx, names) }
+// until they are ready. A named service that the user runs (external) is
+// taken back: devstack runs it from now on. Nothing may listen on a named
+// service's private ports, as a run of it outside devstack would.
+func (r *Runner) Start(ctx context.Context, names []string) error {
+	if err := r.takeBack(names); err != nil {
+		return err
+	}
+	return r.Up(ctx, names)
+}
 
 // Restart stops and starts the named services. Services that depend on one
 // of them with `restart: true` are restarted too, as Compose does.

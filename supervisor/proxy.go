@@ -43,7 +43,11 @@ type portKey struct {
 // that takes over running containers (after a crash of devstack, or a
 // handover) keeps their private ports, so their config hash, rather than
 // finding the port taken and recreating them on another.
-func plan(p *project.Project, networked func(*project.Service) bool, gateway string, held func(service string, target uint16) (uint16, bool)) (map[portKey]uint16, []proxy.Route, error) {
+//
+// A service the user runs (x-devstack.external, or named in external) is
+// fronted whatever it declares: the user is told where to listen
+// (`devstack env`).
+func plan(p *project.Project, networked func(*project.Service) bool, gateway string, held func(service string, target uint16) (uint16, bool), external []string) (map[portKey]uint16, []proxy.Route, error) {
 	private := map[portKey]uint16{}
 	var routes []proxy.Route
 	if p.X.Trace.Disabled {
@@ -67,7 +71,11 @@ func plan(p *project.Project, networked func(*project.Service) bool, gateway str
 	}
 	for _, s := range p.Services {
 		wired := networked(s)
-		if !wired && (s.X.PortEnv == "" || s.X.Run.Empty()) {
+		ext := s.X.External || slices.Contains(external, s.Name)
+		if ext {
+			wired = false // it runs on the host
+		}
+		if !wired && !ext && (s.X.PortEnv == "" || s.X.Run.Empty()) {
 			continue
 		}
 		for _, port := range s.Ports {

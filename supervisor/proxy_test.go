@@ -62,7 +62,7 @@ func TestAmbassadors(t *testing.T) {
 	held := func(service string, target uint16) (uint16, bool) {
 		return taken, service == "forced" && target == 80
 	}
-	private, _, err := plan(p, docker, "172.17.0.1", held)
+	private, _, err := plan(p, docker, "172.17.0.1", held, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestPlanNeverSharesAPrivatePort(t *testing.T) {
 	// by DNAT, with no socket bound).
 	kept := candidate("pp", "a", 80, 1)
 	held := func(service string, target uint16) (uint16, bool) { return kept, service == "d" && target == 90 }
-	private, _, err := plan(p, backend, "", held)
+	private, _, err := plan(p, backend, "", held, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +212,56 @@ func TestPrivatePortsAreOutsideTheEphemeralRange(t *testing.T) {
 	} {
 		if got := windowOutside(tt.lo, tt.hi); got != tt.want {
 			t.Errorf("windowOutside(%d, %d) = %v, want %v", tt.lo, tt.hi, got, tt.want)
+		}
+	}
+}
+
+// A service the user runs is fronted whatever it declares, so that the
+// proxy keeps its port: one named by --except and one marked in the file,
+// neither told its port, and a container service run by the user.
+func TestPlanFrontsServicesTheUserRuns(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `services:
+  a:
+    x-devstack: {run: "true"}
+    ports: ["18201:81"]
+  b:
+    x-devstack: {run: "true", external: true}
+    ports: ["18202:82"]
+  c:
+    image: c
+    ports: ["83"]
+  d:
+    x-devstack: {run: "true"}
+    ports: ["18204:84"]
+`
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir, Name: "ext"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	networked := func(s *project.Service) bool { return s.Name == "c" }
+	private, routes, err := plan(p, networked, "", nil, []string{"a", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []portKey{{"a", 81}, {"b", 82}, {"c", 83}} {
+		if _, ok := private[k]; !ok {
+			t.Errorf("%v has no private port; the proxy must keep the port of a service the user runs", k)
+		}
+	}
+	if _, ok := private[portKey{"d", 84}]; ok {
+		t.Error("d, which devstack runs and cannot tell its port, got a private port")
+	}
+	listens := map[string]bool{}
+	for _, r := range routes {
+		listens[r.Listen] = true
+	}
+	for _, l := range []string{"127.0.0.1:18201", "127.0.0.1:18202", "127.0.0.1:83"} {
+		if !listens[l] {
+			t.Errorf("the proxy does not listen on %s: %v", l, routes)
 		}
 	}
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// comes from an ambassador, and so starts with a PROXY line naming the
 	// real client. Nil: no address is trusted to.
 	Relayer func(netip.Addr) bool
+	// External names services the user runs (up --except), besides those
+	// marked x-devstack.external: devstack does not start them, and the
+	// proxy forwards their ports to where the user runs them.
+	External []string
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
 	HeldPorts func(service string, target uint16) (uint16, bool)
@@ -163,7 +167,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		_, networked := b.(runner.Networked)
 		return err == nil && networked
 	}
-	private, routes, err := plan(p, networked, opts.Gateway, opts.HeldPorts)
+	private, routes, err := plan(p, networked, opts.Gateway, opts.HeldPorts, opts.External)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +199,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		ListenPort:  s.ports.listenPort,
 		Rerouter:    s.ports,
 		Ambassador:  func(service string) *runner.Ambassador { return amb[service] },
+		External:    opts.External,
 	})
 	if err != nil {
 		return nil, err
@@ -233,6 +238,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s.newPluginHost(specs, routes)
+	s.tellProxyWhatIsDown() // services the user runs, from the first request
 	if err := writeFileAtomic(paths.Token(), []byte(s.token+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("writing token: %w", err)
 	}
@@ -368,6 +374,7 @@ func (s *Supervisor) serve() error {
 		Down:     s.down,
 		DownDone: func() { s.downOnce.Do(func() { close(s.downReq) }) },
 		Handover: s.Handover,
+		Env:      s.run.HostRun,
 	}
 	s.srv = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -440,6 +447,7 @@ type stack struct{ s *Supervisor }
 func (st stack) Status() []runner.ServiceStatus {
 	out := st.s.run.Status()
 	broken := st.s.proxy.Broken()
+	st.s.lookOutside(out)
 	for i := range out {
 		if slices.Contains(broken, out[i].Name) {
 			out[i].Warnings = append(out[i].Warnings, out[i].Name+" does not propagate trace context")
@@ -509,6 +517,10 @@ func (s *Supervisor) tellProxyWhatIsDown() {
 	defer s.downMu.Unlock()
 	coming := s.restarting.Load() > 0 || s.handover.Load()
 	for _, st := range s.run.Status() {
+		if st.State == runner.StateExternal {
+			s.proxy.SetExternal(st.Name, s.whyExternal(st.Name))
+			continue
+		}
 		why := ""
 		if !coming {
 			why = whyDown(st)

@@ -52,7 +52,7 @@ func TestUntracedCallsAreNamedWithTheirFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	networked := func(s *project.Service) bool { return s.Compose.Image != "" }
-	private, _, err := plan(p, networked, "", nil)
+	private, _, err := plan(p, networked, "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestTheShopHasNoUntracedCalls(t *testing.T) {
 	}
 	for _, docker := range []bool{false, true} {
 		networked := func(s *project.Service) bool { return docker && s.Name != "build" }
-		private, _, err := plan(p, networked, "", nil)
+		private, _, err := plan(p, networked, "", nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -77,15 +78,16 @@ services:
 	return yaml, ports
 }
 
-// hopsOf returns the spans of the only trace recorded, by "caller>callee".
-func hopsOf(t *testing.T, c *cli) map[string]*trace.Span {
+// hopsOf returns the spans of the only trace recorded of route, by
+// "caller>callee".
+func hopsOf(t *testing.T, c *cli, route string) map[string]*trace.Span {
 	t.Helper()
 	var list []trace.Summary
-	if err := json.Unmarshal([]byte(c.must("traces", "--format", "json").stdout), &list); err != nil {
+	if err := json.Unmarshal([]byte(c.must("traces", "--format", "json", "--route", route).stdout), &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 {
-		t.Fatalf("want exactly one trace for one request, got %d: %+v", len(list), list)
+		t.Fatalf("want exactly one trace of %s for one request, got %d: %+v", route, len(list), list)
 	}
 	var spans []*trace.Span
 	if err := json.Unmarshal([]byte(c.must("trace", list[0].TraceID.String(), "--format", "json").stdout), &spans); err != nil {
@@ -121,7 +123,7 @@ func TestDockerMixedStackCallsByNameBothWaysAreTraced(t *testing.T) {
 	if missing := wentThrough(body, "orders", "inventory", "payments", "fraud"); len(missing) > 0 {
 		t.Errorf("the order did not go through %v:\n%s", missing, body)
 	}
-	hops := hopsOf(t, p.cli)
+	hops := hopsOf(t, p.cli, "/orders")
 	for _, h := range []string{">orders", "orders>inventory", "orders>payments", "payments>fraud"} {
 		sp := hops[h]
 		if sp == nil {
@@ -168,5 +170,40 @@ func TestDockerMixedStackCallsByNameBothWaysAreTraced(t *testing.T) {
 	}
 	if !strings.Contains(p.must("logs", "inventory").stdout, "ambassador") {
 		t.Errorf("inventory's log does not mention the ambassador that answers to its name")
+	}
+}
+
+// A service the user runs is called by name from a container too: devstack
+// makes it answer to its name on the project network, and the call goes
+// through the proxy to where the user runs it.
+func TestDockerExternalServiceIsCalledByNameFromAContainer(t *testing.T) {
+	d := requireEngine(t)
+	yaml, ports := namedStack(t)
+	p := newDockerProject(t, writeProject(t, yaml), projectName("external"), d)
+	p.must("up", "-d", "--except", "payments")
+	if s := p.ps()["payments"]; s.State != runner.StateExternal {
+		t.Fatalf("payments: %s; want external", s.State)
+	}
+	var hr runner.HostRun
+	if err := json.Unmarshal([]byte(p.must("env", "payments", "--format", "json").stdout), &hr); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hr.Argv[0], hr.Argv[1:]...)
+	cmd.Dir, cmd.Env = hr.Dir, append(os.Environ(), hr.Env...)
+	startSelf(t, cmd)
+	waitAnswers(t, hr.Listen[0])
+
+	code, body := get(t, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/orders?item=sku-1&qty=2", ports["orders"]))
+	if code != http.StatusCreated {
+		t.Fatalf("POST /orders: %d\n%s\nlogs:\n%s", code, body, p.run("logs").stdout)
+	}
+	if missing := wentThrough(body, "orders", "inventory", "payments", "fraud"); len(missing) > 0 {
+		t.Errorf("the order did not go through %v:\n%s", missing, body)
+	}
+	hops := hopsOf(t, p.cli, "/orders")
+	for _, h := range []string{"orders>payments", "payments>fraud"} {
+		if sp := hops[h]; sp == nil || sp.Status >= 400 || sp.Error != "" {
+			t.Errorf("hop %s: %+v; want it recorded and successful (hops: %v)", h, sp, keys(hops))
+		}
 	}
 }

@@ -76,6 +76,7 @@ Services run as native processes when their x-devstack block says how
 		newExecCmd(g), newRunCmd(g), newPortCmd(g), newTopCmd(g), newVersionCmd(g),
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 		newFaultCmd(g), newPluginsCmd(g), newPluginCmd(),
+		newEnvCmd(g),
 	)
 	return root
 }

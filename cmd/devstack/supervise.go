@@ -24,6 +24,7 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 	var readyFD int
 	var backend string
 	var clientUp bool
+	var except []string
 	cmd := &cobra.Command{
 		Use:    "supervise [SERVICE...]",
 		Short:  "Run the background supervisor (started by up -d)",
@@ -40,7 +41,7 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 					ready = nil
 				}
 			}
-			err := runSupervise(g, backend, clientUp, names, say)
+			err := runSupervise(g, backend, clientUp, except, names, say)
 			if err != nil {
 				say(strings.ReplaceAll(err.Error(), "\n", "; "))
 			}
@@ -50,10 +51,11 @@ func newSuperviseCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "file descriptor to write \"ok\" to once serving")
 	cmd.Flags().StringVar(&backend, "backend", "", "default backend (as up --backend)")
 	cmd.Flags().BoolVar(&clientUp, "client-up", false, "start nothing until a client asks for up over the API")
+	cmd.Flags().StringSliceVar(&except, "except", nil, "services the user runs (as up --except)")
 	return cmd
 }
 
-func runSupervise(g *globalOptions, backend string, clientUp bool, names []string, ready func(string)) error {
+func runSupervise(g *globalOptions, backend string, clientUp bool, except, names []string, ready func(string)) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	signal.Ignore(syscall.SIGHUP)
@@ -65,7 +67,8 @@ func runSupervise(g *globalOptions, backend string, clientUp bool, names []strin
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	sup, be, err := startStack(ctx, p, backend, supervisor.Options{
-		Logger: logger,
+		External: except,
+		Logger:   logger,
 		Events: func(ev runner.Event) {
 			logger.Info(ev.Msg, "service", ev.Service)
 		},

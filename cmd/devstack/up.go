@@ -27,6 +27,7 @@ import (
 
 type upOptions struct {
 	backend    string
+	except     []string // services the user runs (see runner/external.go)
 	detach     bool
 	noColor    bool
 	timestamps bool
@@ -68,6 +69,7 @@ restarted.`,
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
 	f.DurationVar(&o.timeout, "wait-timeout", 0, "with -d, give up waiting for the stack after this long (0: no limit)")
+	f.StringSliceVar(&o.except, "except", nil, "start everything but these services, which you run yourself; the proxy keeps their ports (`devstack env SERVICE` prints how to run one)")
 	f.StringVar(&o.backend, "backend", "", "default backend for services that do not choose one: process or docker (default: docker where the engine answers and the service has image:/build:, else process)")
 	return cmd
 }
@@ -82,13 +84,14 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	ctx, cancelUp := context.WithCancel(context.Background())
 	defer cancelUp()
 
-	p, err := g.load(ctx, names)
+	p, err := g.load(ctx, append(slices.Clone(names), o.except...))
 	if err != nil {
 		return err
 	}
 	all := serviceList(p)
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
 	sup, be, err := startStack(ctx, p, o.backend, supervisor.Options{
+		External: o.except,
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -170,7 +173,7 @@ func names0(names, all []string) []string {
 // runUpDetached starts (or reuses) a background supervisor and waits until
 // the stack is up.
 func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []string) error {
-	p, err := g.load(ctx, names)
+	p, err := g.load(ctx, append(slices.Clone(names), o.except...))
 	if err != nil {
 		return err
 	}
@@ -182,6 +185,10 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	progress := func(m control.Message) { printProgress(g.stderr, m) }
 	c, dir, err := g.client(ctx, p)
 	running := err == nil
+	if running && len(o.except) > 0 {
+		return fmt.Errorf("%s is already running; to run %s yourself, `devstack stop %s` (the proxy keeps its ports), then start it as `devstack env %s` prints",
+			p.Name, strings.Join(o.except, ", "), strings.Join(o.except, " "), o.except[0])
+	}
 	var what string
 	if running {
 		old, known := supervisor.RunningConfig(dir)
@@ -213,7 +220,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 			return err
 		}
 	}
-	if err := spawnSupervisor(ctx, g, p, o.backend, names); err != nil {
+	if err := spawnSupervisor(ctx, g, p, o.backend, o.except, names); err != nil {
 		if running {
 			left := "its processes were stopped and nothing of it runs now; fix the problem and run `devstack up -d` again"
 			if be.usesDocker() {
@@ -364,7 +371,7 @@ func printProgress(w io.Writer, m control.Message) {
 // spawnSupervisor re-executes devstack as a detached `supervise` process
 // and waits until it says it serves the control API (or why it could not),
 // over a pipe: no polling for the socket.
-func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, backend string, names []string) error {
+func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, backend string, except, names []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the devstack executable: %w", err)
@@ -386,7 +393,11 @@ func spawnSupervisor(ctx context.Context, g *globalOptions, p *project.Project, 
 	defer r.Close()
 	// Global flags go before the command (see newRootCmd).
 	args := append(g.args(), "supervise")
-	args = append(args, "--ready-fd", "3", "--backend", backend, "--client-up", "--")
+	args = append(args, "--ready-fd", "3", "--backend", backend, "--client-up")
+	for _, e := range except {
+		args = append(args, "--except", e)
+	}
+	args = append(args, "--")
 	args = append(args, names...)
 	cmd := exec.Command(exe, args...)
 	cmd.Dir, _ = os.Getwd()

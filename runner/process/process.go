@@ -145,19 +145,7 @@ func command(ctx context.Context, spec runner.Spec, argv []string) *exec.Cmd {
 	return cmd
 }
 
-func workdir(spec runner.Spec) string {
-	wd := spec.Service.X.Workdir
-	if wd == "" {
-		wd = spec.Project.X.Workdir
-	}
-	if wd == "" {
-		return spec.Project.Dir
-	}
-	if filepath.IsAbs(wd) {
-		return wd
-	}
-	return filepath.Join(spec.Project.Dir, wd)
-}
+func workdir(spec runner.Spec) string { return spec.Project.Workdir(spec.Service) }
 
 // Instance is one running process (and its process group).
 type Instance struct {

@@ -55,6 +55,7 @@ func composeLoad(t *testing.T, dir string, opts LoadOptions) error {
 // list cannot rot.
 var devstackOnly = map[string]string{
 	"err_ambassador":            "x-devstack",
+	"err_external":              "x-devstack",
 	"err_port_long":             "a published port above 65535 cannot be bound",
 	"err_port_zero":             "port 0 cannot be proxied",
 	"err_unknown_key_project_x": "x-devstack",

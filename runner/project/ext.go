@@ -20,7 +20,7 @@ const extKey = "x-devstack"
 // reflection-based so each wrong type gets a message that says what to write.
 var (
 	projectExtKeys = []string{"backend", "faults", "plugins", "toxiproxy", "trace", "workdir"}
-	serviceExtKeys = []string{"ambassador", "backend", "build", "port_env", "protocol", "run", "workdir"}
+	serviceExtKeys = []string{"ambassador", "backend", "build", "external", "port_env", "protocol", "run", "workdir"}
 )
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -275,6 +275,13 @@ func decodeServiceExt(name string, ext types.Extensions, src *sources) (ServiceE
 	}
 	if x.Ambassador, err = d.oneOf(m, "ambassador", "auto", "always", "never"); err != nil {
 		return x, err
+	}
+	if v, ok := m["external"]; ok && v != nil {
+		b, isBool := v.(bool)
+		if !isBool {
+			return x, d.fail("external", fmt.Sprintf("x-devstack key \"external\" must be true (you run the service yourself) or false, not %s", describe(v)), ErrInvalid)
+		}
+		x.External = b
 	}
 	x.Backend, err = d.backend(m)
 	return x, err

@@ -137,6 +137,11 @@ type ServiceExt struct {
 	// service's environment, command, healthcheck or links name it), "always" or
 	// "never".
 	Ambassador string `yaml:"ambassador,omitempty" json:"ambassador,omitempty"`
+	// External says that the user runs the service (in an IDE, a
+	// debugger): devstack does not start it, and the proxy keeps its
+	// declared ports, forwarding to a private port where the user runs it
+	// (`devstack env SERVICE` prints how). `devstack start` takes it back.
+	External bool `yaml:"external,omitempty" json:"external,omitempty"`
 }
 
 // ProtocolOf returns how the proxy treats the service's port whose target
