@@ -3,11 +3,14 @@ package supervisor
 import (
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/proc"
 )
 
 // answerWait bounds how long ps waits on a service's private port to say
@@ -61,4 +64,53 @@ func (s *Supervisor) lookOutside(st []runner.ServiceStatus) {
 		}()
 	}
 	wg.Wait()
+}
+
+// outsideTTL bounds how long a run of a service outside devstack that
+// started (or ended) can go unnoticed as a caller.
+const outsideTTL = 2 * time.Second
+
+// outsiders are the processes that run services outside devstack: the
+// holders of the private ports of services that are external, or stopped
+// and answering there. Their calls are named by socket like those of the
+// services devstack runs, so a service the user runs that drops trace
+// context still has its calls linked. They are looked up at most once per
+// outsideTTL, and not at all while no service is external or stopped.
+type outsiders struct {
+	mu   sync.Mutex
+	at   time.Time
+	pids map[int]string
+}
+
+// get returns the outsiders' pids, by service.
+func (o *outsiders) get(r *runner.Runner) map[int]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if time.Since(o.at) < outsideTTL {
+		return o.pids
+	}
+	o.at, o.pids = time.Now(), nil
+	for _, st := range r.Status() {
+		if st.State != runner.StateExternal && st.State != runner.StateStopped {
+			continue
+		}
+		hr, err := r.HostRun(st.Name)
+		if err != nil {
+			continue
+		}
+		for _, l := range hr.Listen {
+			_, port, _ := net.SplitHostPort(l)
+			n, err := strconv.Atoi(port)
+			if err != nil {
+				continue
+			}
+			if pid, _, ok := proc.PortHolder(n); ok && pid != os.Getpid() {
+				if o.pids == nil {
+					o.pids = map[int]string{}
+				}
+				o.pids[pid] = st.Name
+			}
+		}
+	}
+	return o.pids
 }

@@ -299,6 +299,7 @@ type callers struct {
 	r         func() *runner.Runner
 	container func(netip.Addr) string
 	sockets   proc.Sockets // remembers the services' fds between lookups
+	outside   outsiders    // processes that run services outside devstack
 
 	mu     sync.Mutex
 	recent []int // roots that held a caller's socket, most recent first
@@ -333,6 +334,12 @@ func (c *callers) Caller(client, server netip.AddrPort) string {
 	for name, inst := range r.Instances() {
 		if hp, ok := inst.(runner.HostProcess); ok {
 			pid := hp.PID()
+			byPID[pid] = name
+			roots = append(roots, pid)
+		}
+	}
+	for pid, name := range c.outside.get(r) {
+		if _, ok := byPID[pid]; !ok {
 			byPID[pid] = name
 			roots = append(roots, pid)
 		}

@@ -262,3 +262,32 @@ func TestStopRunYourselfThenStartTakesItBack(t *testing.T) {
 	}
 	checkout(t, c, ports)
 }
+
+// A service the user runs that drops trace context (the shop's orders)
+// still has its calls linked into the trace: devstack finds its process
+// by the private port it listens on, as it finds its own services' by
+// their pids.
+func TestServiceRunByTheUserThatDropsContextIsStillLinked(t *testing.T) {
+	yaml, ports := procShop(t, "")
+	c := newCLI(t, writeProject(t, yaml))
+	c.must("up", "-d", "--except", "orders")
+	var hr runner.HostRun
+	if err := json.Unmarshal([]byte(c.must("env", "orders", "--format", "json").stdout), &hr); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hr.Argv[0], hr.Argv[1:]...)
+	cmd.Dir, cmd.Env = hr.Dir, append(os.Environ(), hr.Env...)
+	startSelf(t, cmd)
+	waitAnswers(t, hr.Listen[0])
+
+	checkout(t, c, ports)
+	hops := hopsOf(t, c, "/checkout")
+	for _, h := range []string{"gateway>orders", "orders>inventory", "orders>payments", "payments>fraud"} {
+		if sp := hops[h]; sp == nil || sp.Status >= 400 {
+			t.Errorf("hop %s: %+v; want it in the checkout's trace (hops: %v)", h, sp, keys(hops))
+		}
+	}
+	if inv, ord := hops["orders>inventory"], hops["gateway>orders"]; inv != nil && ord != nil && (!inv.Inferred || inv.ParentID != ord.SpanID) {
+		t.Errorf("orders → inventory: parent %s inferred %v; want the gateway → orders hop %s, inferred", inv.ParentID, inv.Inferred, ord.SpanID)
+	}
+}
