@@ -59,7 +59,9 @@ func (rt *route) handle(c net.Conn) {
 			c.Close()
 			return
 		case byService:
-			rt.serverFirst.Store(true)
+			if up != nil { // it greeted (not: it could not be dialed)
+				rt.serverFirst.Store(true)
+			}
 			rt.tcp(&peekedConn{Conn: c, r: br}, up)
 			return
 		}
