@@ -115,6 +115,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/traces", s.traces)
 	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
 	s.pluginRoutes(mux)
+	s.watchRoutes(mux)
 	for name, op := range map[string]func(context.Context, []string) error{
 		"up": s.Stack.Up, "start": s.Stack.Start, "stop": s.Stack.Stop, "restart": s.Stack.Restart,
 	} {

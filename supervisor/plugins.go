@@ -11,6 +11,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/plugins/host"
+	"github.com/devstack/devstack/plugins/reload"
 	"github.com/devstack/devstack/plugins/sdk"
 	"github.com/devstack/devstack/proxy"
 	"github.com/devstack/devstack/proxy/fault"
@@ -24,12 +25,17 @@ const FaultPlugin = "faultinject"
 
 // builtinPlugins are the plugins inside the devstack binary, run unless
 // x-devstack.plugins disables them.
-var builtinPlugins = []string{FaultPlugin}
+var builtinPlugins = []string{FaultPlugin, ReloadPlugin}
+
+// ReloadPlugin is the built-in hot reload plugin's name. It runs when a
+// service has a develop.watch section, and watches once asked to (up
+// --watch, devstack watch).
+const ReloadPlugin = reload.Name
 
 // pluginSpecs turns the project's x-devstack.plugins (and the built-ins)
 // into host specs, checking x-devstack.faults first so a bad scenario
 // fails `up` before anything starts, naming the file.
-func pluginSpecs(p *project.Project, builtin bool) ([]host.Spec, error) {
+func pluginSpecs(p *project.Project, builtin bool, backendFor func(*project.Service) (runner.Backend, error)) ([]host.Spec, error) {
 	if len(p.X.Faults) > 0 {
 		var sc fault.Scenario
 		if err := fault.DecodeScenario(p.X.Faults, &sc); err != nil {
@@ -48,6 +54,17 @@ func pluginSpecs(p *project.Project, builtin bool) ([]host.Spec, error) {
 				continue
 			}
 			opts := pe.Options
+			if name == ReloadPlugin {
+				ro := ReloadOptions(p, backendFor, false)
+				if len(ro.Rules) == 0 {
+					continue // nothing to watch
+				}
+				b, err := json.Marshal(ro)
+				if err != nil {
+					return nil, err
+				}
+				opts = b
+			}
 			if name == FaultPlugin {
 				b, err := json.Marshal(map[string]any{"faults": json.RawMessage(orNull(p.X.Faults)), "toxiproxy": p.X.Toxiproxy})
 				if err != nil {
@@ -160,6 +177,9 @@ func pluginServices(p *project.Project, routes []proxy.Route) []sdk.Service {
 
 // pluginAction carries out a plugin's request.
 func (s *Supervisor) pluginAction(plugin string, a sdk.Action) error {
+	if plugin == ReloadPlugin || a.Kind == sdk.Rebuild || a.Kind == sdk.Sync {
+		return s.reloadAction(plugin, a)
+	}
 	switch a.Kind {
 	case sdk.Restart:
 		s.emit(eventf("plugin %s restarts %v: %s", plugin, a.Services, a.Reason))

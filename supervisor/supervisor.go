@@ -182,7 +182,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			}
 		}
 	}
-	specs, err := pluginSpecs(p, opts.Builtin != nil)
+	specs, err := pluginSpecs(p, opts.Builtin != nil, opts.BackendFor)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +193,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		Logs:        logSink{s.logs},
 		Events:      s.emit,
 		OnChange:    func() { s.persist(); s.tellProxyWhatIsDown(); s.checkReach() },
+		OnStatus:    s.statusChanged,
 		RunID:       s.runID,
 		MarkerScope: markerScope(p.Name, paths.Dir),
 		Logger:      opts.Logger,

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -52,6 +53,39 @@ func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
 		return nil
 	}
 	return fmt.Errorf("plugin %s asked for action %q; devstack knows restart, rebuild and sync", plugin, a.Kind)
+}
+
+// statusChanged hands a runner status change to the plugins, typed and
+// with its intent (runner.Options.OnStatus).
+func (s *Supervisor) statusChanged(ch runner.Change) {
+	if s.plugins != nil {
+		s.plugins.Event(statusEvent(ch))
+	}
+}
+
+// Watch starts (on) or stops hot reload: the reload plugin watches the
+// develop.watch trees. It returns the plugin's status (JSON).
+func (s *Supervisor) Watch(ctx context.Context, on bool) ([]byte, error) {
+	if err := s.waitPlugins(ctx); err != nil {
+		return nil, err
+	}
+	if !s.hasPlugin(ReloadPlugin) {
+		return nil, fmt.Errorf("nothing to watch in %s: no service has a develop.watch section (see README, Hot reload)", s.opts.Project.Name)
+	}
+	args, _ := json.Marshal(map[string]bool{"on": on})
+	return s.plugins.Command(ctx, ReloadPlugin, "watch", args)
+}
+
+func (s *Supervisor) hasPlugin(name string) bool {
+	if s.plugins == nil {
+		return false
+	}
+	for _, st := range s.plugins.Status() {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // statusEvent is a runner status change as plugins receive it.

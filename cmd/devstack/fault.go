@@ -14,6 +14,7 @@ import (
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/plugins/faultinject"
+	"github.com/devstack/devstack/plugins/reload"
 	"github.com/devstack/devstack/proxy/fault"
 )
 
@@ -339,8 +340,11 @@ func newPluginCmd() *cobra.Command {
 			case faultinject.Name:
 				faultinject.Serve()
 				return nil
+			case reload.Name:
+				reload.Serve()
+				return nil
 			}
-			return fmt.Errorf("no built-in plugin %q (there is %s)", args[0], faultinject.Name)
+			return fmt.Errorf("no built-in plugin %q (there are %s and %s)", args[0], faultinject.Name, reload.Name)
 		},
 	}
 }

@@ -75,7 +75,7 @@ Services run as native processes when their x-devstack block says how
 		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all when none is named"),
 		newExecCmd(g), newRunCmd(g), newPortCmd(g), newTopCmd(g), newVersionCmd(g),
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
-		newFaultCmd(g), newPluginsCmd(g), newPluginCmd(),
+		newFaultCmd(g), newPluginsCmd(g), newPluginCmd(), newWatchCmd(g),
 		newEnvCmd(g),
 	)
 	return root

@@ -32,6 +32,7 @@ type upOptions struct {
 	noColor    bool
 	timestamps bool
 	timeout    time.Duration
+	watch      bool
 }
 
 func newUpCmd(g *globalOptions) *cobra.Command {
@@ -59,7 +60,10 @@ restarted.`,
 				return fmt.Errorf("--wait-timeout %s: want a duration of zero (no limit) or more, e.g. 2m", o.timeout)
 			}
 			if o.detach {
-				return runUpDetached(cmd.Context(), g, o, args)
+				if err := runUpDetached(cmd.Context(), g, o, args); err != nil || !o.watch {
+					return err
+				}
+				return startWatching(cmd.Context(), g, args)
 			}
 			return runUpForeground(g, o, args)
 		},
@@ -68,6 +72,7 @@ restarted.`,
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background; return once the stack is up")
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
+	f.BoolVar(&o.watch, "watch", false, "hot reload: follow the services' develop.watch rules once up (see `devstack watch`)")
 	f.DurationVar(&o.timeout, "wait-timeout", 0, "with -d, give up waiting for the stack after this long (0: no limit)")
 	f.StringSliceVar(&o.except, "except", nil, "start everything but these services, which you run yourself; the proxy keeps their ports (`devstack env SERVICE` prints how to run one)")
 	f.StringVar(&o.backend, "backend", "", "default backend for services that do not choose one: process or docker (default: docker where the engine answers and the service has image:/build:, else process)")
@@ -132,6 +137,9 @@ wait:
 				break wait
 			}
 			pr.note(fmt.Sprintf("devstack: %s is up (%d services); Ctrl-C to stop", p.Name, len(names0(names, all))))
+			if o.watch {
+				pr.note(watchInProcess(ctx, sup))
+			}
 		case <-sigs:
 			sigCount++
 			break wait

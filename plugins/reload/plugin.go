@@ -75,6 +75,10 @@ type Plugin struct {
 	lastSeen time.Time
 }
 
+// Serve runs the plugin in this process, for the devstack that started it
+// (`devstack plugin reload`).
+func Serve() { sdk.Serve(New()) }
+
 // New returns the plugin.
 func New() *Plugin { return &Plugin{Log: os.Stderr} }
 
@@ -218,12 +222,12 @@ func (p *Plugin) batch(b watch.Batch) {
 	var err error
 	switch b.Action {
 	case watch.Rebuild:
-		err = host.Act(sdk.Action{Kind: sdk.Rebuild, Services: []string{b.Service}, Reason: b.Cause(), Seen: b.Seen})
+		err = host.Act(sdk.Action{Kind: sdk.Rebuild, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
 	case watch.Restart:
-		err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(), Seen: b.Seen})
+		err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
 	case watch.SyncRestart:
 		if err = p.sync(b); err == nil {
-			err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(), Seen: b.Seen})
+			err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
 		}
 	case watch.SyncExec:
 		if err = p.sync(b); err == nil {
@@ -233,7 +237,7 @@ func (p *Plugin) batch(b watch.Batch) {
 		err = p.sync(b)
 	}
 	if err != nil {
-		fmt.Fprintf(p.Log, "reload: %s (%s): %v\n", b.Service, b.Cause(), err)
+		fmt.Fprintf(p.Log, "reload: %s (%s): %v\n", b.Service, b.Cause(p.opts.Root), err)
 		p.mu.Lock()
 		p.lastErr = err.Error()
 		p.mu.Unlock()
@@ -258,7 +262,7 @@ func (p *Plugin) sync(b watch.Batch) error {
 		return nil
 	}
 	if svc.Container {
-		return p.host.Act(sdk.Action{Kind: sdk.Sync, Services: []string{b.Service}, Reason: b.Cause(), Seen: b.Seen, Files: files})
+		return p.host.Act(sdk.Action{Kind: sdk.Sync, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen, Files: files})
 	}
 	var errs []error
 	for _, f := range files {
@@ -267,7 +271,7 @@ func (p *Plugin) sync(b watch.Batch) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	fmt.Fprintf(p.Log, "reload: %s: synced %d file(s) in %s (%s)\n", b.Service, len(files), time.Since(b.Seen).Round(time.Millisecond), b.Cause())
+	fmt.Fprintf(p.Log, "reload: %s: synced %d file(s) in %s (%s)\n", b.Service, len(files), time.Since(b.Seen).Round(time.Millisecond), b.Cause(p.opts.Root))
 	return nil
 }
 

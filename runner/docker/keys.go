@@ -6,7 +6,8 @@ import "strings"
 // project.Service.Keys names them. Everything else is reported by
 // Ignores, so no key is dropped without a word.
 var honoured = map[string]bool{
-	"image": true, "command": true, "entrypoint": true, "working_dir": true, "user": true,
+	"develop": true, // develop.watch: hot reload (devstack watch, up --watch)
+	"image":   true, "command": true, "entrypoint": true, "working_dir": true, "user": true,
 	"hostname": true, "domainname": true, "tty": true, "stdin_open": true,
 	"stop_signal": true, "stop_grace_period": true, "labels": true, "healthcheck": true,
 	"extra_hosts": true, "init": true, "privileged": true, "cap_add": true, "cap_drop": true,
@@ -27,7 +28,6 @@ var honoured = map[string]bool{
 // instead says what happens to keys the backend does not apply, where
 // there is more to say than that they are ignored.
 var instead = map[string]string{
-	"develop":       "ignored: devstack does not watch files for a container; restart it with `devstack restart`",
 	"attach":        "ignored: every service's log is shown",
 	"deploy.mode":   "ignored: containers run on this engine, not a swarm",
 	"deploy.labels": "ignored: deploy.labels apply to swarm services; use labels",

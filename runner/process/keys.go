@@ -6,6 +6,7 @@ import "strings"
 // process, as project.Service.Keys names them. Everything else is
 // reported by Ignores, so no key is dropped without a word.
 var honoured = map[string]bool{
+	"develop":     true, // develop.watch: hot reload (devstack watch, up --watch)
 	"environment": true, "ports": true, "depends_on": true, "healthcheck": true,
 	"restart": true, "stop_signal": true, "stop_grace_period": true, "profiles": true,
 	"links": true, "external_links": true, "ulimits": true,
@@ -45,7 +46,6 @@ var instead = map[string]string{
 	"expose":          "not applied: a process's ports are reachable on the host already",
 	"tty":             "not applied: the process's output goes to the log, not a terminal",
 	"stdin_open":      "not applied: the process's stdin is closed",
-	"develop":         "ignored: devstack does not watch files; restart the service with `devstack restart`",
 	"attach":          "ignored: every service's log is shown",
 }
 

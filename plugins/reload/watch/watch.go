@@ -73,16 +73,32 @@ type Batch struct {
 	Seen time.Time
 }
 
-// Cause names the burst for a human: its first file and how many more.
-func (b Batch) Cause() string {
+// Cause names the burst for a human: a file of it that is still there
+// (an editor's temporary file, renamed over the real one, is not), as a
+// path relative to root when it is under it, and how many more of those
+// changed.
+func (b Batch) Cause(root string) string {
 	if len(b.Changes) == 0 {
 		return ""
 	}
-	c := b.Changes[0].File
-	if n := len(b.Changes) - 1; n > 0 {
-		return fmt.Sprintf("%s and %d more changed", c, n)
+	var there []Change
+	for _, ch := range b.Changes {
+		if _, err := os.Lstat(ch.File); err == nil && !ch.Removed {
+			there = append(there, ch)
+		}
 	}
-	return c + " changed"
+	c, what := b.Changes[0], " removed"
+	if len(there) > 0 {
+		c, what = there[0], " changed"
+	}
+	name := c.File
+	if rel, err := filepath.Rel(root, c.File); err == nil && root != "" && !strings.HasPrefix(rel, "..") {
+		name = rel
+	}
+	if n := len(there) - 1; n > 0 {
+		return fmt.Sprintf("%s and %d more changed", name, n)
+	}
+	return name + what
 }
 
 // Options configure Run.

@@ -154,6 +154,9 @@ func TestSaveByRename(t *testing.T) {
 		if len(b.Changes) != 1 || b.Changes[0].File != filepath.Join(dir, "main.go") || b.Changes[0].Removed {
 			t.Fatalf("save %d by rename: %+v", i, b.Changes)
 		}
+		if c := b.Cause(dir); c != "main.go changed" {
+			t.Fatalf("cause %q", c)
+		}
 	}
 }
 
