@@ -6,10 +6,10 @@
 //
 //	go run ./bench/reload -devstack ./devstack -shop examples/shop -n 20 -c 8
 //
-// It copies the shop to a temporary directory, gives payments its own
-// binary (x-devstack.build) and a develop.watch rule (rebuild on
-// ./internal), runs `devstack up -d --watch` there, and for each reload
-// writes internal/service/zz_reloadbench.go. A reload is done when
+// It copies the shop to a temporary directory, runs `devstack -f
+// devstack.yaml -f devstack.watch.yaml up -d --watch` there (payments is
+// rebuilt when ./internal changes), and for each reload writes
+// internal/service/zz_reloadbench.go. A reload is done when
 // payments' log says "reloaded in" (devstack writes it once the new
 // instance passed its healthcheck and the proxy switched to it); the
 // line also carries the build's time, which is subtracted. -backend
@@ -30,7 +30,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +48,6 @@ func main() {
 	}
 }
 
-const paymentsLine = "    x-devstack: {run: [bin/shop, serve, payments], port_env: PORT}\n"
-
 func run(devstack, shop string, n, conns int, backend string) error {
 	devstack, _ = filepath.Abs(devstack)
 	work, err := os.MkdirTemp("", "devstack-reloadbench")
@@ -63,24 +60,9 @@ func run(devstack, shop string, n, conns int, backend string) error {
 		return fmt.Errorf("copying the shop: %v: %s", err, out)
 	}
 	os.RemoveAll(filepath.Join(dir, "bin"))
-	file := filepath.Join(dir, "devstack.yaml")
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(string(b), paymentsLine) {
-		return fmt.Errorf("%s no longer has the line %q this benchmark edits", file, strings.TrimSpace(paymentsLine))
-	}
-	watchBlock := `    x-devstack: {run: [bin/payments, serve, payments], port_env: PORT, build: "CGO_ENABLED=0 go build -o bin/payments ./cmd/shop"}
-    develop:
-      watch:
-        - path: ./internal
-          action: rebuild
-`
-	os.WriteFile(file, []byte(strings.Replace(string(b), paymentsLine, watchBlock, 1)), 0o644)
 	env := append(os.Environ(), "DEVSTACK_STATE_DIR="+filepath.Join(work, "state"))
 	ds := func(args ...string) *exec.Cmd {
-		c := exec.Command(devstack, args...)
+		c := exec.Command(devstack, append([]string{"-f", "devstack.yaml", "-f", "devstack.watch.yaml"}, args...)...)
 		c.Dir, c.Env = dir, env
 		return c
 	}
