@@ -58,9 +58,14 @@ func TestDockerExecRunTop(t *testing.T) {
     image: $IMAGE
     build: {context: ./tool}
     environment: {GREETING: hello-from-box}
+  user:
+    image: $IMAGE
 `)
 	removeImage(t, d.Client(), image)
 	p := newDockerProject(t, dir, name, d)
+	// user's image is the one box builds: it is built, not pulled (there
+	// is no registry to pull it from).
+	p.must("up", "-d", "user")
 	p.must("up", "-d")
 	if r := p.must("exec", "box", "/tool", "env", "GREETING"); r.stdout != "hello-from-box\n" {
 		t.Errorf("exec printed %q", r.stdout)
@@ -77,9 +82,19 @@ func TestDockerExecRunTop(t *testing.T) {
 	if r := p.must("top", "box"); !strings.Contains(r.stdout, "/tool serve") {
 		t.Errorf("top does not show the container's process:\n%s", r.stdout)
 	}
-	// The one-off containers are gone: only the service's is left.
-	if left := p.leftovers(t.Context()); len(left) != 2 { // its container and network
+	// The one-off containers are gone: only the services' are left.
+	if left := p.leftovers(t.Context()); len(left) != 3 { // two containers and the network
 		t.Errorf("after run --rm, the project has %v", left)
+	}
+	// A volume docker compose made for the project goes with down -v.
+	vol := name + "_composemade"
+	if _, err := d.Client().VolumeCreate(t.Context(), client.VolumeCreateOptions{Name: vol, Labels: map[string]string{"com.docker.compose.project": name}}); err != nil {
+		t.Fatal(err)
+	}
+	p.must("down", "-v")
+	if _, err := d.Client().VolumeInspect(t.Context(), vol, client.VolumeInspectOptions{}); err == nil {
+		t.Errorf("down -v left the volume %s that Compose labelled as the project's", vol)
+		_, _ = d.Client().VolumeRemove(context.Background(), vol, client.VolumeRemoveOptions{Force: true})
 	}
 }
 

@@ -292,3 +292,24 @@ configs:
 		t.Errorf("after down, %s is still there (%v)", secrets, err)
 	}
 }
+
+// up -d SERVICE for a service behind a profile starts it, as docker
+// compose up does.
+func TestUpNamedProfiledServiceStartsIt(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  app:
+    x-devstack: {run: "exec sleep 300"}
+  tool:
+    x-devstack: {run: "exec sleep 300"}
+    profiles: [debug]
+`))
+	c.must("up", "-d", "tool")
+	st := map[string]runner.State{}
+	for _, s := range c.ps() {
+		st[s.Name] = s.State
+	}
+	if st["tool"] != runner.StateRunning {
+		t.Errorf("after up -d tool, tool is %q (%v)", st["tool"], st)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -205,6 +206,16 @@ func (g *globalOptions) load(ctx context.Context, names []string) (*project.Proj
 	if err != nil {
 		return nil, err
 	}
+	if more := profilesOf(p, names); len(more) > 0 {
+		// `up tool` for a service behind a profile starts it, as with
+		// docker compose: its profiles are enabled for this project. The
+		// flags carry them to a detached supervisor too (args).
+		g.profiles = append(g.profiles, more...)
+		opts.Profiles = g.profiles
+		if p, err = project.Load(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkNames(p, names); err != nil {
 		return nil, err
 	}
@@ -297,6 +308,21 @@ func (g *globalOptions) serviceNames(cmd *cobra.Command, _ []string, _ string) (
 		out = append(out, s.Name)
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// profilesOf are the profiles that enable the named services that a
+// profile disables, so that naming them enables them.
+func profilesOf(p *project.Project, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if p.Service(n) != nil {
+			continue
+		}
+		if s, ok := p.Compose.DisabledServices[n]; ok && len(s.Profiles) > 0 && !slices.Contains(out, s.Profiles[0]) {
+			out = append(out, s.Profiles[0])
+		}
+	}
+	return out
 }
 
 // checkNames rejects unknown service names before anything is started.

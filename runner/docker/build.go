@@ -21,6 +21,7 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
 )
 
 // inlineDockerfile is the name under which a Dockerfile that is not a file
@@ -307,6 +308,18 @@ func (b *Backend) ensureImage(ctx context.Context, spec runner.Spec) (string, er
 	if svc.Compose.Build != nil {
 		return "", fmt.Errorf("image %s for service %q was not built: %w", ref, svc.Name, ErrImageUnavailable)
 	}
+	if builder := builderOf(p, ref); builder != nil {
+		// Another service builds this image: build it, as compose does,
+		// rather than pull a name that may exist nowhere.
+		bs := spec
+		bs.Service = builder
+		if err := b.Build(ctx, bs); err != nil {
+			return "", fmt.Errorf("building image %s (built by service %q) for service %q: %w", ref, builder.Name, svc.Name, err)
+		}
+		if img, err := b.cli.ImageInspect(ctx, ref); err == nil {
+			return img.ID, nil
+		}
+	}
 	if svc.Compose.PullPolicy == "never" {
 		return "", fmt.Errorf("image %s for service %q is not available locally and pull_policy is never; build it or fix image: (%w)", ref, svc.Name, ErrImageUnavailable)
 	}
@@ -318,6 +331,25 @@ func (b *Backend) ensureImage(ctx context.Context, spec runner.Spec) (string, er
 		return "", fmt.Errorf("inspecting image %s for service %q after pulling it: %w", ref, svc.Name, err)
 	}
 	return img.ID, nil
+}
+
+// builderOf is the service of p (enabled or not) that builds image ref,
+// or nil.
+func builderOf(p *project.Project, ref string) *project.Service {
+	for _, s := range p.Services {
+		if s.Compose.Build != nil && imageName(p, s) == ref {
+			return s
+		}
+	}
+	if p.Compose == nil {
+		return nil
+	}
+	for name, sc := range p.Compose.DisabledServices {
+		if sc.Build != nil && sc.Image == ref {
+			return &project.Service{Name: name, Compose: sc}
+		}
+	}
+	return nil
 }
 
 // pull pulls ref, writing one line per layer and step to status (not one

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -236,13 +237,23 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 		}
 	}
 	if removeVolumes {
-		vs, err := b.cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listing volumes of project %q: %w", proj, err))
+		// By devstack's label and by Compose's: a volume that docker
+		// compose created for the project is the project's too.
+		var vols []string
+		for _, vf := range []client.Filters{f, make(client.Filters).Add("label", composeProject+"="+proj)} {
+			vs, err := b.cli.VolumeList(ctx, client.VolumeListOptions{Filters: vf})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listing volumes of project %q: %w", proj, err))
+			}
+			for _, v := range vs.Items {
+				if !slices.Contains(vols, v.Name) {
+					vols = append(vols, v.Name)
+				}
+			}
 		}
-		for _, v := range vs.Items {
-			if _, err := b.cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("removing volume %s: %w", v.Name, err))
+		for _, v := range vols {
+			if _, err := b.cli.VolumeRemove(ctx, v, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("removing volume %s: %w", v, err))
 			}
 		}
 	}
