@@ -61,6 +61,9 @@ func newBackends(ctx context.Context, p *project.Project, flag string) (*backend
 				w = "docker"
 			}
 		}
+		if s.X.External && !docker.CanRun(s) && !process.CanRun(s) {
+			w = "process" // only ever run by the user: on the host
+		}
 		want[s.Name] = w
 		if w == "docker" || w == "" && docker.CanRun(s) {
 			mayDocker = true
@@ -90,7 +93,7 @@ func newBackends(ctx context.Context, p *project.Project, flag string) (*backend
 		}
 		switch w {
 		case "process":
-			if !process.CanRun(s) {
+			if !process.CanRun(s) && !s.X.External {
 				errs = append(errs, fmt.Errorf("service %q is set to run as a process but has no x-devstack.run; add x-devstack.run with its command line", s.Name))
 				continue
 			}

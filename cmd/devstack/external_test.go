@@ -291,3 +291,46 @@ func TestServiceRunByTheUserThatDropsContextIsStillLinked(t *testing.T) {
 		t.Errorf("orders → inventory: parent %s inferred %v; want the gateway → orders hop %s, inferred", inv.ParentID, inv.Inferred, ord.SpanID)
 	}
 }
+
+// A service that only the user ever runs needs no command or image in the
+// file: the proxy owns its port and forwards to where the user listens.
+func TestExternalOnlyServiceNeedsNoCommand(t *testing.T) {
+	port := freeLoopbackPort(t)
+	yaml := fmt.Sprintf(`services:
+  api:
+    x-devstack: {external: true, port_env: PORT}
+    ports: ["127.0.0.1:%d:8080"]
+  web:
+    x-devstack: {run: sleep 1000}
+    depends_on: [api]
+`, port)
+	c := newCLI(t, writeProject(t, yaml))
+	c.must("up", "-d")
+	if s := psByName(t, c)["api"]; s.State != runner.StateExternal || s.Backend != "process" {
+		t.Errorf("api: %s on %s; want external, on the host", s.State, s.Backend)
+	}
+	var hr runner.HostRun
+	if err := json.Unmarshal([]byte(c.must("env", "api", "--format", "json").stdout), &hr); err != nil {
+		t.Fatal(err)
+	}
+	sh := c.must("env", "api").stdout
+	_, private, _ := strings.Cut(hr.Listen[0], ":")
+	if !strings.Contains(sh, "has no x-devstack.run") || !strings.Contains(sh, "export PORT='"+private+"'") {
+		t.Errorf("env api does not say to start it your way with its port:\n%s", sh)
+	}
+	l, err := net.Listen("tcp", hr.Listen[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "mine") })}
+	go srv.Serve(l)
+	defer srv.Close()
+	if code, body := get(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/hello", port)); code != http.StatusOK || body != "mine" {
+		t.Errorf("through api's declared port: %d %q; want the test's own server", code, body)
+	}
+	// The test is both the caller and api's process here: the caller is
+	// named after the process that holds api's port.
+	if hops := hopsOf(t, c, "/hello"); hops["api>api"] == nil || hops["api>api"].Status != http.StatusOK {
+		t.Errorf("the call to api was not traced as api's own: %v", keys(hops))
+	}
+}

@@ -115,9 +115,9 @@ func buildService(cp *types.Project, name string, src *sources, projectWorkdir s
 	case x.Backend == "docker" && sc.Image == "" && sc.Build == nil:
 		return nil, fail(ErrNotRunnable, "x-devstack.backend", fmt.Sprintf(
 			`service %q has backend "docker" but no image: or build:; add one of them or remove backend`, name), extKey, "backend")
-	case x.Run.Empty() && sc.Image == "" && sc.Build == nil:
+	case x.Run.Empty() && sc.Image == "" && sc.Build == nil && !x.External:
 		return nil, fail(ErrNotRunnable, "", fmt.Sprintf(
-			"service %q has no way to run; add x-devstack.run (a command to run as a process) or image:/build: (to run it in Docker)", name))
+			"service %q has no way to run; add x-devstack.run (a command to run as a process) or image:/build: (to run it in Docker), or x-devstack.external: true if you always run it yourself", name))
 	}
 	if err := checkHealthcheck(sc.HealthCheck); err != nil {
 		return nil, fail(ErrInvalid, "healthcheck.test", err.Error(), "healthcheck", "test")
