@@ -68,6 +68,32 @@ const readyTimeout = 60 * time.Second
 // proxy holds its requests meanwhile). A service that is not running
 // (it crashed, or its first build failed) is started.
 func (r *Runner) Replace(ctx context.Context, name string, o ReplaceOptions) (Reload, error) {
+	res, err := r.replaceOne(ctx, name, o)
+	if err != nil {
+		return res, err
+	}
+	// Services that depend on it with restart: true are replaced too, as
+	// a restart does; the others keep running.
+	for _, d := range r.restartDependents(name) {
+		if _, err := r.replaceOne(ctx, d, ReplaceOptions{Cause: name + " reloaded"}); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// restartDependents are the services that depend on name with restart:
+// true, transitively (in the project's order).
+func (r *Runner) restartDependents(name string) []string {
+	sel, _ := r.lookup([]string{name})
+	var out []string
+	for _, s := range r.withRestartDependents(sel)[1:] {
+		out = append(out, s.spec.Name)
+	}
+	return out
+}
+
+func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) (Reload, error) {
 	sel, err := r.lookup([]string{name})
 	if err != nil {
 		return Reload{}, err
@@ -297,7 +323,12 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 
 // restartInPlace is Replace for a service that cannot run twice at once.
 func (r *Runner) restartInPlace(ctx context.Context, s *service, o ReplaceOptions, res Reload) (Reload, error) {
-	if err := r.Restart(ctx, []string{s.spec.Name}); err != nil {
+	// Only s: Replace sees to its dependents itself.
+	err := r.stopOrdered(ctx, []*service{s})
+	if err == nil {
+		err = r.Up(ctx, []string{s.spec.Name})
+	}
+	if err != nil {
 		return res, r.reloadFailed(s, err)
 	}
 	res.Took = time.Since(o.Seen)

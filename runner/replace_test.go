@@ -76,3 +76,31 @@ func TestReplaceInPlaceStreamsIntent(t *testing.T) {
 		t.Fatalf("changes: stopped %v, last %+v; want a stop, and the intent cleared at the end", stopped, last)
 	}
 }
+
+// A reload replaces the services that depend on it with restart: true,
+// and only those.
+func TestReplaceReplacesRestartDependents(t *testing.T) {
+	s := newStack(t, "services:"+svc("a", "block", "")+svc("b", "block", `    depends_on:
+      a: {condition: service_started, restart: true}
+`)+svc("c", "block", `    depends_on:
+      a: {condition: service_started}
+`))
+	if err := s.up(); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]string{}
+	for _, st := range s.r.Status() {
+		before[st.Name] = st.ID
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := s.r.Replace(ctx, "a", runner.ReplaceOptions{Cause: "a.go changed"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range s.r.Status() {
+		changed := st.ID != before[st.Name]
+		if want := st.Name != "c"; changed != want || st.State != runner.StateRunning || (st.Reloads == 1) != want {
+			t.Errorf("%s after a's reload: replaced %v (want %v), %+v", st.Name, changed, want, st)
+		}
+	}
+}
