@@ -276,15 +276,29 @@ func newCgroup(spec runner.Spec) *proc.Cgroup {
 
 // signalOthers sends sig to the instance's processes outside its process
 // group: those in its cgroup and those carrying its marker.
+//
+// Each process gets sig once: one still in the group already had it from
+// the group's signal, and many programs take a second SIGTERM as "stop
+// now, skip the clean shutdown".
 func (i *Instance) signalOthers(sig syscall.Signal) {
+	var pids []int
 	if i.cg != nil {
-		i.cg.Signal(sig)
+		pids = i.cg.Procs()
 	}
-	if i.spec.Marker == "" {
-		return
+	if i.spec.Marker != "" {
+		marked, _ := proc.FindByMarker(i.spec.Marker)
+		pids = append(pids, marked...)
 	}
-	pids, _ := proc.FindByMarker(i.spec.Marker)
+	group, self := i.cmd.Process.Pid, os.Getpid()
+	sent := make(map[int]bool, len(pids))
 	for _, pid := range pids {
+		if pid == self || sent[pid] {
+			continue
+		}
+		sent[pid] = true
+		if pg, err := syscall.Getpgid(pid); err == nil && pg == group {
+			continue
+		}
 		_ = syscall.Kill(pid, sig)
 	}
 }
