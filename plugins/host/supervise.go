@@ -255,7 +255,11 @@ func sendEvents(ctx context.Context, r *running, sess *sdk.Session) error {
 }
 
 // prefixWriter writes each whole line with a prefix: a plugin's stderr in
-// the host's log.
+// the host's log. go-plugin hands it every raw line, also the structured
+// (JSON) ones that it logs itself through the host's hclog logger at their
+// own level; those are left out here, so a plugin's debug chatter never
+// reaches the user and nothing shows twice. Plain lines (a panic's trace,
+// a stray print) are kept.
 type prefixWriter struct {
 	w      io.Writer
 	prefix string
@@ -269,10 +273,14 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i]); err != nil {
+		line := p.buf[:i]
+		p.buf = p.buf[i+1:]
+		if bytes.HasPrefix(line, []byte(`{"@level":`)) {
+			continue
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, line); err != nil {
 			return len(b), err
 		}
-		p.buf = p.buf[i+1:]
 	}
 	return len(b), nil
 }
