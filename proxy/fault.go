@@ -33,13 +33,20 @@ type faultPath interface {
 }
 
 // decide is the pipeline's fault step for the hop of sp (its callee,
-// caller, protocol, method and route set): it fills d and records the
-// faults' labels on the span, and reports whether there is anything to
-// do. hdr lends the request's headers (nil for TCP).
-func (s *Server) decide(sp *trace.Span, hdr fault.Headers, d *fault.Decision) bool {
+// caller, protocol, method and route set) on connection ci: it fills d
+// and records the faults' labels on the span, and reports whether there
+// is anything to do. hdr lends the request's headers (nil for TCP).
+//
+// A rule may name the calling service, so a caller the link did not need
+// is looked up now (once per connection, only for a service with rules,
+// and never on an event loop: it hands such requests over).
+func (s *Server) decide(sp *trace.Span, ci *connInfo, hdr fault.Headers, d *fault.Decision) bool {
 	set := s.faults()
 	if !set.Targets(sp.Callee) {
 		return false
+	}
+	if sp.Caller == "" && ci != nil && s.opts.Callers != nil {
+		sp.Caller = ci.resolve(s.opts.Callers)
 	}
 	req := fault.Req{Service: sp.Callee, Caller: sp.Caller, TCP: sp.Protocol == "tcp", Method: sp.Method, Path: sp.Route, Header: hdr}
 	if !set.Decide(&req, d) {

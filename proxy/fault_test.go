@@ -381,3 +381,35 @@ func TestFaultsForOthersLeaveAServiceOnTheLoop(t *testing.T) {
 		t.Error("no request was served by an event loop")
 	}
 }
+
+// A rule that names the caller applies to a call without trace context
+// from that service, though nothing links it (no request in flight): the
+// fault step looks the caller up.
+func TestAFaultForOneCallerOnly(t *testing.T) {
+	rec := newMemRecorder()
+	f := &faults{t: t}
+	r := rule("svc", fault.Request, fault.Fault{Kind: fault.Abort, Status: 503, Body: "injected"})
+	r.Caller = "orders"
+	f.set(r)
+	cs := &callers{m: map[uint16]string{}}
+	s := New(Options{Recorder: rec, Faults: &f.tab, Callers: cs})
+	addr := front(t, s, Route{Service: "svc", Upstream: faultUpstream(t)})[0]
+	for _, caller := range []string{"orders", "inventory"} {
+		cl := cs.client(caller)
+		resp, err := cl.Get("http://" + addr + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cl.CloseIdleConnections()
+		want := 200
+		if caller == "orders" {
+			want = 503
+		}
+		sp := rec.next(t)
+		if resp.StatusCode != want || sp.Caller != caller || (len(sp.Faults) == 1) != (caller == "orders") {
+			t.Errorf("from %s: status %d (want %d), span caller %q faults %q", caller, resp.StatusCode, want, sp.Caller, sp.Faults)
+		}
+	}
+}

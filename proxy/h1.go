@@ -491,7 +491,7 @@ func (hc *h1conn) serveOne() bool {
 // are relayed with what it decided.
 func (hc *h1conn) serveFaulted(sp *trace.Span, method string, cfg *Route) bool {
 	var d fault.Decision
-	if !hc.rt.s.decide(sp, &hc.req, &d) {
+	if !hc.rt.s.decide(sp, hc.ci, &hc.req, &d) {
 		return hc.relay(sp, method, cfg, nil)
 	}
 	if inject(sp, &d, hc) {

@@ -30,7 +30,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var d *fault.Decision
 	if s.faultActive(cfg.Service) {
 		d = new(fault.Decision)
-		if !s.decide(sp, httpHeaders(r.Header), d) {
+		if !s.decide(sp, ci, httpHeaders(r.Header), d) {
 			d = nil
 		}
 	}

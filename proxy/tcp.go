@@ -26,7 +26,7 @@ func (rt *route) tcp(c net.Conn, up *peekedConn) {
 	var d *fault.Decision
 	if s.faultActive(cfg.Service) {
 		d = new(fault.Decision)
-		if !s.decide(sp, nil, d) {
+		if !s.decide(sp, ci, nil, d) {
 			d = nil
 		}
 	}
