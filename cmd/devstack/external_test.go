@@ -209,31 +209,20 @@ func TestExceptServiceRunByTheUserIsTracedInTheChain(t *testing.T) {
 	}
 }
 
-// x-devstack.external in the file does what up --except does.
-func TestExternalInTheFileIsNotStarted(t *testing.T) {
-	yaml, _ := procShop(t, ", external: true")
-	c := newCLI(t, writeProject(t, yaml))
-	c.must("up", "-d")
-	st := psByName(t, c)
-	if s := st["payments"]; s.State != runner.StateExternal || s.Health != runner.HealthDown {
-		t.Errorf("payments: %s/%s; want external/down", s.State, s.Health)
-	}
-	if s := st["orders"]; s.State != runner.StateRunning {
-		t.Errorf("orders, which depends on payments: %s (%s); want running", s.State, s.Error)
-	}
-}
-
 // A service devstack runs can be switched to one the user runs and back
-// with stop and start, the rest of the stack running on untouched.
+// with stop and start, the rest of the stack running on untouched. The
+// shop's orders drops trace context: run by the user, its calls are still
+// linked into the trace, devstack finding its process by the private port
+// it listens on, as it finds its own services' by their pids.
 func TestStopRunYourselfThenStartTakesItBack(t *testing.T) {
 	yaml, ports := procShop(t, "")
 	c := newCLI(t, writeProject(t, yaml))
 	c.must("up", "-d")
 	before := psByName(t, c)
-	c.must("stop", "payments")
+	c.must("stop", "orders")
 
 	var hr runner.HostRun
-	if err := json.Unmarshal([]byte(c.must("env", "payments", "--format", "json").stdout), &hr); err != nil {
+	if err := json.Unmarshal([]byte(c.must("env", "orders", "--format", "json").stdout), &hr); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(hr.Argv[0], hr.Argv[1:]...)
@@ -241,46 +230,9 @@ func TestStopRunYourselfThenStartTakesItBack(t *testing.T) {
 	self := startSelf(t, cmd)
 	waitAnswers(t, hr.Listen[0])
 	checkout(t, c, ports)
-	if ps := c.must("ps").stdout; !strings.Contains(ps, "payments is stopped, but something answers on its port") {
-		t.Errorf("ps does not say that payments runs outside devstack:\n%s", ps)
+	if ps := c.must("ps").stdout; !strings.Contains(ps, "orders is stopped, but something answers on its port") {
+		t.Errorf("ps does not say that orders runs outside devstack:\n%s", ps)
 	}
-
-	// devstack cannot take it back while the user's run holds its port.
-	if r := c.run("start", "payments"); r.code == 0 || !strings.Contains(r.stderr, "runs outside devstack") {
-		t.Errorf("start payments while the test runs it: exit %d, %s; want a refusal saying it runs outside devstack", r.code, r.stderr)
-	}
-	self.stop()
-	c.must("start", "payments")
-	after := psByName(t, c)
-	if s := after["payments"]; s.State != runner.StateRunning || s.ID == "" || s.ID == before["payments"].ID || s.ID == fmt.Sprint(self.cmd.Process.Pid) {
-		t.Errorf("payments after start: %s, id %q; want running again in a new process of devstack's", s.State, s.ID)
-	}
-	for _, name := range []string{"gateway", "orders", "inventory", "fraud"} {
-		if after[name].ID != before[name].ID {
-			t.Errorf("%s was restarted (%s, then %s); the switch must leave the rest alone", name, before[name].ID, after[name].ID)
-		}
-	}
-	checkout(t, c, ports)
-}
-
-// A service the user runs that drops trace context (the shop's orders)
-// still has its calls linked into the trace: devstack finds its process
-// by the private port it listens on, as it finds its own services' by
-// their pids.
-func TestServiceRunByTheUserThatDropsContextIsStillLinked(t *testing.T) {
-	yaml, ports := procShop(t, "")
-	c := newCLI(t, writeProject(t, yaml))
-	c.must("up", "-d", "--except", "orders")
-	var hr runner.HostRun
-	if err := json.Unmarshal([]byte(c.must("env", "orders", "--format", "json").stdout), &hr); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(hr.Argv[0], hr.Argv[1:]...)
-	cmd.Dir, cmd.Env = hr.Dir, append(os.Environ(), hr.Env...)
-	startSelf(t, cmd)
-	waitAnswers(t, hr.Listen[0])
-
-	checkout(t, c, ports)
 	hops := hopsOf(t, c, "/checkout")
 	for _, h := range []string{"gateway>orders", "orders>inventory", "orders>payments", "payments>fraud"} {
 		if sp := hops[h]; sp == nil || sp.Status >= 400 {
@@ -290,6 +242,23 @@ func TestServiceRunByTheUserThatDropsContextIsStillLinked(t *testing.T) {
 	if inv, ord := hops["orders>inventory"], hops["gateway>orders"]; inv != nil && ord != nil && (!inv.Inferred || inv.ParentID != ord.SpanID) {
 		t.Errorf("orders → inventory: parent %s inferred %v; want the gateway → orders hop %s, inferred", inv.ParentID, inv.Inferred, ord.SpanID)
 	}
+
+	// devstack cannot take it back while the user's run holds its port.
+	if r := c.run("start", "orders"); r.code == 0 || !strings.Contains(r.stderr, "runs outside devstack") {
+		t.Errorf("start orders while the test runs it: exit %d, %s; want a refusal saying it runs outside devstack", r.code, r.stderr)
+	}
+	self.stop()
+	c.must("start", "orders")
+	after := psByName(t, c)
+	if s := after["orders"]; s.State != runner.StateRunning || s.ID == "" || s.ID == before["orders"].ID || s.ID == fmt.Sprint(self.cmd.Process.Pid) {
+		t.Errorf("orders after start: %s, id %q; want running again in a new process of devstack's", s.State, s.ID)
+	}
+	for _, name := range []string{"gateway", "payments", "inventory", "fraud"} {
+		if after[name].ID != before[name].ID {
+			t.Errorf("%s was restarted (%s, then %s); the switch must leave the rest alone", name, before[name].ID, after[name].ID)
+		}
+	}
+	checkout(t, c, ports)
 }
 
 // A service that only the user ever runs needs no command or image in the
