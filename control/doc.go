@@ -20,6 +20,11 @@
 //	POST /v1/down                       stop everything; the supervisor exits after
 //	POST /v1/handover                   stop processes, keep containers; the supervisor
 //	                                    exits after, for one with a changed file
+//	GET  /v1/plugins                    []PluginStatus
+//	GET  /v1/faults                     FaultList (the fault plugin's rules)
+//	POST /v1/faults                     fault.Spec → the fault.Rule added
+//	PUT  /v1/faults                     fault.Scenario → FaultList (replaces every rule)
+//	DELETE /v1/faults[/{id}]            remove one rule, or all
 //
 // The server knows the stack only through Server's fields (Stack, a
 // trace.Reader, the log directory), which the supervisor fills: control

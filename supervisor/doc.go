@@ -11,10 +11,16 @@
 //	devstack ps/logs/traces/stop/start/restart/down ──► control API (unix socket)
 //
 //	                 supervisor.Start
-//	   ┌───────────────┬──────┴───────┬────────────────┐
-//	 runner        proxy ──record──► trace/store    control API
-//	 (backends)    (plan: which ports it fronts,     (ps, logs, traces,
-//	               private ports, ambassadors)        up/stop/down, handover)
+//	   ┌───────────────┬──────┴───────┬────────────────┬──────────────┐
+//	 runner        proxy ──record──► trace/store    control API     plugins/host
+//	 (backends)    (plan: which ports it fronts,     (ps, logs, traces,  (built-ins re-executed
+//	               private ports, ambassadors)        up/stop/down,      as `devstack plugin NAME`,
+//	                 ▲ reads per request              faults, plugins)   x-devstack.plugins)
+//	                 └──── fault.Table ◄── rules the plugins push ───────────┘
+//
+// plugins.go turns x-devstack.plugins and x-devstack.faults into plugin
+// specs (a bad scenario fails Start, naming the file), hands runner events
+// to the plugins and carries out their actions.
 //
 // Imports run down only (cmd → supervisor → control, proxy, runner →
 // proxy/propagate → trace/store, trace/render → trace); layers_test.go

@@ -23,7 +23,7 @@ import (
 // faultCheckout sends one checkout through the shop's gateway with a
 // trace id of its own, and returns the status, how long it took, and the
 // trace's spans by "caller>callee".
-func faultCheckout(t *testing.T, c *cli, hdr map[string]string) (int, time.Duration, map[string]*trace.Span) {
+func faultCheckout(t *testing.T, c *cli, project string, hdr map[string]string) (int, time.Duration, map[string]*trace.Span) {
 	t.Helper()
 	var id [16]byte
 	rand.Read(id[:])
@@ -45,12 +45,18 @@ func faultCheckout(t *testing.T, c *cli, hdr map[string]string) (int, time.Durat
 	resp.Body.Close()
 	took := time.Since(start)
 	// The spans are recorded as each hop ends; the gateway's is last.
+	// Read through the control API rather than the CLI: one process start
+	// less per checkout (the CLI's trace command is tested elsewhere).
+	api, err := dialState(t.Context(), filepath.Join(c.state, project))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := trace.ParseTraceID(tid)
 	by := map[string]*trace.Span{}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r := c.run("trace", tid, "--format", "json")
-		var spans []*trace.Span
-		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &spans) == nil {
+		spans, err := api.Trace(t.Context(), tr)
+		if err == nil {
 			clear(by)
 			for _, sp := range spans {
 				by[sp.Caller+">"+sp.Callee] = sp
@@ -60,7 +66,7 @@ func faultCheckout(t *testing.T, c *cli, hdr map[string]string) (int, time.Durat
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("trace %s never got its gateway hop: %s %s", tid, r.stdout, r.stderr)
+			t.Fatalf("trace %s never got its gateway hop (%v)", tid, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -79,16 +85,16 @@ func faultsOf(by map[string]*trace.Span) map[string][]string {
 
 // checkShopFaults injects faults into the running shop through the CLI
 // and checks the responses and the recorded spans.
-func checkShopFaults(t *testing.T, c *cli) {
+func checkShopFaults(t *testing.T, c *cli, project string) {
 	// Nothing injected: nothing recorded.
-	code, _, by := faultCheckout(t, c, nil)
+	code, _, by := faultCheckout(t, c, project, nil)
 	if code != 200 || len(faultsOf(by)) != 0 {
 		t.Fatalf("without faults: %d %v", code, faultsOf(by))
 	}
 
 	// Latency on one hop, matched by route and caller.
 	c.must("fault", "add", "payments", "--latency", "300ms", "--route", "/charge*", "--caller", "orders")
-	code, took, by := faultCheckout(t, c, nil)
+	code, took, by := faultCheckout(t, c, project, nil)
 	pay := by["orders>payments"]
 	if code != 200 || took < 300*time.Millisecond || pay == nil || !slices.Equal(pay.Faults, []string{"latency 300ms"}) || pay.Duration < 300*time.Millisecond {
 		t.Fatalf("latency: %d after %v, payments hop %+v", code, took, pay)
@@ -107,7 +113,7 @@ func checkShopFaults(t *testing.T, c *cli) {
 
 	// A caller that does not match: no fault.
 	c.must("fault", "add", "payments", "--latency", "300ms", "--caller", "gateway")
-	if _, _, by = faultCheckout(t, c, nil); len(faultsOf(by)) != 0 {
+	if _, _, by = faultCheckout(t, c, project, nil); len(faultsOf(by)) != 0 {
 		t.Errorf("a fault for another caller applied: %v", faultsOf(by))
 	}
 	c.must("fault", "clear")
@@ -115,27 +121,61 @@ func checkShopFaults(t *testing.T, c *cli) {
 	// An abort on the first request only: the caller sees the 503, the
 	// next checkout goes through.
 	c.must("fault", "add", "inventory", "--abort", "503", "--first", "1")
-	code, _, by = faultCheckout(t, c, nil)
+	code, _, by = faultCheckout(t, c, project, nil)
 	inv := by["orders>inventory"]
 	if code != http.StatusBadGateway || inv == nil || inv.Status != 503 || !slices.Equal(inv.Faults, []string{"abort 503"}) {
 		t.Fatalf("abort: %d, inventory hop %+v", code, inv)
 	}
-	if code, _, by = faultCheckout(t, c, nil); code != 200 || len(faultsOf(by)) != 0 {
+	if code, _, by = faultCheckout(t, c, project, nil); code != 200 || len(faultsOf(by)) != 0 {
 		t.Fatalf("after the first request: %d %v", code, faultsOf(by))
 	}
 	c.must("fault", "clear")
 
 	// A reset: the caller's request fails at the transport.
 	c.must("fault", "add", "fraud", "--reset")
-	code, _, by = faultCheckout(t, c, nil)
+	code, _, by = faultCheckout(t, c, project, nil)
 	if fr := by["payments>fraud"]; code == 200 || fr == nil || !slices.Equal(fr.Faults, []string{"reset"}) || fr.Error == "" {
 		t.Fatalf("reset: %d, fraud hop %+v", code, fr)
 	}
 	c.must("fault", "clear")
 
+	// A header matcher: only requests carrying it.
+	c.must("fault", "add", "gateway", "--abort", "418", "--header", "X-Tenant=acme")
+	if code, _, by = faultCheckout(t, c, project, map[string]string{"X-Tenant": "acme"}); code != 418 || !slices.Equal(by[">gateway"].Faults, []string{"abort 418"}) {
+		t.Errorf("header matcher: %d %v", code, faultsOf(by))
+	}
+	if code, _, by = faultCheckout(t, c, project, map[string]string{"X-Tenant": "other"}); code != 200 || len(faultsOf(by)) != 0 {
+		t.Errorf("header matcher, other value: %d %v", code, faultsOf(by))
+	}
+	c.must("fault", "clear")
+
+	// On the response: fraud did its work, payments gets a 502 instead.
+	c.must("fault", "add", "fraud", "--abort", "502", "--direction", "response")
+	code, _, by = faultCheckout(t, c, project, nil)
+	if fr := by["payments>fraud"]; code != http.StatusBadGateway || fr == nil || fr.Status != 502 || !slices.Equal(fr.Faults, []string{"abort 502 on response"}) {
+		t.Errorf("abort on response: %d, fraud hop %+v", code, fr)
+	}
+	c.must("fault", "clear")
+
+	// A hang for a set time, then a reset: the caller's call fails.
+	c.must("fault", "add", "inventory", "--hang-for", "300ms")
+	code, took, by = faultCheckout(t, c, project, nil)
+	if inv := by["orders>inventory"]; code == 200 || took < 300*time.Millisecond || inv == nil || !slices.Equal(inv.Faults, []string{"hang 300ms"}) {
+		t.Errorf("hang: %d after %v, inventory hop %+v", code, took, inv)
+	}
+	c.must("fault", "clear")
+
+	// A slow body: the whole answer, a chunk at a time.
+	c.must("fault", "add", "gateway", "--slow-body", "40ms", "--chunk", "64")
+	code, took, by = faultCheckout(t, c, project, nil)
+	if gw := by[">gateway"]; code != 200 || took < 120*time.Millisecond || !slices.Equal(gw.Faults, []string{"slow-body"}) || gw.BytesOut < 192 {
+		t.Errorf("slow body: %d after %v, gateway hop %+v", code, took, gw)
+	}
+	c.must("fault", "clear")
+
 	// Header-triggered faults: ignored until a scenario enables them.
 	hdr := map[string]string{"X-Devstack-Fault": "latency=250ms"}
-	if _, took, by = faultCheckout(t, c, hdr); len(faultsOf(by)) != 0 || took > 240*time.Millisecond {
+	if _, took, by = faultCheckout(t, c, project, hdr); len(faultsOf(by)) != 0 || took > 240*time.Millisecond {
 		t.Errorf("the header was obeyed while off: %v after %v", faultsOf(by), took)
 	}
 	scenario := filepath.Join(t.TempDir(), "incident.yaml")
@@ -143,7 +183,7 @@ func checkShopFaults(t *testing.T, c *cli) {
 		t.Fatal(err)
 	}
 	c.must("fault", "apply", scenario)
-	_, took, by = faultCheckout(t, c, hdr)
+	_, took, by = faultCheckout(t, c, project, hdr)
 	want := map[string][]string{">gateway": {"latency 250ms"}, "orders>payments": {"latency 200ms"}}
 	if got := faultsOf(by); len(got) != 2 || !slices.Equal(got[">gateway"], want[">gateway"]) || !slices.Equal(got["orders>payments"], want["orders>payments"]) || took < 450*time.Millisecond {
 		t.Fatalf("scenario with header trigger: %v after %v; want %v", got, took, want)
@@ -155,7 +195,7 @@ func checkShopFaults(t *testing.T, c *cli) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, by = faultCheckout(t, c, nil); !slices.Equal(by["orders>payments"].Faults, []string{"latency 200ms"}) {
+	if _, _, by = faultCheckout(t, c, project, nil); !slices.Equal(by["orders>payments"].Faults, []string{"latency 200ms"}) {
 		t.Errorf("while the plugin restarts: %v", faultsOf(by))
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -171,14 +211,14 @@ func checkShopFaults(t *testing.T, c *cli) {
 	// clear removes the rules; the header trigger is the scenario's
 	// setting, and a scenario without it turns it off.
 	c.must("fault", "clear")
-	if _, _, by = faultCheckout(t, c, hdr); !slices.Equal(faultsOf(by)[">gateway"], []string{"latency 250ms"}) || len(faultsOf(by)) != 1 {
+	if _, _, by = faultCheckout(t, c, project, hdr); !slices.Equal(faultsOf(by)[">gateway"], []string{"latency 250ms"}) || len(faultsOf(by)) != 1 {
 		t.Errorf("after clear: %v", faultsOf(by))
 	}
 	if err := os.WriteFile(scenario, []byte("rules: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c.must("fault", "apply", scenario)
-	if _, _, by = faultCheckout(t, c, hdr); len(faultsOf(by)) != 0 {
+	if _, _, by = faultCheckout(t, c, project, hdr); len(faultsOf(by)) != 0 {
 		t.Errorf("header trigger off again: %v", faultsOf(by))
 	}
 }
@@ -188,7 +228,7 @@ func TestShopFaults(t *testing.T) {
 	shopOnFreePorts(t)
 	c := newCLI(t, repoRoot(t))
 	c.must("up", "-d")
-	checkShopFaults(t, c)
+	checkShopFaults(t, c, "shop")
 }
 
 // Faults through the real proxy, the shop as containers.
@@ -197,12 +237,13 @@ func TestDockerShopFaults(t *testing.T) {
 	shopOnFreePorts(t)
 	p := newDockerProject(t, repoRoot(t), projectName("shopfaults"), d)
 	p.must("up", "-d", "--backend", "docker")
-	checkShopFaults(t, p.cli)
+	checkShopFaults(t, p.cli, p.name)
 }
 
 // Toxiproxy's own Go client drives a running stack's Toxiproxy API, and
 // its toxics act on real traffic through the proxy.
 func TestToxiproxyClientDrivesTheStack(t *testing.T) {
+	t.Parallel() // free ports of its own; runs after the tests on the shop's fixed ports
 	shop := filepath.Join(repoRoot(t), "examples", "shop")
 	port, api := freeLoopbackPort(t), freeLoopbackPort(t)
 	dir := writeProject(t, fmt.Sprintf(`

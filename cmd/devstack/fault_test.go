@@ -43,6 +43,7 @@ func faultIDs(l control.FaultList) string {
 // The fault commands drive the built-in fault plugin of a running stack;
 // a plugin killed outright comes back with its rules.
 func TestFaultCommandsAndPluginRestart(t *testing.T) {
+	t.Parallel() // no ports; a project name of its own
 	dir := writeProject(t, `
 name: faultcli
 x-devstack:
@@ -157,6 +158,7 @@ services:
 // A bad x-devstack.faults fails up before anything starts, naming the
 // file and the rule.
 func TestBadFaultScenarioFailsUp(t *testing.T) {
+	t.Parallel()
 	dir := writeProject(t, `
 name: faultbad
 x-devstack:
