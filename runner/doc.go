@@ -17,7 +17,13 @@
 //	Cleaner        owns project-wide objects (networks, volumes) that down removes
 //	Networked      instances run in a network of their own: the runner builds
 //	               each Spec as for a host process and hands it to Wire, which
-//	               rewrites addresses and published ports for that network
+//	               publishes the ports for that network
+//	Reacher        says at which address its instances reach each service's
+//	               port (the host's view, a container's); the runner rewrites
+//	               the addresses the file writes to those, and adds the
+//	               discovery variables DEVSTACK_URL_<NAME> (reach.go)
+//	Fronter        makes a service of another backend answer to its name
+//	               among its instances (Docker: an ambassador for a process)
 //	Lasting        instances outlive their supervisor (a handover keeps them)
 //	Execer         (instance) the runner runs its healthcheck in it
 //	HealthReporter (instance) its engine runs the healthcheck
@@ -31,6 +37,10 @@
 // service's port variables (x-devstack.port_env, DEVSTACK_PORT_<target>),
 // or the target port for a Networked backend's instances, which publish the
 // private port instead.
+//
+// A service the user runs (x-devstack.external, Options.External) is never
+// started: it is StateExternal, ready for its dependents; HostRun says how
+// to run it in devstack's place, and Start takes it back (external.go).
 //
 // The runner imports runner/project, runner/health and runner/proc only:
 // the proxy, the span store and the control API are wired to it by the
