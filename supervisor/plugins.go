@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/devstack/devstack/control"
@@ -92,6 +94,15 @@ func pluginSpecs(p *project.Project, builtin bool, backendFor func(*project.Serv
 	}
 	if err := host.Check(specs); err != nil {
 		return nil, fmt.Errorf("%s: x-devstack.plugins: %w", primaryFile(p), err)
+	}
+	if port := p.X.Toxiproxy; port > 0 && builtin {
+		// The fault plugin listens there; a taken port is said now, not
+		// as a plugin that keeps failing to start.
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: x-devstack.toxiproxy: port %d on 127.0.0.1 is taken (%v); stop what listens there (a Toxiproxy server?) or choose another port", primaryFile(p), port, err)
+		}
+		l.Close()
 	}
 	return specs, nil
 }

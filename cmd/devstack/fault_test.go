@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,6 +174,23 @@ services:
 	c := newCLI(t, dir)
 	r := c.run("up", "-d")
 	if r.code == 0 || !strings.Contains(r.stderr, `devstack.yaml: x-devstack.faults: rules[0]: fault for service "web": latency and abort in one fault`) {
+		t.Errorf("up: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// A taken Toxiproxy API port fails up at once, naming the key.
+func TestToxiproxyPortTakenFailsUp(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	dir := writeProject(t, fmt.Sprintf("name: toxitaken\nx-devstack:\n  toxiproxy: %d\nservices:\n  web:\n    x-devstack: {run: [sleep, \"600\"]}\n", port))
+	c := newCLI(t, dir)
+	r := c.run("up", "-d")
+	if r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("x-devstack.toxiproxy: port %d on 127.0.0.1 is taken", port)) {
 		t.Errorf("up: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
