@@ -169,7 +169,7 @@ func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner
 		o.Services[svc.Name] = reload.Service{Container: container, Workdir: wd}
 		for _, w := range d.Watch {
 			r := watch.Rule{Service: svc.Name, Path: w.Path, Action: string(w.Action), Target: w.Target,
-				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync, Exec: w.Exec.Command}
+				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync, Exec: w.Exec.Command, DockerIgnore: container}
 			if !filepath.IsAbs(r.Path) {
 				r.Path = filepath.Join(p.Dir, r.Path)
 			}

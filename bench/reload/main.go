@@ -6,10 +6,10 @@
 //
 //	go run ./bench/reload -devstack ./devstack -shop examples/shop -n 20 -c 8
 //
-// It copies the shop to a temporary directory, runs `devstack -f
-// devstack.yaml -f devstack.watch.yaml up -d --watch` there (payments is
+// It runs `devstack -f devstack.yaml -f devstack.watch.yaml up -d
+// --watch` in the shop's directory (with a temporary state directory) (payments is
 // rebuilt when ./internal changes), and for each reload writes
-// internal/service/zz_reloadbench.go. A reload is done when
+// internal/service/zz_reloadbench.go (removed at the end). A reload is done when
 // payments' log says "reloaded in" (devstack writes it once the new
 // instance passed its healthcheck and the proxy switched to it); the
 // line also carries the build's time, which is subtracted. -backend
@@ -55,11 +55,12 @@ func run(devstack, shop string, n, conns int, backend string) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	dir := filepath.Join(work, "shop")
-	if out, err := exec.Command("cp", "-r", shop, dir).CombinedOutput(); err != nil {
-		return fmt.Errorf("copying the shop: %v: %s", err, out)
+	// In place: the shop is part of devstack's module, so a copy elsewhere
+	// would not build. Only the mark file is added, and removed at the end.
+	dir, err := filepath.Abs(shop)
+	if err != nil {
+		return err
 	}
-	os.RemoveAll(filepath.Join(dir, "bin"))
 	env := append(os.Environ(), "DEVSTACK_STATE_DIR="+filepath.Join(work, "state"))
 	ds := func(args ...string) *exec.Cmd {
 		c := exec.Command(devstack, append([]string{"-f", "devstack.yaml", "-f", "devstack.watch.yaml"}, args...)...)
@@ -70,10 +71,12 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	if backend != "process" {
 		up = append(up, "--backend", backend)
 	}
+	// down whatever up did: a stack that failed to come up keeps its
+	// supervisor.
+	defer ds("down").Run()
 	if out, err := ds(up...).CombinedOutput(); err != nil {
 		return fmt.Errorf("devstack up: %v\n%s", err, out)
 	}
-	defer ds("down").Run()
 
 	logs := ds("logs", "-f", "--no-color", "--tail", "0", "payments")
 	lr, err := logs.StdoutPipe()
@@ -88,6 +91,7 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	go scanReloads(lr, reloaded)
 
 	mark := filepath.Join(dir, "internal", "service", "zz_reloadbench.go")
+	defer os.Remove(mark)
 	reload := func(i int) (reloadLine, time.Duration, error) {
 		t0 := time.Now()
 		if err := os.WriteFile(mark, []byte(fmt.Sprintf("package service\n\nconst reloadBench = %d\n", i)), 0o644); err != nil {

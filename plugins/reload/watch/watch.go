@@ -41,6 +41,11 @@ type Rule struct {
 	Ignore      []string `json:"ignore,omitempty"`
 	Include     []string `json:"include,omitempty"`
 	InitialSync bool     `json:"initial_sync,omitempty"`
+	// DockerIgnore applies the .dockerignore files too (a container's
+	// rules: what .dockerignore keeps out of its image is no change to
+	// it). A process's rules leave them out: an image's ignore file often
+	// ignores everything but a binary.
+	DockerIgnore bool `json:"dockerignore,omitempty"`
 }
 
 // Actions, from compose's develop.watch.
@@ -150,7 +155,6 @@ func New(o Options) (*Watcher, error) {
 		return nil, fmt.Errorf("starting the file watcher: %w", err)
 	}
 	w := &Watcher{o: o, fs: fw}
-	rootIgnores := readIgnores(o.Root)
 	for i := range o.Rules {
 		r := &o.Rules[i]
 		switch r.Action {
@@ -165,9 +169,9 @@ func New(o Options) (*Watcher, error) {
 			return nil, fmt.Errorf("service %q: develop.watch path: %w; create it or correct the path", r.Service, err)
 		}
 		m := &matcher{rule: r, file: !fi.IsDir()}
-		pats := append(gitPatterns(rootIgnores, o.Root, r.Path), r.Ignore...)
+		pats := append(gitPatterns(readIgnores(o.Root, r.DockerIgnore), o.Root, r.Path), r.Ignore...)
 		if !m.file {
-			pats = append(pats, gitPatterns(readIgnores(r.Path), r.Path, r.Path)...)
+			pats = append(pats, gitPatterns(readIgnores(r.Path, r.DockerIgnore), r.Path, r.Path)...)
 		}
 		if m.ignore, err = patternmatcher.New(pats); err != nil {
 			fw.Close()
@@ -429,13 +433,18 @@ func stronger(a, b string) string {
 	return a
 }
 
-// readIgnores reads dir's .gitignore and .dockerignore patterns.
-func readIgnores(dir string) []string {
+// readIgnores reads dir's .gitignore patterns, and its .dockerignore's
+// with docker.
+func readIgnores(dir string, docker bool) []string {
 	if dir == "" {
 		return nil
 	}
+	names := []string{".gitignore"}
+	if docker {
+		names = append(names, ".dockerignore")
+	}
 	var out []string
-	for _, name := range []string{".gitignore", ".dockerignore"} {
+	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			continue

@@ -125,7 +125,7 @@ func TestIgnoreRules(t *testing.T) {
 	for _, d := range []string{".git", "gen", "node_modules/x", "tmp", "docs"} {
 		os.MkdirAll(filepath.Join(dir, "src", d), 0o755)
 	}
-	ch := start(t, dir, Rule{Service: "web", Path: filepath.Join(dir, "src"), Action: Restart,
+	ch := start(t, dir, Rule{Service: "web", Path: filepath.Join(dir, "src"), Action: Restart, DockerIgnore: true,
 		Ignore: []string{"docs/"}, Include: []string{"*.go", "**/*.go"}})
 	for _, f := range []string{".git/index", "debug.log", "gen/x.go", "node_modules/x/y.go", "tmp/t.go", "docs/d.go", "README.md"} {
 		write(t, filepath.Join(dir, "src", f), "ignored")
@@ -140,6 +140,22 @@ func TestIgnoreRules(t *testing.T) {
 
 // An editor that saves by writing a temporary file and renaming it over
 // the original (vim's backupcopy=no, many IDEs).
+// A process's rules leave .dockerignore out: an image's ignore file
+// often ignores everything but its binary (the shop's does).
+func TestDockerignoreOnlyForContainers(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, ".dockerignore"), "*\n!bin/shop\n")
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	ch := start(t, dir,
+		Rule{Service: "proc", Path: filepath.Join(dir, "src"), Action: Rebuild},
+		Rule{Service: "box", Path: filepath.Join(dir, "src"), Action: Rebuild, DockerIgnore: true})
+	write(t, filepath.Join(dir, "src", "main.go"), "x")
+	if b := next(t, ch); b.Service != "proc" {
+		t.Fatalf("batch for %s; want proc's only", b.Service)
+	}
+	none(t, ch)
+}
+
 func TestSaveByRename(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "main.go"), "v1")
