@@ -167,3 +167,39 @@ func TestDownLeavesNoDaemonizedGrandchild(t *testing.T) {
 		})
 	}
 }
+
+// The supervisor may hold as many file descriptors as the system lets
+// it: its soft limit is raised to the hard one (the Go runtime does it at
+// start, see syscall/rlimit.go, and restores the shell's for the services
+// it starts), even when the shell that ran `up -d` had a low one.
+func TestSupervisorRunsAtTheHardFDLimit(t *testing.T) {
+	c := newCLI(t, writeProject(t, "name: fds\nservices:\n  a:\n    x-devstack: {run: \"sleep 300\"}\n"))
+	// Started from a shell whose soft limit is low, as many are (1024).
+	cmd := c.command(t.Context(), "up", "-d")
+	cmd.Args = append([]string{"sh", "-c", `ulimit -Sn 256 && exec "$0" "$@"`, devstackBin}, cmd.Args[1:]...)
+	cmd.Path = "/bin/sh"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("up -d: %v\n%s", err, out)
+	}
+	limits := func(pid int) (soft, hard string) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(strings.TrimPrefix(line, "Max open files")); strings.HasPrefix(line, "Max open files") && len(f) >= 2 {
+				return f[0], f[1]
+			}
+		}
+		t.Fatalf("no open files limit in /proc/%d/limits", pid)
+		return
+	}
+	soft, hard := limits(supervisorPID(t, c))
+	// The runtime leaves it one below the hard limit, to tell its own
+	// change from a later prlimit's.
+	s, _ := strconv.Atoi(soft)
+	h, _ := strconv.Atoi(hard)
+	if hard != "unlimited" && s < h-1 {
+		t.Errorf("the supervisor's open files limit is %s (hard %s); want the hard limit", soft, hard)
+	}
+}

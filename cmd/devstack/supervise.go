@@ -65,7 +65,15 @@ func runSupervise(g *globalOptions, backend string, clientUp bool, except, names
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// The supervisor's own log, bounded and rotated (its standard error
+	// is the same file, for a crash's trace).
+	logw, err := supervisor.OpenRotatingLog(supervisor.Paths{Dir: supervisor.StateDir(p.Name)}.SupLog(), 0)
+	if err != nil {
+		return err
+	}
+	defer logw.Close()
+	_ = logw.CaptureStderr()
+	logger := slog.New(slog.NewTextHandler(logw, nil))
 	sup, be, err := startStack(ctx, p, backend, supervisor.Options{
 		External: except,
 		Logger:   logger,
