@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -76,6 +77,14 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	run := spec.Service.X.Run
 	if run.Empty() {
 		return nil, fmt.Errorf("service %q has no x-devstack.run command to run as a process", spec.Service.Name)
+	}
+	if spec.Marker != "" {
+		// A marker of the instance's own, below the service's: two
+		// instances of one service run side by side during a reload,
+		// and ending one must not touch the other's processes. Orphan
+		// cleanup finds both by the project's prefix.
+		spec.Marker += "/" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		spec.Env = append(slices.Clip(spec.Env), proc.MarkerEnv+"="+spec.Marker)
 	}
 	env, filesDir, err := writeFiles(spec)
 	if err != nil {
