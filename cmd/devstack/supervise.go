@@ -67,6 +67,9 @@ func runSupervise(g *globalOptions, backend string, clientUp bool, except, names
 	}
 	// The supervisor's own log, bounded and rotated (its standard error
 	// is the same file, for a crash's trace).
+	if err := supervisor.EnsurePrivate(supervisor.StateDir(p.Name)); err != nil {
+		return err
+	}
 	logw, err := supervisor.OpenRotatingLog(supervisor.Paths{Dir: supervisor.StateDir(p.Name)}.SupLog(), 0)
 	if err != nil {
 		return err
