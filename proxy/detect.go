@@ -25,6 +25,12 @@ import (
 // handle detects what connection c carries and hands it to its byte path.
 func (rt *route) handle(c net.Conn) {
 	s, cfg := rt.s, rt.cfg.Load()
+	if !s.allowed(c) {
+		s.refusedRemote.log(s.opts.Logger, "proxy: refused a connection from an address that is not one of the project's containers",
+			"service", cfg.Service, "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
 	relayed := s.trustsProxyLine(c)
 	if cfg.Protocol == ProtoTCP && !relayed {
 		rt.tcp(c, nil)

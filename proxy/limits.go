@@ -77,3 +77,17 @@ func (r *rateLimited) log(l *slog.Logger, msg string, args ...any) {
 	}
 	l.Warn(msg, args...)
 }
+
+// allowed applies Options.AllowRemote to c's remote address; loopback
+// clients (the host's own processes) are always allowed.
+func (s *Server) allowed(c net.Conn) bool {
+	if s.opts.AllowRemote == nil {
+		return true
+	}
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return true
+	}
+	ip := ta.AddrPort().Addr().Unmap()
+	return ip.IsLoopback() || s.opts.AllowRemote(ip)
+}

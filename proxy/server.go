@@ -110,6 +110,12 @@ type Options struct {
 	// requests (or, on a port known to serve HTTP, before its first)
 	// before the proxy closes it (nginx's keepalive_timeout). Default 75s.
 	IdleTimeout time.Duration
+	// AllowRemote says whether a connection from a non-loopback address
+	// may be served (it is closed at once otherwise). With containers, the
+	// proxy also listens on the host's bridge address, which every
+	// container on the host reaches: the supervisor lets in only the
+	// project's own containers there. Nil allows every address.
+	AllowRemote func(netip.Addr) bool
 	// FDReserve is how many file descriptors, below the process's limit,
 	// the proxy leaves to the rest of the supervisor (control API, logs,
 	// span store, health checks): a connection accepted on a descriptor
@@ -133,10 +139,12 @@ type Server struct {
 	opts   Options
 	probes ProbeWatcher // opts.Callers, when it watches probes
 	fds    fdLimit
-	redact *Redactor
-	query  *QueryRule
-	hops   *hops
-	h1, h2 *http.Transport
+	// refusedRemote logs refusals of AllowRemote, rate-limited.
+	refusedRemote rateLimited
+	redact        *Redactor
+	query         *QueryRule
+	hops          *hops
+	h1, h2        *http.Transport
 
 	mu     sync.Mutex
 	routes map[string]*route // by listen address

@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -166,4 +168,74 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// On a non-loopback address (the Docker bridge's, where every container
+// on the host can connect), only the addresses AllowRemote accepts are
+// served; loopback clients always are.
+func TestOnlyAllowedRemoteAddressesAreServed(t *testing.T) {
+	var local netip.Addr
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if pn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(pn.IP); ok && ip.Unmap().Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				local = ip.Unmap()
+				break
+			}
+		}
+	}
+	if !local.IsValid() {
+		t.Skip("no non-loopback IPv4 address on this host to connect from")
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	var logs syncBuf
+	var allow atomic.Bool
+	var asked atomic.Int32
+	s := New(Options{Recorder: newMemRecorder(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		AllowRemote: func(ip netip.Addr) bool { asked.Add(1); return ip == local && allow.Load() }})
+	l, err := net.Listen("tcp", net.JoinHostPort(local.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridge := l.Addr().String()
+	l.Close()
+	addrs2 := front(t, s, Route{Service: "api", Upstream: hostOf(up.URL), Protocol: ProtoHTTP, Listen: bridge},
+		Route{Service: "api", Upstream: hostOf(up.URL), Protocol: ProtoHTTP})
+	from := func(addr string) (string, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local.AsSlice()}, Timeout: 5 * time.Second}
+		if strings.HasPrefix(addr, "127.") {
+			d.LocalAddr = nil
+		}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, get("/"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "", err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), nil
+	}
+	if body, err := from(addrs2[0]); err == nil {
+		t.Errorf("a client the gate refuses was served: %q", body)
+	}
+	if n := asked.Load(); n == 0 {
+		t.Error("the gate was not asked")
+	}
+	if !strings.Contains(logs.String(), "not one of the project's containers") {
+		t.Errorf("the refusal was not logged:\n%s", logs.String())
+	}
+	allow.Store(true)
+	if body, err := from(addrs2[0]); err != nil || body != "ok" {
+		t.Errorf("a client the gate allows: %q, %v", body, err)
+	}
+	asked.Store(0)
+	if body, err := from(addrs2[1]); err != nil || body != "ok" || asked.Load() != 0 {
+		t.Errorf("a loopback client: %q, %v (the gate asked %d times)", body, err, asked.Load())
+	}
 }

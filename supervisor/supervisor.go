@@ -225,6 +225,11 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if popts.TrustProxyLine == nil {
 		popts.TrustProxyLine = func(netip.Addr) bool { return false }
 	}
+	if opts.Gateway != "" && (opts.ContainerCaller != nil || opts.Relayer != nil) {
+		// The proxy listens on the bridge address too: only the project's
+		// containers (services and their ambassadors) get in there.
+		popts.AllowRemote = newContainerGate(opts.ContainerCaller, opts.Relayer).allows
+	}
 	popts.Logger = opts.Logger
 	s.faults = new(fault.Table) // the plugins fill it; the proxy reads it per request
 	popts.Faults = s.faults
