@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -275,16 +276,34 @@ services:
 	return b.String(), ports
 }
 
-// freeLoopbackPort is a port that was free on 127.0.0.1 a moment ago.
+// freeLoopbackPort is a port that was free on 127.0.0.1 a moment ago, and
+// that no earlier call in this test binary returned: the kernel may hand
+// a just-closed port out again, and a stack given one port twice fails.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port that was not handed out already")
+	return 0
 }
+
+// handedOut is every port freeLoopbackPort returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // In a mixed stack, a container must reach a host process and a host
 // process a container, both at the localhost addresses the file gives.
