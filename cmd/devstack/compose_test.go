@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -311,5 +312,39 @@ services:
 	}
 	if st["tool"] != runner.StateRunning {
 		t.Errorf("after up -d tool, tool is %q (%v)", st["tool"], st)
+	}
+}
+
+// A published range ("lo-hi:8000") gets its first free port, as with
+// Compose; port says which.
+func TestPublishedPortRange(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	lo := busy.Addr().(*net.TCPAddr).Port
+	if lo > 65000 {
+		t.Skipf("port %d leaves no room for a range above it", lo)
+	}
+	c := newCLI(t, writeProject(t, fmt.Sprintf(`
+services:
+  web:
+    x-devstack: {run: "exec sleep 300", port_env: PORT}
+    ports: ["127.0.0.1:%d-%d:8000"]
+`, lo, lo+20)))
+	c.must("config")
+	c.must("up", "-d")
+	r := c.must("port", "web", "8000")
+	var got int
+	if _, err := fmt.Sscanf(r.stdout, "127.0.0.1:%d", &got); err != nil || got <= lo || got > lo+20 {
+		t.Fatalf("port printed %q; want a port of %d-%d other than the busy %d", r.stdout, lo, lo+20, lo)
+	}
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", got)); err == nil {
+		l.Close()
+		t.Errorf("port %d, picked for web, is not held by the stack", got)
+	}
+	if r := c.must("ps"); strings.Contains(r.stderr, "changed since") {
+		t.Errorf("the picked port made ps think the file changed:\n%s", r.stderr)
 	}
 }

@@ -304,6 +304,15 @@ service's port PRIVATE_PORT (the port it listens on, as in ports:
 					continue
 				}
 				host := pt.Published
+				if pt.Range != "" {
+					// Picked from the range when the stack started: the
+					// running supervisor knows which.
+					picked, err := g.pickedPort(cmd.Context(), p, s.Name, pt.Target)
+					if err != nil {
+						return err
+					}
+					host = picked
+				}
 				if host == 0 && plannedBackend(p, s, "") == "docker" {
 					return fmt.Errorf("port %d of service %q is not published on the host; publish it (ports: [\"HOST_PORT:%d\"])", target, s.Name, target)
 				}
@@ -319,6 +328,35 @@ service's port PRIVATE_PORT (the port it listens on, as in ports:
 			return fmt.Errorf("service %q has no port %d; its ports are %s", s.Name, target, strings.Join(known, ", "))
 		},
 	}
+}
+
+// pickedPort is the host port the running stack published for target
+// of service, from its ps ("127.0.0.1:8001->80/tcp").
+func (g *globalOptions) pickedPort(ctx context.Context, p *project.Project, service string, target uint16) (uint16, error) {
+	c, _, err := g.client(ctx, p)
+	if err != nil {
+		return 0, fmt.Errorf("service %q publishes a port range, picked when the stack starts, and %s is not running: %w", service, p.Name, err)
+	}
+	st, err := c.Ps(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range st {
+		if s.Name != service {
+			continue
+		}
+		for _, spec := range s.Ports {
+			hostPart, rest, ok := strings.Cut(spec, "->")
+			if !ok || !strings.HasPrefix(rest, strconv.Itoa(int(target))+"/") {
+				continue
+			}
+			n, err := strconv.ParseUint(hostPart[strings.LastIndexByte(hostPart, ':')+1:], 10, 16)
+			if err == nil {
+				return uint16(n), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("the running stack does not say which port of the range service %q got", service)
 }
 
 func newTopCmd(g *globalOptions) *cobra.Command {

@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"github.com/devstack/devstack/proxy"
+	"github.com/devstack/devstack/runner/proc"
 	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/supervisor"
 )
@@ -25,6 +26,12 @@ func startStack(ctx context.Context, p *project.Project, backend string, opts su
 	}
 	if warn != nil {
 		warn(be)
+	}
+	if err := p.PickPorts(func(host string, port uint16) bool {
+		return proc.PortFree(host, int(port)) == nil
+	}); err != nil {
+		be.Close()
+		return nil, nil, err
 	}
 	opts.Project, opts.LockUntilExit = p, true
 	if err := be.supervisorOptions(ctx, p, &opts); err != nil {

@@ -217,8 +217,22 @@ func convertPort(pc types.ServicePortConfig) (p Port, why string) {
 	}
 	p.Target = uint16(pc.Target)
 	if pc.Published != "" {
-		if strings.Contains(pc.Published, "-") {
-			return p, fmt.Sprintf("published range %s is not supported; publish one port", pc.Published)
+		if lo, hi, ok := strings.Cut(pc.Published, "-"); ok {
+			// A range: the port is one of it, picked when the stack
+			// starts (PickPorts), as Compose does.
+			l, err1 := strconv.Atoi(lo)
+			h, err2 := strconv.Atoi(hi)
+			switch {
+			case err1 != nil || err2 != nil:
+				return p, fmt.Sprintf("published range %q is not two numbers", pc.Published)
+			case l < 1 || h > 65535 || l > h:
+				return p, fmt.Sprintf("published range %s is out of order or out of range", pc.Published)
+			}
+			p.Published, p.Range = uint16(l), pc.Published
+			if p.Protocol = cmp.Or(pc.Protocol, "tcp"); p.Protocol != "tcp" && p.Protocol != "udp" {
+				return p, fmt.Sprintf("protocol %q is not tcp or udp", p.Protocol)
+			}
+			return p, ""
 		}
 		n, err := strconv.Atoi(pc.Published)
 		switch {

@@ -23,6 +23,17 @@ type Fingerprint struct {
 func (p *Project) Fingerprint() Fingerprint {
 	f := Fingerprint{Services: map[string]string{}}
 	for _, s := range p.Services {
+		if slices.ContainsFunc(s.Ports, func(pt Port) bool { return pt.Range != "" }) {
+			// The port picked from a range is not what the file asks.
+			c := *s
+			c.Ports = slices.Clone(s.Ports)
+			for i := range c.Ports {
+				if c.Ports[i].Range != "" {
+					c.Ports[i].Published = 0
+				}
+			}
+			s = &c
+		}
 		f.Services[s.Name] = hashJSON(s)
 	}
 	rest := struct {

@@ -2,6 +2,9 @@ package project
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -181,6 +184,36 @@ type Port struct {
 	Target uint16
 	// Protocol is "tcp" or "udp".
 	Protocol string
+	// Range is the published range as written ("8000-8002"), or "".
+	// Published is then its first port until PickPorts settles it.
+	Range string `json:",omitempty"`
+}
+
+// PickPorts settles every published range ("8000-8002:80") on the first
+// of its ports that free accepts (free, as the stack starts), as Compose
+// picks one when it creates the container. A range with no free port is
+// an error naming it.
+func (p *Project) PickPorts(free func(hostIP string, port uint16) bool) error {
+	for _, s := range p.Services {
+		for i, pt := range s.Ports {
+			if pt.Range == "" {
+				continue
+			}
+			lo, hi, _ := strings.Cut(pt.Range, "-")
+			l, _ := strconv.Atoi(lo)
+			h, _ := strconv.Atoi(hi)
+			picked := false
+			for n := l; n <= h && !picked; n++ {
+				if free(pt.HostIP, uint16(n)) {
+					s.Ports[i].Published, picked = uint16(n), true
+				}
+			}
+			if !picked {
+				return fmt.Errorf("service %q: every port of the published range %s is in use; free one or widen the range", s.Name, pt.Range)
+			}
+		}
+	}
+	return nil
 }
 
 // Declared is the port users and other services call: the published port,
