@@ -178,10 +178,16 @@ type Exit struct {
 	Signal string // the signal that ended it, if any, as Go describes it ("killed", "terminated")
 	Err    error  // an error waiting on it (not a non-zero exit)
 	At     time.Time
+	// OOM says the kernel's OOM killer ended it, at its memory limit
+	// MemLimit (bytes; 0 when it had none: the host ran out).
+	OOM      bool
+	MemLimit int64
 }
 
 func (e Exit) String() string {
 	switch {
+	case e.OOM:
+		return oomText(e.MemLimit)
 	case e.Err != nil:
 		return e.Err.Error()
 	case e.Signal != "":
@@ -193,3 +199,21 @@ func (e Exit) String() string {
 
 // Success reports a clean exit with code 0.
 func (e Exit) Success() bool { return e.Err == nil && e.Signal == "" && e.Code == 0 }
+
+// oomText says that the OOM killer ended an instance, and at what limit.
+func oomText(limit int64) string {
+	if limit <= 0 {
+		return "killed: out of memory (OOM killer; no memory limit was set, the host ran out)"
+	}
+	return fmt.Sprintf("killed: out of memory (OOM killer) at its memory limit of %s; raise mem_limit if it needs more", memSize(limit))
+}
+
+func memSize(b int64) string {
+	switch {
+	case b >= 1<<30 && b%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", b>>30)
+	case b >= 1<<20:
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}

@@ -91,6 +91,9 @@ type ExitInfo struct {
 	Signal string    `json:"signal,omitempty"`
 	At     time.Time `json:"at"`
 	Error  string    `json:"error,omitempty"`
+	// OOM: the kernel's OOM killer ended it, at MemoryLimit (bytes).
+	OOM         bool  `json:"oom,omitempty"`
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
 }
 
 // String says how the instance ended: "exit code 1", "signal: killed"
@@ -100,6 +103,8 @@ func (e *ExitInfo) String() string {
 	switch {
 	case e == nil:
 		return "no exit recorded"
+	case e.OOM:
+		return oomText(e.MemoryLimit)
 	case e.Error != "":
 		return e.Error
 	case e.Signal != "":
@@ -109,7 +114,7 @@ func (e *ExitInfo) String() string {
 }
 
 func exitInfo(e Exit) *ExitInfo {
-	ei := &ExitInfo{Code: e.Code, Signal: e.Signal, At: e.At}
+	ei := &ExitInfo{Code: e.Code, Signal: e.Signal, At: e.At, OOM: e.OOM, MemoryLimit: e.MemLimit}
 	if e.Err != nil {
 		ei.Error = e.Err.Error()
 	}

@@ -248,6 +248,18 @@ func (i *Instance) waitOne(r *replica) runner.Exit {
 		if w.Error != nil && w.Error.Message != "" {
 			e.Err = fmt.Errorf("container %s: %s", r.name, w.Error.Message)
 		}
+		if e.Code != 0 {
+			// Killed (137) by what? The engine knows if it was the OOM
+			// killer, and the limit it hit.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(i.ctx), opTimeout)
+			if res, err := i.b.cli.ContainerInspect(ctx, r.id, client.ContainerInspectOptions{}); err == nil && res.Container.State != nil && res.Container.State.OOMKilled {
+				e.OOM = true
+				if res.Container.HostConfig != nil {
+					e.MemLimit = res.Container.HostConfig.Memory
+				}
+			}
+			cancel()
+		}
 		return e
 	case err := <-res.Error:
 		return runner.Exit{Code: -1, Err: fmt.Errorf("waiting for container %s: %w", r.name, err), At: time.Now()}

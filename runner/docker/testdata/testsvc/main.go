@@ -48,6 +48,20 @@ func main() {
 		fmt.Println("out: exiting with", n)
 		fmt.Fprintln(os.Stderr, "err: exiting with", n)
 		os.Exit(n)
+	case "hog":
+		// Allocate and touch N MiB, then wait: past a memory limit, the
+		// kernel's OOM killer ends it.
+		n, _ := strconv.Atoi(os.Args[2])
+		var keep [][]byte
+		for range n {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("out: holding", len(keep), "MiB")
+		select {}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
