@@ -326,11 +326,19 @@ func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	defer cancel()
 	wait := 5 * time.Millisecond
 	start := time.Now()
+	var refused error
 	for {
 		c, err := d.DialContext(ctx, network, addr)
+		if err != nil && refused != nil && ctx.Err() != nil {
+			// The hold ran out during a retry: the service's answer was
+			// the refusal, not a timeout (a loaded machine can spend the
+			// whole hold between two attempts).
+			return nil, refused
+		}
 		if err == nil || !isRefused(err) {
 			return c, err
 		}
+		refused = err
 		if down := s.downAt(addr); down != nil && (!down.external || time.Since(start) >= s.opts.ExternalHold) {
 			down.err = err
 			return nil, down

@@ -46,6 +46,9 @@ func TestSlowAndIdleClientsAreLetGo(t *testing.T) {
 		}
 		return c, br
 	}
+	// The proxy's timers start when it accepts or finishes an answer, a
+	// moment before the client's clock below starts: the lower bounds
+	// leave that moment room on a loaded machine.
 	for _, warm := range []bool{false, true} {
 		// A trickled head: a byte at a time, faster than any idle timer,
 		// never ending.
@@ -71,7 +74,7 @@ func TestSlowAndIdleClientsAreLetGo(t *testing.T) {
 		wg.Wait()
 		if err != nil || resp.StatusCode != http.StatusRequestTimeout {
 			t.Errorf("kept alive: %v: a trickled head got %v (%v), want 408", warm, resp, err)
-		} else if d := time.Since(start); d < header || d > 10*header {
+		} else if d := time.Since(start); d < header*3/4 || d > 10*header {
 			t.Errorf("kept alive: %v: a trickled head was cut after %v; HeaderTimeout is %v", warm, d, header)
 		}
 
@@ -80,7 +83,7 @@ func TestSlowAndIdleClientsAreLetGo(t *testing.T) {
 		start = time.Now()
 		if n, err := br.Read(make([]byte, 1)); err != io.EOF || n != 0 {
 			t.Errorf("kept alive: %v: an idle connection read %d bytes, %v; want it closed", warm, n, err)
-		} else if d := time.Since(start); d < idle || d > 10*idle {
+		} else if d := time.Since(start); d < idle*3/4 || d > 10*idle {
 			t.Errorf("kept alive: %v: an idle connection was closed after %v; IdleTimeout is %v", warm, d, idle)
 		}
 	}
