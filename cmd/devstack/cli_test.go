@@ -37,7 +37,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building devstack: %v\n%s", err, out)
 		os.Exit(2)
 	}
+	images := snapshotImages()
 	code := m.Run()
+	images.removeNew()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner/docker"
+)
+
+// testImages remembers which images the engine had before the tests ran,
+// so that the run can remove the ones it built (the shop's image, the
+// ambassador's, and the untagged images each rebuild leaves) and leave
+// the machine's images as it found them.
+type testImages struct {
+	d      *docker.Backend
+	before map[string]bool
+}
+
+// snapshotImages lists the engine's images; nil when no engine answers.
+func snapshotImages() *testImages {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := docker.New(ctx)
+	if err != nil {
+		return nil
+	}
+	imgs, err := d.Client().ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		d.Close()
+		return nil
+	}
+	ti := &testImages{d: d, before: map[string]bool{}}
+	for _, im := range imgs.Items {
+		ti.before[im.ID] = true
+	}
+	return ti
+}
+
+// removeNew removes the devstack images (and untagged ones) that appeared
+// during the run. An image a container still uses is left alone.
+func (ti *testImages) removeNew() {
+	if ti == nil {
+		return
+	}
+	defer ti.d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	imgs, err := ti.d.Client().ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, im := range imgs.Items {
+		if ti.before[im.ID] || !ours(im.RepoTags) {
+			continue
+		}
+		_, _ = ti.d.Client().ImageRemove(ctx, im.ID, client.ImageRemoveOptions{PruneChildren: true})
+	}
+}
+
+// ours: untagged, or a tag that devstack or its tests make.
+func ours(tags []string) bool {
+	if len(tags) == 0 {
+		return true
+	}
+	for _, t := range tags {
+		if t == "<none>:<none>" || strings.HasPrefix(t, "devstack-") || strings.HasPrefix(t, "e2e-") {
+			return true
+		}
+	}
+	return false
+}
