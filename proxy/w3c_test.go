@@ -175,7 +175,9 @@ func all(checks ...func(*testing.T, []w3cCallback)) func(*testing.T, []w3cCallba
 func w3cCases() []w3cCase {
 	p00 := tp("00-" + w3cID + "-1234567890123456-00")
 	p01 := tp("00-" + w3cID + "-1234567890123456-01")
-	bad := func(name, v string) w3cCase { return w3cCase{name: name, headers: [][2]string{tp(v)}, check: newTraceID()} }
+	bad := func(name, v string) w3cCase {
+		return w3cCase{name: name, headers: [][2]string{tp(v)}, check: newTraceID()}
+	}
 	good := func(name string, h ...[2]string) w3cCase { return w3cCase{name: name, headers: h, check: sameTraceID} }
 	keyWithout := "abcdefghijklmnopqrstuvwxyz0123456789_-*/"
 	keyWith := keyWithout + "@a-z0-9_-*/"
