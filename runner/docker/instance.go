@@ -248,17 +248,8 @@ func (i *Instance) waitOne(r *replica) runner.Exit {
 		if w.Error != nil && w.Error.Message != "" {
 			e.Err = fmt.Errorf("container %s: %s", r.name, w.Error.Message)
 		}
-		if e.Code != 0 {
-			// Killed (137) by what? The engine knows if it was the OOM
-			// killer, and the limit it hit.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(i.ctx), opTimeout)
-			if res, err := i.b.cli.ContainerInspect(ctx, r.id, client.ContainerInspectOptions{}); err == nil && res.Container.State != nil && res.Container.State.OOMKilled {
-				e.OOM = true
-				if res.Container.HostConfig != nil {
-					e.MemLimit = res.Container.HostConfig.Memory
-				}
-			}
-			cancel()
+		if e.Code == 137 {
+			e.OOM, e.MemLimit = i.oomKilled(r)
 		}
 		return e
 	case err := <-res.Error:
@@ -430,3 +421,34 @@ func (r *replicaWriter) flush() {
 		r.partial = nil
 	}
 }
+
+// oomKilled says whether the kernel's OOM killer ended r's container (a
+// SIGKILL, exit code 137), and the memory limit it hit. The engine learns
+// of the OOM kill from its own event, which may come a moment after the
+// exit: it is asked a few times over half a second (an exit path, not a
+// request's).
+func (i *Instance) oomKilled(r *replica) (bool, int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(i.ctx), oomWait)
+	defer cancel()
+	tick := time.NewTicker(oomWait / 10)
+	defer tick.Stop()
+	for {
+		res, err := i.b.cli.ContainerInspect(ctx, r.id, client.ContainerInspectOptions{})
+		if err == nil && res.Container.State != nil && res.Container.State.OOMKilled {
+			var limit int64
+			if res.Container.HostConfig != nil {
+				limit = res.Container.HostConfig.Memory
+			}
+			return true, limit
+		}
+		select {
+		case <-ctx.Done():
+			return false, 0
+		case <-tick.C:
+		}
+	}
+}
+
+// oomWait bounds how long an exit with SIGKILL waits for the engine to
+// say whether the OOM killer sent it.
+const oomWait = 500 * time.Millisecond
