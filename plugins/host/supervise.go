@@ -82,6 +82,7 @@ func (h *Host) runOnce(ctx context.Context, r *running, restarted bool) (err err
 	if err != nil {
 		return &errFatal{err}
 	}
+	dieWithHost(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
