@@ -32,6 +32,13 @@
 // services with x-devstack.trace.disabled: no proxy and no ambassador
 // containers, which shows what devstack's tracing costs at up and down.
 //
+// With -timeline each timed up and down is also printed as a timeline: the
+// engine's events for the project (container create, start, health,
+// kill, die, destroy; network connect and destroy; the end of each
+// healthcheck probe), stamped by the engine, against each line the tool
+// printed (devstack's progress: started, healthy, stopping, stopped),
+// stamped as it arrived, with the gap since the line before.
+//
 // Everything is bounded by -timeout, and every container, network and
 // image the run created is removed on the way out, also on Ctrl-C.
 package main
@@ -77,6 +84,7 @@ type options struct {
 	timeout  time.Duration // bound of the whole run
 	only     string        // run only this stack
 	untraced bool          // also time devstack with the proxy off
+	timeline bool          // print each timed run's timeline
 	repo     string        // module root
 }
 
@@ -92,6 +100,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
 	flag.BoolVar(&o.untraced, "untraced", true, "also time devstack on the same services with x-devstack.trace.disabled (no proxy, no ambassadors), to show what tracing costs")
+	flag.BoolVar(&o.timeline, "timeline", false, "print each timed up and down as a timeline: the engine's events for the project against the lines the tool printed (devstack's progress), on one clock; use with -n 1")
 	flag.StringVar(&o.repo, "repo", ".", "module root (where examples/shop is)")
 	flag.Parse()
 	return o
@@ -368,8 +377,8 @@ type tool struct {
 	helpers int // containers besides the services' (devstack's ambassadors)
 	project string
 	label   string // the label key that finds the project's objects
-	up      func(ctx context.Context) error
-	down    func(ctx context.Context) error
+	up      func(ctx context.Context, out io.Writer) error
+	down    func(ctx context.Context, out io.Writer) error
 }
 
 // samples are one tool's timings on one stack.
@@ -394,8 +403,8 @@ func (b *bench) tools(s *stack) []*tool {
 		b.projects = append(b.projects, projectRef{proj, file, "dev.devstack.project"})
 		return &tool{
 			name: name, project: proj, label: "dev.devstack.project",
-			up: func(ctx context.Context) error {
-				err := b.step(ctx, dsEnv, b.o.devstack, "-p", proj, "-f", file, "up", "-d", "--backend", "docker")
+			up: func(ctx context.Context, out io.Writer) error {
+				err := b.step(ctx, out, dsEnv, b.o.devstack, "-p", proj, "-f", file, "up", "-d", "--backend", "docker")
 				if err != nil {
 					if log, rerr := os.ReadFile(filepath.Join(state, proj, "supervisor.log")); rerr == nil {
 						err = fmt.Errorf("%w\nsupervisor.log:\n%s", err, tail(log, 30))
@@ -403,24 +412,24 @@ func (b *bench) tools(s *stack) []*tool {
 				}
 				return err
 			},
-			down: func(ctx context.Context) error {
-				return b.step(ctx, dsEnv, b.o.devstack, "-p", proj, "-f", file, "down")
+			down: func(ctx context.Context, out io.Writer) error {
+				return b.step(ctx, out, dsEnv, b.o.devstack, "-p", proj, "-f", file, "down")
 			},
 		}
 	}
 	dc := &tool{
 		name: "compose", project: dcProj, label: "com.docker.compose.project",
-		up: func(ctx context.Context) error {
+		up: func(ctx context.Context, out io.Writer) error {
 			// Subscribe before up, so that no verdict is missed.
 			w := b.eng.watchHealth(ctx, "com.docker.compose.project="+dcProj)
 			defer w.stop()
-			if err := b.step(ctx, nil, b.o.compose, "-p", dcProj, "-f", s.file, "up", "-d"); err != nil {
+			if err := b.step(ctx, out, nil, b.o.compose, "-p", dcProj, "-f", s.file, "up", "-d"); err != nil {
 				return err
 			}
 			return w.wait(ctx, s.services)
 		},
-		down: func(ctx context.Context) error {
-			return b.step(ctx, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
+		down: func(ctx context.Context, out io.Writer) error {
+			return b.step(ctx, out, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
 		},
 	}
 	out := []*tool{dc, devstack("devstack", "bds", s.file)}
@@ -430,14 +439,22 @@ func (b *bench) tools(s *stack) []*tool {
 	return out
 }
 
-// step runs one timed command, bounded by -step-timeout.
-func (b *bench) step(ctx context.Context, env []string, name string, args ...string) error {
+// step runs one timed command, bounded by -step-timeout. Its output also
+// goes to tee, when not nil, as it comes.
+func (b *bench) step(ctx context.Context, tee io.Writer, env []string, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.o.step)
 	defer cancel()
 	c := exec.CommandContext(ctx, name, args...)
 	c.Env = env
 	c.WaitDelay = 5 * time.Second
-	out, err := c.CombinedOutput()
+	var buf bytes.Buffer
+	c.Stdout = &buf
+	if tee != nil {
+		c.Stdout = io.MultiWriter(&buf, tee)
+	}
+	c.Stderr = c.Stdout
+	err := c.Run()
+	out := buf.Bytes()
 	if err != nil {
 		// The whole output outlives the run's temp dir, for a post-mortem.
 		keep := ""
@@ -489,11 +506,20 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 // once times one up and one down, and checks in between that the stack
 // is whole and healthy, and after that nothing of it is left.
 func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Duration, err error) {
+	var tl *timeline
+	var out io.Writer
+	if b.o.timeline {
+		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
+		out = tl.writer(t.name)
+	}
 	start := time.Now()
-	if err := t.up(ctx); err != nil {
+	if err := t.up(ctx, out); err != nil {
 		return 0, 0, fmt.Errorf("%s up: %w", t.name, err)
 	}
 	up = time.Since(start)
+	if tl != nil {
+		tl.print(b.out, fmt.Sprintf("%s up, %s (load average %s)", t.name, ms(up), loadavg()), start.Add(up))
+	}
 	healthy, total, err := b.eng.health(ctx, t.label+"="+t.project)
 	if err != nil {
 		return 0, 0, err
@@ -506,11 +532,18 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 		return 0, 0, err
 	}
 	t.helpers = n - total
+	if b.o.timeline {
+		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
+		out = tl.writer(t.name)
+	}
 	start = time.Now()
-	if err := t.down(ctx); err != nil {
+	if err := t.down(ctx, out); err != nil {
 		return 0, 0, fmt.Errorf("%s down: %w", t.name, err)
 	}
 	down = time.Since(start)
+	if tl != nil {
+		tl.print(b.out, fmt.Sprintf("%s down, %s (load average %s)", t.name, ms(down), loadavg()), start.Add(down))
+	}
 	if left, err := b.eng.leftovers(ctx, t.label+"="+t.project); err != nil || left != "" {
 		return 0, 0, fmt.Errorf("%s down left %s (%v)", t.name, left, err)
 	}
