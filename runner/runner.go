@@ -72,7 +72,13 @@ type Options struct {
 	// External names services the user runs (up --except), besides those
 	// marked x-devstack.external: they are not started (see HostRun).
 	External []string
-	Logger   *slog.Logger
+	// Hold is called by Up with every service it is about to start or
+	// wait for (the named ones and their dependencies), before starting
+	// any: the supervisor binds their proxied ports then, and only then,
+	// so that ports of services nobody started stay free for the user.
+	// An error fails Up. Nil: nothing to hold.
+	Hold   func(services []string) error
+	Logger *slog.Logger
 }
 
 // Runner supervises one project's services.

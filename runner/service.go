@@ -57,6 +57,15 @@ func (r *Runner) Up(ctx context.Context, names []string) error {
 		return err
 	}
 	set := r.closure(sel)
+	if r.opts.Hold != nil {
+		names := make([]string, len(set))
+		for i, s := range set {
+			names[i] = s.spec.Name
+		}
+		if err := r.opts.Hold(names); err != nil {
+			return err
+		}
+	}
 	named := map[*service]bool{}
 	for _, s := range sel {
 		named[s] = true

@@ -28,10 +28,14 @@ type portTable struct {
 	private map[portKey]uint16
 	routes  []proxy.Route
 	keys    []portKey // keys[i] is the service port routes[i] fronts
+	// held are the services whose routes the proxy listens on: those
+	// started so far (hold), so that `up web` leaves the ports of the
+	// services it does not start to the user.
+	held map[string]bool
 }
 
 func newPortTable(project string, private map[portKey]uint16, routes []proxy.Route) *portTable {
-	t := &portTable{project: project, private: private, routes: routes}
+	t := &portTable{project: project, private: private, routes: routes, held: map[string]bool{}}
 	for _, r := range routes {
 		t.keys = append(t.keys, keyOf(private, r))
 	}
@@ -104,7 +108,7 @@ func (t *portTable) Switch(service string, ports map[uint16]uint16) error {
 		}
 	}
 	if t.proxy != nil {
-		if err := t.proxy.SetRoutes(routes); err != nil {
+		if err := t.proxy.SetRoutes(t.heldOf(routes)); err != nil {
 			return err
 		}
 	}

@@ -58,6 +58,12 @@ type Options struct {
 	// marked x-devstack.external: devstack does not start them, and the
 	// proxy forwards their ports to where the user runs them.
 	External []string
+	// Services are the services the first up starts (all when none):
+	// Start checks and binds the ports of these and their dependencies
+	// only, and each later up, start or restart those of what it starts,
+	// so a service nobody started leaves its ports to the user (who runs
+	// it in an IDE, say).
+	Services []string
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
 	HeldPorts func(service string, target uint16) (uint16, bool)
@@ -201,13 +207,15 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		Rerouter:    s.ports,
 		Ambassador:  func(service string) *runner.Ambassador { return amb[service] },
 		External:    opts.External,
+		Hold:        s.ports.hold,
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Every port, proxied or not, is checked before anything binds or
-	// starts, so one error lists every conflict.
-	if err := errors.Join(s.run.CheckPorts(nil), checkRoutes(routes)); err != nil {
+	// Every port of what the first up starts, proxied or not, is checked
+	// before anything binds or starts, so one error lists every conflict.
+	first := p.WithDependencies(opts.Services)
+	if err := errors.Join(s.run.CheckPorts(opts.Services), checkRoutes(s.ports.routesOf(first))); err != nil {
 		return nil, err
 	}
 	if s.spans, err = store.Open(paths.Spans(), store.Options{MaxSpans: p.X.Trace.MaxSpans, Logger: opts.Logger}); err != nil {
@@ -240,7 +248,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	s.proxy = proxy.New(popts)
 	s.ports.proxy = s.proxy
-	if err := s.proxy.SetRoutes(routes); err != nil {
+	if err := s.ports.hold(first); err != nil {
 		return nil, err
 	}
 	s.newPluginHost(specs, routes)

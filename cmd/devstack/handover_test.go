@@ -26,7 +26,7 @@ func TestPortsForHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The holder is this test process. As "the supervisor", it may hold it.
-	if err := portsForHandover(p, os.Getpid(), nil); err != nil {
+	if err := portsForHandover(p, p.WithDependencies(nil), os.Getpid(), nil); err != nil {
 		t.Errorf("port held by the supervisor itself: %v", err)
 	}
 	// Held by a process that is not the supervisor nor its descendant (a
@@ -36,7 +36,7 @@ func TestPortsForHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { other.Process.Kill(); other.Wait() }()
-	err = portsForHandover(p, other.Process.Pid, nil)
+	err = portsForHandover(p, p.WithDependencies(nil), other.Process.Pid, nil)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d of service \"web\"", port)) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Errorf("port held by a stranger: got %v; want an error naming port %d, web and pid %d", err, port, os.Getpid())

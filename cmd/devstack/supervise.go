@@ -79,6 +79,7 @@ func runSupervise(g *globalOptions, backend string, clientUp bool, except, names
 	logger := slog.New(slog.NewTextHandler(logw, nil))
 	sup, be, err := startStack(ctx, p, backend, supervisor.Options{
 		External: except,
+		Services: firstServices(names, except),
 		Logger:   logger,
 		Events: func(ev runner.Event) {
 			logger.Info(ev.Msg, "service", ev.Service)

@@ -97,6 +97,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
 	sup, be, err := startStack(ctx, p, o.backend, supervisor.Options{
 		External: o.except,
+		Services: firstServices(names, o.except),
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -171,6 +172,16 @@ wait:
 	return nil
 }
 
+// firstServices are the services a supervisor's first up starts or
+// fronts, whose ports it holds from the start: the named ones and those
+// the user runs (--except), or all when none is named.
+func firstServices(names, except []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	return append(slices.Clone(names), except...)
+}
+
 func names0(names, all []string) []string {
 	if len(names) == 0 {
 		return all
@@ -220,7 +231,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 			if err != nil {
 				return err
 			}
-			if err := portsForHandover(p, sup, declaredPorts(st)); err != nil {
+			if err := portsForHandover(p, p.WithDependencies(withRunning(p, names, st)), sup, declaredPorts(st)); err != nil {
 				return fmt.Errorf("%w\nthe running stack was left as it is", err)
 			}
 		}
@@ -287,9 +298,14 @@ func describeChanges(old, now project.Fingerprint) string {
 // tell who holds a port, it is let through only when the running stack
 // declares it (running: its declared host ports): a stranger's port must
 // stop up before the handover, not make the new supervisor fail after it.
-func portsForHandover(p *project.Project, supervisorPID int, running map[int]bool) error {
+// Only the ports of services, those the new supervisor starts, are
+// checked: the others may be the user's.
+func portsForHandover(p *project.Project, services []string, supervisorPID int, running map[int]bool) error {
 	var errs []error
 	for _, s := range p.Services {
+		if !slices.Contains(services, s.Name) {
+			continue
+		}
 		for _, port := range s.Ports {
 			if port.Protocol == "udp" {
 				continue
@@ -344,11 +360,7 @@ func handOver(ctx context.Context, c *control.Client, dir string, p *project.Pro
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range st {
-			if s.State == runner.StateRunning && p.Service(s.Name) != nil && !slices.Contains(names, s.Name) {
-				names = append(names, s.Name)
-			}
-		}
+		names = withRunning(p, names, st)
 	}
 	if err := c.Handover(ctx, func(m control.Message) { printProgress(stderr, m) }); err != nil {
 		return nil, fmt.Errorf("asking the running supervisor to hand over: %w", err)
@@ -359,6 +371,22 @@ func handOver(ctx context.Context, c *control.Client, dir string, p *project.Pro
 		return nil, err
 	}
 	return names, nil
+}
+
+// withRunning is names plus every service of p that runs in st, the
+// services a handover's new supervisor starts; none (all) when names is
+// empty.
+func withRunning(p *project.Project, names []string, st []runner.ServiceStatus) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	names = slices.Clone(names)
+	for _, s := range st {
+		if s.State == runner.StateRunning && p.Service(s.Name) != nil && !slices.Contains(names, s.Name) {
+			names = append(names, s.Name)
+		}
+	}
+	return names
 }
 
 func orAll(names []string) string {

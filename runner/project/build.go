@@ -458,6 +458,33 @@ func (p *Project) Service(name string) *Service {
 	return nil
 }
 
+// WithDependencies is names plus every service they depend on,
+// transitively, in the project's order: what `up names` starts. Every
+// service when names is empty; unknown names are left out.
+func (p *Project) WithDependencies(names []string) []string {
+	in := map[string]bool{}
+	var visit func(s *Service)
+	visit = func(s *Service) {
+		if s == nil || in[s.Name] {
+			return
+		}
+		in[s.Name] = true
+		for _, d := range s.DependsOn {
+			visit(p.Service(d.Service))
+		}
+	}
+	for _, n := range names {
+		visit(p.Service(n))
+	}
+	var out []string
+	for _, s := range p.Services {
+		if len(names) == 0 || in[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
 // Render prints the resolved Compose model, x-devstack extensions included,
 // the way `docker compose config` does; format is "yaml" or "json". It is
 // what `devstack config` prints.
