@@ -20,30 +20,46 @@ func TestConfigWarnsAboutEveryKeyTheBackendDoesNotHonour(t *testing.T) {
 	dir := writeProject(t, `services:
   api:
     image: example/api
+    command: [serve]
     volumes: [./data:/data]
     user: "1000"
     environment: {A: "1"}
-    x-devstack: {run: ./api, backend: process}
+    x-devstack: {run: "exec sleep 300", backend: process}
+  worker:
+    command: [work]
+    x-devstack: {run: "exec sleep 300"}
   db:
     image: postgres
     deploy:
       placement: {constraints: [node.role==manager]}
+    x-devstack: {run: "exec sleep 300", backend: process}
 `)
 	c := newCLI(t, dir)
 	r := c.must("config", "--services")
 	for _, want := range []string{
 		`service "api" runs as a process, which does not honour: `,
-		`image (not used: the service runs x-devstack.run as a process)`,
 		`volumes (not mounted: the process sees the host's files)`,
 		`user (not applied: the process runs as the user who ran devstack)`,
-		`service "db" runs as a container, which does not honour: deploy.placement (`,
+		// worker has no image or build: its command is for nothing.
+		`service "worker" runs as a process, which does not honour: command (not used: the service runs x-devstack.run as a process)`,
+		`service "db" runs as a process, which does not honour: deploy.placement (`,
+		// api and db say what they run as containers too: not ignored,
+		// kept for the docker backend, and said once.
+		"note: api, db run x-devstack.run as processes; their command, image are what they run as containers",
 	} {
 		if strings.Count(r.stderr, want) != 1 {
 			t.Errorf("config's warnings name %q %d times, want once:\n%s", want, strings.Count(r.stderr, want), r.stderr)
 		}
 	}
-	if strings.Contains(r.stderr, "environment") {
-		t.Errorf("config warned about environment, which a process honours:\n%s", r.stderr)
+	for _, not := range []string{"environment", "image (", `command, image (`} {
+		if strings.Contains(r.stderr, not) {
+			t.Errorf("config warned about %q, which a process honours or the docker backend uses:\n%s", not, r.stderr)
+		}
+	}
+	// up warns about what is ignored, and leaves the note to config.
+	r = c.must("up", "-d")
+	if !strings.Contains(r.stderr, `service "api" runs as a process, which does not honour: `) || strings.Contains(r.stderr, "note:") || strings.Contains(r.stderr, "image") {
+		t.Errorf("up's warnings: want api's ignored keys and no word of the keys kept for containers:\n%s", r.stderr)
 	}
 }
 

@@ -27,7 +27,7 @@ reported with its file, line, service and key, and nothing is started.`,
 			if err != nil {
 				return err
 			}
-			g.warnKeys(p, func(s *project.Service) string { return plannedBackend(p, s, "") })
+			g.warnKeys(p, func(s *project.Service) string { return plannedBackend(p, s, "") }, true)
 			if o.services {
 				for _, s := range p.Services {
 					fmt.Fprintln(g.stdout, s.Name)

@@ -105,7 +105,7 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 			// Service events also reach the log as "sys" lines, printed
 			// by the log follower below.
 		},
-	}, func(be *backends) { g.warnKeys(p, be.backendOf) })
+	}, func(be *backends) { g.warnKeys(p, be.backendOf, false) })
 	if errors.Is(err, supervisor.ErrRunning) {
 		return fmt.Errorf("project %q is already running in the background; use `devstack logs -f` to follow it or `devstack down` to stop it", p.Name)
 	}
@@ -223,7 +223,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	if err != nil {
 		return err
 	}
-	g.warnKeys(p, be.backendOf)
+	g.warnKeys(p, be.backendOf, false)
 	be.Close()
 	if running {
 		if sup, ok := supervisor.SupervisorPID(dir); ok {
