@@ -661,7 +661,7 @@ func (hc *h1conn) fail(sp *trace.Span, cfg *Route, err error) bool {
 
 // The goroutine path's part in carrying out a Decision (faultPath).
 
-func (hc *h1conn) wait(d time.Duration) bool { sleep(d); return true }
+func (hc *h1conn) wait(d time.Duration) bool { return waitFor(nil, d) }
 
 func (hc *h1conn) answer(status int, body string, _ int) {
 	faultReply(hc.bw, status, body)

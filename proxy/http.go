@@ -176,16 +176,7 @@ type httpFault struct {
 	abort bool // end the stream without an answer, once the hop is recorded
 }
 
-func (f *httpFault) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-f.r.Context().Done():
-		return false
-	}
-}
+func (f *httpFault) wait(d time.Duration) bool { return waitFor(f.r.Context(), d) }
 
 func (f *httpFault) answer(status int, body string, grpc int) {
 	h := f.w.Header()

@@ -115,7 +115,7 @@ func pacedCopy(dst io.Writer, src io.Reader, delay time.Duration, pace *throttle
 // tcpFault is the TCP path's part in carrying out a Decision.
 type tcpFault struct{ c net.Conn }
 
-func (f tcpFault) wait(d time.Duration) bool { sleep(d); return true }
+func (f tcpFault) wait(d time.Duration) bool { return waitFor(nil, d) }
 
 // answer has no meaning without HTTP: the connection is closed.
 func (f tcpFault) answer(int, string, int) { f.c.Close() }
