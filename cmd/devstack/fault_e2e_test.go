@@ -294,26 +294,19 @@ services:
 	if err := fraud.Disable(); err != nil {
 		t.Fatal(err)
 	}
-	// The API answers once the plugin has the change; the rules reach the
-	// proxy a moment later (plugin → host → proxy), so wait for them.
-	within := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not in force after 5s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	// The API answers once the proxy has the change: the very next request
+	// sees it.
+	if code, _, err := score(); err == nil {
+		t.Fatalf("a disabled proxy answered %d", code)
 	}
-	within("a disabled proxy", func() bool { _, _, err := score(); return err != nil })
 	if err := tp.ResetState(); err != nil {
 		t.Fatal(err)
 	}
-	within("a reset", func() bool {
-		code, took, err := score()
-		return err == nil && code == 200 && took < 200*time.Millisecond
-	})
+	// After a reset the call goes through untouched: its hop carries no
+	// fault (counted below: one hop, the first call's, has the latency).
+	if code, _, err := score(); err != nil || code != 200 {
+		t.Fatalf("after a reset: %d (%v)", code, err)
+	}
 	var list []trace.Summary
 	if err := json.Unmarshal([]byte(c.must("traces", "--service", "fraud", "--format", "json").stdout), &list); err != nil {
 		t.Fatal(err)

@@ -195,11 +195,17 @@ func (h *Host) receive(r *running, sess *sdk.Session) error {
 			r.rules, r.hasRules = *m.Rules, true
 			r.st.Rules = len(m.Rules.Rules)
 			r.mu.Unlock()
-			if err := h.applyRules(); err != nil {
+			err := h.applyRules()
+			if err != nil {
 				h.logf("%s pushed rules the proxy cannot apply (%v); keeping the previous ones", r.spec.Name, err)
 				r.mu.Lock()
 				r.rules, r.hasRules, r.st.Rules = prev, had, len(prev.Rules)
 				r.mu.Unlock()
+			}
+			if m.Seq != 0 {
+				if err := sess.Applied(m.Seq, err); err != nil {
+					return fmt.Errorf("session: %w", err)
+				}
 			}
 		case m.Action != nil:
 			a := *m.Action

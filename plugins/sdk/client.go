@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -61,21 +62,42 @@ func (c *Conn) Session(ctx context.Context, cfg Config) (*Session, error) {
 	return &Session{st: st}, nil
 }
 
-// Session is an open plugin session. Send and Recv may be used from one
-// goroutine each.
+// Session is an open plugin session. Send and Applied may be used from
+// any goroutine, Recv from one.
 type Session struct {
+	mu sync.Mutex // a gRPC stream's Send is not safe for concurrent use
 	st pluginpb.Plugin_SessionClient
 }
 
 // Send passes a runner event to the plugin.
 func (s *Session) Send(ev Event) error {
-	return s.st.Send(&pluginpb.HostMessage{Msg: &pluginpb.HostMessage_Event{Event: toEvent(ev)}})
+	return s.send(&pluginpb.HostMessage{Msg: &pluginpb.HostMessage_Event{Event: toEvent(ev)}})
+}
+
+// Applied answers a rule set the plugin asked to hear about (its
+// Message.Seq is not 0): nil once the proxy applies it, or why it could
+// not. The plugin's PushRules returns with it.
+func (s *Session) Applied(seq uint64, err error) error {
+	a := &pluginpb.RulesApplied{Seq: seq}
+	if err != nil {
+		a.Error = err.Error()
+	}
+	return s.send(&pluginpb.HostMessage{Msg: &pluginpb.HostMessage_Applied{Applied: a}})
+}
+
+func (s *Session) send(m *pluginpb.HostMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Send(m)
 }
 
 // Message is what a plugin sends: a rule set or an action.
 type Message struct {
 	Rules  *RuleSet
 	Action *Action
+	// Seq is the rule set's number, which Applied answers; 0 when the
+	// plugin wants no answer.
+	Seq uint64
 }
 
 // Recv waits for the plugin's next message; io.EOF when it ended the
@@ -94,7 +116,7 @@ func (s *Session) Recv() (Message, error) {
 		if err != nil {
 			return Message{}, fmt.Errorf("plugin sent a bad rule set: %w", err)
 		}
-		return Message{Rules: &rs}, nil
+		return Message{Rules: &rs, Seq: m.GetRules().GetSeq()}, nil
 	case m.GetAction() != nil:
 		a := fromAction(m.GetAction())
 		return Message{Action: &a}, nil

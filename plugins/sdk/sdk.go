@@ -125,8 +125,10 @@ type Action struct {
 
 // Host is what a running plugin can ask of devstack.
 type Host interface {
-	// PushRules replaces the plugin's fault rules; the proxy applies them
-	// from its next request on.
+	// PushRules replaces the plugin's fault rules. It returns once the
+	// proxy applies them (from its next request on), or with devstack's
+	// reason for refusing them; so whatever the plugin answers after it
+	// is already true of the traffic.
 	PushRules(RuleSet) error
 	// Act asks the runner for an action. It returns once devstack has
 	// taken the request, not when the action is done.

@@ -19,6 +19,7 @@ import (
 // restart of each service an event names, and has one command.
 type echo struct {
 	gotCfg chan sdk.Config
+	pushed chan error // what PushRules in Start returned
 	host   sdk.Host
 }
 
@@ -29,7 +30,8 @@ func (e *echo) Start(_ context.Context, cfg sdk.Config, host sdk.Host) error {
 	e.host = host
 	rs := cfg.Rules
 	rs.Rules = append(rs.Rules, fault.Rule{ID: "new", Service: "b", Fault: fault.Fault{Kind: fault.Abort, Status: 503}})
-	return host.PushRules(rs)
+	e.pushed <- host.PushRules(rs)
+	return nil
 }
 
 func (e *echo) HandleEvent(_ context.Context, ev sdk.Event) {
@@ -37,6 +39,9 @@ func (e *echo) HandleEvent(_ context.Context, ev sdk.Event) {
 }
 
 func (e *echo) Command(_ context.Context, name string, args []byte) ([]byte, error) {
+	if name == "push" {
+		return nil, e.host.PushRules(sdk.RuleSet{})
+	}
 	if name != "upper" {
 		return nil, errors.New("no command " + name + "; try upper")
 	}
@@ -54,7 +59,7 @@ var _ interface {
 } = (*echo)(nil)
 
 func TestRoundTrip(t *testing.T) {
-	p := &echo{gotCfg: make(chan sdk.Config, 1)}
+	p := &echo{gotCfg: make(chan sdk.Config, 1), pushed: make(chan error, 1)}
 	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(p))
 	defer client.Close()
 	raw, err := client.Dispense(sdk.PluginName)
@@ -92,6 +97,21 @@ func TestRoundTrip(t *testing.T) {
 	if !m.Rules.HeaderTrigger || len(m.Rules.Rules) != 2 {
 		t.Fatalf("rules %+v", m.Rules)
 	}
+	// PushRules waits for the host to say it applied them.
+	select {
+	case err := <-p.pushed:
+		t.Fatalf("PushRules returned (%v) before the host applied the rules", err)
+	default:
+	}
+	if m.Seq == 0 {
+		t.Fatal("a rule set came without a seq to acknowledge")
+	}
+	if err := sess.Applied(m.Seq, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.pushed; err != nil {
+		t.Fatalf("PushRules after the host applied the rules: %v", err)
+	}
 	back := m.Rules.Rules[0]
 	if back.Fault != old.Fault || *back.Header != *old.Header || !back.Expires.Equal(exp) ||
 		back.Route != old.Route || back.Caller != old.Caller || back.Method != old.Method || back.First != 3 || back.Probability != 0.5 || back.Direction != fault.Response {
@@ -114,6 +134,20 @@ func TestRoundTrip(t *testing.T) {
 	var ce *sdk.CommandError
 	if !errors.As(err, &ce) || ce.Msg != "no command nope; try upper" {
 		t.Errorf("command error %#v", err)
+	}
+
+	// A rule set the host refuses: the plugin's PushRules says why.
+	pushErr := make(chan error, 1)
+	go func() { _, err := conn.Command(ctx, "push", nil); pushErr <- err }()
+	m, err = sess.Recv()
+	if err != nil || m.Rules == nil || m.Seq == 0 {
+		t.Fatalf("recv %+v %v", m, err)
+	}
+	if err := sess.Applied(m.Seq, errors.New("route glob [ is not closed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pushErr; !errors.As(err, &ce) || ce.Msg != "route glob [ is not closed" {
+		t.Errorf("push the host refused: %#v", err)
 	}
 
 	if err := sess.CloseSend(); err != nil {
@@ -163,6 +197,54 @@ func TestIntentSeenAndFilesCrossTheWire(t *testing.T) {
 	want := []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}}
 	if a.Kind != sdk.Sync || a.Reason != "coming back/main.go changed" || !a.Seen.Equal(at) || !slices.Equal(a.Files, want) {
 		t.Fatalf("action came back as %+v", a)
+	}
+	sess.CloseSend()
+}
+
+// pusher pushes a rule set for each event, from its event handler.
+type pusher struct{ host sdk.Host }
+
+func (p *pusher) Info() sdk.Info { return sdk.Info{Name: "pusher"} }
+
+func (p *pusher) Start(_ context.Context, _ sdk.Config, host sdk.Host) error {
+	p.host = host
+	return nil
+}
+
+func (p *pusher) HandleEvent(_ context.Context, ev sdk.Event) {
+	_ = p.host.PushRules(sdk.RuleSet{Rules: []fault.Rule{{ID: ev.Service, Service: ev.Service, Fault: fault.Fault{Kind: fault.Reset}}}})
+}
+
+// An event handler that waits on the host (PushRules) while more events
+// arrive must not stop the session reading the acknowledgement it waits
+// for.
+func TestEventHandlerMayWaitOnTheHost(t *testing.T) {
+	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(&pusher{}))
+	defer client.Close()
+	raw, err := client.Dispense(sdk.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	sess, err := raw.(*sdk.Conn).Session(ctx, sdk.Config{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c", "d"}
+	for _, n := range names {
+		if err := sess.Send(sdk.Event{Service: n, Kind: "exited"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		m, err := sess.Recv()
+		if err != nil || m.Rules == nil || len(m.Rules.Rules) != 1 || m.Rules.Rules[0].ID != n {
+			t.Fatalf("want the rule set for %s, got %+v %v", n, m.Rules, err)
+		}
+		if err := sess.Applied(m.Seq, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sess.CloseSend()
 }

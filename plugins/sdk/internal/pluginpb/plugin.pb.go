@@ -131,6 +131,7 @@ type HostMessage struct {
 	//
 	//	*HostMessage_Config
 	//	*HostMessage_Event
+	//	*HostMessage_Applied
 	Msg           isHostMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -191,6 +192,15 @@ func (x *HostMessage) GetEvent() *Event {
 	return nil
 }
 
+func (x *HostMessage) GetApplied() *RulesApplied {
+	if x != nil {
+		if x, ok := x.Msg.(*HostMessage_Applied); ok {
+			return x.Applied
+		}
+	}
+	return nil
+}
+
 type isHostMessage_Msg interface {
 	isHostMessage_Msg()
 }
@@ -203,9 +213,70 @@ type HostMessage_Event struct {
 	Event *Event `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
 }
 
+type HostMessage_Applied struct {
+	Applied *RulesApplied `protobuf:"bytes,3,opt,name=applied,proto3,oneof"`
+}
+
 func (*HostMessage_Config) isHostMessage_Msg() {}
 
 func (*HostMessage_Event) isHostMessage_Msg() {}
+
+func (*HostMessage_Applied) isHostMessage_Msg() {}
+
+// RulesApplied answers a RuleSet with a seq: the proxy applies it from
+// its next request on, or error says why it could not (the previous rules
+// stay in force).
+type RulesApplied struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RulesApplied) Reset() {
+	*x = RulesApplied{}
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RulesApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RulesApplied) ProtoMessage() {}
+
+func (x *RulesApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RulesApplied.ProtoReflect.Descriptor instead.
+func (*RulesApplied) Descriptor() ([]byte, []int) {
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RulesApplied) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RulesApplied) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
 
 type Config struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -222,7 +293,7 @@ type Config struct {
 
 func (x *Config) Reset() {
 	*x = Config{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[3]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +305,7 @@ func (x *Config) String() string {
 func (*Config) ProtoMessage() {}
 
 func (x *Config) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[3]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +318,7 @@ func (x *Config) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Config.ProtoReflect.Descriptor instead.
 func (*Config) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Config) GetProject() string {
@@ -295,7 +366,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[4]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +378,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[4]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +391,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Service) GetName() string {
@@ -350,7 +421,7 @@ type Port struct {
 
 func (x *Port) Reset() {
 	*x = Port{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[5]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +433,7 @@ func (x *Port) String() string {
 func (*Port) ProtoMessage() {}
 
 func (x *Port) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[5]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +446,7 @@ func (x *Port) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Port.ProtoReflect.Descriptor instead.
 func (*Port) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Port) GetListen() string {
@@ -416,7 +487,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[6]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +499,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[6]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +512,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Event) GetService() string {
@@ -499,7 +570,7 @@ type PluginMessage struct {
 
 func (x *PluginMessage) Reset() {
 	*x = PluginMessage{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[7]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +582,7 @@ func (x *PluginMessage) String() string {
 func (*PluginMessage) ProtoMessage() {}
 
 func (x *PluginMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[7]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +595,7 @@ func (x *PluginMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginMessage.ProtoReflect.Descriptor instead.
 func (*PluginMessage) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PluginMessage) GetMsg() isPluginMessage_Msg {
@@ -572,13 +643,15 @@ type RuleSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rules         []*Rule                `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
 	HeaderTrigger bool                   `protobuf:"varint,2,opt,name=header_trigger,json=headerTrigger,proto3" json:"header_trigger,omitempty"`
+	// seq, when not 0, asks the host for a RulesApplied with it.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RuleSet) Reset() {
 	*x = RuleSet{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[8]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +663,7 @@ func (x *RuleSet) String() string {
 func (*RuleSet) ProtoMessage() {}
 
 func (x *RuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[8]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +676,7 @@ func (x *RuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleSet.ProtoReflect.Descriptor instead.
 func (*RuleSet) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RuleSet) GetRules() []*Rule {
@@ -620,6 +693,13 @@ func (x *RuleSet) GetHeaderTrigger() bool {
 	return false
 }
 
+func (x *RuleSet) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type HeaderMatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -631,7 +711,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[9]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +723,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[9]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +736,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -700,7 +780,7 @@ type Rule struct {
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[10]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +792,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[10]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +805,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Rule) GetId() string {
@@ -823,7 +903,7 @@ type Fault struct {
 
 func (x *Fault) Reset() {
 	*x = Fault{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[11]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +915,7 @@ func (x *Fault) String() string {
 func (*Fault) ProtoMessage() {}
 
 func (x *Fault) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[11]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +928,7 @@ func (x *Fault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fault.ProtoReflect.Descriptor instead.
 func (*Fault) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Fault) GetKind() string {
@@ -931,7 +1011,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[12]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1023,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[12]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1036,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Action) GetKind() string {
@@ -1006,7 +1086,7 @@ type FileCopy struct {
 
 func (x *FileCopy) Reset() {
 	*x = FileCopy{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1098,7 @@ func (x *FileCopy) String() string {
 func (*FileCopy) ProtoMessage() {}
 
 func (x *FileCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1111,7 @@ func (x *FileCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
 func (*FileCopy) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FileCopy) GetSrc() string {
@@ -1066,7 +1146,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1158,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1171,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommandRequest) GetName() string {
@@ -1117,7 +1197,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1209,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1222,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandResponse) GetResult() []byte {
@@ -1161,11 +1241,15 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\rR\bprotocol\"}\n" +
+	"\bprotocol\x18\x03 \x01(\rR\bprotocol\"\xbb\x01\n" +
 	"\vHostMessage\x124\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.devstack.plugin.v1.ConfigH\x00R\x06config\x121\n" +
-	"\x05event\x18\x02 \x01(\v2\x19.devstack.plugin.v1.EventH\x00R\x05eventB\x05\n" +
-	"\x03msg\"\xc6\x01\n" +
+	"\x05event\x18\x02 \x01(\v2\x19.devstack.plugin.v1.EventH\x00R\x05event\x12<\n" +
+	"\aapplied\x18\x03 \x01(\v2 .devstack.plugin.v1.RulesAppliedH\x00R\aappliedB\x05\n" +
+	"\x03msg\"6\n" +
+	"\fRulesApplied\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xc6\x01\n" +
 	"\x06Config\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x127\n" +
 	"\bservices\x18\x02 \x03(\v2\x1b.devstack.plugin.v1.ServiceR\bservices\x12\x18\n" +
@@ -1189,10 +1273,11 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\rPluginMessage\x123\n" +
 	"\x05rules\x18\x01 \x01(\v2\x1b.devstack.plugin.v1.RuleSetH\x00R\x05rules\x124\n" +
 	"\x06action\x18\x02 \x01(\v2\x1a.devstack.plugin.v1.ActionH\x00R\x06actionB\x05\n" +
-	"\x03msg\"`\n" +
+	"\x03msg\"r\n" +
 	"\aRuleSet\x12.\n" +
 	"\x05rules\x18\x01 \x03(\v2\x18.devstack.plugin.v1.RuleR\x05rules\x12%\n" +
-	"\x0eheader_trigger\x18\x02 \x01(\bR\rheaderTrigger\"M\n" +
+	"\x0eheader_trigger\x18\x02 \x01(\bR\rheaderTrigger\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"M\n" +
 	"\vHeaderMatch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x14\n" +
@@ -1252,48 +1337,50 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP() []byte {
 	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescData
 }
 
-var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_plugins_sdk_internal_pluginpb_plugin_proto_goTypes = []any{
 	(*Empty)(nil),           // 0: devstack.plugin.v1.Empty
 	(*InfoResponse)(nil),    // 1: devstack.plugin.v1.InfoResponse
 	(*HostMessage)(nil),     // 2: devstack.plugin.v1.HostMessage
-	(*Config)(nil),          // 3: devstack.plugin.v1.Config
-	(*Service)(nil),         // 4: devstack.plugin.v1.Service
-	(*Port)(nil),            // 5: devstack.plugin.v1.Port
-	(*Event)(nil),           // 6: devstack.plugin.v1.Event
-	(*PluginMessage)(nil),   // 7: devstack.plugin.v1.PluginMessage
-	(*RuleSet)(nil),         // 8: devstack.plugin.v1.RuleSet
-	(*HeaderMatch)(nil),     // 9: devstack.plugin.v1.HeaderMatch
-	(*Rule)(nil),            // 10: devstack.plugin.v1.Rule
-	(*Fault)(nil),           // 11: devstack.plugin.v1.Fault
-	(*Action)(nil),          // 12: devstack.plugin.v1.Action
-	(*FileCopy)(nil),        // 13: devstack.plugin.v1.FileCopy
-	(*CommandRequest)(nil),  // 14: devstack.plugin.v1.CommandRequest
-	(*CommandResponse)(nil), // 15: devstack.plugin.v1.CommandResponse
+	(*RulesApplied)(nil),    // 3: devstack.plugin.v1.RulesApplied
+	(*Config)(nil),          // 4: devstack.plugin.v1.Config
+	(*Service)(nil),         // 5: devstack.plugin.v1.Service
+	(*Port)(nil),            // 6: devstack.plugin.v1.Port
+	(*Event)(nil),           // 7: devstack.plugin.v1.Event
+	(*PluginMessage)(nil),   // 8: devstack.plugin.v1.PluginMessage
+	(*RuleSet)(nil),         // 9: devstack.plugin.v1.RuleSet
+	(*HeaderMatch)(nil),     // 10: devstack.plugin.v1.HeaderMatch
+	(*Rule)(nil),            // 11: devstack.plugin.v1.Rule
+	(*Fault)(nil),           // 12: devstack.plugin.v1.Fault
+	(*Action)(nil),          // 13: devstack.plugin.v1.Action
+	(*FileCopy)(nil),        // 14: devstack.plugin.v1.FileCopy
+	(*CommandRequest)(nil),  // 15: devstack.plugin.v1.CommandRequest
+	(*CommandResponse)(nil), // 16: devstack.plugin.v1.CommandResponse
 }
 var file_plugins_sdk_internal_pluginpb_plugin_proto_depIdxs = []int32{
-	3,  // 0: devstack.plugin.v1.HostMessage.config:type_name -> devstack.plugin.v1.Config
-	6,  // 1: devstack.plugin.v1.HostMessage.event:type_name -> devstack.plugin.v1.Event
-	4,  // 2: devstack.plugin.v1.Config.services:type_name -> devstack.plugin.v1.Service
-	8,  // 3: devstack.plugin.v1.Config.rules:type_name -> devstack.plugin.v1.RuleSet
-	5,  // 4: devstack.plugin.v1.Service.ports:type_name -> devstack.plugin.v1.Port
-	8,  // 5: devstack.plugin.v1.PluginMessage.rules:type_name -> devstack.plugin.v1.RuleSet
-	12, // 6: devstack.plugin.v1.PluginMessage.action:type_name -> devstack.plugin.v1.Action
-	10, // 7: devstack.plugin.v1.RuleSet.rules:type_name -> devstack.plugin.v1.Rule
-	9,  // 8: devstack.plugin.v1.Rule.header:type_name -> devstack.plugin.v1.HeaderMatch
-	11, // 9: devstack.plugin.v1.Rule.fault:type_name -> devstack.plugin.v1.Fault
-	13, // 10: devstack.plugin.v1.Action.files:type_name -> devstack.plugin.v1.FileCopy
-	0,  // 11: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
-	2,  // 12: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
-	14, // 13: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
-	1,  // 14: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
-	7,  // 15: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
-	15, // 16: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 0: devstack.plugin.v1.HostMessage.config:type_name -> devstack.plugin.v1.Config
+	7,  // 1: devstack.plugin.v1.HostMessage.event:type_name -> devstack.plugin.v1.Event
+	3,  // 2: devstack.plugin.v1.HostMessage.applied:type_name -> devstack.plugin.v1.RulesApplied
+	5,  // 3: devstack.plugin.v1.Config.services:type_name -> devstack.plugin.v1.Service
+	9,  // 4: devstack.plugin.v1.Config.rules:type_name -> devstack.plugin.v1.RuleSet
+	6,  // 5: devstack.plugin.v1.Service.ports:type_name -> devstack.plugin.v1.Port
+	9,  // 6: devstack.plugin.v1.PluginMessage.rules:type_name -> devstack.plugin.v1.RuleSet
+	13, // 7: devstack.plugin.v1.PluginMessage.action:type_name -> devstack.plugin.v1.Action
+	11, // 8: devstack.plugin.v1.RuleSet.rules:type_name -> devstack.plugin.v1.Rule
+	10, // 9: devstack.plugin.v1.Rule.header:type_name -> devstack.plugin.v1.HeaderMatch
+	12, // 10: devstack.plugin.v1.Rule.fault:type_name -> devstack.plugin.v1.Fault
+	14, // 11: devstack.plugin.v1.Action.files:type_name -> devstack.plugin.v1.FileCopy
+	0,  // 12: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
+	2,  // 13: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
+	15, // 14: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
+	1,  // 15: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
+	8,  // 16: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
+	16, // 17: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_plugins_sdk_internal_pluginpb_plugin_proto_init() }
@@ -1304,8 +1391,9 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_init() {
 	file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[2].OneofWrappers = []any{
 		(*HostMessage_Config)(nil),
 		(*HostMessage_Event)(nil),
+		(*HostMessage_Applied)(nil),
 	}
-	file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[7].OneofWrappers = []any{
+	file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[8].OneofWrappers = []any{
 		(*PluginMessage_Rules)(nil),
 		(*PluginMessage_Action)(nil),
 	}
@@ -1315,7 +1403,7 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc), len(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,8 +39,9 @@ type PluginClient interface {
 	// Info names the plugin. The host also calls it as a liveness probe.
 	Info(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Session lives as long as the plugin runs: the host sends the config
-	// first, then runner events; the plugin sends rule sets and action
-	// requests. No message crosses it per proxied request.
+	// first, then runner events and an acknowledgement of each rule set it
+	// applied; the plugin sends rule sets and action requests. No message
+	// crosses it per proxied request.
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HostMessage, PluginMessage], error)
 	// Command runs one of the plugin's commands (fault add, ls, ...).
 	Command(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*CommandResponse, error)
@@ -94,8 +95,9 @@ type PluginServer interface {
 	// Info names the plugin. The host also calls it as a liveness probe.
 	Info(context.Context, *Empty) (*InfoResponse, error)
 	// Session lives as long as the plugin runs: the host sends the config
-	// first, then runner events; the plugin sends rule sets and action
-	// requests. No message crosses it per proxied request.
+	// first, then runner events and an acknowledgement of each rule set it
+	// applied; the plugin sends rule sets and action requests. No message
+	// crosses it per proxied request.
 	Session(grpc.BidiStreamingServer[HostMessage, PluginMessage]) error
 	// Command runs one of the plugin's commands (fault add, ls, ...).
 	Command(context.Context, *CommandRequest) (*CommandResponse, error)
