@@ -88,6 +88,12 @@ func inject(sp *trace.Span, d *fault.Decision, p faultPath) (ended bool) {
 func stop(sp *trace.Span, d *fault.Decision, p faultPath) bool {
 	switch d.Stop {
 	case fault.Reset, fault.PortDown:
+		// A reset after a while (Toxiproxy's reset_peer timeout) holds
+		// the request that long first, as a peer that dies mid-call.
+		if d.Stop == fault.Reset && d.For > 0 && !p.wait(d.For) {
+			sp.Error = "client went away"
+			return true
+		}
 		sp.Error = "connection reset (injected)"
 		p.reset()
 	case fault.Hang, fault.Timeout:

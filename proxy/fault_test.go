@@ -90,6 +90,12 @@ var faultCases = []faultCase{
 				t.Errorf("reset: got %v %q; want a transport error", resp.Status, body)
 			}
 		}},
+	{name: "reset after", r: rule("svc", fault.Request, fault.Fault{Kind: fault.Reset, Duration: 150 * time.Millisecond}), label: "reset after 150ms",
+		check: func(t *testing.T, resp *http.Response, body string, err error, took time.Duration) {
+			if err == nil || took < 150*time.Millisecond {
+				t.Errorf("reset after: %v %v after %v; want a transport error after 150ms", resp, err, took)
+			}
+		}},
 	{name: "hang", r: rule("svc", fault.Request, fault.Fault{Kind: fault.Hang, Duration: 200 * time.Millisecond}), label: "hang 200ms",
 		check: func(t *testing.T, resp *http.Response, body string, err error, took time.Duration) {
 			if err == nil || took < 200*time.Millisecond {

@@ -122,6 +122,7 @@ func newFaultAddCmd(g *globalOptions) *cobra.Command {
 	f.StringVar(&s.Body, "body", "", "the abort's response body (or the gRPC abort's message)")
 	f.IntVar(&s.GRPCAbort, "grpc-abort", 0, "answer gRPC calls with this grpc-status (14 is UNAVAILABLE)")
 	f.BoolVar(&s.Reset, "reset", false, "reset the client's connection")
+	f.StringVar(&s.ResetAfter, "reset-after", "", "hold the request this long, then reset the connection (a peer dying mid-call)")
 	f.BoolVar(&hang, "hang", false, "send nothing until the client gives up")
 	f.DurationVar(&hangFor, "hang-for", 0, "send nothing for this long, then close the connection")
 	f.StringVar(&bandwidth, "bandwidth", "", "limit the response to bytes per second (10KB, 1MB, 512)")

@@ -139,6 +139,14 @@ func checkShopFaults(t *testing.T, c *cli, project string) {
 	}
 	c.must("fault", "clear")
 
+	// A reset after a while: the hop lasts that long, then fails.
+	c.must("fault", "add", "fraud", "--reset-after", "200ms")
+	code, _, by = faultCheckout(t, c, project, nil)
+	if fr := by["payments>fraud"]; code == 200 || fr == nil || !slices.Equal(fr.Faults, []string{"reset after 200ms"}) || fr.Error == "" || fr.Duration < 200*time.Millisecond {
+		t.Fatalf("reset after: %d, fraud hop %+v", code, fr)
+	}
+	c.must("fault", "clear")
+
 	// A header matcher: only requests carrying it.
 	c.must("fault", "add", "gateway", "--abort", "418", "--header", "X-Tenant=acme")
 	if code, _, by = faultCheckout(t, c, project, map[string]string{"X-Tenant": "acme"}); code != 418 || !slices.Equal(by[">gateway"].Faults, []string{"abort 418"}) {

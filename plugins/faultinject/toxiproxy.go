@@ -29,7 +29,7 @@ import (
 //	bandwidth {rate} KB/s          → bandwidth rate×1000 B/s
 //	slow_close {delay} ms          → slow-close
 //	timeout {timeout} ms           → timeout (0: never closes)
-//	reset_peer {timeout}           → reset
+//	reset_peer {timeout} ms        → reset, after timeout (per request)
 //	limit_data {bytes}             → limit-data
 //	proxy enabled: false           → port-down
 //
@@ -479,6 +479,7 @@ func toRule(id, service string, t toxic) (fault.Rule, error) {
 		f.Duration, err = attrMs(t.Attributes, "timeout")
 	case "reset_peer":
 		f.Kind = fault.Reset
+		f.Duration, err = attrMs(t.Attributes, "timeout")
 	case "limit_data":
 		f.Kind = fault.LimitData
 		f.Bytes, err = attrInt(t.Attributes, "bytes")
@@ -516,7 +517,7 @@ func fromRule(r fault.Rule, stream string) toxic {
 	case fault.Timeout:
 		t.Type, t.Attributes["timeout"] = "timeout", ms(f.Duration)
 	case fault.Reset:
-		t.Type, t.Attributes["timeout"] = "reset_peer", 0
+		t.Type, t.Attributes["timeout"] = "reset_peer", ms(f.Duration)
 	case fault.LimitData:
 		t.Type, t.Attributes["bytes"] = "limit_data", f.Bytes
 	}

@@ -79,6 +79,7 @@ func TestToxiproxyClient(t *testing.T) {
 		{"sc", "slow_close", "downstream", 1, toxiproxy.Attributes{"delay": 1500}, "toxiproxy:payments/sc=payments:slow-close 1.5s"},
 		{"to", "timeout", "downstream", 1, toxiproxy.Attributes{"timeout": 2000}, "toxiproxy:payments/to=payments:timeout 2s"},
 		{"rp", "reset_peer", "downstream", 1, toxiproxy.Attributes{"timeout": 0}, "toxiproxy:payments/rp=payments:reset"},
+		{"rpl", "reset_peer", "downstream", 1, toxiproxy.Attributes{"timeout": 300}, "toxiproxy:payments/rpl=payments:reset after 300ms"},
 		{"ld", "limit_data", "downstream", 1, toxiproxy.Attributes{"bytes": 512}, "toxiproxy:payments/ld=payments:limit-data 512B"},
 	}
 	var want []string

@@ -329,6 +329,11 @@ func (f Fault) String() string {
 			return fmt.Sprintf("%s %s", f.Kind, f.Duration)
 		}
 		return f.Kind.String()
+	case Reset:
+		if f.Duration > 0 {
+			return "reset after " + f.Duration.String()
+		}
+		return "reset"
 	case Bandwidth:
 		return fmt.Sprintf("bandwidth %dB/s", f.Rate)
 	case SlowBody:

@@ -354,6 +354,11 @@ func (d *Decision) AppendLabels(dst []string) []string {
 			if a.d > 0 {
 				s += " " + a.d.String()
 			}
+		case Reset:
+			s = "reset"
+			if a.d > 0 {
+				s += " after " + a.d.String()
+			}
 		case Bandwidth:
 			s = "bandwidth " + strconv.FormatInt(a.rate, 10) + "B/s"
 		default:

@@ -49,6 +49,7 @@ type Spec struct {
 	Body         string  `json:"body,omitempty"`
 	GRPCAbort    int     `json:"grpc_abort,omitempty"`
 	Reset        bool    `json:"reset,omitempty"`
+	ResetAfter   string  `json:"reset_after,omitempty"`
 	Hang         *Toggle `json:"hang,omitempty"`
 	Bandwidth    *Bytes  `json:"bandwidth,omitempty"`
 	SlowBody     string  `json:"slow_body,omitempty"`
@@ -191,8 +192,13 @@ func (s Spec) Rule(now time.Time) (Rule, error) {
 		set(AbortGRPC, "grpc_abort")
 		f.Status, f.Body = s.GRPCAbort, s.Body
 	}
-	if s.Reset {
+	if s.Reset || s.ResetAfter != "" {
 		set(Reset, "reset")
+		if s.ResetAfter != "" {
+			if f.Duration, err = dur("reset_after", s.ResetAfter); err != nil {
+				return r, err
+			}
+		}
 	}
 	if s.Hang != nil && s.Hang.On {
 		set(Hang, "hang")

@@ -30,6 +30,7 @@ rules:
   - {service: db, port_down: true, first: 2}
   - {service: db, slow_close: 1s}
   - {service: db, limit_data: 1KiB}
+  - {service: db, reset_after: 250ms}
 `
 	sc, err := ParseScenario("chaos.yaml", []byte(src))
 	if err != nil {
@@ -40,7 +41,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sc.HeaderTrigger || len(rules) != 13 {
+	if !sc.HeaderTrigger || len(rules) != 14 {
 		t.Fatalf("trigger %v, %d rules", sc.HeaderTrigger, len(rules))
 	}
 	r := rules[0]
@@ -62,6 +63,7 @@ rules:
 		"port-down first 2",
 		"slow-close 1s",
 		"limit-data 1024B",
+		"reset after 250ms",
 	}
 	for i, w := range want {
 		if got := rules[i].String(); got != w {
