@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"syscall"
@@ -70,6 +71,35 @@ type Preparer interface {
 // addresses in the environment.
 type Networked interface {
 	Wire(spec Spec, stack Stack) Spec
+}
+
+// Besider is implemented by Networked backends that can run a second
+// instance of a service beside the live one, for a hot reload without
+// downtime (Replace): the new instance publishes the fresh private ports
+// of its spec and answers to the same names on the same networks.
+// StartBeside returns an error wrapping ErrNotBeside, having done
+// nothing, when the service cannot run twice at once (a fixed
+// container_name, another service in its network namespace); Replace
+// then restarts it in place. Switched is called once the proxy routes to
+// next and before old is stopped: next takes over what the two share
+// (names, an ambassador), so that stopping old leaves next whole. When
+// next fails before that, the runner stops it and old keeps everything.
+type Besider interface {
+	StartBeside(ctx context.Context, spec Spec, old Instance) (Instance, error)
+	Switched(ctx context.Context, old, next Instance)
+}
+
+// ErrNotBeside says that a service cannot run beside its live instance
+// (see Besider).
+var ErrNotBeside = errors.New("cannot run a second instance beside the live one")
+
+// PortProber is implemented by instances whose published ports may
+// accept a connection before anything listens behind them (an engine's
+// port proxy accepts, then finds nothing): a replacement without a
+// healthcheck is ready once ProbePort says its target port answers,
+// rather than once its private port accepts.
+type PortProber interface {
+	ProbePort(ctx context.Context, target, published uint16) error
 }
 
 // Stack is what a Networked backend may ask the runner about the other

@@ -25,8 +25,15 @@
 //	Fronter        makes a service of another backend answer to its name
 //	               among its instances (Docker: an ambassador for a process)
 //	Lasting        instances outlive their supervisor (a handover keeps them)
+//	Rebuilder      builds again for a hot reload (Build may reuse a build)
+//	Syncer         copies a reload's files into a running instance
+//	Besider        a Networked backend starts a replacement beside the live
+//	               instance (own names, fresh private ports) for a hot reload
+//	               without downtime, and hands it what they share (Replace)
 //	Execer         (instance) the runner runs its healthcheck in it
 //	HealthReporter (instance) its engine runs the healthcheck
+//	PortProber     (instance) its published ports accept before it listens:
+//	               a replacement's readiness asks it
 //
 // A third backend (a remote engine, Kubernetes, a plugin) implements what
 // applies and touches no code here.

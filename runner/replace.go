@@ -145,7 +145,20 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 	gen := s.gen
 	r.mu.Unlock()
 	nspec := r.specFor(s, ports, gen)
-	inst, err := s.backend.Start(ctx, nspec)
+	var inst Instance
+	bs, beside := s.backend.(Besider)
+	if beside {
+		r.mu.Lock()
+		old := s.inst
+		r.mu.Unlock()
+		inst, err = bs.StartBeside(ctx, nspec, old)
+		if errors.Is(err, ErrNotBeside) {
+			r.event(name, "restarting in place: %v", err)
+			return r.restartInPlace(ctx, s, o, res)
+		}
+	} else {
+		inst, err = s.backend.Start(ctx, nspec)
+	}
 	if err != nil {
 		return res, r.reloadFailed(s, fmt.Errorf("the new instance did not start: %w", err))
 	}
@@ -170,6 +183,9 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 	old := s.inst
 	s.next, s.nextReady = inst, s.hc != nil
 	r.mu.Unlock()
+	if beside && old != nil {
+		bs.Switched(ctx, old, inst)
+	}
 	r.reloaded(s, res, inst.ID(), o.Cause)
 	// The old instance finishes what it was sent, then goes; the supervise
 	// loop takes the new one over when it has exited. (Without an old
@@ -212,9 +228,12 @@ func (r *Runner) Sync(ctx context.Context, service string, files []FileCopy) err
 
 // freshPorts asks for the replacement's ports; nil when it cannot run
 // beside the old instance: every TCP port the service declares must be
-// fronted by the proxy, and it must not run in a network of its own.
+// fronted by the proxy, and a backend whose instances run in a network of
+// their own must be able to start one beside another (Besider).
 func (r *Runner) freshPorts(s *service) (map[uint16]uint16, error) {
-	if _, networked := s.backend.(Networked); networked || r.opts.Rerouter == nil || len(s.spec.Ports) == 0 {
+	_, networked := s.backend.(Networked)
+	_, beside := s.backend.(Besider)
+	if networked && !beside || r.opts.Rerouter == nil || len(s.spec.Ports) == 0 {
 		return nil, nil
 	}
 	ports, err := r.opts.Rerouter.FreshPorts(s.spec.Name)
@@ -269,7 +288,7 @@ var errNeverReady = errors.New("the new instance's healthcheck failed for good")
 
 // readyProbe is one readiness check of a replacement.
 func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) func(context.Context) error {
-	if hr, ok := inst.(HealthReporter); ok {
+	if hr, ok := inst.(HealthReporter); ok && s.hc != nil {
 		ch := hr.Health()
 		return func(context.Context) error {
 			for {
@@ -308,8 +327,15 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 			}
 		}
 	})
+	pp, _ := inst.(PortProber)
 	return func(ctx context.Context) error {
 		for _, t := range targets {
+			if pp != nil {
+				if err := pp.ProbePort(ctx, t, ports[t]); err != nil {
+					return err
+				}
+				continue
+			}
 			d := net.Dialer{Timeout: time.Second}
 			c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[t]))))
 			if err != nil {

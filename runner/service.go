@@ -572,7 +572,7 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 		if r.opts.Ambassador != nil {
 			spec.Ambassador = r.opts.Ambassador(name)
 		}
-		spec = wirer.Wire(spec, stack{r})
+		spec = wirer.Wire(spec, stack{r: r, service: name, ports: ports})
 	}
 	return spec
 }
@@ -617,10 +617,18 @@ func (r *Runner) env(s *service, networked bool, rc Reacher, ports map[uint16]ui
 	return env
 }
 
-// stack is the Runner as a Networked backend sees it.
-type stack struct{ r *Runner }
+// stack is the Runner as a Networked backend sees it, for the spec of
+// service: a replacement listens on its own private ports, by target port.
+type stack struct {
+	r       *Runner
+	service string
+	ports   map[uint16]uint16
+}
 
 func (st stack) ListenPort(service string, p project.Port) uint16 {
+	if pp, ok := st.ports[p.Target]; ok && service == st.service {
+		return pp
+	}
 	return st.r.listenPort(service, p)
 }
 

@@ -3,20 +3,28 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner/docker"
 )
 
 // A container service with develop.watch: sync copies a changed file into
 // the running container through the engine (the image is FROM scratch:
 // no shell, no tar), and rebuild builds the image again and replaces the
-// container.
+// container without downtime: the new one starts beside the old one, no
+// request of a load loop fails, a new container that fails leaves the
+// old one serving, and down leaves nothing.
 func TestDockerWatchSyncsIntoTheContainerAndRebuilds(t *testing.T) {
 	d := requireEngine(t)
 	dir := t.TempDir()
@@ -30,6 +38,9 @@ import (
 )
 
 func main() {
+	if b, _ := os.ReadFile("/motd.txt"); string(b) == "crash" {
+		os.Exit(3)
+	}
 	serve := func(file string) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
 			b, err := os.ReadFile(file)
@@ -54,7 +65,8 @@ func main() {
 		"devstack.yaml": fmt.Sprintf(`services:
   web:
     build: .
-    x-devstack: {backend: docker, port_env: PORT}
+    # ambassador: always, so that a reload must hand the ambassador over
+    x-devstack: {backend: docker, port_env: PORT, ambassador: always}
     ports: ["127.0.0.1:%[1]d:%[1]d"]
     develop:
       watch:
@@ -81,6 +93,11 @@ func main() {
 		}
 	})
 	p.must("up", "-d", "--watch")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("devstack logs web:\n%s", p.run("logs", "web").stdout)
+		}
+	})
 	imageID := func() string {
 		img, err := d.Client().ImageInspect(t.Context(), tag)
 		if err != nil {
@@ -103,15 +120,116 @@ func main() {
 		t.Fatalf("the log does not say what was synced:\n%s", logs)
 	}
 
-	// rebuild
-	os.WriteFile(filepath.Join(dir, "motd.txt"), []byte("motd 2"), 0o644)
-	waitAnswer(t, url+"motd", "motd 2")
-	images = append(images, imageID())
+	// rebuild, under a bounded load loop through the proxy: each new
+	// container starts beside the old one, the proxy switches once its
+	// port answers, and no request fails.
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			c := &http.Client{Timeout: 10 * time.Second}
+			for range 100000 { // bounded
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(url + "motd")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	ambassador := func() string {
+		t.Helper()
+		res, err := d.Client().ContainerList(t.Context(), client.ContainerListOptions{
+			Filters: make(client.Filters).Add("label", docker.LabelProject+"="+name, docker.LabelRole+"=ambassador")})
+		if err != nil || len(res.Items) != 1 {
+			t.Fatalf("the ambassador of web: %d containers, %v", len(res.Items), err)
+		}
+		return res.Items[0].ID
+	}
+	amb := ambassador()
+	const reloads = 2
+	for i := 2; i < 2+reloads; i++ {
+		want := fmt.Sprintf("motd %d", i)
+		os.WriteFile(filepath.Join(dir, "motd.txt"), []byte(want), 0o644)
+		waitAnswer(t, url+"motd", want)
+		images = append(images, imageID())
+	}
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests failed during %d reloads of a container; first: %v", n, n+ok.Load(), reloads, firstErr.Load())
+	}
+	t.Logf("%d requests answered during %d reloads of a container, none failed", ok.Load(), reloads)
+	if ok.Load() < reloads {
+		t.Fatalf("only %d requests ran during the reloads; the load loop did not load", ok.Load())
+	}
 	st := p.ps()["web"]
-	if st.Reloads != 1 || images[0] == images[1] {
-		t.Fatalf("after the rebuild: %+v (images %v)", st, images)
+	if st.Reloads != reloads || st.ReloadP50 <= 0 || images[0] == images[1] {
+		t.Fatalf("after the rebuilds: %+v (images %v)", st, images)
+	}
+	if logs := p.must("logs", "web").stdout; !strings.Contains(logs, "started beside the old one, proxy switched") {
+		t.Fatalf("the log does not say the container was replaced beside the old one:\n%s", logs)
+	}
+	// One container of web is left, under the replica's own name, and the
+	// ambassador is the one it had (callers by name never lost it).
+	containers := func() []string {
+		t.Helper()
+		res, err := d.Client().ContainerList(t.Context(), client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", docker.LabelProject+"="+name, docker.LabelService+"=web")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range res.Items {
+			if c.Labels[docker.LabelRole] == "" {
+				names = append(names, strings.TrimPrefix(c.Names[0], "/"))
+			}
+		}
+		return names
+	}
+	if got := containers(); len(got) != 1 || got[0] != name+"-web-1" {
+		t.Fatalf("containers of web after the reloads: %v; want only %s-web-1", got, name)
+	}
+	if ambassador() != amb {
+		t.Fatal("the reload replaced the ambassador; it must keep it")
 	}
 	// The synced file came from the image again, as compose watch does:
 	// the rebuilt image has www/index.html as it is now.
 	waitAnswer(t, url, "v2")
+
+	// A new container that exits at start: the old one keeps serving, ps
+	// says why, and nothing of the failed one is left.
+	os.WriteFile(filepath.Join(dir, "motd.txt"), []byte("crash"), 0o644)
+	deadline := time.Now().Add(2 * time.Minute)
+	for st = p.ps()["web"]; st.ReloadError == "" && time.Now().Before(deadline); st = p.ps()["web"] {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(st.ReloadError, "keeps serving") || st.State != "running" {
+		t.Fatalf("after a reload to a crashing container: %+v", st)
+	}
+	images = append(images, imageID())
+	waitAnswer(t, url+"motd", fmt.Sprintf("motd %d", 1+reloads))
+	if got := containers(); len(got) != 1 || got[0] != name+"-web-1" {
+		t.Fatalf("containers of web after a failed reload: %v", got)
+	}
+	p.must("down")
+	if left := p.leftovers(t.Context()); len(left) > 0 {
+		t.Fatalf("down after reloads left %v", left)
+	}
 }

@@ -42,4 +42,9 @@
 // ambassador runs `devstack ambassador` from an image made of the running
 // devstack binary and the libraries it links (ambassador.go, ambimage.go,
 // relay.go).
+//
+// Hot reload (runner.Besider, beside.go): a replacement container starts
+// beside the running one under a temporary name, on fresh private ports;
+// once the proxy switched to it, it takes over the replica's name and the
+// ambassador, and the runner drains and removes the old one.
 package docker

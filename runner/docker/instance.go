@@ -42,7 +42,8 @@ type Instance struct {
 	b       *Backend
 	spec    runner.Spec
 	reps    []*replica
-	amb     *replica // the service's ambassador (ambassador.go), if any
+	ambMu   sync.Mutex
+	amb     *replica // the service's ambassador (ambassador.go), if any; under ambMu
 	tracked bool     // the service declares a healthcheck: report it
 	tty     bool
 	prefix  bool // prefix log lines with the replica number
@@ -86,13 +87,23 @@ func (i *Instance) ID() string {
 	return strings.Join(ids, ",")
 }
 
-// Containers are the names of the instance's containers, by replica.
+// Containers are the names of the instance's containers, by replica, as
+// they were created (a reload's replacement takes its name over later).
 func (i *Instance) Containers() []string {
 	names := make([]string, len(i.reps))
 	for k, r := range i.reps {
 		names[k] = r.name
 	}
 	return names
+}
+
+// containerIDs are the ids of the instance's containers, by replica.
+func (i *Instance) containerIDs() []string {
+	ids := make([]string, len(i.reps))
+	for k, r := range i.reps {
+		ids[k] = r.id
+	}
+	return ids
 }
 
 // Adopted reports whether every container was found running and kept.
@@ -161,9 +172,32 @@ func (i *Instance) abort() {
 			_ = i.b.removeContainer(ctx, r.id)
 		}
 	}
-	if i.amb != nil && !i.amb.adopted {
-		_ = i.b.removeContainer(ctx, i.amb.id)
+	if amb := i.ambassador(); amb != nil && !amb.adopted {
+		_ = i.b.removeContainer(ctx, amb.id)
 	}
+}
+
+// ambassador is the instance's ambassador, nil when it has none.
+func (i *Instance) ambassador() *replica {
+	i.ambMu.Lock()
+	defer i.ambMu.Unlock()
+	return i.amb
+}
+
+func (i *Instance) setAmbassador(r *replica) {
+	i.ambMu.Lock()
+	i.amb = r
+	i.ambMu.Unlock()
+}
+
+// takeAmbassador hands the instance's ambassador over to its
+// replacement: the instance no longer removes it when it stops.
+func (i *Instance) takeAmbassador() *replica {
+	i.ambMu.Lock()
+	defer i.ambMu.Unlock()
+	amb := i.amb
+	i.amb = nil
+	return amb
 }
 
 // follow copies a container's output to the service's log until the
@@ -320,10 +354,10 @@ func (i *Instance) remove(ctx context.Context) error {
 	for _, r := range i.reps {
 		errs = append(errs, i.b.removeContainer(rctx, r.id))
 	}
-	if i.amb != nil {
+	if amb := i.ambassador(); amb != nil {
 		// After the service: a caller by name meanwhile still reaches the
 		// proxy, which says the service is gone.
-		errs = append(errs, i.b.removeContainer(rctx, i.amb.id))
+		errs = append(errs, i.b.removeContainer(rctx, amb.id))
 	}
 	return errors.Join(errs...)
 }

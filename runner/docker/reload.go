@@ -21,10 +21,14 @@ var (
 	_ runner.Syncer    = (*Backend)(nil)
 )
 
-// Rebuild implements runner.Rebuilder: the image is built again from
-// its context, even when this backend built it before (Build builds once
-// per backend's life, for the services that share it).
+// Rebuild implements runner.Rebuilder: the service's x-devstack.build,
+// if any, runs on the host first (see hostBuild), then the image is built
+// again from its context, even when this backend built it before (Build
+// builds once per backend's life, for the services that share it).
 func (b *Backend) Rebuild(ctx context.Context, spec runner.Spec) error {
+	if err := hostBuild(ctx, spec); err != nil {
+		return err
+	}
 	if spec.Service.Compose.Build == nil {
 		return b.Build(ctx, spec)
 	}
@@ -96,14 +100,15 @@ func (b *Backend) Sync(ctx context.Context, inst runner.Instance, files []runner
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	for _, name := range di.Containers() {
+	for _, id := range di.containerIDs() {
+		name := shortID(id)
 		if n > 0 {
-			if _, err := b.cli.CopyToContainer(ctx, name, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(buf.Bytes()), AllowOverwriteDirWithFile: false}); err != nil {
+			if _, err := b.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(buf.Bytes()), AllowOverwriteDirWithFile: false}); err != nil {
 				return fmt.Errorf("sync: copying %d file(s) into container %s: %w", n, name, err)
 			}
 		}
 		if len(removed) > 0 {
-			code, err := b.Exec(ctx, name, ExecOptions{Cmd: append([]string{"rm", "-rf", "--"}, removed...), Stdout: io.Discard, Stderr: io.Discard})
+			code, err := b.Exec(ctx, id, ExecOptions{Cmd: append([]string{"rm", "-rf", "--"}, removed...), Stdout: io.Discard, Stderr: io.Discard})
 			if err != nil || code != 0 {
 				return fmt.Errorf("sync: removing %s in container %s needs rm in its image (exit %d, %v); use sync+restart or rebuild for removals", strings.Join(removed, ", "), name, code, err)
 			}

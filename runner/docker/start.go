@@ -152,6 +152,16 @@ func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[
 		if err != nil || num < 1 {
 			num = -1 - i
 		}
+		if prev, ok := out[num]; ok {
+			// Two with one number: a reload's replacement and the container
+			// it replaces, left by a devstack killed in between. The one
+			// with the replica's name is the replica; the other goes.
+			if firstName(c.Names) == proj+"-"+svc+"-"+strconv.Itoa(num) {
+				c, prev = prev, c
+			}
+			out[-1-len(res.Items)-i] = c
+			c = prev
+		}
 		out[num] = c
 	}
 	return out, nil

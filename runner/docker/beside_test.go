@@ -1,0 +1,170 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
+)
+
+func loopbackPort(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// publishedOn is svc publishing its ports on the given host ports, in
+// order, as Wire publishes a replacement's fresh private ports.
+func publishedOn(svc *project.Service, ports ...uint16) *project.Service {
+	c := *svc
+	c.Ports = slices.Clone(svc.Ports)
+	for i := range c.Ports {
+		c.Ports[i].Published = ports[i]
+	}
+	return &c
+}
+
+// names lists the service's replica containers (not its ambassador) by
+// name.
+func (s *stack) names(ctx context.Context, svc string) []string {
+	s.t.Helper()
+	res, err := s.b.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", LabelProject+"="+s.p.Name, LabelService+"="+svc)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, c := range res.Items {
+		if c.Labels[LabelRole] == "" {
+			out = append(out, firstName(c.Names))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func answer(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// A replacement container starts beside the running one (its own name,
+// its own published port, the same labels), answers once ProbePort says
+// its port does, takes the replica's name over at Switched, and stays
+// when the old one is stopped. A devstack killed between the two leaves
+// both: the next Start keeps the replica's own and removes the other.
+func TestStartBesideSwitchedAndLeftovers(t *testing.T) {
+	p1, dead1 := loopbackPort(t), loopbackPort(t)
+	s := newStack(t, fmt.Sprintf(`services:
+  web:
+    image: {{IMAGE}}
+    environment: {NAME: web}
+    ports: ["127.0.0.1:%d:8080", "127.0.0.1:%d:9999"]
+`, p1, dead1))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	first := s.start(ctx, "web", &logs{})
+	canonical := s.p.Name + "-web-1"
+
+	p2, dead2 := loopbackPort(t), loopbackPort(t)
+	spec := specFor(s.p, "web", &logs{})
+	spec.Service = publishedOn(spec.Service, p2, dead2)
+	ni, err := s.b.StartBeside(ctx, spec, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := ni.(*Instance)
+	t.Cleanup(func() { _ = next.Stop(context.Background(), 9, 0) })
+	if got := s.names(ctx, "web"); len(got) != 2 || got[0] != canonical || !strings.HasPrefix(got[1], canonical+"-next-") {
+		t.Fatalf("containers while both run: %v; want %s and a -next- one", got, canonical)
+	}
+	// Ready once its port answers; a published port with nothing behind
+	// it never does, though the engine accepts connections on it.
+	deadline := time.Now().Add(30 * time.Second)
+	for next.ProbePort(ctx, 8080, p2) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("port 8080 of the new container never answered: %v", next.ProbePort(ctx, 8080, p2))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := next.ProbePort(ctx, 9999, dead2); err == nil {
+		t.Fatal("ProbePort said port 9999 answers; nothing listens on it in the container")
+	}
+	for _, port := range []uint16{p1, p2} {
+		if got, err := answer(fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil || !strings.HasPrefix(got, "hello from web") {
+			t.Fatalf("port %d while both run: %q, %v", port, got, err)
+		}
+	}
+
+	s.b.Switched(ctx, first, next)
+	if got := s.names(ctx, "web"); len(got) != 2 || got[0] != canonical || got[1] != canonical+"-old-"+shortID(first.reps[0].id) {
+		t.Fatalf("containers after the switch: %v", got)
+	}
+	if err := first.Stop(ctx, 15, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.names(ctx, "web"); !slices.Equal(got, []string{canonical}) {
+		t.Fatalf("containers after the old one stopped: %v", got)
+	}
+	if got, err := answer(fmt.Sprintf("http://127.0.0.1:%d/", p2)); err != nil || !strings.HasPrefix(got, "hello from web") {
+		t.Fatalf("the new container after the old one stopped: %q, %v", got, err)
+	}
+
+	// Killed mid-reload: a -next- container is left beside the replica.
+	p3, dead3 := loopbackPort(t), loopbackPort(t)
+	spec3 := specFor(s.p, "web", &logs{})
+	spec3.Service = publishedOn(spec3.Service, p3, dead3)
+	left, err := s.b.StartBeside(ctx, spec3, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left.(*Instance).cancel() // forgotten, as by a killed devstack
+	l := &logs{}
+	spec.Marker, spec.Stdout, spec.Stderr, spec.Status = "again", l.writer("out"), l.writer("err"), l.writer("sys")
+	again, err := s.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.(*Instance).Adopted() || again.ID() != next.ID() {
+		t.Fatalf("Start after a killed reload: adopted %v, %s; want the replica %s adopted\n%s", again.(*Instance).Adopted(), again.ID(), next.ID(), l)
+	}
+	if got := s.names(ctx, "web"); !slices.Equal(got, []string{canonical}) {
+		t.Fatalf("containers after a Start: %v; want the leftover gone\n%s", got, l)
+	}
+}
+
+// A service that cannot run twice at once says so, and nothing is made.
+func TestStartBesideRefusesFixedContainerName(t *testing.T) {
+	s := newStack(t, "services:\n  web:\n    image: {{IMAGE}}\n    container_name: dst-fixed-"+randHex(3)+"\n")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	first := s.start(ctx, "web", &logs{})
+	_, err := s.b.StartBeside(ctx, specFor(s.p, "web", &logs{}), first)
+	if !errors.Is(err, runner.ErrNotBeside) || !strings.Contains(err.Error(), "container_name") {
+		t.Fatalf("StartBeside with container_name: %v; want ErrNotBeside naming container_name", err)
+	}
+	res, err := s.b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelProject+"="+s.p.Name)})
+	if err != nil || len(res.Items) != 1 {
+		t.Fatalf("containers after a refused StartBeside: %d, %v", len(res.Items), err)
+	}
+}
