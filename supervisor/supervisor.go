@@ -64,6 +64,10 @@ type Options struct {
 	// so a service nobody started leaves its ports to the user (who runs
 	// it in an IDE, say).
 	Services []string
+	// TakeOver, when not nil, clears what another tool (docker compose)
+	// runs for the services the first up starts, before their ports are
+	// checked; say tells the user (an event and the service's log).
+	TakeOver func(ctx context.Context, services []string, say func(service, msg string)) error
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
 	HeldPorts func(service string, target uint16) (uint16, bool)
@@ -215,6 +219,14 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	// Every port of what the first up starts, proxied or not, is checked
 	// before anything binds or starts, so one error lists every conflict.
 	first := p.WithDependencies(opts.Services)
+	if opts.TakeOver != nil {
+		if err := opts.TakeOver(ctx, first, func(service, msg string) {
+			fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
+			s.emit(runner.Event{Service: service, Msg: msg})
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if err := errors.Join(s.run.CheckPorts(opts.Services), checkRoutes(s.ports.routesOf(first))); err != nil {
 		return nil, err
 	}

@@ -165,6 +165,9 @@ func (b *backends) supervisorOptions(ctx context.Context, p *project.Project, o 
 		defer cancel()
 		return b.docker.IsAmbassador(ctx, p.Name, ip)
 	}
+	o.TakeOver = func(ctx context.Context, services []string, say func(service, msg string)) error {
+		return b.docker.TakeOver(ctx, p.Name, services, say)
+	}
 	held, err := b.docker.PublishedPorts(ctx, p.Name)
 	if err != nil {
 		return err

@@ -224,6 +224,13 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		return err
 	}
 	g.warnKeys(p, be.backendOf, false)
+	if be.docker != nil && !running {
+		// The supervisor removes them (Options.TakeOver) and says so in
+		// the services' logs; the terminal is told here.
+		if names, err := be.docker.ComposeMade(ctx, p.Name, p.WithDependencies(firstServices(names, o.except))); err == nil && len(names) > 0 {
+			fmt.Fprintf(g.stderr, "devstack: replacing containers that docker compose made for %s: %s (the project's volumes are kept)\n", p.Name, strings.Join(names, ", "))
+		}
+	}
 	be.Close()
 	if running {
 		if sup, ok := supervisor.SupervisorPID(dir); ok {

@@ -226,9 +226,11 @@ func isRemovalInProgress(err error) bool {
 
 // Down implements runner.Cleaner: it removes every container and network
 // labelled with the project, and its named volumes when removeVolumes is
-// set, whether or not this devstack created them.
+// set, whether or not this devstack created them. Compose's project label
+// counts too (every object devstack makes carries it): what docker
+// compose made for the project goes as with `docker compose down`.
 func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) error {
-	f := make(client.Filters).Add("label", LabelProject+"="+proj)
+	f := make(client.Filters).Add("label", composeProject+"="+proj)
 	var errs []error
 	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
@@ -250,7 +252,7 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 		// By devstack's label and by Compose's: a volume that docker
 		// compose created for the project is the project's too.
 		var vols []string
-		for _, vf := range []client.Filters{f, make(client.Filters).Add("label", composeProject+"="+proj)} {
+		for _, vf := range []client.Filters{f, make(client.Filters).Add("label", LabelProject+"="+proj)} {
 			vs, err := b.cli.VolumeList(ctx, client.VolumeListOptions{Filters: vf})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("listing volumes of project %q: %w", proj, err))

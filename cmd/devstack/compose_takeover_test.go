@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// Containers that docker compose made for the project (its labels, its
+// <project>-<service>-1 name, the service's published port) must not stop
+// up with a name or port conflict: up replaces them, as Compose replaces
+// a container whose configuration changed, keeps one-off containers, and
+// down removes what Compose made for the project too (its network
+// included), as `docker compose down` does.
+func TestDockerComposeMadeReplaced(t *testing.T) {
+	d := requireEngine(t)
+	name := projectName("cmade")
+	port := freeLoopbackPort(t)
+	dir, image := toolProject(t, name, `services:
+  web:
+    image: $IMAGE
+    build: {context: ./tool}
+    ports: ["127.0.0.1:`+strconv.Itoa(port)+`:8000"]
+`)
+	removeImage(t, d.Client(), image)
+	p := newDockerProject(t, dir, name, d)
+	p.must("up", "-d") // builds the image
+	p.must("down")
+
+	// What `docker compose up -d` leaves: a network and a running
+	// container, labelled for the project, the container publishing the
+	// service's port; and a one-off container of `docker compose run`.
+	ctx := t.Context()
+	cl := d.Client()
+	labels := func(oneoff string) map[string]string {
+		return map[string]string{"com.docker.compose.project": name, "com.docker.compose.service": "web",
+			"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": oneoff,
+			"com.docker.compose.config-hash": "0123456789abcdef"}
+	}
+	if _, err := cl.NetworkCreate(ctx, name+"_default", client.NetworkCreateOptions{
+		Labels: map[string]string{"com.docker.compose.project": name, "com.docker.compose.network": "default"}}); err != nil {
+		t.Fatal(err)
+	}
+	composeContainer := func(cname, oneoff string, publish bool) string {
+		t.Helper()
+		host := &container.HostConfig{NetworkMode: container.NetworkMode(name + "_default")}
+		cfg := &container.Config{Image: image, Labels: labels(oneoff)}
+		if publish {
+			tp, _ := network.PortFrom(8000, network.TCP)
+			cfg.ExposedPorts = network.PortSet{tp: {}}
+			host.PortBindings = network.PortMap{tp: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}}}
+		}
+		res, err := cl.ContainerCreate(ctx, client.ContainerCreateOptions{Name: cname, Config: cfg, HostConfig: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	made := composeContainer(name+"-web-1", "False", true)
+	oneoff := composeContainer(name+"-web-run-1", "True", false)
+	t.Cleanup(func() {
+		for _, id := range []string{made, oneoff} {
+			_, _ = cl.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
+		}
+	})
+
+	r := p.must("up", "-d")
+	if !strings.Contains(r.stderr, "replacing containers that docker compose made for "+name+": "+name+"-web-1") {
+		t.Errorf("up -d does not say it replaces the container Compose made:\n%s", r.stderr)
+	}
+	if _, err := cl.ContainerInspect(ctx, made, client.ContainerInspectOptions{}); err == nil {
+		t.Error("the container docker compose made still exists after up")
+	}
+	if _, err := cl.ContainerInspect(ctx, oneoff, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("up removed the one-off container of docker compose run: %v", err)
+	}
+	if st := p.ps()["web"]; st.State != "running" {
+		t.Fatalf("web after up: %+v", st)
+	}
+	if r := p.must("logs", "web"); !strings.Contains(r.stdout, "which docker compose made") {
+		t.Errorf("web's log does not say which container was removed:\n%s", r.stdout)
+	}
+
+	p.must("down")
+	f := make(client.Filters).Add("label", "com.docker.compose.project="+name)
+	cs, err := cl.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := cl.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Items) != 0 || len(ns.Items) != 0 {
+		t.Errorf("down left %d containers and %d networks labelled for the project by Compose", len(cs.Items), len(ns.Items))
+	}
+}
