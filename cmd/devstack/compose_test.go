@@ -27,6 +27,8 @@ func TestConfigWarnsAboutEveryKeyTheBackendDoesNotHonour(t *testing.T) {
     x-devstack: {run: "exec sleep 300", backend: process}
   worker:
     command: [work]
+    mem_limit: 64m
+    pids_limit: 50
     x-devstack: {run: "exec sleep 300"}
   db:
     image: postgres
@@ -41,7 +43,7 @@ func TestConfigWarnsAboutEveryKeyTheBackendDoesNotHonour(t *testing.T) {
 		`volumes (not mounted: the process sees the host's files)`,
 		`user (not applied: the process runs as the user who ran devstack)`,
 		// worker has no image or build: its command is for nothing.
-		`service "worker" runs as a process, which does not honour: command (not used: the service runs x-devstack.run as a process)`,
+		`service "worker" runs as a process, which does not honour: command (not used: the service runs x-devstack.run as a process); mem_limit, pids_limit (not applied: devstack sets no memory, CPU or process-count limit on a process`,
 		`service "db" runs as a process, which does not honour: deploy.placement (`,
 		// api and db say what they run as containers too: not ignored,
 		// kept for the docker backend, and said once.

@@ -49,6 +49,21 @@ var instead = map[string]string{
 	"attach":          "ignored: every service's log is shown",
 }
 
+// noLimits is what becomes of the resource keys on a process: the rlimits
+// a process can be given (ulimits) are per process or per user, none is a
+// memory, CPU or process-count limit for a service's tree, and cgroup v2
+// limits are not set by devstack.
+const noLimits = "not applied: devstack sets no memory, CPU or process-count limit on a process (ulimits it does set); run the service as a container (x-devstack.backend: docker) to have them"
+
+// resourceKeys are the keys noLimits answers for.
+var resourceKeys = map[string]bool{
+	"mem_limit": true, "mem_reservation": true, "memswap_limit": true, "mem_swappiness": true,
+	"cpus": true, "cpu_shares": true, "cpu_quota": true, "cpu_period": true, "cpu_count": true,
+	"cpu_percent": true, "cpuset": true, "cpu_rt_runtime": true, "cpu_rt_period": true,
+	"pids_limit": true, "oom_kill_disable": true, "oom_score_adj": true, "blkio_config": true,
+	"deploy.resources": true,
+}
+
 // Ignores says what becomes of a Compose key (as project.Service.Keys
 // names it) when a service runs as a process: "" when the key applies,
 // else what happens instead.
@@ -58,6 +73,9 @@ func Ignores(key string) string {
 	}
 	if s, ok := instead[key]; ok {
 		return s
+	}
+	if resourceKeys[key] {
+		return noLimits
 	}
 	if strings.HasPrefix(key, "build.") {
 		return "not used: the service runs x-devstack.run as a process (x-devstack.build is its build step)"
