@@ -188,7 +188,7 @@ func pluginServices(p *project.Project, routes []proxy.Route) []sdk.Service {
 
 // pluginAction carries out a plugin's request.
 func (s *Supervisor) pluginAction(plugin string, a sdk.Action) error {
-	if plugin == ReloadPlugin || a.Kind == sdk.Rebuild || a.Kind == sdk.Sync {
+	if plugin == ReloadPlugin || a.Kind == sdk.Rebuild || a.Kind == sdk.Sync || a.Kind == sdk.Exec {
 		return s.reloadAction(plugin, a)
 	}
 	switch a.Kind {

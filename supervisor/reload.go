@@ -2,8 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,7 +159,7 @@ func (s *Supervisor) Reload(ctx context.Context, service string, o runner.Replac
 // reload plugin's options. Paths are made absolute against the project's
 // directory; a process's sync target is taken inside its workdir (a
 // leading / included: /app/static is <workdir>/app/static), so a sync
-// never writes outside it.
+// never writes outside it; so is a sync+exec's working_dir.
 func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner.Backend, error), watchNow bool) reload.Options {
 	o := reload.Options{Root: p.Dir, Watch: watchNow, Services: map[string]reload.Service{}}
 	for _, svc := range p.Services {
@@ -170,15 +172,24 @@ func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner
 			_, container = b.(runner.Networked)
 		}
 		wd := processWorkdir(p, svc)
-		o.Services[svc.Name] = reload.Service{Container: container, Workdir: wd}
+		o.Services[svc.Name] = reload.Service{Container: container}
 		for _, w := range d.Watch {
 			r := watch.Rule{Service: svc.Name, Path: w.Path, Action: string(w.Action), Target: w.Target,
-				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync, Exec: w.Exec.Command, DockerIgnore: container}
+				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync, DockerIgnore: container,
+				Exec: w.Exec.Command, ExecDir: w.Exec.WorkingDir, ExecUser: w.Exec.User}
+			for _, k := range slices.Sorted(maps.Keys(w.Exec.Environment)) {
+				if v := w.Exec.Environment[k]; v != nil {
+					r.ExecEnv = append(r.ExecEnv, k+"="+*v)
+				}
+			}
 			if !filepath.IsAbs(r.Path) {
 				r.Path = filepath.Join(p.Dir, r.Path)
 			}
 			if !container && r.Target != "" {
 				r.Target = filepath.Join(wd, strings.TrimPrefix(r.Target, "/"))
+			}
+			if !container && r.ExecDir != "" {
+				r.ExecDir = filepath.Join(wd, strings.TrimPrefix(r.ExecDir, "/"))
 			}
 			o.Rules = append(o.Rules, r)
 		}

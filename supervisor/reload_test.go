@@ -369,3 +369,78 @@ services:
 		t.Fatalf("reloads: %d", st.Reloads)
 	}
 }
+
+// A sync+exec rule of a process service: the changed file is copied into
+// the workdir, then the command runs there, in the service's environment
+// (its environment: and the rule's exec.environment), after the copy.
+func TestSyncExecRunsInTheProcessServicesWorkdirAndEnvironment(t *testing.T) {
+	t.Setenv("DEVSTACK_STATE_DIR", t.TempDir())
+	dir := t.TempDir()
+	port := freePort(t)
+	os.MkdirAll(filepath.Join(dir, "hooks"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "work"), 0o755)
+	os.WriteFile(filepath.Join(dir, "answer"), []byte("v0"), 0o600)
+	yaml := fmt.Sprintf(`name: syncexec%d
+services:
+  web:
+    x-devstack: {run: [%q], port_env: PORT, workdir: work}
+    ports: ["127.0.0.1:%d:%d"]
+    environment: {SUPTEST_SERVE: "1", ANSWER: %q, GREETING: hello}
+    develop:
+      watch:
+        - path: ./hooks
+          action: sync+exec
+          target: /hooks
+          exec:
+            command: ["sh", "-c", "echo \"$$GREETING $$HOOK $$(pwd)\" > ../out.txt && cat h >> ../out.txt"]
+            working_dir: /hooks
+            environment: {HOOK: from-rule}
+`, port, mustExe(t), port, port, filepath.Join(dir, "answer"))
+	os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o644)
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := &process.Backend{}
+	backendFor := func(*project.Service) (runner.Backend, error) { return pb, nil }
+	sup, err := Start(t.Context(), Options{Project: p, BackendFor: backendFor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sup.Shutdown(ctx)
+	})
+	if err := sup.Up(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(ReloadOptions(p, backendFor, true))
+	plug := reload.New()
+	plug.Log = io.Discard
+	pctx, pcancel := context.WithCancel(t.Context())
+	defer pcancel()
+	if err := plug.Start(pctx, sdk.Config{Project: p.Name, Options: b}, actHost{sup: sup}); err != nil {
+		t.Fatal(err)
+	}
+	defer plug.Command(context.Background(), "watch", []byte(`{"on":false}`))
+
+	os.WriteFile(filepath.Join(dir, "hooks", "h"), []byte("synced first"), 0o644)
+	out := filepath.Join(dir, "work", "out.txt")
+	want := "hello from-rule " + filepath.Join(dir, "work", "hooks") + "\nsynced first"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := os.ReadFile(out)
+		if err == nil && string(got) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %q (%v); want %q", out, got, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The command ran in the running instance: nothing was restarted.
+	if st := sup.Runner().Status()[0]; st.State != runner.StateRunning || st.Reloads != 0 {
+		t.Fatalf("web after a sync+exec: %+v; it must keep running, not reload", st)
+	}
+}

@@ -17,7 +17,8 @@ const reloadTimeout = 10 * time.Minute
 
 // reloadAction carries out a hot reload plugin's request: restart and
 // rebuild replace each service's instance without downtime (Reload), sync
-// copies files into a container. It returns at once; the outcome goes to
+// copies files into a container, exec copies (if any) then runs commands
+// in the running instance (sync+exec). It returns at once; the outcome goes to
 // the log (and ps), as a reload's does.
 func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
 	switch a.Kind {
@@ -51,8 +52,44 @@ func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
 			}()
 		}
 		return nil
+	case sdk.Exec:
+		files := make([]runner.FileCopy, len(a.Files))
+		for i, f := range a.Files {
+			files[i] = runner.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed}
+		}
+		cmds := make([]runner.Command, len(a.Exec))
+		for i, c := range a.Exec {
+			cmds[i] = runner.Command{Argv: c.Command, Dir: c.WorkingDir, Env: c.Env, User: c.User}
+		}
+		for _, svc := range a.Services {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+				defer cancel()
+				t0 := time.Now()
+				// The files first, then the commands that use them; each
+				// logs its own failure.
+				if len(files) > 0 {
+					if err := s.run.Sync(ctx, svc, files); err != nil {
+						return
+					}
+				}
+				if err := s.run.RunIn(ctx, svc, cmds); err != nil {
+					return
+				}
+				seen := a.Seen
+				if seen.IsZero() {
+					seen = t0
+				}
+				what := fmt.Sprintf("ran %d command(s)", len(cmds))
+				if len(files) > 0 {
+					what = fmt.Sprintf("synced %d file(s) and %s", len(files), what)
+				}
+				fmt.Fprintf(s.logs.Writer(svc, logstore.System), "%s in %s (%s)\n", what, time.Since(seen).Round(time.Millisecond), a.Reason)
+			}()
+		}
+		return nil
 	}
-	return fmt.Errorf("plugin %s asked for action %q; devstack knows restart, rebuild and sync", plugin, a.Kind)
+	return fmt.Errorf("plugin %s asked for action %q; devstack knows restart, rebuild, sync and exec", plugin, a.Kind)
 }
 
 // statusChanged hands a runner status change to the plugins, typed and

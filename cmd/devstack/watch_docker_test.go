@@ -38,6 +38,15 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "hook" { // a sync+exec command
+		in, err := os.ReadFile("in.txt")
+		wd, _ := os.Getwd()
+		if err != nil {
+			os.Exit(4)
+		}
+		os.WriteFile("/www/hook.txt", []byte(os.Getenv("HOOK")+" "+wd+" "+string(in)), 0o644)
+		return
+	}
 	if b, _ := os.ReadFile("/motd.txt"); string(b) == "crash" {
 		os.Exit(3)
 	}
@@ -53,6 +62,7 @@ func main() {
 	}
 	http.HandleFunc("/", serve("/www/index.html"))
 	http.HandleFunc("/motd", serve("/motd.txt"))
+	http.HandleFunc("/hook", serve("/www/hook.txt"))
 	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
 }
 `
@@ -61,6 +71,7 @@ func main() {
 		"web/go.mod":     "module web\n\ngo 1.22\n",
 		"www/index.html": "v1",
 		"motd.txt":       "motd 1",
+		"hooks/in.txt":   "in 1",
 		"Dockerfile":     "FROM scratch\nCOPY web/web /web\nCOPY www /www\nCOPY motd.txt /motd.txt\nENTRYPOINT [\"/web\"]\n",
 		"devstack.yaml": fmt.Sprintf(`services:
   web:
@@ -72,6 +83,10 @@ func main() {
       watch:
         - {path: ./www, action: sync, target: /www}
         - {path: ./motd.txt, action: rebuild}
+        - path: ./hooks
+          action: sync+exec
+          target: /hooks
+          exec: {command: [/web, hook], working_dir: /hooks, environment: {HOOK: from-exec}}
 `, port),
 	} {
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
@@ -118,6 +133,15 @@ func main() {
 	}
 	if logs := p.must("logs", "web").stdout; !strings.Contains(logs, "synced 1 file(s)") || !strings.Contains(logs, "www/index.html changed") {
 		t.Fatalf("the log does not say what was synced:\n%s", logs)
+	}
+
+	// sync+exec: the file is copied in, then the command runs in the
+	// running container (through the engine: no shell in it), in its
+	// working_dir and with its environment.
+	os.WriteFile(filepath.Join(dir, "hooks", "in.txt"), []byte("in 2"), 0o644)
+	waitAnswer(t, url+"hook", "from-exec /hooks in 2")
+	if st := p.ps()["web"]; st.ID != before || st.Reloads != 0 {
+		t.Fatalf("a sync+exec replaced the container (%s → %s); it must run in the running one", before, st.ID)
 	}
 
 	// rebuild, under a bounded load loop through the proxy: each new

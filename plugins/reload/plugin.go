@@ -10,7 +10,9 @@
 //	              old, switches the proxy, drains and stops the old
 //	rebuild       Act(Rebuild): the build runs while the old one serves
 //	sync+restart  sync, then restart
-//	sync+exec     sync, then run the rule's exec command in the workdir
+//	sync+exec     sync, then Act(Exec): devstack runs the rule's exec
+//	              command in the service (a process's workdir and
+//	              environment; a container, through the engine)
 //
 // Each action carries the time the burst's first change was seen, so
 // devstack measures a reload from the file's write to the new code
@@ -25,7 +27,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -53,8 +54,6 @@ type Service struct {
 	// Container: files go in through the engine (Act(Sync)); else the
 	// plugin copies them itself, Rule.Target being a host path.
 	Container bool `json:"container,omitempty"`
-	// Workdir is where a process's sync+exec command runs.
-	Workdir string `json:"workdir,omitempty"`
 }
 
 // Plugin is the hot reload plugin.
@@ -230,9 +229,7 @@ func (p *Plugin) batch(b watch.Batch) {
 			err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
 		}
 	case watch.SyncExec:
-		if err = p.sync(b); err == nil {
-			err = p.exec(b)
-		}
+		err = p.syncExec(b)
 	case watch.Sync:
 		err = p.sync(b)
 	}
@@ -244,9 +241,8 @@ func (p *Plugin) batch(b watch.Batch) {
 	}
 }
 
-// sync copies the batch's synced files to their targets.
-func (p *Plugin) sync(b watch.Batch) error {
-	svc := p.opts.Services[b.Service]
+// syncFiles are the copies the batch's synced files make.
+func syncFiles(b watch.Batch) []sdk.FileCopy {
 	var files []sdk.FileCopy
 	for _, c := range b.Changes {
 		if !isSync(c.Rule.Action) || c.Rule.Target == "" {
@@ -258,12 +254,23 @@ func (p *Plugin) sync(b watch.Batch) error {
 		}
 		files = append(files, sdk.FileCopy{Src: c.File, Dst: dst, Removed: c.Removed})
 	}
+	return files
+}
+
+// sync copies the batch's synced files to their targets.
+func (p *Plugin) sync(b watch.Batch) error {
+	files := syncFiles(b)
 	if len(files) == 0 {
 		return nil
 	}
-	if svc.Container {
+	if p.opts.Services[b.Service].Container {
 		return p.host.Act(sdk.Action{Kind: sdk.Sync, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen, Files: files})
 	}
+	return p.copyHere(b, files)
+}
+
+// copyHere makes a process service's copies, on this host.
+func (p *Plugin) copyHere(b watch.Batch, files []sdk.FileCopy) error {
 	var errs []error
 	for _, f := range files {
 		errs = append(errs, copyFile(f))
@@ -321,9 +328,12 @@ func copyFile(f sdk.FileCopy) error {
 	return nil
 }
 
-// exec runs a sync+exec rule's command in the service's workdir.
-func (p *Plugin) exec(b watch.Batch) error {
-	svc := p.opts.Services[b.Service]
+// syncExec syncs, then asks devstack to run each sync+exec rule's command
+// (once per rule) in the service: a process's in its workdir and
+// environment, a container's through the engine. A container's files go
+// with the commands, so they are copied in before the commands run.
+func (p *Plugin) syncExec(b watch.Batch) error {
+	var cmds []sdk.Command
 	ran := map[*watch.Rule]bool{}
 	for _, c := range b.Changes {
 		r := c.Rule
@@ -331,15 +341,22 @@ func (p *Plugin) exec(b watch.Batch) error {
 			continue
 		}
 		ran[r] = true
-		if svc.Container {
-			return fmt.Errorf("sync+exec into a container is not supported yet; use sync+restart")
-		}
-		cmd := exec.CommandContext(p.ctx, r.Exec[0], r.Exec[1:]...)
-		cmd.Dir = svc.Workdir
-		cmd.Stdout, cmd.Stderr = p.Log, p.Log
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("sync+exec: %q: %w", r.Exec, err)
+		cmds = append(cmds, sdk.Command{Command: r.Exec, WorkingDir: r.ExecDir, Env: r.ExecEnv, User: r.ExecUser})
+	}
+	files := syncFiles(b)
+	a := sdk.Action{Kind: sdk.Exec, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen, Exec: cmds}
+	if p.opts.Services[b.Service].Container {
+		a.Files = files
+	} else if len(files) > 0 {
+		if err := p.copyHere(b, files); err != nil {
+			return err
 		}
 	}
-	return nil
+	if len(cmds) == 0 {
+		if len(a.Files) == 0 {
+			return nil
+		}
+		a.Kind = sdk.Sync
+	}
+	return p.host.Act(a)
 }

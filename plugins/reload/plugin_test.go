@@ -64,20 +64,22 @@ func waitFile(t *testing.T, path, want string) {
 
 func TestEachActionOfDevelopWatch(t *testing.T) {
 	dir := t.TempDir()
-	for _, d := range []string{"src", "static", "conf", "www", "out/www", "hooks"} {
+	for _, d := range []string{"src", "static", "conf", "www", "out/www", "hooks", "boxhooks"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	work := filepath.Join(dir, "out")
 	p, h := startPlugin(t, Options{Root: dir, Watch: true,
-		Services: map[string]Service{"web": {Workdir: work}, "box": {Container: true}},
+		Services: map[string]Service{"web": {}, "box": {Container: true}},
 		Rules: []watch.Rule{
 			{Service: "web", Path: filepath.Join(dir, "src"), Action: watch.Rebuild},
 			{Service: "web", Path: filepath.Join(dir, "conf"), Action: watch.Restart},
 			{Service: "web", Path: filepath.Join(dir, "www"), Action: watch.Sync, Target: filepath.Join(work, "www")},
 			{Service: "web", Path: filepath.Join(dir, "static"), Action: watch.SyncRestart, Target: filepath.Join(work, "static")},
 			{Service: "web", Path: filepath.Join(dir, "hooks"), Action: watch.SyncExec, Target: filepath.Join(work, "hooks"),
-				Exec: []string{"sh", "-c", "cat hooks/h > exec-ran"}},
+				Exec: []string{"sh", "-c", "cat hooks/h > exec-ran"}, ExecDir: work, ExecEnv: []string{"A=1"}},
 			{Service: "box", Path: filepath.Join(dir, "www"), Action: watch.Sync, Target: "/srv/www"},
+			{Service: "box", Path: filepath.Join(dir, "boxhooks"), Action: watch.SyncExec, Target: "/srv/hooks",
+				Exec: []string{"/srv/hooks/run"}, ExecUser: "nobody"},
 		}})
 
 	// rebuild
@@ -103,9 +105,23 @@ func TestEachActionOfDevelopWatch(t *testing.T) {
 		t.Fatalf("sync+restart: %+v", a)
 	}
 	waitFile(t, filepath.Join(work, "static", "app.css"), "body{}")
-	// sync+exec
+	// sync+exec: a process's file is here before devstack is asked to
+	// run the command in the service
 	os.WriteFile(filepath.Join(dir, "hooks", "h"), []byte("hooked"), 0o644)
-	waitFile(t, filepath.Join(work, "exec-ran"), "hooked")
+	a = action(t, h)
+	if a.Kind != sdk.Exec || a.Services[0] != "web" || len(a.Files) != 0 || len(a.Exec) != 1 ||
+		a.Exec[0].Command[2] != "cat hooks/h > exec-ran" || a.Exec[0].WorkingDir != work || a.Exec[0].Env[0] != "A=1" {
+		t.Fatalf("sync+exec: %+v", a)
+	}
+	waitFile(t, filepath.Join(work, "hooks", "h"), "hooked")
+	// sync+exec into a container: the files go with the command, so
+	// devstack copies them in before it runs it
+	os.WriteFile(filepath.Join(dir, "boxhooks", "run"), []byte("#!/bin/sh\n"), 0o755)
+	a = action(t, h)
+	if a.Kind != sdk.Exec || a.Services[0] != "box" || len(a.Files) != 1 || a.Files[0].Dst != "/srv/hooks/run" ||
+		len(a.Exec) != 1 || a.Exec[0].Command[0] != "/srv/hooks/run" || a.Exec[0].User != "nobody" {
+		t.Fatalf("container sync+exec: %+v", a)
+	}
 	// a removed synced file goes from the target too
 	os.Remove(filepath.Join(dir, "www", "index.html"))
 	deadline := time.Now().Add(5 * time.Second)

@@ -109,6 +109,9 @@ func toAction(a Action) *pluginpb.Action {
 	for _, f := range a.Files {
 		out.Files = append(out.Files, &pluginpb.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed})
 	}
+	for _, c := range a.Exec {
+		out.Exec = append(out.Exec, &pluginpb.Exec{Command: c.Command, WorkingDir: c.WorkingDir, Environment: c.Env, User: c.User})
+	}
 	return out
 }
 
@@ -119,6 +122,9 @@ func fromAction(p *pluginpb.Action) Action {
 	}
 	for _, f := range p.GetFiles() {
 		a.Files = append(a.Files, FileCopy{Src: f.GetSrc(), Dst: f.GetDst(), Removed: f.GetRemoved()})
+	}
+	for _, c := range p.GetExec() {
+		a.Exec = append(a.Exec, Command{Command: c.GetCommand(), WorkingDir: c.GetWorkingDir(), Env: c.GetEnvironment(), User: c.GetUser()})
 	}
 	return a
 }

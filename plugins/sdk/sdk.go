@@ -101,7 +101,23 @@ const (
 	// Sync copies Files into the services (into a container through the
 	// engine).
 	Sync ActionKind = "sync"
+	// Exec copies Files into the services as Sync does (if any), then
+	// runs each of Exec in them, in order: in a container through the
+	// engine, for a process in its workdir and environment. A sync+exec
+	// rule of develop.watch.
+	Exec ActionKind = "exec"
 )
+
+// Command is one command an Exec runs in a service.
+type Command struct {
+	Command []string
+	// WorkingDir is where it runs; "" is the service's own workdir.
+	WorkingDir string
+	// Env is KEY=VALUE added to the service's environment.
+	Env []string
+	// User runs it as this user in a container; "" is the container's.
+	User string
+}
 
 // FileCopy is one file a Sync copies: Src on the host to Dst in the
 // service; Removed removes Dst instead.
@@ -119,8 +135,10 @@ type Action struct {
 	// Seen is when the change that asked for the action was seen; a hot
 	// reload's time is measured from it. Zero: when devstack gets it.
 	Seen time.Time
-	// Files are what a Sync copies.
+	// Files are what a Sync (or an Exec, first) copies.
 	Files []FileCopy
+	// Exec are what an Exec runs.
+	Exec []Command
 }
 
 // Host is what a running plugin can ask of devstack.

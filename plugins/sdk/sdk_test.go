@@ -170,11 +170,12 @@ func (m *mirror) Start(_ context.Context, _ sdk.Config, host sdk.Host) error {
 }
 
 func (m *mirror) HandleEvent(_ context.Context, ev sdk.Event) {
-	_ = m.host.Act(sdk.Action{Kind: sdk.Sync, Services: []string{ev.Service}, Reason: ev.Intent + "/" + ev.Cause, Seen: ev.Time,
-		Files: []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}}})
+	_ = m.host.Act(sdk.Action{Kind: sdk.Exec, Services: []string{ev.Service}, Reason: ev.Intent + "/" + ev.Cause, Seen: ev.Time,
+		Files: []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}},
+		Exec:  []sdk.Command{{Command: []string{"make", "assets"}, WorkingDir: "/app", Env: []string{"A=1"}, User: "nobody"}, {Command: []string{"true"}}}})
 }
 
-func TestIntentSeenAndFilesCrossTheWire(t *testing.T) {
+func TestIntentSeenFilesAndExecCrossTheWire(t *testing.T) {
 	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(&mirror{}))
 	defer client.Close()
 	raw, err := client.Dispense(sdk.PluginName)
@@ -195,8 +196,12 @@ func TestIntentSeenAndFilesCrossTheWire(t *testing.T) {
 	}
 	a := m.Action
 	want := []sdk.FileCopy{{Src: "/src/a.go", Dst: "/app/a.go"}, {Src: "/src/b.go", Dst: "/app/b.go", Removed: true}}
-	if a.Kind != sdk.Sync || a.Reason != "coming back/main.go changed" || !a.Seen.Equal(at) || !slices.Equal(a.Files, want) {
+	if a.Kind != sdk.Exec || a.Reason != "coming back/main.go changed" || !a.Seen.Equal(at) || !slices.Equal(a.Files, want) {
 		t.Fatalf("action came back as %+v", a)
+	}
+	if len(a.Exec) != 2 || !slices.Equal(a.Exec[0].Command, []string{"make", "assets"}) || a.Exec[0].WorkingDir != "/app" ||
+		!slices.Equal(a.Exec[0].Env, []string{"A=1"}) || a.Exec[0].User != "nobody" || !slices.Equal(a.Exec[1].Command, []string{"true"}) {
+		t.Fatalf("exec commands came back as %+v", a.Exec)
 	}
 	sess.CloseSend()
 }

@@ -60,6 +60,21 @@ func (b *Backend) Exec(ctx context.Context, id string, o ExecOptions) (int, erro
 	return res.ExitCode, nil
 }
 
+var _ runner.Commander = (*Instance)(nil)
+
+// RunCommand implements runner.Commander: c runs in each of the
+// instance's containers through the engine's exec (no shell, unless c
+// names one); the first non-zero exit code ends it.
+func (i *Instance) RunCommand(ctx context.Context, c runner.Command, stdout, stderr io.Writer) (int, error) {
+	for _, id := range i.containerIDs() {
+		code, err := i.b.Exec(ctx, id, ExecOptions{Cmd: c.Argv, Env: c.Env, Workdir: c.Dir, User: c.User, Stdout: stdout, Stderr: stderr})
+		if err != nil || code != 0 {
+			return code, err
+		}
+	}
+	return 0, nil
+}
+
 // Top lists the processes running in container id, as `docker top`:
 // the column titles and one row per process.
 func (b *Backend) Top(ctx context.Context, id string) ([]string, [][]string, error) {

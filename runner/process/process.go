@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,11 +43,12 @@ type Backend struct {
 }
 
 var (
-	_ runner.Backend  = (*Backend)(nil)
-	_ runner.Builder  = (*Backend)(nil)
-	_ runner.Reacher  = (*Backend)(nil)
-	_ runner.Instance = (*Instance)(nil)
-	_ runner.Execer   = (*Instance)(nil)
+	_ runner.Backend   = (*Backend)(nil)
+	_ runner.Builder   = (*Backend)(nil)
+	_ runner.Reacher   = (*Backend)(nil)
+	_ runner.Instance  = (*Instance)(nil)
+	_ runner.Execer    = (*Instance)(nil)
+	_ runner.Commander = (*Instance)(nil)
 )
 
 // Name implements runner.Backend.
@@ -263,6 +265,34 @@ func (i *Instance) Exec(ctx context.Context, argv []string) (int, []byte, error)
 		return -1, out, err
 	}
 	return 0, out, nil
+}
+
+// RunCommand implements runner.Commander: c runs in the service's
+// workdir (or c.Dir, relative to it) and environment, plus c.Env, in a
+// process group of its own that a cancel kills whole.
+func (i *Instance) RunCommand(ctx context.Context, c runner.Command, stdout, stderr io.Writer) (int, error) {
+	if c.User != "" {
+		return -1, fmt.Errorf("user %q: service %q runs as a process, as you; remove the user of its sync+exec", c.User, i.spec.Service.Name)
+	}
+	cmd := command(ctx, i.spec, c.Argv)
+	if c.Dir != "" {
+		cmd.Dir = c.Dir
+		if !filepath.IsAbs(c.Dir) {
+			cmd.Dir = filepath.Join(workdir(i.spec), c.Dir)
+		}
+	}
+	cmd.Env = append(cmd.Env, c.Env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	return 0, nil
 }
 
 // cgroupRemoveWait bounds how long an instance's end waits for its

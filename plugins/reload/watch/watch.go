@@ -34,8 +34,13 @@ type Rule struct {
 	// Target is where sync copies to (for a process: an absolute path on
 	// the host; for a container: a path inside it).
 	Target string `json:"target,omitempty"`
-	// Exec is sync+exec's command.
-	Exec []string `json:"exec,omitempty"`
+	// Exec is sync+exec's command, run in the service after the sync;
+	// ExecDir (its working_dir), ExecEnv (KEY=VALUE) and ExecUser are
+	// exec's other keys.
+	Exec     []string `json:"exec,omitempty"`
+	ExecDir  string   `json:"exec_dir,omitempty"`
+	ExecEnv  []string `json:"exec_env,omitempty"`
+	ExecUser string   `json:"exec_user,omitempty"`
 	// Ignore and Include are patterns relative to Path (dockerignore
 	// syntax); with Include, only matching files count.
 	Ignore      []string `json:"ignore,omitempty"`

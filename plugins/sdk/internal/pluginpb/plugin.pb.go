@@ -996,7 +996,7 @@ func (x *Fault) GetBytes() int64 {
 
 type Action struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind: "restart", "rebuild" or "sync".
+	// kind: "restart", "rebuild", "sync" or "exec".
 	Kind     string   `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Services []string `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
 	Reason   string   `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1004,7 +1004,10 @@ type Action struct {
 	// reload measures from it); 0 when unknown.
 	SeenUnixNano int64 `protobuf:"varint,4,opt,name=seen_unix_nano,json=seenUnixNano,proto3" json:"seen_unix_nano,omitempty"`
 	// files: what a sync copies (src on the host, dst in the service).
-	Files         []*FileCopy `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	Files []*FileCopy `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	// exec: what an exec runs in the service, in order, after copying
+	// files (into a container) if any.
+	Exec          []*Exec `protobuf:"bytes,6,rep,name=exec,proto3" json:"exec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1074,6 +1077,84 @@ func (x *Action) GetFiles() []*FileCopy {
 	return nil
 }
 
+func (x *Action) GetExec() []*Exec {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+type Exec struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"`
+	// working_dir: where it runs; "" is the service's own.
+	WorkingDir string `protobuf:"bytes,2,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// environment: KEY=VALUE added to the service's.
+	Environment []string `protobuf:"bytes,3,rep,name=environment,proto3" json:"environment,omitempty"`
+	// user: a container's user to run as; "" is the container's.
+	User          string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exec) Reset() {
+	*x = Exec{}
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exec) ProtoMessage() {}
+
+func (x *Exec) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exec.ProtoReflect.Descriptor instead.
+func (*Exec) Descriptor() ([]byte, []int) {
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Exec) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Exec) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *Exec) GetEnvironment() []string {
+	if x != nil {
+		return x.Environment
+	}
+	return nil
+}
+
+func (x *Exec) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
 type FileCopy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Src   string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
@@ -1086,7 +1167,7 @@ type FileCopy struct {
 
 func (x *FileCopy) Reset() {
 	*x = FileCopy{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1179,7 @@ func (x *FileCopy) String() string {
 func (*FileCopy) ProtoMessage() {}
 
 func (x *FileCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1192,7 @@ func (x *FileCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCopy.ProtoReflect.Descriptor instead.
 func (*FileCopy) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FileCopy) GetSrc() string {
@@ -1146,7 +1227,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1239,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1252,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CommandRequest) GetName() string {
@@ -1197,7 +1278,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1290,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[16]
+	mi := &file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1303,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommandResponse) GetResult() []byte {
@@ -1304,13 +1385,20 @@ const file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04body\x18\x06 \x01(\tR\x04body\x12\x12\n" +
 	"\x04rate\x18\a \x01(\x03R\x04rate\x12\x14\n" +
 	"\x05chunk\x18\b \x01(\x03R\x05chunk\x12\x14\n" +
-	"\x05bytes\x18\t \x01(\x03R\x05bytes\"\xaa\x01\n" +
+	"\x05bytes\x18\t \x01(\x03R\x05bytes\"\xd8\x01\n" +
 	"\x06Action\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1a\n" +
 	"\bservices\x18\x02 \x03(\tR\bservices\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
 	"\x0eseen_unix_nano\x18\x04 \x01(\x03R\fseenUnixNano\x122\n" +
-	"\x05files\x18\x05 \x03(\v2\x1c.devstack.plugin.v1.FileCopyR\x05files\"H\n" +
+	"\x05files\x18\x05 \x03(\v2\x1c.devstack.plugin.v1.FileCopyR\x05files\x12,\n" +
+	"\x04exec\x18\x06 \x03(\v2\x18.devstack.plugin.v1.ExecR\x04exec\"w\n" +
+	"\x04Exec\x12\x18\n" +
+	"\acommand\x18\x01 \x03(\tR\acommand\x12\x1f\n" +
+	"\vworking_dir\x18\x02 \x01(\tR\n" +
+	"workingDir\x12 \n" +
+	"\venvironment\x18\x03 \x03(\tR\venvironment\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\"H\n" +
 	"\bFileCopy\x12\x10\n" +
 	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
 	"\x03dst\x18\x02 \x01(\tR\x03dst\x12\x18\n" +
@@ -1337,7 +1425,7 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescGZIP() []byte {
 	return file_plugins_sdk_internal_pluginpb_plugin_proto_rawDescData
 }
 
-var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_plugins_sdk_internal_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugins_sdk_internal_pluginpb_plugin_proto_goTypes = []any{
 	(*Empty)(nil),           // 0: devstack.plugin.v1.Empty
 	(*InfoResponse)(nil),    // 1: devstack.plugin.v1.InfoResponse
@@ -1353,9 +1441,10 @@ var file_plugins_sdk_internal_pluginpb_plugin_proto_goTypes = []any{
 	(*Rule)(nil),            // 11: devstack.plugin.v1.Rule
 	(*Fault)(nil),           // 12: devstack.plugin.v1.Fault
 	(*Action)(nil),          // 13: devstack.plugin.v1.Action
-	(*FileCopy)(nil),        // 14: devstack.plugin.v1.FileCopy
-	(*CommandRequest)(nil),  // 15: devstack.plugin.v1.CommandRequest
-	(*CommandResponse)(nil), // 16: devstack.plugin.v1.CommandResponse
+	(*Exec)(nil),            // 14: devstack.plugin.v1.Exec
+	(*FileCopy)(nil),        // 15: devstack.plugin.v1.FileCopy
+	(*CommandRequest)(nil),  // 16: devstack.plugin.v1.CommandRequest
+	(*CommandResponse)(nil), // 17: devstack.plugin.v1.CommandResponse
 }
 var file_plugins_sdk_internal_pluginpb_plugin_proto_depIdxs = []int32{
 	4,  // 0: devstack.plugin.v1.HostMessage.config:type_name -> devstack.plugin.v1.Config
@@ -1369,18 +1458,19 @@ var file_plugins_sdk_internal_pluginpb_plugin_proto_depIdxs = []int32{
 	11, // 8: devstack.plugin.v1.RuleSet.rules:type_name -> devstack.plugin.v1.Rule
 	10, // 9: devstack.plugin.v1.Rule.header:type_name -> devstack.plugin.v1.HeaderMatch
 	12, // 10: devstack.plugin.v1.Rule.fault:type_name -> devstack.plugin.v1.Fault
-	14, // 11: devstack.plugin.v1.Action.files:type_name -> devstack.plugin.v1.FileCopy
-	0,  // 12: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
-	2,  // 13: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
-	15, // 14: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
-	1,  // 15: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
-	8,  // 16: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
-	16, // 17: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 11: devstack.plugin.v1.Action.files:type_name -> devstack.plugin.v1.FileCopy
+	14, // 12: devstack.plugin.v1.Action.exec:type_name -> devstack.plugin.v1.Exec
+	0,  // 13: devstack.plugin.v1.Plugin.Info:input_type -> devstack.plugin.v1.Empty
+	2,  // 14: devstack.plugin.v1.Plugin.Session:input_type -> devstack.plugin.v1.HostMessage
+	16, // 15: devstack.plugin.v1.Plugin.Command:input_type -> devstack.plugin.v1.CommandRequest
+	1,  // 16: devstack.plugin.v1.Plugin.Info:output_type -> devstack.plugin.v1.InfoResponse
+	8,  // 17: devstack.plugin.v1.Plugin.Session:output_type -> devstack.plugin.v1.PluginMessage
+	17, // 18: devstack.plugin.v1.Plugin.Command:output_type -> devstack.plugin.v1.CommandResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugins_sdk_internal_pluginpb_plugin_proto_init() }
@@ -1403,7 +1493,7 @@ func file_plugins_sdk_internal_pluginpb_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc), len(file_plugins_sdk_internal_pluginpb_plugin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
