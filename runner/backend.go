@@ -138,6 +138,17 @@ type Instance interface {
 	Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error
 }
 
+// Halter is implemented by instances whose stop has two parts: the
+// instance ends (its processes have exited), then what it leaves is
+// removed (a container, which the engine also takes a moment to tear
+// down). Halt does the first part and returns remove, the second, which
+// the caller must run; remove also returns the first part's late errors.
+// Down stops a service's dependencies as soon as the service has ended,
+// removing meanwhile, and returns once everything is removed.
+type Halter interface {
+	Halt(ctx context.Context, sig syscall.Signal, grace time.Duration) (remove func(context.Context) error, err error)
+}
+
 // HostProcess is implemented by instances that are a process on this host
 // (the process backend's): the supervisor records their pid, to clean up
 // after a SIGKILL, and finds which service opened a connection by the

@@ -25,7 +25,7 @@ func (r *Runner) Stop(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
-	return r.stopOrdered(ctx, sel)
+	return r.stopOrdered(ctx, sel, false)
 }
 
 // Release stops supervising without stopping anything: no instance that
@@ -39,16 +39,20 @@ func (r *Runner) Release() {
 	}
 }
 
-// Down stops every service in reverse dependency order.
+// Down stops every service in reverse dependency order. A service's
+// dependencies are stopped as soon as it has ended: what it leaves (a
+// container) is removed meanwhile (see Halter), and Down returns once
+// all of it is gone.
 func (r *Runner) Down(ctx context.Context) error {
 	sel, _ := r.lookup(nil)
-	return r.stopOrdered(ctx, sel)
+	return r.stopOrdered(ctx, sel, true)
 }
 
 // stopOrdered stops sel in reverse dependency order: a service stops once
-// every selected service that depends on it has stopped. Independent
+// every selected service that depends on it has stopped (with early, once
+// it has ended; its removal goes on beside the next stops). Independent
 // services stop in parallel.
-func (r *Runner) stopOrdered(ctx context.Context, sel []*service) error {
+func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool) error {
 	done := map[string]chan struct{}{}
 	for _, s := range sel {
 		done[s.spec.Name] = make(chan struct{})
@@ -63,10 +67,15 @@ func (r *Runner) stopOrdered(ctx context.Context, sel []*service) error {
 		}
 	}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg, rest sync.WaitGroup // the stops in order; what goes on beside them
+		mu       sync.Mutex
+		errs     []error
 	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	stopCtx, cancelProgress := context.WithCancel(ctx)
 	defer cancelProgress()
 	go r.reportStopping(stopCtx, sel)
@@ -78,15 +87,59 @@ func (r *Runner) stopOrdered(ctx context.Context, sel []*service) error {
 			for _, dep := range dependents[s.spec.Name] {
 				<-done[dep]
 			}
+			var finish func() error
+			if early {
+				finish = r.haltOne(ctx, s)
+			}
+			if finish != nil {
+				rest.Go(func() {
+					if err := finish(); err != nil {
+						fail(err)
+					}
+				})
+				return
+			}
 			if err := r.stopOne(ctx, s); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+				fail(err)
 			}
 		}()
 	}
 	wg.Wait()
+	rest.Wait()
 	return errors.Join(errs...)
+}
+
+// haltOne ends s's instance when it is a Halter and returns what is left
+// to do: remove what the instance left and wait for s's supervise loop.
+// It returns nil when s has nothing of the kind: stopOne then stops it.
+func (r *Runner) haltOne(ctx context.Context, s *service) func() error {
+	r.mu.Lock()
+	h, ok := s.inst.(Halter)
+	if !ok || s.loopDone == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	s.stopReq = true
+	loopDone, cancel := s.loopDone, s.cancel
+	r.mu.Unlock()
+	r.update(s, func(st *ServiceStatus) {
+		if st.State == StateRunning {
+			st.State = StateStopping
+		}
+	})
+	r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), s.grace)
+	remove, err := h.Halt(ctx, s.stopSig, s.grace)
+	return func() error {
+		if remove != nil {
+			err = errors.Join(err, remove(ctx))
+		}
+		cancel()
+		<-loopDone
+		if err != nil {
+			return fmt.Errorf("stopping service %q: %w", s.spec.Name, err)
+		}
+		return nil
+	}
 }
 
 // stopOne stops one service and waits for its supervise loop to end.
@@ -163,7 +216,7 @@ func (r *Runner) Restart(ctx context.Context, names []string) error {
 		return err
 	}
 	all := r.withRestartDependents(sel)
-	if err := r.stopOrdered(ctx, all); err != nil {
+	if err := r.stopOrdered(ctx, all, false); err != nil {
 		return err
 	}
 	var ns []string

@@ -74,6 +74,7 @@ var (
 	_ runner.Cleaner        = (*Backend)(nil)
 	_ runner.Preparer       = (*Backend)(nil)
 	_ runner.Instance       = (*Instance)(nil)
+	_ runner.Halter         = (*Instance)(nil)
 	_ runner.HealthReporter = (*Instance)(nil)
 )
 

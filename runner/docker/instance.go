@@ -303,14 +303,37 @@ func (i *Instance) Wait() runner.Exit {
 // (Engines before API 1.42 ignore sig and send the container's
 // stop_signal, which is what the runner passes anyway.)
 func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
+	ended, err := i.halt(ctx, sig, grace)
+	ended(ctx)
+	return errors.Join(err, i.remove(ctx))
+}
+
+// Halt implements runner.Halter: it stops the containers as Stop does,
+// and returns once each has died (the engine's die event), not once the
+// engine has also torn down its network, which takes it longer than the
+// exit did. remove waits for that, then removes the containers and the
+// ambassador. A container that has already exited is not waited on.
+func (i *Instance) Halt(ctx context.Context, sig syscall.Signal, grace time.Duration) (remove func(context.Context) error, err error) {
+	ended, err := i.halt(ctx, sig, grace)
+	return func(ctx context.Context) error {
+		ended(ctx)
+		return i.removeAll(ctx)
+	}, err
+}
+
+// halt stops the containers and returns once each has died; ended waits
+// for the instance's end (killing at once when its ctx ends).
+func (i *Instance) halt(ctx context.Context, sig syscall.Signal, grace time.Duration) (ended func(context.Context), err error) {
 	select {
 	case <-i.done:
-		return i.remove(ctx)
+		return func(context.Context) {}, nil
 	default:
 	}
+	died := i.dying()
 	secs := int(math.Ceil(grace.Seconds()))
+	// The stop calls outlive Halt: cancelling one would have the engine
+	// kill the container before its grace period is out.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+opTimeout)
-	defer cancel()
 	errs := make(chan error, len(i.reps))
 	for _, r := range i.reps {
 		go func() {
@@ -323,10 +346,10 @@ func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Dura
 	}
 	var stopErr error
 	select {
-	case <-i.done:
+	case <-died:
 	case <-ctx.Done():
 		i.kill()
-		<-i.done
+		<-died
 	case err := <-errs:
 		// An engine that failed to stop one container: kill them all
 		// rather than wait on containers nobody is stopping.
@@ -334,9 +357,48 @@ func (i *Instance) Stop(ctx context.Context, sig syscall.Signal, grace time.Dura
 			stopErr = err
 			i.kill()
 		}
-		<-i.done
+		<-died
 	}
-	return errors.Join(stopErr, i.remove(ctx))
+	return func(ctx context.Context) {
+		defer cancel()
+		select {
+		case <-i.done:
+		case <-ctx.Done():
+			i.kill()
+			<-i.done
+		}
+	}, stopErr
+}
+
+// dying is closed once every replica has died, by the engine's die
+// events, or the instance has ended (which also covers a replica that
+// died before the events were followed).
+func (i *Instance) dying() <-chan struct{} {
+	out := make(chan struct{})
+	ctx, cancel := context.WithCancel(i.ctx)
+	f := make(client.Filters).Add("type", "container").Add("event", "die")
+	left := map[string]bool{}
+	for _, r := range i.reps {
+		f.Add("container", r.id)
+		left[r.id] = true
+	}
+	ev := i.b.cli.Events(ctx, client.EventsListOptions{Filters: f})
+	go func() {
+		defer close(out)
+		defer cancel()
+		for len(left) > 0 {
+			select {
+			case m := <-ev.Messages:
+				delete(left, m.Actor.ID)
+			case <-ev.Err: // the stream broke: the instance's end tells
+				<-i.done
+				return
+			case <-i.done:
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func (i *Instance) kill() {
@@ -347,19 +409,43 @@ func (i *Instance) kill() {
 	}
 }
 
+// remove removes the containers, then the ambassador: a caller by name
+// meanwhile still reaches the proxy, which says the service is gone.
 func (i *Instance) remove(ctx context.Context) error {
+	return errors.Join(i.removeReplicas(ctx, false), i.removeAmbassador(ctx))
+}
+
+// removeAll removes the containers and the ambassador at once: Halt's
+// removal, when the service has ended and nobody is left to call it.
+func (i *Instance) removeAll(ctx context.Context) error {
+	return i.removeReplicas(ctx, true)
+}
+
+// removeReplicas removes the replicas in parallel, and the ambassador
+// beside them when amb is set.
+func (i *Instance) removeReplicas(ctx context.Context, amb bool) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	var errs []error
-	for _, r := range i.reps {
-		errs = append(errs, i.b.removeContainer(rctx, r.id))
+	errs := make([]error, len(i.reps)+1)
+	var wg sync.WaitGroup
+	for k, r := range i.reps {
+		wg.Go(func() { errs[k] = i.b.removeContainer(rctx, r.id) })
 	}
-	if amb := i.ambassador(); amb != nil {
-		// After the service: a caller by name meanwhile still reaches the
-		// proxy, which says the service is gone.
-		errs = append(errs, i.b.removeContainer(rctx, amb.id))
+	if amb {
+		wg.Go(func() { errs[len(i.reps)] = i.removeAmbassador(rctx) })
 	}
+	wg.Wait()
 	return errors.Join(errs...)
+}
+
+func (i *Instance) removeAmbassador(ctx context.Context) error {
+	amb := i.ambassador()
+	if amb == nil {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	return i.b.removeContainer(rctx, amb.id)
 }
 
 // followHealth turns health_status events into the instance's verdict:
