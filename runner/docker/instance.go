@@ -154,7 +154,15 @@ func (i *Instance) start(ctx context.Context) error {
 		go i.follow(r)
 	}
 	if i.tracked {
-		go i.followHealth(events, initial)
+		paced := make(chan verdict)
+		if hc := i.spec.Service.Healthcheck(); i.b.pacesHealth(hc) {
+			for _, r := range i.reps {
+				if !r.adopted {
+					go i.paceHealth(r, hc, paced)
+				}
+			}
+		}
+		go i.followHealth(events, initial, paced)
 	} else {
 		go func() { <-i.done; close(i.health) }()
 	}
@@ -450,7 +458,9 @@ func (i *Instance) removeAmbassador(ctx context.Context) error {
 
 // followHealth turns health_status events into the instance's verdict:
 // unhealthy when any replica is, healthy when all are, else starting.
-func (i *Instance) followHealth(ev client.EventsResult, status map[string]container.HealthStatus) {
+// paced brings the first success of a replica's own probes (pace.go),
+// which counts until the engine says otherwise.
+func (i *Instance) followHealth(ev client.EventsResult, status map[string]container.HealthStatus, paced <-chan verdict) {
 	defer close(i.health)
 	last := runner.HealthNone
 	send := func() {
@@ -474,6 +484,11 @@ func (i *Instance) followHealth(ev client.EventsResult, status map[string]contai
 			action := string(m.Action)
 			if _, v, ok := strings.Cut(action, ": "); ok {
 				status[m.Actor.ID] = container.HealthStatus(strings.TrimSpace(v))
+			}
+			send()
+		case v := <-paced:
+			if status[v.id] == container.Starting {
+				status[v.id] = v.status
 			}
 			send()
 		case <-ev.Err: // the stream ended: instance exit or engine gone

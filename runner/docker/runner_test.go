@@ -147,3 +147,30 @@ volumes:
 		t.Errorf("containers after restart = %+v (%v); want one running", cs.Items, err)
 	}
 }
+
+// A healthcheck with a long interval and a short start_interval must make
+// its service healthy at the start_interval pace, on any engine: one
+// before API 1.44 ignores start_interval and would probe only after the
+// hour, so devstack probes itself (through exec) during start_period.
+func TestStartIntervalPacesHealth(t *testing.T) {
+	s := newStack(t, `
+services:
+  db:
+    image: {{IMAGE}}
+    healthcheck:
+      test: ["CMD", "/testsvc", "check", "http://localhost:8080/healthz"]
+      interval: 1h
+      timeout: 5s
+      start_period: 10m
+      start_interval: 200ms
+`)
+	r, l, _ := runStack(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if err := r.Up(ctx, nil); err != nil {
+		t.Fatalf("up: %v (the engine probes only hourly: the start_interval pace must make it healthy)\n%s", err, l)
+	}
+	if st := status(r, "db"); st.State != runner.StateRunning || st.Health != runner.HealthHealthy {
+		t.Errorf("db = %s/%s, want running/healthy", st.State, st.Health)
+	}
+}
