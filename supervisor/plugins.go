@@ -37,7 +37,7 @@ const ReloadPlugin = reload.Name
 // pluginSpecs turns the project's x-devstack.plugins (and the built-ins)
 // into host specs, checking x-devstack.faults first so a bad scenario
 // fails `up` before anything starts, naming the file.
-func pluginSpecs(p *project.Project, builtin bool, backendFor func(*project.Service) (runner.Backend, error)) ([]host.Spec, error) {
+func pluginSpecs(p *project.Project, builtin bool, backendFor func(*project.Service) (runner.Backend, error), checkPort bool) ([]host.Spec, error) {
 	if len(p.X.Faults) > 0 {
 		var sc fault.Scenario
 		if err := fault.DecodeScenario(p.X.Faults, &sc); err != nil {
@@ -95,7 +95,7 @@ func pluginSpecs(p *project.Project, builtin bool, backendFor func(*project.Serv
 	if err := host.Check(specs); err != nil {
 		return nil, fmt.Errorf("%s: x-devstack.plugins: %w", primaryFile(p), err)
 	}
-	if port := p.X.Toxiproxy; port > 0 && builtin {
+	if port := p.X.Toxiproxy; port > 0 && builtin && checkPort {
 		// The fault plugin listens there; a taken port is said now, not
 		// as a plugin that keeps failing to start.
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))

@@ -192,7 +192,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 			}
 		}
 	}
-	specs, err := pluginSpecs(p, opts.Builtin != nil, opts.BackendFor)
+	specs, err := pluginSpecs(p, opts.Builtin != nil, opts.BackendFor, true)
 	if err != nil {
 		return nil, err
 	}

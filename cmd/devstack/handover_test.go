@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,5 +41,42 @@ func TestPortsForHandover(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d of service \"web\"", port)) ||
 		!strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Errorf("port held by a stranger: got %v; want an error naming port %d, web and pid %d", err, port, os.Getpid())
+	}
+}
+
+// up -d on an edited file that the new supervisor would refuse (here an
+// external plugin whose executable does not exist) must fail before the
+// running stack hands over: the services keep running, the same
+// processes, and the error says the stack was left as it is.
+func TestUpDetachedOnARefusedEditLeavesTheStackRunning(t *testing.T) {
+	file := `
+services:
+  web:
+    x-devstack: {run: "exec sleep 300"}
+  api:
+    x-devstack: {run: "exec sleep 300"}
+`
+	dir := writeProject(t, file)
+	c := newCLI(t, dir)
+	c.must("up", "-d")
+	ids := map[string]string{}
+	for _, s := range c.ps() {
+		ids[s.Name] = s.ID
+	}
+	edited := file + `x-devstack:
+  plugins:
+    - {name: flaky, path: bin/nosuch}
+`
+	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("up", "-d")
+	if r.code == 0 || !strings.Contains(r.stderr, `plugin "flaky"`) || !strings.Contains(r.stderr, "the running stack was left as it is") {
+		t.Fatalf("up -d on a refused edit: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	for _, s := range c.ps() {
+		if s.State != "running" || s.ID != ids[s.Name] {
+			t.Errorf("after the refused edit, %s is %s as %s; want still running as %s", s.Name, s.State, s.ID, ids[s.Name])
+		}
 	}
 }

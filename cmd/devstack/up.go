@@ -224,6 +224,18 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		return err
 	}
 	g.warnKeys(p, be.backendOf, false)
+	if running {
+		// What the new supervisor would refuse in the edited file stops
+		// up now, while the running stack serves.
+		check := supervisor.Options{Project: p, BackendFor: be.For, External: o.except}
+		if exe, err := os.Executable(); err == nil {
+			check.Builtin = supervisor.BuiltinCommand(exe)
+		}
+		if err := supervisor.Check(check); err != nil {
+			be.Close()
+			return fmt.Errorf("%w\nthe running stack was left as it is", err)
+		}
+	}
 	if be.docker != nil && !running {
 		// The supervisor removes them (Options.TakeOver) and says so in
 		// the services' logs; the terminal is told here.
@@ -309,6 +321,14 @@ func describeChanges(old, now project.Fingerprint) string {
 // checked: the others may be the user's.
 func portsForHandover(p *project.Project, services []string, supervisorPID int, running map[int]bool) error {
 	var errs []error
+	if port := p.X.Toxiproxy; port > 0 {
+		// The running supervisor's fault plugin may hold it already.
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+		} else if pid, _, ok := proc.PortHolder(port); !ok && !running[port] || ok && !proc.DescendsFrom(pid, supervisorPID) {
+			errs = append(errs, fmt.Errorf("x-devstack.toxiproxy: port %d on 127.0.0.1 is taken (%w); stop what listens there (a Toxiproxy server?) or choose another port", port, err))
+		}
+	}
 	for _, s := range p.Services {
 		if !slices.Contains(services, s.Name) {
 			continue
