@@ -43,10 +43,14 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 			"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": oneoff,
 			"com.docker.compose.config-hash": "0123456789abcdef"}
 	}
-	if _, err := cl.NetworkCreate(ctx, name+"_default", client.NetworkCreateOptions{
-		Labels: map[string]string{"com.docker.compose.project": name, "com.docker.compose.network": "default"}}); err != nil {
-		t.Fatal(err)
+	composeNetwork := func() {
+		t.Helper()
+		if _, err := cl.NetworkCreate(ctx, name+"_default", client.NetworkCreateOptions{
+			Labels: map[string]string{"com.docker.compose.project": name, "com.docker.compose.network": "default"}}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	composeNetwork()
 	composeContainer := func(cname, oneoff string, publish bool) string {
 		t.Helper()
 		host := &container.HostConfig{NetworkMode: container.NetworkMode(name + "_default")}
@@ -102,5 +106,16 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 	}
 	if len(cs.Items) != 0 || len(ns.Items) != 0 {
 		t.Errorf("down left %d containers and %d networks labelled for the project by Compose", len(cs.Items), len(ns.Items))
+	}
+
+	// With no supervisor running, down removes them too, and says so.
+	composeNetwork()
+	made = composeContainer(name+"-web-1", "False", true)
+	r = p.must("down")
+	if !strings.Contains(r.stderr, "removed 1 container(s) that docker compose made for "+name) {
+		t.Errorf("down with no stack running does not say it removed Compose's container:\n%s", r.stderr)
+	}
+	if _, err := cl.ContainerInspect(ctx, made, client.ContainerInspectOptions{}); err == nil {
+		t.Error("down with no stack running left the container docker compose made")
 	}
 }

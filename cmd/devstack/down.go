@@ -45,7 +45,7 @@ networks carrying the project's labels.`,
 				if err != nil {
 					return err
 				}
-				removed, err := cleanContainers(ctx, p, volumes)
+				removed, byCompose, err := cleanContainers(ctx, p, volumes)
 				if err != nil {
 					return err
 				}
@@ -53,12 +53,16 @@ networks carrying the project's labels.`,
 				if n > 0 {
 					left = append(left, fmt.Sprintf("stopped %d process(es)", n))
 				}
-				if removed > 0 {
-					left = append(left, fmt.Sprintf("removed %d container(s)", removed))
+				if removed-byCompose > 0 {
+					left = append(left, fmt.Sprintf("removed %d container(s)", removed-byCompose))
 				}
 				if len(left) > 0 {
 					fmt.Fprintf(g.stderr, "devstack: %s was not running; %s left by a devstack that was killed\n", p.Name, strings.Join(left, " and "))
-				} else {
+				}
+				if byCompose > 0 {
+					fmt.Fprintf(g.stderr, "devstack: removed %d container(s) that docker compose made for %s\n", byCompose, p.Name)
+				}
+				if len(left) == 0 && byCompose == 0 {
 					fmt.Fprintf(g.stderr, "devstack: %s is not running; nothing of it was left to clean up\n", p.Name)
 				}
 				return nil
@@ -82,25 +86,30 @@ networks carrying the project's labels.`,
 	return cmd
 }
 
-// cleanContainers removes what a killed devstack left in Docker, when the
-// project has container services and an engine answers, and says how many
-// containers it removed.
-func cleanContainers(ctx context.Context, p *project.Project, volumes bool) (int, error) {
+// cleanContainers removes what a killed devstack left in Docker, and what
+// docker compose made for the project, when the project has container
+// services and an engine answers, and says how many containers it
+// removed, and how many of those docker compose had made.
+func cleanContainers(ctx context.Context, p *project.Project, volumes bool) (removed, byCompose int, err error) {
 	uses := false
 	for _, s := range p.Services {
 		uses = uses || docker.CanRun(s)
 	}
 	if !uses {
-		return 0, nil
+		return 0, 0, nil
 	}
 	d, err := docker.New(ctx)
 	if err != nil {
-		return 0, nil // no engine: nothing of ours can be running there
+		return 0, 0, nil // no engine: nothing of ours can be running there
 	}
 	defer d.Close()
 	n, err := d.Containers(ctx, p.Name)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return n, d.Down(ctx, p.Name, volumes)
+	made, err := d.ComposeMade(ctx, p.Name, p.WithDependencies(nil))
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, len(made), d.Down(ctx, p.Name, volumes)
 }

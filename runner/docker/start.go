@@ -284,9 +284,10 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 }
 
 // Containers counts the containers (running or not) labelled with the
-// project, ambassadors included: what Down would remove.
+// project, ambassadors and docker compose's included: what Down would
+// remove.
 func (b *Backend) Containers(ctx context.Context, proj string) (int, error) {
-	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelProject+"="+proj)})
+	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", composeProject+"="+proj)})
 	if err != nil {
 		return 0, fmt.Errorf("listing containers of project %q: %w", proj, err)
 	}
