@@ -366,3 +366,17 @@ services:
 		t.Errorf("the picked port made ps think the file changed:\n%s", r.stderr)
 	}
 }
+
+// compose-go's own findings (an obsolete version: key, a yes/no boolean)
+// read as devstack's warnings do, not as log records.
+func TestComposeGoWarningsReadAsWarnings(t *testing.T) {
+	dir := writeProject(t, `version: "3.8"
+services:
+  web:
+    x-devstack: {run: "exec sleep 300"}
+`)
+	r := newCLI(t, dir).must("config", "--services")
+	if !strings.Contains(r.stderr, "warning: ") || !strings.Contains(r.stderr, "the attribute `version` is obsolete") || strings.Contains(r.stderr, "level=") {
+		t.Errorf("config's stderr:\n%s\nwant compose-go's version warning as a plain warning line", r.stderr)
+	}
+}

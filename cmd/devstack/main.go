@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sirupsen/logrus"
 )
 
 func main() {
@@ -29,6 +31,11 @@ func main() {
 }
 
 func run() error {
+	// compose-go reports some findings through logrus (an obsolete
+	// version: key, a yes/no boolean, a deprecated external.name): print
+	// them as devstack prints its own warnings, not as log records.
+	logrus.SetOutput(os.Stderr)
+	logrus.SetFormatter(plainFormatter{})
 	// Commands that need finer control of signals (up, supervise) install
 	// their own handlers; this context covers the rest.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -50,3 +57,10 @@ func (e *exitError) Error() string {
 }
 
 func (e *exitError) Unwrap() error { return e.err }
+
+// plainFormatter prints a logrus entry as "warning: message".
+type plainFormatter struct{}
+
+func (plainFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	return []byte(e.Level.String() + ": " + e.Message + "\n"), nil
+}
