@@ -380,3 +380,62 @@ services:
 		t.Errorf("config's stderr:\n%s\nwant compose-go's version warning as a plain warning line", r.stderr)
 	}
 }
+
+// The docker compose flags users type do what they do in Compose where
+// devstack can (up --wait, up -d --build on a running stack, ps -q,
+// --services and -a, config -q, logs --no-log-prefix, down
+// --remove-orphans), and the others fail saying what devstack does
+// instead.
+func TestComposeFlagHabits(t *testing.T) {
+	dir := writeProject(t, `
+services:
+  web:
+    x-devstack: {run: "echo hello-web; exec sleep 300", build: "echo built >> builds.txt"}
+  api:
+    x-devstack: {run: "exec sleep 300"}
+`)
+	c := newCLI(t, dir)
+	builds := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "builds.txt"))
+		return strings.Count(string(b), "built")
+	}
+	c.must("up", "--wait")
+	ids := strings.Fields(c.must("ps", "-q").stdout)
+	if len(ids) != 2 || builds() != 1 {
+		t.Fatalf("up --wait: ps -q printed %q, %d builds; want two ids and one build", ids, builds())
+	}
+	if r := c.must("ps", "--services"); r.stdout != "api\nweb\n" {
+		t.Errorf("ps --services printed %q", r.stdout)
+	}
+	if r := c.must("ps", "-a"); !strings.Contains(r.stdout, "running") {
+		t.Errorf("ps -a printed %q", r.stdout)
+	}
+	if r := c.must("config", "-q"); r.stdout != "" {
+		t.Errorf("config -q printed %q", r.stdout)
+	}
+	if r := c.must("logs", "--no-log-prefix", "web"); !strings.Contains(r.stdout, "\nhello-web\n") && !strings.HasPrefix(r.stdout, "hello-web\n") {
+		t.Errorf("logs --no-log-prefix printed:\n%s", r.stdout)
+	}
+
+	// --build on a running stack builds again and restarts the processes.
+	r := c.must("up", "-d", "--build")
+	if !strings.Contains(r.stderr, "--build") || builds() != 2 {
+		t.Fatalf("up -d --build on a running stack: %d builds, stderr:\n%s", builds(), r.stderr)
+	}
+	if now := strings.Fields(c.must("ps", "-q").stdout); len(now) != 2 || now[0] == ids[0] || now[1] == ids[1] {
+		t.Errorf("up -d --build: ids %v, before %v; want new processes", now, ids)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stop", "-t", "5"}, "stop_grace_period"},
+		{[]string{"up", "--no-deps", "web"}, "--except"},
+	} {
+		if r := c.run(tt.args...); r.code == 0 || !strings.Contains(r.stderr, "a docker compose flag; ") || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("devstack %s: exit %d, stderr %q; want non-zero, saying what devstack does instead (%s)", strings.Join(tt.args, " "), r.code, r.stderr, tt.want)
+		}
+	}
+	c.must("down", "--remove-orphans")
+}

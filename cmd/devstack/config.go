@@ -11,6 +11,7 @@ import (
 type configOptions struct {
 	format   string
 	services bool
+	quiet    bool
 }
 
 func newConfigCmd(g *globalOptions) *cobra.Command {
@@ -28,6 +29,9 @@ reported with its file, line, service and key, and nothing is started.`,
 				return err
 			}
 			g.warnKeys(p, func(s *project.Service) string { return plannedBackend(p, s, "") }, true)
+			if o.quiet {
+				return nil
+			}
 			if o.services {
 				for _, s := range p.Services {
 					fmt.Fprintln(g.stdout, s.Name)
@@ -47,5 +51,6 @@ reported with its file, line, service and key, and nothing is started.`,
 	}
 	cmd.Flags().StringVar(&o.format, "format", "yaml", "output format: yaml or json")
 	cmd.Flags().BoolVar(&o.services, "services", false, "print only the service names")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "only validate: print nothing but warnings and errors")
 	return cmd
 }

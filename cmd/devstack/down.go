@@ -83,6 +83,7 @@ networks carrying the project's labels.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "also remove the project's named volumes")
+	cmd.Flags().Bool("remove-orphans", false, "accepted for docker compose's habit: down always removes every container of the project")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ type logsOptions struct {
 	tail       string
 	noColor    bool
 	timestamps bool
+	noPrefix   bool
 }
 
 func newLogsCmd(g *globalOptions) *cobra.Command {
@@ -58,6 +59,7 @@ per service, so they can be read from another terminal and after down.`,
 				return err
 			}
 			pr := newPrinter(g.stdout, o.noColor, o.timestamps, services)
+			pr.noPrefix = o.noPrefix
 			dir := supervisor.StateDir(name)
 			c, err := dialState(ctx, dir)
 			if errors.Is(err, control.ErrNotRunning) {
@@ -89,6 +91,7 @@ per service, so they can be read from another terminal and after down.`,
 	f.StringVarP(&o.tail, "tail", "n", "all", "number of lines to show from the end of each service's log")
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the prefix")
 	f.BoolVarP(&o.timestamps, "timestamps", "t", false, "show timestamps")
+	f.BoolVar(&o.noPrefix, "no-log-prefix", false, "no service name before each line")
 	return cmd
 }
 

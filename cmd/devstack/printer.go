@@ -16,6 +16,7 @@ type printer struct {
 	w          io.Writer
 	color      bool
 	timestamps bool
+	noPrefix   bool // logs --no-log-prefix
 	width      int
 }
 
@@ -42,7 +43,9 @@ func (p *printer) line(t time.Time, service, stream, text string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prefix := fmt.Sprintf("%-*s | ", p.width, service)
-	if p.color {
+	if p.noPrefix {
+		prefix = ""
+	} else if p.color {
 		prefix = "\x1b[" + p.colour(service) + "m" + prefix + "\x1b[0m"
 		if stream == "sys" {
 			text = "\x1b[2m" + text + "\x1b[0m"

@@ -15,7 +15,12 @@ import (
 	"github.com/devstack/devstack/supervisor"
 )
 
-type psOptions struct{ format string }
+type psOptions struct {
+	format   string
+	quiet    bool // -q: the ids only
+	services bool // --services: the names only
+	all      bool // -a: accepted; ps lists stopped services too
+}
 
 func newPsCmd(g *globalOptions) *cobra.Command {
 	o := &psOptions{}
@@ -48,6 +53,17 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 					}
 				}
 			}
+			if o.quiet || o.services {
+				for _, s := range st {
+					switch {
+					case o.services:
+						fmt.Fprintln(g.stdout, s.Name)
+					case s.ID != "":
+						fmt.Fprintln(g.stdout, s.ID)
+					}
+				}
+				return nil
+			}
 			if o.format == "json" {
 				if st == nil {
 					st = []runner.ServiceStatus{}
@@ -78,6 +94,9 @@ func newPsCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print only the ids (pids and container ids) of running services")
+	cmd.Flags().BoolVar(&o.services, "services", false, "print only the service names")
+	cmd.Flags().BoolVarP(&o.all, "all", "a", false, "accepted for docker compose's habit: ps always lists every service, stopped ones too")
 	return cmd
 }
 

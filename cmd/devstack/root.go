@@ -137,6 +137,9 @@ func flagError(cmd *cobra.Command, err error) error {
 			// docker compose's habit: the project's flags come first.
 			return fmt.Errorf("%w: the project's flags (-f, -p, --profile, --env-file, --project-directory) go before the command, e.g. `devstack -f other.yaml %s`", err, cmd.Name())
 		}
+		if hint := composeFlag(cmd, err); hint != "" {
+			return fmt.Errorf("%w: %s (%s)", err, hint, help)
+		}
 		if s := closestFlag(cmd, err); s != "" {
 			return fmt.Errorf("%w; did you mean %s? (%s)", err, s, help)
 		}
@@ -152,6 +155,69 @@ func flagError(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%s %q: want true or false (%s)", name, value, help)
 	}
 	return fmt.Errorf("%s %q: %v (%s)", name, value, errors.Unwrap(bad), help)
+}
+
+// composeFlags say, for docker compose flags devstack does not take (by
+// command and long name), what devstack does instead.
+var composeFlags = map[string]string{
+	"stop timeout":                 "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
+	"restart timeout":              "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
+	"down timeout":                 "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
+	"up no-deps":                   "devstack starts a service with what it depends on; `--except SERVICE` leaves one to you (the proxy keeps its ports)",
+	"up force-recreate":            "devstack recreates a container whose configuration or image changed; `devstack up -d --build` builds and recreates, `devstack down` then `up` recreates all",
+	"up remove-orphans":            "`devstack down` removes every container of the project",
+	"up abort-on-container-exit":   "devstack keeps the stack running when a service exits (its restart policy applies); Ctrl-C stops it",
+	"up exit-code-from":            "not supported; `devstack run --rm SERVICE` runs a service once and exits with its code",
+	"up timeout":                   "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
+	"up pull":                      "devstack pulls an image only when the engine does not have it",
+	"up quiet-pull":                "devstack's pull progress goes to the service's log",
+	"up no-build":                  "devstack builds the services with build: when it starts a stack",
+	"up no-start":                  "not supported: up starts what it creates",
+	"up attach":                    "up prints every service's log; `devstack logs -f SERVICE` follows one",
+	"up no-attach":                 "up prints every service's log; `devstack logs -f SERVICE` follows one",
+	"up scale":                     "set scale: (or deploy.replicas) in the file",
+	"logs no-color":                "",
+	"exec detach":                  "not supported: exec waits for the command",
+	"exec index":                   "exec runs in the service's first replica",
+	"exec privileged":              "not supported",
+	"run service-ports":            "not supported: run publishes no ports",
+	"run no-deps":                  "run starts nothing else",
+	"run name":                     "not supported: devstack names the one-off container",
+	"run entrypoint":               "not supported",
+	"run volume":                   "not supported: run mounts the service's volumes",
+	"run publish":                  "not supported: run publishes no ports",
+	"run detach":                   "not supported: run waits for the command",
+	"down rmi":                     "devstack keeps images; `docker image rm` removes them",
+	"config resolve-image-digests": "not supported",
+}
+
+// composeFlag says what devstack does instead of the docker compose flag
+// err names, or "".
+func composeFlag(cmd *cobra.Command, err error) string {
+	var unknown *pflag.NotExistError
+	if !errors.As(err, &unknown) {
+		return ""
+	}
+	name := unknown.GetSpecifiedName()
+	if unknown.GetSpecifiedShortnames() != "" {
+		switch cmd.Name() + " " + name[:1] {
+		case "stop t", "restart t", "down t", "up t":
+			name = "timeout"
+		case "exec d", "run d":
+			name = "detach"
+		case "run v":
+			name = "volume"
+		case "run p":
+			name = "publish"
+		default:
+			return ""
+		}
+	}
+	hint := composeFlags[cmd.Name()+" "+name]
+	if hint != "" {
+		hint = "a docker compose flag; " + hint
+	}
+	return hint
 }
 
 // closestFlag names the command's flag closest to the unknown one in err

@@ -27,6 +27,8 @@ import (
 
 type upOptions struct {
 	backend    string
+	build      bool     // --build: build again even on a running stack
+	wait       bool     // --wait: docker compose's word for -d
 	except     []string // services the user runs (see runner/external.go)
 	detach     bool
 	noColor    bool
@@ -56,6 +58,9 @@ changed containers are recreated, unchanged ones kept, and processes
 restarted.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.wait {
+				o.detach = true // as docker compose's --wait: detached, and wait
+			}
 			if o.timeout < 0 {
 				return fmt.Errorf("--wait-timeout %s: want a duration of zero (no limit) or more, e.g. 2m", o.timeout)
 			}
@@ -70,6 +75,8 @@ restarted.`,
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background; return once the stack is up")
+	f.BoolVar(&o.wait, "wait", false, "as docker compose's --wait: the same as -d, which always waits until the stack is up")
+	f.BoolVar(&o.build, "build", false, "build images (and run x-devstack.build) again, also on a running stack; up always builds the services with build: when it starts a stack")
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
 	f.BoolVar(&o.watch, "watch", false, "hot reload: follow the services' develop.watch rules once up (see `devstack watch`)")
@@ -208,10 +215,16 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 		return fmt.Errorf("%s is already running; to run %s yourself, `devstack stop %s` (the proxy keeps its ports), then start it as `devstack env %s` prints",
 			p.Name, strings.Join(o.except, ", "), strings.Join(o.except, " "), o.except[0])
 	}
-	var what string
+	var lead string
 	if running {
 		old, known := supervisor.RunningConfig(dir)
-		if what = describeChanges(old, p.Fingerprint()); !known || what == "" {
+		what := describeChanges(old, p.Fingerprint())
+		switch {
+		case known && what != "":
+			lead = fmt.Sprintf("%s was started from another version of its file (%s); applying it: changed containers are recreated, unchanged ones kept, processes restarted", p.Name, what)
+		case o.build:
+			lead = fmt.Sprintf("building %s again (--build): a new supervisor builds its images and runs x-devstack.build, recreates the containers whose image changed and restarts the processes", p.Name)
+		default:
 			fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
 			return c.Do(ctx, "up", names, progress)
 		}
@@ -254,7 +267,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 				return fmt.Errorf("%w\nthe running stack was left as it is", err)
 			}
 		}
-		if names, err = handOver(ctx, c, dir, p, names, what, g.stderr); err != nil {
+		if names, err = handOver(ctx, c, dir, p, names, lead, g.stderr); err != nil {
 			return err
 		}
 	}
@@ -264,7 +277,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 			if be.usesDocker() {
 				left = "its processes were stopped; its containers still run, unsupervised: fix the problem and run `devstack up -d` again (it takes them over), or `devstack down` to remove them"
 			}
-			return fmt.Errorf("%w\nthe stack was handed over to apply the changed file, but the new supervisor did not start: %s", err, left)
+			return fmt.Errorf("%w\nthe stack was handed over to a new supervisor, which did not start: %s", err, left)
 		}
 		return err
 	}
@@ -380,8 +393,8 @@ func declaredPorts(st []runner.ServiceStatus) map[int]bool {
 // supervisor on the new file, which keeps unchanged containers and
 // recreates changed ones by config hash. It returns the services the new
 // supervisor must start: the named ones plus every one that was running.
-func handOver(ctx context.Context, c *control.Client, dir string, p *project.Project, names []string, what string, stderr io.Writer) ([]string, error) {
-	fmt.Fprintf(stderr, "devstack: %s was started from another version of its file (%s); applying it: changed containers are recreated, unchanged ones kept, processes restarted\n", p.Name, what)
+func handOver(ctx context.Context, c *control.Client, dir string, p *project.Project, names []string, lead string, stderr io.Writer) ([]string, error) {
+	fmt.Fprintf(stderr, "devstack: %s\n", lead)
 	if len(names) > 0 {
 		st, err := c.Ps(ctx)
 		if err != nil {
