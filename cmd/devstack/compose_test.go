@@ -331,6 +331,14 @@ services:
 	if st["tool"] != runner.StateRunning {
 		t.Errorf("after up -d tool, tool is %q (%v)", st["tool"], st)
 	}
+	// Without the profile, tool is left out of the file as loaded, not
+	// removed from it: nothing changed, and up -d starts what is missing.
+	if r := c.must("ps"); strings.Contains(r.stderr, "changed") {
+		t.Errorf("ps after up -d tool says the file changed:\n%s", r.stderr)
+	}
+	if r := c.must("up", "-d"); !strings.Contains(r.stderr, "already running") {
+		t.Errorf("up -d after up -d tool handed the stack over:\n%s", r.stderr)
+	}
 }
 
 // A published range ("lo-hi:8000") gets its first free port, as with

@@ -17,6 +17,10 @@ import (
 type Fingerprint struct {
 	Project  string            `json:"project"`
 	Services map[string]string `json:"services"`
+	// Disabled are the services of the file that its active profiles
+	// leave out: a running stack that started one by name (`up -d tool`)
+	// has not had it removed from the file.
+	Disabled []string `json:"disabled,omitempty"`
 }
 
 // Fingerprint computes p's fingerprint.
@@ -44,6 +48,14 @@ func (p *Project) Fingerprint() Fingerprint {
 		rest.Networks, rest.Volumes, rest.Configs, rest.Secrets = c.Networks, c.Volumes, c.Configs, c.Secrets
 	}
 	f.Project = hashJSON(rest)
+	if p.Compose != nil {
+		for name := range p.Compose.DisabledServices {
+			if _, on := f.Services[name]; !on {
+				f.Disabled = append(f.Disabled, name)
+			}
+		}
+		slices.Sort(f.Disabled)
+	}
 	return f
 }
 
@@ -72,7 +84,7 @@ func (f Fingerprint) Changes(g Fingerprint) (changed, added, removed []string, p
 		}
 	}
 	for name := range f.Services {
-		if _, ok := g.Services[name]; !ok {
+		if _, ok := g.Services[name]; !ok && !slices.Contains(g.Disabled, name) {
 			removed = append(removed, name)
 		}
 	}
