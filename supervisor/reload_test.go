@@ -444,3 +444,38 @@ services:
 		t.Fatalf("web after a sync+exec: %+v; it must keep running, not reload", st)
 	}
 }
+
+// networked is a backend whose instances run in a network of their own,
+// as containers do.
+type networked struct{ process.Backend }
+
+func (*networked) Wire(spec runner.Spec, _ runner.Stack) runner.Spec { return spec }
+
+// A container service's watch ignores what .dockerignore keeps out of its
+// image, unless its image is made of what the host builds: the sources
+// x-devstack.build reads are then what counts.
+func TestReloadOptionsDockerignoreOnlyWithoutAHostBuild(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(`services:
+  image:
+    build: .
+    develop: {watch: [{path: ./src, action: rebuild}]}
+  hostbuilt:
+    build: .
+    x-devstack: {build: go build -o bin/app ./src}
+    develop: {watch: [{path: ./src, action: rebuild}]}
+`), 0o644)
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir, Name: "dockerignore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ReloadOptions(p, func(*project.Service) (runner.Backend, error) { return &networked{}, nil }, false)
+	got := map[string]bool{}
+	for _, r := range o.Rules {
+		got[r.Service] = r.DockerIgnore
+	}
+	if !got["image"] || got["hostbuilt"] || len(got) != 2 {
+		t.Fatalf("DockerIgnore by service: %v; want image true, hostbuilt false", got)
+	}
+}

@@ -97,8 +97,9 @@ type Supervisor struct {
 	proxy *proxy.Server
 	ports *portTable
 	// untraced says, by service, which calls to it no route carries (see
-	// untraced.go); reach finds the container services nothing reaches,
-	// at upstreams (their published private ports).
+	// untraced.go); reach finds the container services nothing reaches
+	// at their published private ports (upstreams names the container
+	// services the proxy fronts; the port table says where they are now).
 	untraced     map[string][]string
 	untracedSaid sync.Once
 	reach        reach
@@ -510,9 +511,18 @@ func (s *Supervisor) checkReach() {
 		return
 	}
 	for _, st := range s.run.Status() {
-		if addrs := s.upstreams[st.Name]; len(addrs) > 0 {
-			s.reach.check(st, addrs, s.untracedFound)
+		if len(s.upstreams[st.Name]) == 0 {
+			continue
 		}
+		// Where the routes go now: a hot reload moves them to the new
+		// instance's private ports.
+		var addrs []string
+		for _, r := range s.ports.routesOf([]string{st.Name}) {
+			if !slices.Contains(addrs, r.Upstream) {
+				addrs = append(addrs, r.Upstream)
+			}
+		}
+		s.reach.check(st, addrs, s.untracedFound)
 	}
 }
 
