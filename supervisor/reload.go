@@ -181,7 +181,7 @@ func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner
 				// before a rebuild) does not see the sources that build
 				// reads, so they count.
 				DockerIgnore: container && svc.X.Build.Empty(),
-				Exec: w.Exec.Command, ExecDir: w.Exec.WorkingDir, ExecUser: w.Exec.User}
+				Exec:         w.Exec.Command, ExecDir: w.Exec.WorkingDir, ExecUser: w.Exec.User}
 			for _, k := range slices.Sorted(maps.Keys(w.Exec.Environment)) {
 				if v := w.Exec.Environment[k]; v != nil {
 					r.ExecEnv = append(r.ExecEnv, k+"="+*v)
