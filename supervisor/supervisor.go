@@ -223,7 +223,9 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	if opts.TakeOver != nil {
 		if err := opts.TakeOver(ctx, first, func(service, msg string) {
 			fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
-			s.emit(runner.Event{Service: service, Msg: msg})
+			// Not a service event: those reach a foreground up through
+			// the log, which it follows only once Start returns.
+			s.emit(runner.Event{Msg: service + ": " + msg})
 		}); err != nil {
 			return nil, err
 		}

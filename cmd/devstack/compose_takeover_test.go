@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -106,6 +108,28 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 	}
 	if len(cs.Items) != 0 || len(ns.Items) != 0 {
 		t.Errorf("down left %d containers and %d networks labelled for the project by Compose", len(cs.Items), len(ns.Items))
+	}
+
+	// A foreground up says so too.
+	composeNetwork()
+	made = composeContainer(name+"-web-1", "False", true)
+	fctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := p.command(fctx, "-p", name, "up")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, &out, name+" is up")
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("foreground up exited with %v after Ctrl-C:\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "web: removed container "+name+"-web-1 (running), which docker compose made") {
+		t.Errorf("foreground up does not say it replaced the container Compose made:\n%s", out.String())
 	}
 
 	// With no supervisor running, down removes them too, and says so.
