@@ -3,8 +3,9 @@
 //
 //   - accuracy: with 100 ms of latency injected, the measured latency
 //     minus 100 ms, p50 and p99, at 1 and 32 keep-alive connections,
-//     devstack (fault add --latency 100ms) against Toxiproxy (a latency
-//     toxic of 100 ms), both in front of the same kind of upstream;
+//     devstack (fault add --latency 100ms, on the request and on the
+//     response) against Toxiproxy (a downstream latency toxic of 100 ms),
+//     both in front of the same kind of upstream;
 //   - probability: an abort at 0.2 over -prob-n keep-alive requests;
 //   - throughput: devstack's proxy with the fault plugin loaded and no
 //     fault, against a stack with the plugin disabled; and with a fault
@@ -161,17 +162,25 @@ func run() error {
 	fmt.Printf("accuracy: %v injected; added = measured latency - %v (ms)\n", o.latency, o.latency)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "conns\ttarget\tp50\tp99\tp50 added\tp99 added")
-	if err := plugged.fault("add", "svc", "--latency", o.latency.String()); err != nil {
-		return err
-	}
 	for _, conns := range []int{1, 32} {
+		// devstack holds the request (before the service sees it) or the
+		// response (after it answered, as Toxiproxy's downstream latency
+		// toxic does): both are measured.
 		targets := []struct {
 			name, url string
-			injected  bool
-		}{{"direct", directURL, false}, {"devstack", devURL, true}, {"toxiproxy", toxURL, true}}
+			direction string // devstack's fault, "" for none
+		}{{"direct", directURL, ""}, {"devstack request", devURL, "request"}, {"devstack response", devURL, "response"}, {"toxiproxy downstream", toxURL, ""}}
 		for _, t := range targets {
 			if t.url == "" {
 				continue
+			}
+			if t.direction != "" {
+				if err := plugged.fault("clear"); err != nil {
+					return err
+				}
+				if err := plugged.fault("add", "svc", "--latency", o.latency.String(), "--direction", t.direction); err != nil {
+					return err
+				}
 			}
 			lat, _, err := load(ctx, t.url, conns, o.n, 0)
 			if err != nil {
@@ -179,7 +188,7 @@ func run() error {
 			}
 			p50, p99 := pct(lat, 50), pct(lat, 99)
 			added := func(d time.Duration) string {
-				if !t.injected {
+				if t.url == directURL {
 					return "-"
 				}
 				return ms(d - o.latency)
