@@ -60,10 +60,18 @@ func (ti *testImages) removeNew() {
 	}
 }
 
-// ours: untagged, or a tag that devstack or its tests make.
+// ours: untagged, or a tag that devstack or these tests make. The
+// runner/docker tests' images (devstack-test*) are theirs to remove: go
+// test runs packages side by side, and removing one while that package
+// still runs fails its tests.
 func ours(tags []string) bool {
 	if len(tags) == 0 {
 		return true
+	}
+	for _, t := range tags {
+		if strings.HasPrefix(t, "devstack-test") {
+			return false
+		}
 	}
 	for _, t := range tags {
 		if t == "<none>:<none>" || strings.HasPrefix(t, "devstack-") || strings.HasPrefix(t, "e2e-") {
