@@ -176,12 +176,12 @@ func ReloadOptions(p *project.Project, backendFor func(*project.Service) (runner
 		for _, w := range d.Watch {
 			r := watch.Rule{Service: svc.Name, Path: w.Path, Action: string(w.Action), Target: w.Target,
 				Ignore: w.Ignore, Include: w.Include, InitialSync: w.InitialSync,
-				// A container's image ignores what .dockerignore says; an
-				// image made of what the host builds (x-devstack.build, run
-				// before a rebuild) does not see the sources that build
-				// reads, so they count.
-				DockerIgnore: container && svc.X.Build.Empty(),
-				Exec:         w.Exec.Command, ExecDir: w.Exec.WorkingDir, ExecUser: w.Exec.User}
+				Exec: w.Exec.Command, ExecDir: w.Exec.WorkingDir, ExecUser: w.Exec.User}
+			// A container's image ignores what .dockerignore says; an image
+			// made of what the host builds (x-devstack.build, run before a
+			// rebuild) does not see the sources that build reads, so they
+			// count.
+			r.DockerIgnore = container && svc.X.Build.Empty()
 			for _, k := range slices.Sorted(maps.Keys(w.Exec.Environment)) {
 				if v := w.Exec.Environment[k]; v != nil {
 					r.ExecEnv = append(r.ExecEnv, k+"="+*v)
