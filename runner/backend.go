@@ -93,6 +93,15 @@ type Besider interface {
 // (see Besider).
 var ErrNotBeside = errors.New("cannot run a second instance beside the live one")
 
+// HealthProber is implemented by instances whose engine runs their
+// healthcheck on its own schedule (HealthReporter) but can also run it
+// once, now: a replacement's readiness runs it every probePace meanwhile,
+// rather than wait for the engine's first verdict (which engines before
+// API 1.44 give only after a whole interval).
+type HealthProber interface {
+	ProbeHealth(ctx context.Context) error
+}
+
 // PortProber is implemented by instances whose published ports may
 // accept a connection before anything listens behind them (an engine's
 // port proxy accepts, then finds nothing): a replacement without a

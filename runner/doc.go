@@ -34,6 +34,8 @@
 //	HealthReporter (instance) its engine runs the healthcheck
 //	PortProber     (instance) its published ports accept before it listens:
 //	               a replacement's readiness asks it
+//	HealthProber   (instance) runs its engine's healthcheck once, now: a
+//	               replacement need not wait for the engine's schedule
 //
 // A third backend (a remote engine, Kubernetes, a plugin) implements what
 // applies and touches no code here.

@@ -286,11 +286,17 @@ func (r *Runner) awaitReady(ctx context.Context, s *service, inst Instance, port
 
 var errNeverReady = errors.New("the new instance's healthcheck failed for good")
 
+// probePace is how often a replacement's readiness runs its healthcheck
+// itself (HealthProber) while its engine has not said it is healthy.
+const probePace = 100 * time.Millisecond
+
 // readyProbe is one readiness check of a replacement.
 func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) func(context.Context) error {
 	if hr, ok := inst.(HealthReporter); ok && s.hc != nil {
 		ch := hr.Health()
-		return func(context.Context) error {
+		hp, _ := inst.(HealthProber)
+		var next time.Time
+		return func(ctx context.Context) error {
 			for {
 				select {
 				case h, ok := <-ch:
@@ -300,10 +306,21 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 					case h == HealthHealthy:
 						return nil
 					}
+					continue
 				default:
-					return errors.New("not healthy yet")
 				}
+				break
 			}
+			if hp == nil || time.Now().Before(next) {
+				return errors.New("not healthy yet")
+			}
+			next = time.Now().Add(probePace)
+			pctx, cancel := context.WithTimeout(ctx, s.hc.Timeout)
+			defer cancel()
+			if err := hp.ProbeHealth(pctx); err != nil {
+				return fmt.Errorf("healthcheck: %w", err)
+			}
+			return nil
 		}
 	}
 	if ex, ok := inst.(Execer); ok && s.hc != nil {

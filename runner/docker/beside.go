@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,9 +37,32 @@ import (
 // either.
 
 var (
-	_ runner.Besider    = (*Backend)(nil)
-	_ runner.PortProber = (*Instance)(nil)
+	_ runner.Besider      = (*Backend)(nil)
+	_ runner.PortProber   = (*Instance)(nil)
+	_ runner.HealthProber = (*Instance)(nil)
 )
+
+// ProbeHealth implements runner.HealthProber: the service's healthcheck
+// runs once in each container through the engine's exec, as the engine
+// runs it (CMD directly, CMD-SHELL with /bin/sh -c).
+func (i *Instance) ProbeHealth(ctx context.Context) error {
+	hc := i.spec.Service.Healthcheck()
+	if hc == nil {
+		return errors.New("the service has no healthcheck")
+	}
+	var out bytes.Buffer
+	for _, id := range i.containerIDs() {
+		out.Reset()
+		code, err := i.b.Exec(ctx, id, ExecOptions{Cmd: hc.Test.Argv(), Stdout: &out, Stderr: &out})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(out.String()))
+		}
+	}
+	return nil
+}
 
 // StartBeside implements runner.Besider: it starts new containers of
 // spec's service (which publishes fresh private ports) while old's keep

@@ -168,3 +168,35 @@ func TestStartBesideRefusesFixedContainerName(t *testing.T) {
 		t.Fatalf("containers after a refused StartBeside: %d, %v", len(res.Items), err)
 	}
 }
+
+// ProbeHealth runs the service's healthcheck in the container now, as the
+// engine would: a replacement need not wait for the engine's first
+// verdict, a whole interval after its start on older engines.
+func TestProbeHealthRunsTheHealthcheckNow(t *testing.T) {
+	s := newStack(t, `services:
+  web:
+    image: {{IMAGE}}
+    healthcheck:
+      test: ["CMD", "/testsvc", "check", "http://localhost:8080/healthz"]
+      interval: 1h
+  broken:
+    image: {{IMAGE}}
+    healthcheck:
+      test: ["CMD", "/testsvc", "check", "http://localhost:9/healthz"]
+      interval: 1h
+`)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	web := s.start(ctx, "web", &logs{})
+	deadline := time.Now().Add(30 * time.Second)
+	for err := web.ProbeHealth(ctx); err != nil; err = web.ProbeHealth(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("web's healthcheck never passed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	broken := s.start(ctx, "broken", &logs{})
+	if err := broken.ProbeHealth(ctx); err == nil || !strings.Contains(err.Error(), "exit code 1") {
+		t.Fatalf("a failing healthcheck: %v; want its exit code", err)
+	}
+}
