@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -95,5 +96,48 @@ services:
 	}
 	if st := state(); st["other"] != "running" {
 		t.Fatalf("up -d other: states %v", st)
+	}
+}
+
+// A port that is busy with no process to name (here a listening socket
+// that no process holds: it is in flight in a unix socket's queue) is
+// reported as such, with the command that names its holder where one
+// exists, not as free and not with a wrong pid.
+func TestPortBusyWithNoProcessToNameSaysSo(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(pair[1])
+	if err := syscall.Sendmsg(pair[0], []byte{0}, syscall.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Only the message in flight holds the socket now.
+	syscall.Close(pair[0])
+	f.Close()
+	l.Close()
+	if probe, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+		probe.Close()
+		t.Fatal("the port is free once the test's own descriptors are closed: the in-flight socket did not keep it")
+	}
+
+	c := newCLI(t, writeProject(t, fmt.Sprintf(`
+services:
+  web:
+    x-devstack: {run: "exec sleep 300", port_env: PORT}
+    ports: ["127.0.0.1:%d:%d"]
+`, port, port)))
+	r := c.run("up", "-d")
+	if r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("port %d of service \"web\" is already in use by a process devstack cannot see", port)) {
+		t.Fatalf("up -d on a port no process holds: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
