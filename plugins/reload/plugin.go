@@ -69,6 +69,7 @@ type Plugin struct {
 	stop     context.CancelFunc // ends the running watch; nil when none
 	done     chan struct{}
 	states   map[string]string // each service's last state, from events
+	errs     map[string]string // each service's error, while its events carry one
 	batches  int
 	lastErr  string
 	lastSeen time.Time
@@ -99,7 +100,7 @@ func (p *Plugin) Start(ctx context.Context, cfg sdk.Config, host sdk.Host) error
 		}
 	}
 	p.mu.Lock()
-	p.ctx, p.host, p.opts, p.states = ctx, host, o, map[string]string{}
+	p.ctx, p.host, p.opts, p.states, p.errs = ctx, host, o, map[string]string{}, map[string]string{}
 	p.mu.Unlock()
 	if o.Watch {
 		return p.setWatch(true)
@@ -109,7 +110,8 @@ func (p *Plugin) Start(ctx context.Context, cfg sdk.Config, host sdk.Host) error
 
 // HandleEvent implements sdk.EventHandler: it follows each service's
 // state for the status command; a service on its way back (a reload) is
-// shown as such rather than as down.
+// shown as such rather than as down, and one whose last reload failed
+// (the old instance serving on) with devstack's reason.
 func (p *Plugin) HandleEvent(_ context.Context, ev sdk.Event) {
 	st := ev.Kind
 	if ev.Intent != "" {
@@ -117,6 +119,11 @@ func (p *Plugin) HandleEvent(_ context.Context, ev sdk.Event) {
 	}
 	p.mu.Lock()
 	p.states[ev.Service] = st
+	if ev.Message != "" {
+		p.errs[ev.Service] = ev.Message
+	} else {
+		delete(p.errs, ev.Service)
+	}
 	p.mu.Unlock()
 }
 
@@ -127,6 +134,9 @@ type Status struct {
 	Batches  int               `json:"batches"`
 	LastErr  string            `json:"last_error,omitempty"`
 	States   map[string]string `json:"states,omitempty"`
+	// Errors are the services' errors, as their last events say: a
+	// failed reload's reason while the old instance serves on.
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // Command implements sdk.Commander: "watch" with {"on": bool} starts or
@@ -148,7 +158,7 @@ func (p *Plugin) Command(_ context.Context, name string, args []byte) ([]byte, e
 		return nil, fmt.Errorf("the reload plugin has no command %q; it has watch and status", name)
 	}
 	p.mu.Lock()
-	st := Status{Watching: p.stop != nil, Rules: len(p.opts.Rules), Batches: p.batches, LastErr: p.lastErr, States: p.states}
+	st := Status{Watching: p.stop != nil, Rules: len(p.opts.Rules), Batches: p.batches, LastErr: p.lastErr, States: p.states, Errors: p.errs}
 	b, err := json.Marshal(st)
 	p.mu.Unlock()
 	return b, err

@@ -176,3 +176,26 @@ func TestWatchCommandAndInitialSync(t *testing.T) {
 		t.Fatalf("unknown command: %v", err)
 	}
 }
+
+// A failed reload reaches the plugin's state: the event that carries it
+// names the error, and the next event without one clears it.
+func TestStatusShowsAFailedReloadUntilTheNextGoodOne(t *testing.T) {
+	p, _ := startPlugin(t, Options{Root: t.TempDir()})
+	status := func() Status {
+		t.Helper()
+		out, err := p.Command(t.Context(), "status", nil)
+		var st Status
+		if err != nil || json.Unmarshal(out, &st) != nil {
+			t.Fatalf("status: %s %v", out, err)
+		}
+		return st
+	}
+	p.HandleEvent(t.Context(), sdk.Event{Service: "web", Kind: "running", Message: `reload of "web" failed, the running instance keeps serving: build failed`})
+	if st := status(); !strings.Contains(st.Errors["web"], "build failed") || st.States["web"] != "running" {
+		t.Fatalf("after a failed reload: %+v", st)
+	}
+	p.HandleEvent(t.Context(), sdk.Event{Service: "web", Kind: "running", Intent: "coming back"})
+	if st := status(); st.Errors["web"] != "" || st.States["web"] != "running (coming back)" {
+		t.Fatalf("after the next reload: %+v", st)
+	}
+}
