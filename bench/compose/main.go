@@ -17,16 +17,24 @@
 //	      of the layer before it to be healthy.
 //
 // Both run the FROM scratch image of examples/shop/Dockerfile, built once
-// before any timing. Every service has the healthcheck `bin/shop probe`.
-// start_interval is written only when the engine supports it (API 1.44);
-// otherwise both tools get the same short -interval.
+// before any timing. Every service has the healthcheck `bin/shop probe`,
+// every -interval, and every -start-interval while it starts. An engine
+// before API 1.44 ignores start_interval (and docker-compose 1.x cannot
+// load it): compose's copy of the file goes without it there, which on
+// such an engine means the same, and its containers are probed every
+// -interval from their start; devstack then runs the check itself at
+// start_interval during the start period.
 //
 // "up" is the wall time until every container is healthy: devstack's
-// `up -d` returns then; `docker-compose up -d` returns once it has started
-// everything (it waits for service_healthy dependencies on the way), and
-// the bench then waits for the remaining health verdicts through the
-// engine's events, so polling adds nothing to Compose's time. "down" is
-// the wall time of the down command. Runs rotate between the tools.
+// `up -d` returns once it has seen each healthy (by the engine's verdict,
+// or its own probe at start_interval where the engine ignores it);
+// `docker-compose up -d` returns once it has started everything (it waits
+// for service_healthy dependencies on the way), and the bench then waits
+// for the remaining health verdicts through the engine's events, so
+// polling adds nothing to Compose's time. Either way the bench then
+// checks, untimed, that the engine says every container is healthy.
+// "down" is the wall time of the down command. Runs rotate between the
+// tools.
 //
 // With -untraced (the default) a third column times devstack on the same
 // services with x-devstack.trace.disabled: no proxy and no ambassador
@@ -79,7 +87,8 @@ type options struct {
 	n        int           // timed runs per tool and stack
 	wide     int           // services of the wide stack
 	layer    int           // services per dependency layer of the wide stack
-	interval time.Duration // healthcheck interval when start_interval is unsupported
+	interval time.Duration // healthcheck interval
+	startInt time.Duration // healthcheck start_interval
 	step     time.Duration // bound of one command
 	timeout  time.Duration // bound of the whole run
 	only     string        // run only this stack
@@ -95,7 +104,8 @@ func parseFlags() options {
 	flag.IntVar(&o.n, "n", 3, "timed runs per tool and stack (medians are reported)")
 	flag.IntVar(&o.wide, "wide", 20, "services of the generated stack")
 	flag.IntVar(&o.layer, "layer", 5, "services per dependency layer of the generated stack")
-	flag.DurationVar(&o.interval, "interval", 500*time.Millisecond, "healthcheck interval (and start_interval where the engine supports it)")
+	flag.DurationVar(&o.interval, "interval", 500*time.Millisecond, "healthcheck interval")
+	flag.DurationVar(&o.startInt, "start-interval", 100*time.Millisecond, "healthcheck start_interval (in compose's file only where the engine honours it)")
 	flag.DurationVar(&o.step, "step-timeout", 3*time.Minute, "bound of one up or down")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
@@ -128,7 +138,7 @@ func run() error {
 		return err
 	}
 	defer eng.cli.Close()
-	b := &bench{o: o, eng: eng, tmp: tmp, id: id, image: "devstack-bench-shop:" + id, out: os.Stdout, ports: map[int]bool{}}
+	b := &bench{o: o, eng: eng, tmp: tmp, id: id, image: "dsbench-shop:" + id, out: os.Stdout, ports: map[int]bool{}}
 	// Cleanup runs on a context of its own: the run's may be cancelled.
 	defer b.cleanup()
 
@@ -141,7 +151,7 @@ func run() error {
 		if o.only != "" && o.only != s.name {
 			continue
 		}
-		if err := s.write(tmp); err != nil {
+		if err := s.write(tmp, o.startInt, b.startInterval); err != nil {
 			return err
 		}
 		r, err := b.measure(ctx, s)
@@ -187,9 +197,10 @@ func (b *bench) prepare(ctx context.Context) error {
 	fmt.Fprintf(b.out, "engine %s (API %s); %s %s; --wait: %s\n", b.eng.version, b.eng.api, filepath.Base(b.o.compose),
 		strings.TrimSpace(string(cv)), b.composeWait(ctx))
 	if b.startInterval {
-		fmt.Fprintf(b.out, "healthcheck: interval 30s, start_interval %s (the engine supports it)\n", b.o.interval)
+		fmt.Fprintf(b.out, "healthcheck: interval %s, start_interval %s for both tools (the engine honours it)\n", b.o.interval, b.o.startInt)
 	} else {
-		fmt.Fprintf(b.out, "healthcheck: interval %s for both tools (API %s < 1.44 ignores start_interval)\n", b.o.interval, b.eng.api)
+		fmt.Fprintf(b.out, "healthcheck: interval %s, start_interval %s; API %s < 1.44 ignores start_interval, so compose's copy of the file goes without it (docker-compose 1.x cannot load it) and its containers are probed every %s; devstack probes at start_interval itself\n",
+			b.o.interval, b.o.startInt, b.eng.api, b.o.interval)
 	}
 
 	if b.o.devstack == "" {
@@ -262,33 +273,43 @@ func (b *bench) cmd(ctx context.Context, dir string, env []string, name string, 
 type stack struct {
 	name     string
 	services int
-	yaml     string
-	file     string
+	yaml     string // {{START}} stands for the healthcheck's start_interval
+	file     string // compose's
+	dsFile   string // devstack's
 	// untraced is the same file with x-devstack.trace.disabled, for the
 	// diagnostic "devstack untraced" runs (no proxy, no ambassadors).
 	untraced string
 }
 
-func (s *stack) write(tmp string) error {
+// write writes compose's file, with start_interval only when the engine
+// honours it (docker-compose 1.x cannot load the key, and an engine that
+// ignores it makes the two files mean the same), and devstack's two,
+// always with start_interval.
+func (s *stack) write(tmp string, startInterval time.Duration, engineHonours bool) error {
 	dir := filepath.Join(tmp, s.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	with := strings.ReplaceAll(s.yaml, "{{START}}", ", start_interval: "+startInterval.String())
+	without := strings.ReplaceAll(s.yaml, "{{START}}", "")
 	s.file = filepath.Join(dir, "compose.yaml")
+	s.dsFile = filepath.Join(dir, "devstack.yaml")
 	s.untraced = filepath.Join(dir, "untraced.yaml")
-	if err := os.WriteFile(s.untraced, []byte("x-devstack:\n  trace: {disabled: true}\n"+s.yaml), 0o644); err != nil {
+	if err := os.WriteFile(s.untraced, []byte("x-devstack:\n  trace: {disabled: true}\n"+with), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(s.file, []byte(s.yaml), 0o644)
+	if err := os.WriteFile(s.dsFile, []byte(with), 0o644); err != nil {
+		return err
+	}
+	if engineHonours {
+		without = with
+	}
+	return os.WriteFile(s.file, []byte(without), 0o644)
 }
 
 // healthcheck is the same for every service of both stacks.
 func (b *bench) healthcheck() string {
-	hc := fmt.Sprintf(`{test: ["CMD", "bin/shop", "probe"], interval: %s, timeout: 3s, retries: 3, start_period: 20s}`, b.o.interval)
-	if b.startInterval {
-		hc = fmt.Sprintf(`{test: ["CMD", "bin/shop", "probe"], interval: 30s, timeout: 3s, retries: 3, start_period: 20s, start_interval: %s}`, b.o.interval)
-	}
-	return hc
+	return fmt.Sprintf(`{test: ["CMD", "bin/shop", "probe"], interval: %s, timeout: 3s, retries: 3, start_period: 20s{{START}}}`, b.o.interval)
 }
 
 // shopStack is examples/shop/devstack.yaml without what only devstack
@@ -432,7 +453,7 @@ func (b *bench) tools(s *stack) []*tool {
 			return b.step(ctx, out, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
 		},
 	}
-	out := []*tool{dc, devstack("devstack", "bds", s.file)}
+	out := []*tool{dc, devstack("devstack", "bds", s.dsFile)}
 	if b.o.untraced {
 		out = append(out, devstack("devstack untraced", "bdu", s.untraced))
 	}
@@ -512,6 +533,9 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
 		out = tl.writer(t.name)
 	}
+	// Subscribed before up, so that no verdict is missed.
+	hw := b.eng.watchHealth(ctx, t.label+"="+t.project)
+	defer hw.stop()
 	start := time.Now()
 	if err := t.up(ctx, out); err != nil {
 		return 0, 0, fmt.Errorf("%s up: %w", t.name, err)
@@ -519,6 +543,14 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 	up = time.Since(start)
 	if tl != nil {
 		tl.print(b.out, fmt.Sprintf("%s up, %s (load average %s)", t.name, ms(up), loadavg()), start.Add(up))
+	}
+	// Untimed: the engine's own verdicts, which may come a little after
+	// devstack's.
+	wctx, cancel := context.WithTimeout(ctx, b.o.step)
+	err = hw.wait(wctx, s.services)
+	cancel()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: after up, waiting for the engine to say every container is healthy: %w", t.name, err)
 	}
 	healthy, total, err := b.eng.health(ctx, t.label+"="+t.project)
 	if err != nil {

@@ -212,6 +212,9 @@ func (b *Backend) removeAmbassador(ctx context.Context, p *project.Project, svc 
 // listens. The instance follows its output into the service's status log.
 func (i *Instance) startAmbassador(ctx context.Context, ap *ambassadorPlan) error {
 	b, p := i.b, i.spec.Project
+	if err := b.preparedStart(ctx, ap.name); err != nil {
+		return err
+	}
 	res, err := b.cli.ContainerInspect(ctx, ap.name, client.ContainerInspectOptions{})
 	switch {
 	case cerrdefs.IsNotFound(err):

@@ -11,10 +11,12 @@ import (
 
 // Prepare implements runner.Preparer. While a service waits on its
 // dependencies, its missing containers are created and its ambassador is
-// started, so that its start, when its turn comes, is one start call per
-// replica. On this kind of engine a container start takes most of a
-// second and starts run partly one at a time, so an ambassador started
-// alongside the service would make every layer of the stack slower.
+// started (in the background: a dependency that turns healthy meanwhile
+// lets the service's own start begin beside it), so that its start, when
+// its turn comes, is one start call per replica. On this kind of engine
+// a container start takes most of a second and starts run partly one at
+// a time, so an ambassador started only alongside the service would make
+// every layer of the stack slower.
 //
 // Only what Start would do anyway is done, and only when the image is
 // already there: a service that builds or pulls is prepared by Start.
@@ -35,9 +37,11 @@ func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error)
 		return nil, err
 	}
 	var made []string
+	ambName := ""
 	undo := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
+		_ = b.preparedStart(ctx, ambName) // not removed under a start
 		for _, id := range made {
 			_ = b.removeContainer(ctx, id)
 		}
@@ -60,7 +64,7 @@ func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error)
 		}
 		id, err := b.startPreparedAmbassador(ctx, ap)
 		if id != "" {
-			made = append(made, id)
+			made, ambName = append(made, id), ap.name
 		}
 		if err != nil {
 			return undo, err
@@ -69,10 +73,13 @@ func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error)
 	return undo, nil
 }
 
-// startPreparedAmbassador creates and starts ap's container unless one
-// already runs, and returns its id when it made it. Start's
-// startAmbassador takes it over (prepared) rather than adopting it as a
-// leftover of an earlier run.
+// startPreparedAmbassador creates ap's container unless one exists, and
+// returns its id when it made it; the start goes on in the background.
+// Start's startAmbassador waits for that start (beside the service's own:
+// the engine runs the two at once), then takes the ambassador over
+// (prepared) rather than adopting it as a leftover of an earlier run. A
+// start that failed leaves a container that is not running, which Start
+// replaces.
 func (b *Backend) startPreparedAmbassador(ctx context.Context, ap *ambassadorPlan) (string, error) {
 	if _, err := b.cli.ContainerInspect(ctx, ap.name, client.ContainerInspectOptions{}); err == nil {
 		return "", nil // running or not, Start decides what to do with it
@@ -81,16 +88,40 @@ func (b *Backend) startPreparedAmbassador(ctx context.Context, ap *ambassadorPla
 	if err != nil {
 		return "", fmt.Errorf("creating container %s: %w", ap.name, err)
 	}
+	done := make(chan struct{})
 	b.mu.Lock()
 	b.prepared[id] = true
+	b.starting[ap.name] = done
 	b.mu.Unlock()
 	b.ambAddrs.starting()
-	_, err = b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
-	b.ambAddrs.started()
-	if err != nil {
-		return id, fmt.Errorf("starting container %s: %w", ap.name, err)
-	}
+	go func() {
+		defer close(done)
+		defer b.ambAddrs.started()
+		_, _ = b.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+		b.mu.Lock()
+		if b.starting[ap.name] == done {
+			delete(b.starting, ap.name)
+		}
+		b.mu.Unlock()
+	}()
 	return id, nil
+}
+
+// preparedStart waits until Prepare's start of the ambassador named name,
+// if one is under way, has ended.
+func (b *Backend) preparedStart(ctx context.Context, name string) error {
+	b.mu.Lock()
+	done := b.starting[name]
+	b.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // takePrepared reports whether Prepare started container id in this run,

@@ -49,6 +49,10 @@ services:
 		}
 		ids[n] = id
 	}
+	// The ambassador's start goes on after Prepare returns.
+	if err := s.b.preparedStart(ctx, ambassadorName(s.p, spec.Service)); err != nil {
+		t.Fatal(err)
+	}
 	ambID, ambSt := state(ambassadorName(s.p, spec.Service))
 	if ambSt != container.StateRunning {
 		t.Fatalf("after Prepare, the ambassador is %s; want running", ambSt)
