@@ -201,7 +201,17 @@ func (r *Runner) reportStopping(ctx context.Context, sel []*service) {
 // until they are ready. A named service that the user runs (external) is
 // taken back: devstack runs it from now on. Nothing may listen on a named
 // service's private ports, as a run of it outside devstack would.
+//
+// With no service named, it means the services this runner has started
+// (see started), as docker compose's start means the containers it
+// created: a service that no up asked for stays as it is, so its ports
+// stay the user's.
 func (r *Runner) Start(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		if names = r.started(); len(names) == 0 {
+			return nil
+		}
+	}
 	if err := r.takeBack(names); err != nil {
 		return err
 	}
@@ -209,13 +219,23 @@ func (r *Runner) Start(ctx context.Context, names []string) error {
 }
 
 // Restart stops and starts the named services. Services that depend on one
-// of them with `restart: true` are restarted too, as Compose does.
+// of them with `restart: true` are restarted too, as Compose does. With
+// no service named, and for those dependents, only services this runner
+// has started count (see Start).
 func (r *Runner) Restart(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		if names = r.started(); len(names) == 0 {
+			return nil
+		}
+	}
 	sel, err := r.lookup(names)
 	if err != nil {
 		return err
 	}
-	all := r.withRestartDependents(sel)
+	was := r.started()
+	all := slices.DeleteFunc(r.withRestartDependents(sel), func(s *service) bool {
+		return !slices.Contains(names, s.spec.Name) && !slices.Contains(was, s.spec.Name)
+	})
 	if err := r.stopOrdered(ctx, all, false); err != nil {
 		return err
 	}
@@ -254,3 +274,17 @@ func (r *Runner) withRestartDependents(sel []*service) []*service {
 }
 
 func sigName(s syscall.Signal) string { return unix.SignalName(s) }
+
+// started names the services this runner has launched at some point, in
+// the project's order, whatever their state now.
+func (r *Runner) started() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, ps := range r.p.Services {
+		if r.svcs[ps.Name].loopDone != nil {
+			out = append(out, ps.Name)
+		}
+	}
+	return out
+}

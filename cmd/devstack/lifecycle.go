@@ -17,8 +17,9 @@ func newLifecycleCmd(g *globalOptions, action, short string) *cobra.Command {
 		Short: short,
 		Long: short + `.
 
-With no service named, it applies to every service of the stack, as in
-docker compose.`,
+With no service named, it applies to every service the stack has started,
+as docker compose's applies to the containers it created: a service that
+no up asked for (one you run yourself, say) is left as it is.`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			ctx := cmd.Context()

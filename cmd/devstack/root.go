@@ -71,9 +71,9 @@ Services run as native processes when their x-devstack block says how
 	f.StringVar(&g.projectDir, "project-directory", "", "directory the project's relative paths resolve against (default: the first file's directory)")
 	root.AddCommand(
 		newUpCmd(g), newDownCmd(g), newPsCmd(g), newLogsCmd(g),
-		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on); all when none is named"),
+		newLifecycleCmd(g, "start", "Start stopped services (and what they depend on); all the stack started when none is named"),
 		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack; all when none is named"),
-		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all when none is named"),
+		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all the stack started when none is named"),
 		newExecCmd(g), newRunCmd(g), newPortCmd(g), newTopCmd(g), newVersionCmd(g),
 		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
 		newFaultCmd(g), newPluginsCmd(g), newPluginCmd(), newWatchCmd(g),

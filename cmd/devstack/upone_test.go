@@ -66,6 +66,16 @@ services:
 		t.Fatalf("up -d web: states %v; want web and api running, other not", st)
 	}
 
+	// restart, stop and start with no service mean the services the
+	// stack started, as Compose's mean the containers it created: other,
+	// never started, is left to the user.
+	for _, args := range [][]string{{"restart"}, {"stop"}, {"start"}} {
+		c.must(args...)
+	}
+	if st := state(); st["web"] != "running" || st["api"] != "running" || st["other"] == "running" {
+		t.Fatalf("after restart, stop and start: states %v; want web and api running, other not", st)
+	}
+
 	// A changed file is applied by a new supervisor, which starts what
 	// ran; other's port, still the user's, must not stop it.
 	if err := os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(file("changed")), 0o600); err != nil {
