@@ -2,8 +2,10 @@ package runner_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -102,5 +104,103 @@ func TestReplaceReplacesRestartDependents(t *testing.T) {
 		if want := st.Name != "c"; changed != want || st.State != runner.StateRunning || (st.Reloads == 1) != want {
 			t.Errorf("%s after a's reload: replaced %v (want %v), %+v", st.Name, changed, want, st)
 		}
+	}
+}
+
+// drainHold is a Rerouter whose drain holds until released, so that a
+// test can act between a replacement's switch and its takeover.
+type drainHold struct {
+	fresh    uint16
+	draining chan struct{}
+	release  chan struct{}
+	once     sync.Once
+}
+
+func (d *drainHold) FreshPorts(string) (map[uint16]uint16, error) {
+	return map[uint16]uint16{8080: d.fresh}, nil
+}
+func (d *drainHold) Switch(string, map[uint16]uint16) error { return nil }
+func (d *drainHold) Drain(ctx context.Context, _ string, _ time.Time) {
+	d.once.Do(func() { close(d.draining) })
+	select {
+	case <-d.release:
+	case <-ctx.Done():
+	}
+}
+
+// A stop that comes while a replacement is switched to but has not taken
+// over yet (the old instance drains) stops the replacement too: nothing
+// outlives the stop.
+func TestStopDuringAReloadStopsTheReplacementToo(t *testing.T) {
+	dir := t.TempDir()
+	bin, _ := os.Executable()
+	yaml := strings.NewReplacer("{{BIN}}", bin, "{{DIR}}", dir).Replace("services:" + svc("a", "serve", `    ports: ["127.0.0.1:8080:8080"]
+`))
+	os.WriteFile(filepath.Join(dir, "devstack.yaml"), []byte(yaml), 0o600)
+	p, err := project.Load(t.Context(), project.LoadOptions{WorkDir: dir, Name: "rt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := func() uint16 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return uint16(l.Addr().(*net.TCPAddr).Port)
+	}
+	first := free()
+	rr := &drainHold{fresh: free(), draining: make(chan struct{}), release: make(chan struct{})}
+	be := &process.Backend{}
+	r, err := runner.New(p, runner.Options{
+		BackendFor: func(*project.Service) (runner.Backend, error) { return be, nil },
+		Logs:       &memSink{}, RunID: testRunID(), Rerouter: rr,
+		ListenPort: func(string, project.Port) uint16 { return first },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Down(ctx)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.Up(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	replaced := make(chan error, 1)
+	go func() {
+		_, err := r.Replace(ctx, "a", runner.ReplaceOptions{Cause: "a.go changed"})
+		replaced <- err
+	}()
+	select {
+	case <-rr.draining:
+	case <-ctx.Done():
+		t.Fatal("the replacement never got to its drain")
+	}
+	if err := r.Stop(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	close(rr.release)
+	<-replaced
+	// Both instances are gone: neither port answers.
+	for _, port := range []uint16{first, rr.fresh} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+			if err != nil {
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("port %d still answers after the stop; an instance outlived it", port)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if st := r.Status()[0]; st.State != runner.StateStopped {
+		t.Fatalf("a after the stop: %+v", st)
 	}
 }

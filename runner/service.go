@@ -349,6 +349,14 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			r.mu.Unlock()
 			continue
 		}
+		if nx := s.next; nx != nil {
+			// Stopped while a replacement waited to take over: it goes
+			// too, or it would outlive the stop.
+			s.next = nil
+			r.mu.Unlock()
+			_ = nx.Stop(context.WithoutCancel(ctx), s.stopSig, s.grace)
+			r.mu.Lock()
+		}
 		wasReady := s.readyBefore
 		if !wasReady && !exit.Success() {
 			s.startCrash++
