@@ -301,7 +301,9 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 				select {
 				case h, ok := <-ch:
 					switch {
-					case !ok:
+					case !ok, h == HealthUnhealthy:
+						// Closed: it exited. Unhealthy: its engine saw the
+						// healthcheck fail retries times after start_period.
 						return errNeverReady
 					case h == HealthHealthy:
 						return nil
