@@ -65,8 +65,10 @@ type Options struct {
 	// it in an IDE, say).
 	Services []string
 	// TakeOver, when not nil, clears what another tool (docker compose)
-	// runs for the services the first up starts, before their ports are
-	// checked; say tells the user (an event and the service's log).
+	// runs for services before devstack starts them (the first up's at
+	// Start, later ones' as an up, start or restart reaches them), before
+	// their ports are checked; say tells the user (an event and the
+	// service's log).
 	TakeOver func(ctx context.Context, services []string, say func(service, msg string)) error
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
@@ -96,6 +98,10 @@ type Supervisor struct {
 	spans *store.Store
 	proxy *proxy.Server
 	ports *portTable
+	// taken are the services whose docker compose containers were
+	// cleared (Options.TakeOver).
+	takenMu sync.Mutex
+	taken   map[string]bool
 	// untraced says, by service, which calls to it no route carries (see
 	// untraced.go); reach finds the container services nothing reaches
 	// at their published private ports (upstreams names the container
@@ -212,7 +218,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		Rerouter:    s.ports,
 		Ambassador:  func(service string) *runner.Ambassador { return amb[service] },
 		External:    opts.External,
-		Hold:        s.ports.hold,
+		Hold:        s.hold,
 	})
 	if err != nil {
 		return nil, err
@@ -220,15 +226,8 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	// Every port of what the first up starts, proxied or not, is checked
 	// before anything binds or starts, so one error lists every conflict.
 	first := p.WithDependencies(opts.Services)
-	if opts.TakeOver != nil {
-		if err := opts.TakeOver(ctx, first, func(service, msg string) {
-			fmt.Fprintln(s.logs.Writer(service, logstore.System), msg)
-			// Not a service event: those reach a foreground up through
-			// the log, which it follows only once Start returns.
-			s.emit(runner.Event{Msg: service + ": " + msg})
-		}); err != nil {
-			return nil, err
-		}
+	if err := s.takeOver(ctx, first); err != nil {
+		return nil, err
 	}
 	if err := errors.Join(s.run.CheckPorts(opts.Services), checkRoutes(s.ports.routesOf(first))); err != nil {
 		return nil, err

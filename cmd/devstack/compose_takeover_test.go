@@ -23,12 +23,15 @@ import (
 func TestDockerComposeMadeReplaced(t *testing.T) {
 	d := requireEngine(t)
 	name := projectName("cmade")
-	port := freeLoopbackPort(t)
+	port, apiPort := freeLoopbackPort(t), freeLoopbackPort(t)
 	dir, image := toolProject(t, name, `services:
   web:
     image: $IMAGE
     build: {context: ./tool}
     ports: ["127.0.0.1:`+strconv.Itoa(port)+`:8000"]
+  api:
+    image: $IMAGE
+    ports: ["127.0.0.1:`+strconv.Itoa(apiPort)+`:8000"]
 `)
 	removeImage(t, d.Client(), image)
 	p := newDockerProject(t, dir, name, d)
@@ -40,8 +43,8 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 	// service's port; and a one-off container of `docker compose run`.
 	ctx := t.Context()
 	cl := d.Client()
-	labels := func(oneoff string) map[string]string {
-		return map[string]string{"com.docker.compose.project": name, "com.docker.compose.service": "web",
+	labels := func(service, oneoff string) map[string]string {
+		return map[string]string{"com.docker.compose.project": name, "com.docker.compose.service": service,
 			"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": oneoff,
 			"com.docker.compose.config-hash": "0123456789abcdef"}
 	}
@@ -53,14 +56,18 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 		}
 	}
 	composeNetwork()
-	composeContainer := func(cname, oneoff string, publish bool) string {
+	composeContainer := func(service, oneoff string, publish int) string {
 		t.Helper()
+		cname := name + "-" + service + "-1"
+		if oneoff == "True" {
+			cname = name + "-" + service + "-run-1"
+		}
 		host := &container.HostConfig{NetworkMode: container.NetworkMode(name + "_default")}
-		cfg := &container.Config{Image: image, Labels: labels(oneoff)}
-		if publish {
+		cfg := &container.Config{Image: image, Labels: labels(service, oneoff)}
+		if publish != 0 {
 			tp, _ := network.PortFrom(8000, network.TCP)
 			cfg.ExposedPorts = network.PortSet{tp: {}}
-			host.PortBindings = network.PortMap{tp: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}}}
+			host.PortBindings = network.PortMap{tp: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(publish)}}}
 		}
 		res, err := cl.ContainerCreate(ctx, client.ContainerCreateOptions{Name: cname, Config: cfg, HostConfig: host})
 		if err != nil {
@@ -71,20 +78,33 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 		}
 		return res.ID
 	}
-	made := composeContainer(name+"-web-1", "False", true)
-	oneoff := composeContainer(name+"-web-run-1", "True", false)
+	made := composeContainer("web", "False", port)
+	apiMade := composeContainer("api", "False", apiPort)
+	oneoff := composeContainer("web", "True", 0)
 	t.Cleanup(func() {
-		for _, id := range []string{made, oneoff} {
+		for _, id := range []string{made, apiMade, oneoff} {
 			_, _ = cl.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
 		}
 	})
 
-	r := p.must("up", "-d")
-	if !strings.Contains(r.stderr, "replacing containers that docker compose made for "+name+": "+name+"-web-1") {
-		t.Errorf("up -d does not say it replaces the container Compose made:\n%s", r.stderr)
+	// up -d web replaces web's container only: api's is not its to touch.
+	r := p.must("up", "-d", "web")
+	if !strings.Contains(r.stderr, "replacing containers that docker compose made for "+name+": "+name+"-web-1 ") {
+		t.Errorf("up -d web does not say it replaces web's container that Compose made, and only it:\n%s", r.stderr)
 	}
 	if _, err := cl.ContainerInspect(ctx, made, client.ContainerInspectOptions{}); err == nil {
 		t.Error("the container docker compose made still exists after up")
+	}
+	if _, err := cl.ContainerInspect(ctx, apiMade, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("up -d web removed api's container: %v", err)
+	}
+	// A later up of api, through the running supervisor, replaces it.
+	p.must("up", "-d", "api")
+	if _, err := cl.ContainerInspect(ctx, apiMade, client.ContainerInspectOptions{}); err == nil {
+		t.Error("up -d api left the container docker compose made for api")
+	}
+	if st := p.ps()["api"]; st.State != "running" {
+		t.Fatalf("api after up -d api: %+v", st)
 	}
 	if _, err := cl.ContainerInspect(ctx, oneoff, client.ContainerInspectOptions{}); err != nil {
 		t.Errorf("up removed the one-off container of docker compose run: %v", err)
@@ -112,7 +132,7 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 
 	// A foreground up says so too.
 	composeNetwork()
-	made = composeContainer(name+"-web-1", "False", true)
+	made = composeContainer("web", "False", port)
 	fctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := p.command(fctx, "-p", name, "up")
@@ -134,7 +154,7 @@ func TestDockerComposeMadeReplaced(t *testing.T) {
 
 	// With no supervisor running, down removes them too, and says so.
 	composeNetwork()
-	made = composeContainer(name+"-web-1", "False", true)
+	made = composeContainer("web", "False", port)
 	r = p.must("down")
 	if !strings.Contains(r.stderr, "removed 1 container(s) that docker compose made for "+name) {
 		t.Errorf("down with no stack running does not say it removed Compose's container:\n%s", r.stderr)
