@@ -200,3 +200,75 @@ func TestProbeHealthRunsTheHealthcheckNow(t *testing.T) {
 		t.Fatalf("a failing healthcheck: %v; want its exit code", err)
 	}
 }
+
+// switchTo is a Rerouter that hands out one fresh port and records the
+// switch, as the supervisor's port table does.
+type switchTo struct {
+	fresh    uint16
+	switched map[uint16]uint16
+}
+
+func (s *switchTo) FreshPorts(string) (map[uint16]uint16, error) {
+	return map[uint16]uint16{8080: s.fresh}, nil
+}
+func (s *switchTo) Switch(_ string, ports map[uint16]uint16) error { s.switched = ports; return nil }
+func (s *switchTo) Drain(context.Context, string, time.Time)       {}
+
+// The runner reloads a container with a healthcheck beside the running
+// one: the replacement is ready once its healthcheck passes, the switch
+// goes to its fresh port, and the old container goes.
+func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
+	first := loopbackPort(t)
+	// The declared port is the proxy's (none here): the container
+	// publishes ListenPort's.
+	s := newStack(t, fmt.Sprintf(`services:
+  web:
+    image: {{IMAGE}}
+    environment: {NAME: web}
+    ports: ["127.0.0.1:%d:8080"]`, loopbackPort(t))+healthy+`
+`)
+	l := &logs{}
+	rr := &switchTo{fresh: loopbackPort(t)}
+	r, err := runner.New(s.p, runner.Options{
+		BackendFor: func(*project.Service) (runner.Backend, error) { return s.b, nil },
+		Logs:       sink{l}, RunID: randHex(3), Rerouter: rr,
+		ListenPort: func(string, project.Port) uint16 { return first },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = r.Down(ctx)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := r.Up(ctx, nil); err != nil {
+		t.Fatalf("up: %v\n%s", err, l)
+	}
+	before := status(r, "web").ID
+	res, err := r.Replace(ctx, "web", runner.ReplaceOptions{Cause: "test"})
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, l)
+	}
+	if !res.Beside || rr.switched[8080] != rr.fresh {
+		t.Fatalf("reload %+v, switched to %v; want beside, to port %d", res, rr.switched, rr.fresh)
+	}
+	if got, err := answer(fmt.Sprintf("http://127.0.0.1:%d/healthz", rr.fresh)); err != nil || got != "ok\n" {
+		t.Fatalf("the new container on its fresh port: %q, %v", got, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for st := status(r, "web"); st.ID == before || st.State != runner.StateRunning; st = status(r, "web") {
+		if time.Now().After(deadline) {
+			t.Fatalf("web after the reload: %+v (before: %s)", st, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := s.names(ctx, "web"); !slices.Equal(got, []string{s.p.Name + "-web-1"}) {
+		t.Fatalf("containers after the reload: %v", got)
+	}
+	if st := status(r, "web"); st.Reloads != 1 || st.Health != runner.HealthHealthy {
+		t.Fatalf("web after the reload: %+v", st)
+	}
+}
