@@ -447,3 +447,33 @@ services:
 	}
 	c.must("down", "--remove-orphans")
 }
+
+// run starts what the service depends on first, as docker compose run
+// does (and leaves it running), unless --no-deps; the service itself is
+// not started.
+func TestRunStartsWhatTheServiceDependsOn(t *testing.T) {
+	c := newCLI(t, writeProject(t, `
+services:
+  migrate:
+    x-devstack: {run: "exec sleep 300"}
+    depends_on: [db]
+  db:
+    x-devstack: {run: "exec sleep 300"}
+`))
+	if r := c.must("run", "--rm", "--no-deps", "migrate", "echo", "alone"); r.stdout != "alone\n" {
+		t.Errorf("run --no-deps printed %q", r.stdout)
+	}
+	if r := c.must("ps"); !strings.Contains(r.stderr, "is not running") {
+		t.Fatalf("run --no-deps started something:\n%s%s", r.stdout, r.stderr)
+	}
+	if r := c.must("run", "--rm", "migrate", "echo", "with-db"); r.stdout != "with-db\n" {
+		t.Errorf("run printed %q", r.stdout)
+	}
+	st := map[string]runner.State{}
+	for _, s := range c.ps() {
+		st[s.Name] = s.State
+	}
+	if st["db"] != runner.StateRunning || st["migrate"] == runner.StateRunning {
+		t.Errorf("after run migrate: %v; want db running, migrate not", st)
+	}
+}

@@ -191,12 +191,13 @@ func lookPath(prog string, env []string, dir string) (string, error) {
 
 func newRunCmd(g *globalOptions) *cobra.Command {
 	o := &execOptions{}
-	var rm bool
+	var rm, noDeps bool
 	cmd := &cobra.Command{
 		Use:   "run [--rm] SERVICE [COMMAND [ARG...]]",
 		Short: "Run a one-off command of a service: a new container, or a process in its workdir and environment",
 		Long: `run runs a one-off command as the service would run, and exits with its
-exit code; the stack need not be running.
+exit code. What the service depends on is started first (as up -d does,
+and left running), unless --no-deps; the rest of the stack need not run.
 
 For a container service, it is a new container of the service's image,
 with its environment, mounts and networks and no published ports, removed
@@ -213,6 +214,13 @@ with the host's environment plus the service's.`,
 			}
 			s := p.Service(args[0])
 			argv := args[1:]
+			if deps := dependencyNames(s); len(deps) > 0 && !noDeps {
+				// As docker compose run: the one-off finds what it
+				// depends on running.
+				if err := runUpDetached(ctx, g, &upOptions{}, deps); err != nil {
+					return fmt.Errorf("starting what %s depends on (--no-deps skips it): %w", s.Name, err)
+				}
+			}
 			var code int
 			if plannedBackend(p, s, "") == "docker" {
 				d, err := docker.New(ctx)
@@ -247,10 +255,20 @@ with the host's environment plus the service's.`,
 	f := cmd.Flags()
 	f.SetInterspersed(false)
 	f.BoolVar(&rm, "rm", true, "remove the container when it exits (always)")
+	f.BoolVar(&noDeps, "no-deps", false, "do not start what the service depends on")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable (KEY=VALUE; repeatable)")
 	f.StringVarP(&o.workdir, "workdir", "w", "", "processes: working directory, relative to the service's")
 	f.BoolVarP(&o.noTTY, "no-TTY", "T", true, "no terminal (the only mode)")
 	return cmd
+}
+
+// dependencyNames are the services s depends on directly.
+func dependencyNames(s *project.Service) []string {
+	var out []string
+	for _, d := range s.DependsOn {
+		out = append(out, d.Service)
+	}
+	return out
 }
 
 // serviceEnv is the service's own environment (environment and env_file)
