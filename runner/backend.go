@@ -203,6 +203,12 @@ type Spec struct {
 	// Marker is put in the environment as DEVSTACK_INSTANCE so that orphans
 	// can be found after a crash of devstack.
 	Marker string
+	// Synced are the files hot reload syncs copied into the service's
+	// earlier instances since its last build (the latest copy of each
+	// path): a backend whose instances do not see the host's files
+	// (Syncer) copies them into a new instance before it starts, so that
+	// a restart keeps them, as a container restarted in place would.
+	Synced []FileCopy
 	// Ambassador, when set, asks a Networked backend to put an ambassador
 	// in front of the service on its networks: a container that answers to
 	// the service's name (and aliases) and relays every connection to the

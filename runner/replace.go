@@ -132,6 +132,11 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 			return res, r.reloadFailed(s, fmt.Errorf("build failed: %w", err))
 		}
 		res.Build = time.Since(t0)
+		// The new build has the sources as they are: what was synced
+		// into the old instances is in it.
+		r.mu.Lock()
+		s.synced = nil
+		r.mu.Unlock()
 	}
 	ports, err := r.freshPorts(s)
 	if err != nil {
@@ -223,6 +228,18 @@ func (r *Runner) Sync(ctx context.Context, service string, files []FileCopy) err
 		r.event(service, "%v", err)
 		return err
 	}
+	r.mu.Lock()
+	if s.synced == nil {
+		s.synced = map[string]FileCopy{}
+	}
+	for _, f := range files {
+		if f.Removed {
+			delete(s.synced, f.Dst)
+		} else {
+			s.synced[f.Dst] = f
+		}
+	}
+	r.mu.Unlock()
 	return nil
 }
 

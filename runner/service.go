@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,7 +41,8 @@ type service struct {
 	intent    Intent        // why the service's status changes now
 	cause     string        // what caused the change (the file that changed)
 	reload    reloadStats
-	external  bool // the user runs it (external.go)
+	synced    map[string]FileCopy // Spec.Synced, by destination
+	external  bool                // the user runs it (external.go)
 }
 
 // crashLimit is how many exits before first readiness make Up give up on a
@@ -335,7 +338,7 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		}
 		hctx, hcancel := context.WithCancel(ctx)
 		if hr, ok := inst.(HealthReporter); ok {
-			go r.followHealth(hctx, s, hr.Health())
+			go r.followHealth(hctx, s, hr.Health(), readyAlready)
 		} else if ex, ok := inst.(Execer); ok && s.hc != nil {
 			go r.watchHealth(hctx, s, ex)
 		}
@@ -433,7 +436,10 @@ func (r *Runner) watchHealth(ctx context.Context, s *service, ex Execer) {
 }
 
 // followHealth takes verdicts from an engine that runs the healthcheck.
-func (r *Runner) followHealth(ctx context.Context, s *service, ch <-chan Health) {
+// A replacement found healthy before it took over (ready) stays so until
+// the engine's first verdict: "starting" only says it has not run the
+// healthcheck itself yet.
+func (r *Runner) followHealth(ctx context.Context, s *service, ch <-chan Health, ready bool) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -442,6 +448,10 @@ func (r *Runner) followHealth(ctx context.Context, s *service, ch <-chan Health)
 			if !ok {
 				return
 			}
+			if ready && h == HealthStarting {
+				continue
+			}
+			ready = false
 			r.setHealth(s, h, nil)
 		}
 	}
@@ -576,6 +586,11 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 		Stderr: r.opts.Logs.Writer(name, "err"),
 		Status: r.opts.Logs.Writer(name, "sys"),
 	}
+	r.mu.Lock()
+	for _, dst := range slices.Sorted(maps.Keys(s.synced)) {
+		spec.Synced = append(spec.Synced, s.synced[dst])
+	}
+	r.mu.Unlock()
 	if networked {
 		if r.opts.Ambassador != nil {
 			spec.Ambassador = r.opts.Ambassador(name)

@@ -23,40 +23,33 @@ const reloadTimeout = 10 * time.Minute
 func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
 	switch a.Kind {
 	case sdk.Restart, sdk.Rebuild:
+		files := runnerFiles(a.Files)
 		for _, svc := range a.Services {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 				defer cancel()
+				// A sync+restart's files go into the running instance
+				// first: the new one gets them from there (Spec.Synced).
+				if len(files) > 0 && !s.syncInto(ctx, svc, files, a) {
+					return
+				}
 				// Reload logs its own failure, with the service.
 				_, _ = s.Reload(ctx, svc, runner.ReplaceOptions{Rebuild: a.Kind == sdk.Rebuild, Cause: a.Reason, Seen: a.Seen})
 			}()
 		}
 		return nil
 	case sdk.Sync:
-		files := make([]runner.FileCopy, len(a.Files))
-		for i, f := range a.Files {
-			files[i] = runner.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed}
-		}
+		files := runnerFiles(a.Files)
 		for _, svc := range a.Services {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
 				defer cancel()
-				t0 := time.Now()
-				if err := s.run.Sync(ctx, svc, files); err == nil {
-					seen := a.Seen
-					if seen.IsZero() {
-						seen = t0
-					}
-					fmt.Fprintf(s.logs.Writer(svc, logstore.System), "synced %d file(s) in %s (%s)\n", len(files), time.Since(seen).Round(time.Millisecond), a.Reason)
-				}
+				s.syncInto(ctx, svc, files, a)
 			}()
 		}
 		return nil
 	case sdk.Exec:
-		files := make([]runner.FileCopy, len(a.Files))
-		for i, f := range a.Files {
-			files[i] = runner.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed}
-		}
+		files := runnerFiles(a.Files)
 		cmds := make([]runner.Command, len(a.Exec))
 		for i, c := range a.Exec {
 			cmds[i] = runner.Command{Argv: c.Command, Dir: c.WorkingDir, Env: c.Env, User: c.User}
@@ -90,6 +83,29 @@ func (s *Supervisor) reloadAction(plugin string, a sdk.Action) error {
 		return nil
 	}
 	return fmt.Errorf("plugin %s asked for action %q; devstack knows restart, rebuild, sync and exec", plugin, a.Kind)
+}
+
+func runnerFiles(fs []sdk.FileCopy) []runner.FileCopy {
+	files := make([]runner.FileCopy, len(fs))
+	for i, f := range fs {
+		files[i] = runner.FileCopy{Src: f.Src, Dst: f.Dst, Removed: f.Removed}
+	}
+	return files
+}
+
+// syncInto copies files into the running instance of svc and says so in
+// its log; a failure is logged by the runner. It reports success.
+func (s *Supervisor) syncInto(ctx context.Context, svc string, files []runner.FileCopy, a sdk.Action) bool {
+	t0 := time.Now()
+	if err := s.run.Sync(ctx, svc, files); err != nil {
+		return false
+	}
+	seen := a.Seen
+	if seen.IsZero() {
+		seen = t0
+	}
+	fmt.Fprintf(s.logs.Writer(svc, logstore.System), "synced %d file(s) in %s (%s)\n", len(files), time.Since(seen).Round(time.Millisecond), a.Reason)
+	return true
 }
 
 // statusChanged hands a runner status change to the plugins, typed and

@@ -21,7 +21,8 @@ import (
 
 // A container service with develop.watch: sync copies a changed file into
 // the running container through the engine (the image is FROM scratch:
-// no shell, no tar), and rebuild builds the image again and replaces the
+// no shell, no tar), sync+exec runs a command in it, sync+restart replaces
+// it keeping what was synced, and rebuild builds the image again and replaces the
 // container without downtime: the new one starts beside the old one, no
 // request of a load loop fails, a new container that fails leaves the
 // old one serving, and down leaves nothing.
@@ -63,6 +64,7 @@ func main() {
 	http.HandleFunc("/", serve("/www/index.html"))
 	http.HandleFunc("/motd", serve("/motd.txt"))
 	http.HandleFunc("/hook", serve("/www/hook.txt"))
+	http.HandleFunc("/conf", serve("/conf/x.txt"))
 	http.ListenAndServe(":"+os.Getenv("PORT"), nil)
 }
 `
@@ -72,6 +74,7 @@ func main() {
 		"www/index.html": "v1",
 		"motd.txt":       "motd 1",
 		"hooks/in.txt":   "in 1",
+		"conf/x.txt":     "conf 1",
 		"Dockerfile":     "FROM scratch\nCOPY web/web /web\nCOPY www /www\nCOPY motd.txt /motd.txt\nENTRYPOINT [\"/web\"]\n",
 		"devstack.yaml": fmt.Sprintf(`services:
   web:
@@ -83,6 +86,7 @@ func main() {
       watch:
         - {path: ./www, action: sync, target: /www}
         - {path: ./motd.txt, action: rebuild}
+        - {path: ./conf, action: sync+restart, target: /conf}
         - path: ./hooks
           action: sync+exec
           target: /hooks
@@ -144,6 +148,20 @@ func main() {
 		t.Fatalf("a sync+exec replaced the container (%s → %s); it must run in the running one", before, st.ID)
 	}
 
+	// sync+restart: the file is copied in, then a new container replaces
+	// the old one; it has that file, and what the earlier sync copied in
+	// too, as a container restarted in place would.
+	os.WriteFile(filepath.Join(dir, "conf", "x.txt"), []byte("conf 2"), 0o644)
+	deadline := time.Now().Add(2 * time.Minute)
+	for st := p.ps()["web"]; st.Reloads != 1 || st.ID == before; st = p.ps()["web"] {
+		if time.Now().After(deadline) {
+			t.Fatalf("no restart after a sync+restart: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitAnswer(t, url+"conf", "conf 2")
+	waitAnswer(t, url, "v2")
+
 	// rebuild, under a bounded load loop through the proxy: each new
 	// container starts beside the old one, the proxy switches once its
 	// port answers, and no request fails.
@@ -204,7 +222,7 @@ func main() {
 		t.Fatalf("only %d requests ran during the reloads; the load loop did not load", ok.Load())
 	}
 	st := p.ps()["web"]
-	if st.Reloads != reloads || st.ReloadP50 <= 0 || images[0] == images[1] {
+	if st.Reloads != 1+reloads || st.ReloadP50 <= 0 || images[0] == images[1] {
 		t.Fatalf("after the rebuilds: %+v (images %v)", st, images)
 	}
 	if logs := p.must("logs", "web").stdout; !strings.Contains(logs, "started beside the old one, proxy switched") {
@@ -240,7 +258,7 @@ func main() {
 	// A new container that exits at start: the old one keeps serving, ps
 	// says why, and nothing of the failed one is left.
 	os.WriteFile(filepath.Join(dir, "motd.txt"), []byte("crash"), 0o644)
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline = time.Now().Add(2 * time.Minute)
 	for st = p.ps()["web"]; st.ReloadError == "" && time.Now().Before(deadline); st = p.ps()["web"] {
 		time.Sleep(100 * time.Millisecond)
 	}

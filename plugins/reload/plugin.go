@@ -235,8 +235,16 @@ func (p *Plugin) batch(b watch.Batch) {
 	case watch.Restart:
 		err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
 	case watch.SyncRestart:
-		if err = p.sync(b); err == nil {
-			err = host.Act(sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen})
+		// A container's files go with the restart, so that devstack copies
+		// them in before it starts the new instance (which then has them).
+		a := sdk.Action{Kind: sdk.Restart, Services: []string{b.Service}, Reason: b.Cause(p.opts.Root), Seen: b.Seen}
+		if files := syncFiles(b); p.opts.Services[b.Service].Container {
+			a.Files = files
+		} else if len(files) > 0 {
+			err = p.copyHere(b, files)
+		}
+		if err == nil {
+			err = host.Act(a)
 		}
 	case watch.SyncExec:
 		err = p.syncExec(b)

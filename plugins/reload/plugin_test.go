@@ -64,7 +64,7 @@ func waitFile(t *testing.T, path, want string) {
 
 func TestEachActionOfDevelopWatch(t *testing.T) {
 	dir := t.TempDir()
-	for _, d := range []string{"src", "static", "conf", "www", "out/www", "hooks", "boxhooks"} {
+	for _, d := range []string{"src", "static", "conf", "www", "out/www", "hooks", "boxhooks", "boxconf"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	work := filepath.Join(dir, "out")
@@ -80,6 +80,7 @@ func TestEachActionOfDevelopWatch(t *testing.T) {
 			{Service: "box", Path: filepath.Join(dir, "www"), Action: watch.Sync, Target: "/srv/www"},
 			{Service: "box", Path: filepath.Join(dir, "boxhooks"), Action: watch.SyncExec, Target: "/srv/hooks",
 				Exec: []string{"/srv/hooks/run"}, ExecUser: "nobody"},
+			{Service: "box", Path: filepath.Join(dir, "boxconf"), Action: watch.SyncRestart, Target: "/etc/box"},
 		}})
 
 	// rebuild
@@ -121,6 +122,12 @@ func TestEachActionOfDevelopWatch(t *testing.T) {
 	if a.Kind != sdk.Exec || a.Services[0] != "box" || len(a.Files) != 1 || a.Files[0].Dst != "/srv/hooks/run" ||
 		len(a.Exec) != 1 || a.Exec[0].Command[0] != "/srv/hooks/run" || a.Exec[0].User != "nobody" {
 		t.Fatalf("container sync+exec: %+v", a)
+	}
+	// sync+restart of a container: the files go with the restart, so that
+	// devstack copies them in before it starts the new container
+	os.WriteFile(filepath.Join(dir, "boxconf", "box.conf"), []byte("x"), 0o644)
+	if a = action(t, h); a.Kind != sdk.Restart || a.Services[0] != "box" || len(a.Files) != 1 || a.Files[0].Dst != "/etc/box/box.conf" {
+		t.Fatalf("container sync+restart: %+v", a)
 	}
 	// a removed synced file goes from the target too
 	os.Remove(filepath.Join(dir, "www", "index.html"))

@@ -107,6 +107,11 @@ func (b *Backend) StartBeside(ctx context.Context, spec runner.Spec, old runner.
 			return nil, fmt.Errorf("creating container %s for service %q: %w", name, svc.Name, err)
 		}
 		inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
+		// What a sync put in the old containers, the new ones have too.
+		if err := b.copySynced(ctx, id, spec.Synced); err != nil {
+			inst.abort()
+			return nil, err
+		}
 	}
 	if err := inst.start(ctx); err != nil {
 		inst.abort()

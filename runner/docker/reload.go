@@ -56,6 +56,31 @@ func (b *Backend) Sync(ctx context.Context, inst runner.Instance, files []runner
 	if !ok {
 		return fmt.Errorf("sync: %s is not a container instance", inst.ID())
 	}
+	archive, n, removed, err := syncArchive(files)
+	if err != nil {
+		return err
+	}
+	for _, id := range di.containerIDs() {
+		name := shortID(id)
+		if n > 0 {
+			if _, err := b.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(archive), AllowOverwriteDirWithFile: false}); err != nil {
+				return fmt.Errorf("sync: copying %d file(s) into container %s: %w", n, name, err)
+			}
+		}
+		if len(removed) > 0 {
+			code, err := b.Exec(ctx, id, ExecOptions{Cmd: append([]string{"rm", "-rf", "--"}, removed...), Stdout: io.Discard, Stderr: io.Discard})
+			if err != nil || code != 0 {
+				return fmt.Errorf("sync: removing %s in container %s needs rm in its image (exit %d, %v); use sync+restart or rebuild for removals", strings.Join(removed, ", "), name, code, err)
+			}
+		}
+	}
+	return nil
+}
+
+// syncArchive is the tar that copies files in at their absolute paths
+// (parents first, so the engine makes missing directories), with how
+// many it holds, and the destinations of the removed ones.
+func syncArchive(files []runner.FileCopy) ([]byte, int, []string, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
@@ -72,11 +97,11 @@ func (b *Backend) Sync(ctx context.Context, inst runner.Instance, files []runner
 			continue // gone again since the change
 		}
 		if err != nil {
-			return fmt.Errorf("sync: %w", err)
+			return nil, 0, nil, fmt.Errorf("sync: %w", err)
 		}
 		fi, err := os.Stat(f.Src)
 		if err != nil {
-			return fmt.Errorf("sync: %w", err)
+			return nil, 0, nil, fmt.Errorf("sync: %w", err)
 		}
 		// Parents first, so the engine makes missing directories.
 		var parents []string
@@ -86,33 +111,36 @@ func (b *Backend) Sync(ctx context.Context, inst runner.Instance, files []runner
 		}
 		for i := len(parents) - 1; i >= 0; i-- {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(parents[i], "/") + "/", Mode: 0o755}); err != nil {
-				return err
+				return nil, 0, nil, err
 			}
 		}
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(dst, "/"), Mode: int64(fi.Mode().Perm()), Size: int64(len(data)), ModTime: fi.ModTime()}); err != nil {
-			return err
+			return nil, 0, nil, err
 		}
 		if _, err := tw.Write(data); err != nil {
-			return err
+			return nil, 0, nil, err
 		}
 		n++
 	}
 	if err := tw.Close(); err != nil {
+		return nil, 0, nil, err
+	}
+	return buf.Bytes(), n, removed, nil
+}
+
+// copySynced copies what hot reload synced into the service's earlier
+// instances (runner.Spec.Synced) into container id before it starts.
+// Removals need nothing: the container is new from its image.
+func (b *Backend) copySynced(ctx context.Context, id string, files []runner.FileCopy) error {
+	if len(files) == 0 {
+		return nil
+	}
+	archive, n, _, err := syncArchive(files)
+	if err != nil || n == 0 {
 		return err
 	}
-	for _, id := range di.containerIDs() {
-		name := shortID(id)
-		if n > 0 {
-			if _, err := b.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(buf.Bytes()), AllowOverwriteDirWithFile: false}); err != nil {
-				return fmt.Errorf("sync: copying %d file(s) into container %s: %w", n, name, err)
-			}
-		}
-		if len(removed) > 0 {
-			code, err := b.Exec(ctx, id, ExecOptions{Cmd: append([]string{"rm", "-rf", "--"}, removed...), Stdout: io.Discard, Stderr: io.Discard})
-			if err != nil || code != 0 {
-				return fmt.Errorf("sync: removing %s in container %s needs rm in its image (exit %d, %v); use sync+restart or rebuild for removals", strings.Join(removed, ", "), name, code, err)
-			}
-		}
+	if _, err := b.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(archive)}); err != nil {
+		return fmt.Errorf("copying the %d file(s) synced into the service's earlier containers into container %s: %w", n, shortID(id), err)
 	}
 	return nil
 }

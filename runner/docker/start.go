@@ -89,6 +89,10 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 			return nil, fmt.Errorf("creating container %s for service %q: %w", name, svc.Name, err)
 		}
 		inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
+		if err := b.copySynced(ctx, id, spec.Synced); err != nil {
+			inst.abort()
+			return nil, err
+		}
 	}
 	// What is left is a replica beyond the current scale.
 	for _, c := range existing {
