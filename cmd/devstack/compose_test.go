@@ -81,6 +81,7 @@ func TestVersionAndUnknownCommandsAndFlags(t *testing.T) {
 		{[]string{"xyzzy"}, `unknown command "xyzzy"`},
 		{[]string{"logs", "--tial", "3"}, `unknown flag: --tial; did you mean --tail?`},
 		{[]string{"down", "--volume"}, `unknown flag: --volume; did you mean --volumes?`},
+		{[]string{"build"}, `unknown command "build": a docker compose command; devstack builds the services with build: when it starts a stack`},
 	} {
 		r := c.run(tt.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, tt.want) {

@@ -86,6 +86,9 @@ Services run as native processes when their x-devstack block says how
 // called NAME, with the closest commands.
 func unknownCommand(root *cobra.Command, name string) error {
 	msg := fmt.Sprintf("unknown command %q", name)
+	if hint, ok := composeCommands[name]; ok {
+		return fmt.Errorf("%s: a docker compose command; %s (see `devstack --help` for the commands)", msg, hint)
+	}
 	best, bestD := "", 3 // suggest within two edits
 	for _, c := range root.Commands() {
 		if !c.IsAvailableCommand() {
@@ -155,6 +158,26 @@ func flagError(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%s %q: want true or false (%s)", name, value, help)
 	}
 	return fmt.Errorf("%s %q: %v (%s)", name, value, errors.Unwrap(bad), help)
+}
+
+// composeCommands say, for docker compose commands devstack does not
+// have, what to do instead.
+var composeCommands = map[string]string{
+	"build":   "devstack builds the services with build: when it starts a stack, and `devstack up -d --build` builds again on a running one",
+	"pull":    "devstack pulls an image when the engine does not have it, at up",
+	"create":  "`devstack up -d` creates and starts",
+	"kill":    "`devstack stop SERVICE` sends stop_signal, then SIGKILL after stop_grace_period",
+	"rm":      "`devstack down` removes the stack's containers",
+	"pause":   "not supported; `devstack stop SERVICE` stops one",
+	"unpause": "not supported; `devstack start SERVICE` starts one again",
+	"images":  "`docker images` lists them",
+	"cp":      "`docker cp` copies into a container; a process service sees the host's files",
+	"events":  "`devstack logs -f` shows each service's starts, exits and health",
+	"scale":   "set scale: (or deploy.replicas) in the file",
+	"stats":   "not supported; `devstack top` lists each service's processes",
+	"attach":  "`devstack logs -f SERVICE` follows a service's output",
+	"wait":    "`devstack up -d` returns once the stack is up",
+	"push":    "not supported: devstack builds images for this machine only",
 }
 
 // composeFlags say, for docker compose flags devstack does not take (by
