@@ -446,6 +446,13 @@ services:
 			t.Errorf("devstack %s: exit %d, stderr %q; want non-zero, saying what devstack does instead (%s)", strings.Join(tt.args, " "), r.code, r.stderr, tt.want)
 		}
 	}
+	// exec -it and run -it, as typed for docker compose.
+	if r := c.must("exec", "-it", "web", "echo", "it"); r.stdout != "it\n" {
+		t.Errorf("exec -it printed %q", r.stdout)
+	}
+	if r := c.must("run", "-it", "--rm", "web", "echo", "it"); r.stdout != "it\n" {
+		t.Errorf("run -it printed %q", r.stdout)
+	}
 	c.must("down", "--remove-orphans")
 }
 

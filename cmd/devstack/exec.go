@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/devstack/devstack/control"
 	"github.com/devstack/devstack/runner"
@@ -112,6 +113,7 @@ running process has them (PORT and the DEVSTACK_* variables included).`,
 	f.StringVarP(&o.workdir, "workdir", "w", "", "working directory (default: the service's)")
 	f.StringVarP(&o.user, "user", "u", "", "containers: run as this user")
 	f.BoolVarP(&o.noTTY, "no-TTY", "T", true, "no terminal (the only mode; accepted for docker compose's habit)")
+	interactiveFlags(f)
 	return cmd
 }
 
@@ -259,7 +261,16 @@ with the host's environment plus the service's.`,
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable (KEY=VALUE; repeatable)")
 	f.StringVarP(&o.workdir, "workdir", "w", "", "processes: working directory, relative to the service's")
 	f.BoolVarP(&o.noTTY, "no-TTY", "T", true, "no terminal (the only mode)")
+	interactiveFlags(f)
 	return cmd
+}
+
+// interactiveFlags accepts docker compose's -i and -t (`exec -it web sh`):
+// stdin is always passed on, and a process runs on your terminal as it is;
+// a container's command gets no TTY.
+func interactiveFlags(f *pflag.FlagSet) {
+	f.BoolP("interactive", "i", true, "accepted for docker compose's habit: stdin is always passed on")
+	f.BoolP("tty", "t", false, "accepted for docker compose's habit: a process runs on your terminal; a container's command gets no TTY")
 }
 
 // dependencyNames are the services s depends on directly.
