@@ -407,7 +407,7 @@ func (r *Runner) startAgain(ctx context.Context, s *service, o ReplaceOptions, s
 	}
 	r.mu.Lock()
 	if o.Rebuild {
-		s.built = false
+		s.built, s.synced = false, nil
 	}
 	r.mu.Unlock()
 	// A loop still waiting to restart it takes the new build at its next
