@@ -408,7 +408,7 @@ services:
 		b, _ := os.ReadFile(filepath.Join(dir, "builds.txt"))
 		return strings.Count(string(b), "built")
 	}
-	c.must("up", "--wait")
+	c.must("up", "--wait", "--wait-timeout", "60") // seconds, as docker compose takes them
 	ids := strings.Fields(c.must("ps", "-q").stdout)
 	if len(ids) != 2 || builds() != 1 {
 		t.Fatalf("up --wait: ps -q printed %q, %d builds; want two ids and one build", ids, builds())

@@ -23,6 +23,8 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"traces", "--errors=maybe"}, "--errors \"maybe\": want true or false"},
 		{[]string{"traces", "-n", "ten"}, "--limit \"ten\": want a whole number"},
 		{[]string{"up", "-d", "--wait-timeout", "-1s"}, "--wait-timeout -1s: want a duration of zero (no limit) or more"},
+		{[]string{"up", "-d", "--wait-timeout", "-5"}, "--wait-timeout -5s: want a duration of zero (no limit) or more"},
+		{[]string{"up", "-d", "--wait-timeout", "soon"}, "--wait-timeout \"soon\": want seconds, as docker compose takes them (60), or a duration with a unit (2m)"},
 		{[]string{"traces", "-n", "-5"}, "--limit -5: want how many traces to list"},
 		{[]string{"traces", "export", "-n", "-5"}, "--limit -5: want how many recent traces to export"},
 		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},

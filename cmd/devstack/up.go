@@ -80,7 +80,7 @@ restarted.`,
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
 	f.BoolVar(&o.watch, "watch", false, "hot reload: follow the services' develop.watch rules once up (see `devstack watch`)")
-	f.DurationVar(&o.timeout, "wait-timeout", 0, "with -d, give up waiting for the stack after this long (0: no limit)")
+	f.Var((*secondsOrDuration)(&o.timeout), "wait-timeout", "with -d, give up waiting for the stack after this long: seconds, as docker compose takes them (60), or a duration (2m); 0: no limit")
 	f.StringSliceVar(&o.except, "except", nil, "start everything but these services, which you run yourself; the proxy keeps their ports (`devstack env SERVICE` prints how to run one)")
 	f.StringVar(&o.backend, "backend", "", "default backend for services that do not choose one: process or docker (default: docker where the engine answers and the service has image:/build:, else process)")
 	return cmd
@@ -176,6 +176,25 @@ wait:
 		return &exitError{code: 1}
 	}
 	pr.note("devstack: stopped")
+	return nil
+}
+
+// secondsOrDuration is a duration flag that also takes a bare number of
+// seconds, as docker compose's --wait-timeout does.
+type secondsOrDuration time.Duration
+
+func (d *secondsOrDuration) String() string { return time.Duration(*d).String() }
+func (d *secondsOrDuration) Type() string   { return "seconds|duration" }
+func (d *secondsOrDuration) Set(s string) error {
+	if n, err := strconv.Atoi(s); err == nil {
+		*d = secondsOrDuration(time.Duration(n) * time.Second)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want seconds, as docker compose takes them (60), or a duration with a unit (2m)")
+	}
+	*d = secondsOrDuration(v)
 	return nil
 }
 
