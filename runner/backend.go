@@ -216,6 +216,11 @@ type Spec struct {
 	// default, and always for other backends) means none: the instance
 	// itself answers to its name. Filled from Options.Ambassador.
 	Ambassador *Ambassador
+	// Ambassadors are the ambassadors of every service of the spec's
+	// backend that gets one, by service name (the spec's own included),
+	// so that the backend can serve them all from one helper, started once
+	// ahead of the first start. Nil when none.
+	Ambassadors map[string]*Ambassador
 }
 
 // Ambassador is where an ambassador relays a service's ports.

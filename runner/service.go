@@ -594,6 +594,17 @@ func (r *Runner) specFor(s *service, ports map[uint16]uint16, gen int) Spec {
 	if networked {
 		if r.opts.Ambassador != nil {
 			spec.Ambassador = r.opts.Ambassador(name)
+			for n, o := range r.svcs {
+				if o.backend != s.backend {
+					continue
+				}
+				if a := r.opts.Ambassador(n); a != nil {
+					if spec.Ambassadors == nil {
+						spec.Ambassadors = map[string]*Ambassador{}
+					}
+					spec.Ambassadors[n] = a
+				}
+			}
 		}
 		spec = wirer.Wire(spec, stack{r: r, service: name, ports: ports})
 	}

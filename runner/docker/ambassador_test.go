@@ -453,8 +453,20 @@ services:
 		logs, _ := devstack("logs")
 		t.Fatalf("%v\nlogs:\n%s", err, logs)
 	}
-	if _, err := b.cli.ContainerInspect(ctx, name+"-b-ambassador", client.ContainerInspectOptions{}); err != nil {
-		t.Fatalf("b has no ambassador: %v", err)
+	// b and c (the names a calls) are served by the project's
+	// ambassadors (shared.go): both listen on 8080, so c has a second one.
+	for k, svc := range []string{"b", "c"} {
+		n := name + "-ambassador"
+		if k > 0 {
+			n += "-2"
+		}
+		amb, err := b.cli.ContainerInspect(ctx, n, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatalf("%s has no ambassador: %v", svc, err)
+		}
+		if al := amb.Container.NetworkSettings.Networks[name+"_default"].Aliases; !slices.Contains(al, svc) {
+			t.Errorf("%s has aliases %v; want %s", n, al, svc)
+		}
 	}
 
 	// a is healthy, so it has called b by name at least once.

@@ -81,7 +81,7 @@ func (b *Backend) StartBeside(ctx context.Context, spec runner.Spec, old runner.
 	if err != nil {
 		return nil, err
 	}
-	if oi.ambassador() == nil {
+	if oi.ambassador() == nil && !oi.shared {
 		// The old containers answer to the service's names themselves (it
 		// runs without an ambassador): so do the new ones.
 		spec.Ambassador = nil

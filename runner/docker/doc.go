@@ -47,4 +47,8 @@
 // beside the running one under a temporary name, on fresh private ports;
 // once the proxy switched to it, it takes over the replica's name and the
 // ambassador, and the runner drains and removes the old one.
+//
+// Shared ambassadors (shared.go): when the runner gives every service's
+// ambassador (runner.Spec.Ambassadors), one container per project serves
+// them all, started once at the project's first start.
 package docker

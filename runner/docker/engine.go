@@ -56,10 +56,11 @@ type Backend struct {
 	// mu serialises creation of project-wide objects (networks, volumes),
 	// which several services starting at once would otherwise race on.
 	mu       sync.Mutex
-	ensured  map[string]bool          // "network/<name>", "volume/<name>" already there
-	builds   map[string]*buildOnce    // by image tag and build config
-	prepared map[string]bool          // ambassadors Prepare started, by container id
-	starting map[string]chan struct{} // ambassadors whose start Prepare has under way, by name; closed when it ends
+	ensured  map[string]bool               // "network/<name>", "volume/<name>" already there
+	builds   map[string]*buildOnce         // by image tag and build config
+	prepared map[string]bool               // ambassadors Prepare started, by container id
+	starting map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
+	shared   map[string]*sharedAmbassadors // by project (shared.go)
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex
@@ -101,7 +102,7 @@ func New(ctx context.Context) (*Backend, error) {
 		}
 		return nil, &EngineError{Host: host, Err: err}
 	}
-	return &Backend{cli: cli, host: host, ensured: map[string]bool{}, prepared: map[string]bool{}, starting: map[string]chan struct{}{}}, nil
+	return &Backend{cli: cli, host: host, ensured: map[string]bool{}, prepared: map[string]bool{}, starting: map[string]chan struct{}{}, shared: map[string]*sharedAmbassadors{}}, nil
 }
 
 // Close releases the client's connections.

@@ -44,6 +44,7 @@ type Instance struct {
 	reps    []*replica
 	ambMu   sync.Mutex
 	amb     *replica // the service's ambassador (ambassador.go), if any; under ambMu
+	shared  bool     // a shared ambassador of the project answers to its names (shared.go)
 	tracked bool     // the service declares a healthcheck: report it
 	tty     bool
 	prefix  bool // prefix log lines with the replica number

@@ -57,7 +57,7 @@ func (b *Backend) Prepare(ctx context.Context, spec runner.Spec) (func(), error)
 		}
 		made = append(made, id)
 	}
-	if wantsAmbassador(spec) {
+	if _, member := b.joinShared(ctx, spec); wantsAmbassador(spec) && !member {
 		ap, err := b.planAmbassador(ctx, spec, img.ID)
 		if err != nil {
 			return undo, nil // Start runs the service without one and says why

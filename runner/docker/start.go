@@ -36,8 +36,11 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 		return nil, err
 	}
 	var ap *ambassadorPlan
+	var sa *sharedAmbassadors
 	if wantsAmbassador(spec) {
-		if ap, err = b.planAmbassador(ctx, spec, imageID); err != nil {
+		if shared, member := b.joinShared(ctx, spec); member {
+			sa = shared // the project's ambassador answers to its names (shared.go)
+		} else if ap, err = b.planAmbassador(ctx, spec, imageID); err != nil {
 			fmt.Fprintf(spec.Status, "running service %q without an ambassador: %v; calls to it by service name go straight to its container and are not traced\n", svc.Name, err)
 			spec.Ambassador = nil
 		}
@@ -57,6 +60,7 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	}
 
 	inst := newInstance(b, spec, pl, n)
+	inst.shared = sa != nil
 	for num := 1; num <= n; num++ {
 		name := containerName(p, svc, num)
 		c, found := existing[num]
@@ -105,9 +109,12 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 	// The ambassador relays to the proxy, not to the container, so it
 	// starts alongside the replicas rather than after them.
 	ambErr := make(chan error, 1)
-	if ap != nil {
+	switch {
+	case ap != nil:
 		go func() { ambErr <- inst.startAmbassador(ctx, ap) }()
-	} else {
+	case sa != nil:
+		go func() { ambErr <- sa.await(ctx) }()
+	default:
 		ambErr <- nil
 	}
 	err = inst.start(ctx)
@@ -284,6 +291,7 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 	b.mu.Lock()
 	clear(b.ensured)
 	b.mu.Unlock()
+	b.forgetShared(proj)
 	return errors.Join(errs...)
 }
 
