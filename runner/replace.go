@@ -188,10 +188,10 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 	old := s.inst
 	s.next, s.nextReady = inst, s.hc != nil
 	r.mu.Unlock()
+	r.reloaded(s, res, inst.ID(), o.Cause)
 	if beside && old != nil {
 		bs.Switched(ctx, old, inst)
 	}
-	r.reloaded(s, res, inst.ID(), o.Cause)
 	// The old instance finishes what it was sent, then goes; the supervise
 	// loop takes the new one over when it has exited. (Without an old
 	// instance the loop is between two: it takes the new one next.)
