@@ -80,7 +80,9 @@ func main() {
   web:
     build: .
     # ambassador: always, so that a reload must hand the ambassador over
-    x-devstack: {backend: docker, port_env: PORT, ambassador: always}
+    # build: runs on the host before each rebuild's image build; it fails
+    # for a motd.txt that says "broken"
+    x-devstack: {backend: docker, port_env: PORT, ambassador: always, build: grep -vqx broken motd.txt}
     ports: ["127.0.0.1:%[1]d:%[1]d"]
     develop:
       watch:
@@ -262,7 +264,7 @@ func main() {
 	for st = p.ps()["web"]; st.ReloadError == "" && time.Now().Before(deadline); st = p.ps()["web"] {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !strings.Contains(st.ReloadError, "keeps serving") || st.State != "running" {
+	if !strings.Contains(st.ReloadError, "keeps serving") || !strings.Contains(st.ReloadError, "exited") || st.State != "running" {
 		t.Fatalf("after a reload to a crashing container: %+v", st)
 	}
 	images = append(images, imageID())
@@ -270,6 +272,17 @@ func main() {
 	if got := containers(); len(got) != 1 || got[0] != name+"-web-1" {
 		t.Fatalf("containers of web after a failed reload: %v", got)
 	}
+	// A build that fails (x-devstack.build, on the host): the image is not
+	// rebuilt, the old container keeps serving, ps says why.
+	os.WriteFile(filepath.Join(dir, "motd.txt"), []byte("broken"), 0o644)
+	deadline = time.Now().Add(2 * time.Minute)
+	for st = p.ps()["web"]; !strings.Contains(st.ReloadError, "build failed") && time.Now().Before(deadline); st = p.ps()["web"] {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(st.ReloadError, "keeps serving") || !strings.Contains(st.ReloadError, "build command") || st.State != "running" {
+		t.Fatalf("after a failed build: %+v", st)
+	}
+	waitAnswer(t, url+"motd", fmt.Sprintf("motd %d", 1+reloads))
 	p.must("down")
 	if left := p.leftovers(t.Context()); len(left) > 0 {
 		t.Fatalf("down after reloads left %v", left)
