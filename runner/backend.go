@@ -181,6 +181,15 @@ type HealthReporter interface {
 	Health() <-chan Health
 }
 
+// Quitter is implemented by backends with project-wide helpers that serve
+// the services while they run (Docker's shared ambassador): Down calls
+// Quit once every service has ended, so that the helpers go while the
+// services' own leftovers are being removed rather than after them. Quit
+// does not block; the backend's Cleaner.Down waits for what it began.
+type Quitter interface {
+	Quit(project string)
+}
+
 // Cleaner is implemented by backends that own project-wide objects besides
 // instances (Docker networks and volumes). Down removes them, and whatever
 // instances an earlier, killed devstack left behind.

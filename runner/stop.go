@@ -105,8 +105,24 @@ func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool) er
 		}()
 	}
 	wg.Wait()
+	if early {
+		r.quit()
+	}
 	rest.Wait()
 	return errors.Join(errs...)
+}
+
+// quit tells each backend with project-wide helpers that every service
+// has ended (see Quitter).
+func (r *Runner) quit() {
+	done := map[Backend]bool{}
+	for _, ps := range r.p.Services {
+		b := r.svcs[ps.Name].backend
+		if q, ok := b.(Quitter); ok && !done[b] {
+			done[b] = true
+			q.Quit(r.p.Name)
+		}
+	}
 }
 
 // haltOne ends s's instance when it is a Halter and returns what is left

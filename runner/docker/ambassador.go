@@ -108,6 +108,7 @@ func privateNets(nets []attachment, service string) []attachment {
 type ambassadorPlan struct {
 	name string
 	pl   *plan
+	id   string // the container, once a shared one runs (shared.go)
 }
 
 // planAmbassador makes (once) the ambassador image and plans the

@@ -61,6 +61,7 @@ type Backend struct {
 	prepared map[string]bool               // ambassadors Prepare started, by container id
 	starting map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
 	shared   map[string]*sharedAmbassadors // by project (shared.go)
+	quitting sync.WaitGroup                // removals Quit began; Down waits for them
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex

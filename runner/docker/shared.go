@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -273,6 +274,7 @@ func (b *Backend) runShared(ctx context.Context, p *project.Project, ap *ambassa
 			break // create says who is in the way
 		}
 		if c.State != nil && c.State.Running && c.Config.Labels[LabelConfigHash] == ap.pl.hash {
+			ap.id = c.ID
 			return nil
 		}
 		if err := b.removeContainer(ctx, c.ID); err != nil {
@@ -283,6 +285,7 @@ func (b *Backend) runShared(ctx context.Context, p *project.Project, ap *ambassa
 	if err != nil {
 		return fmt.Errorf("creating container %s: %w", ap.name, err)
 	}
+	ap.id = id
 	// The output is read from the start, so that the ready line is not
 	// missed; the stream is followed only until then.
 	lctx, lcancel := context.WithCancel(ctx)
@@ -338,4 +341,30 @@ func (b *Backend) forgetShared(proj string) {
 	b.mu.Lock()
 	delete(b.shared, proj)
 	b.mu.Unlock()
+}
+
+var _ runner.Quitter = (*Backend)(nil)
+
+// Quit implements runner.Quitter: every service of the project has ended,
+// so its shared ambassadors are removed now, beside the services' own
+// containers; Down waits for that.
+func (b *Backend) Quit(proj string) {
+	b.mu.Lock()
+	sa := b.shared[proj]
+	b.mu.Unlock()
+	if sa == nil {
+		return
+	}
+	b.quitting.Go(func() {
+		<-sa.ready // not removed under its start (which is bounded)
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, ap := range sa.plans {
+			if ap.id != "" {
+				wg.Go(func() { _ = b.removeContainer(ctx, ap.id) })
+			}
+		}
+		wg.Wait()
+	})
 }

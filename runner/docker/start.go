@@ -242,6 +242,7 @@ func isRemovalInProgress(err error) bool {
 // counts too (every object devstack makes carries it): what docker
 // compose made for the project goes as with `docker compose down`.
 func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) error {
+	b.quitting.Wait()
 	f := make(client.Filters).Add("label", composeProject+"="+proj)
 	var errs []error
 	cs, err := b.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
