@@ -98,6 +98,9 @@ func (b *Backend) StartBeside(ctx context.Context, spec runner.Spec, old runner.
 	}
 	n := replicas(svc)
 	inst := newInstance(b, spec, pl, n)
+	// The project's shared ambassador answers to the service's names for
+	// the new containers as it did for the old ones.
+	inst.shared = oi.shared
 	suffix := "-next-" + randomHex(3)
 	for num := 1; num <= n; num++ {
 		name := containerName(p, svc, num) + suffix

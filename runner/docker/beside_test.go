@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,5 +271,57 @@ func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
 	}
 	if st := status(r, "web"); st.Reloads != 1 || st.Health != runner.HealthHealthy {
 		t.Fatalf("web after the reload: %+v", st)
+	}
+}
+
+// A service the project's shared ambassador answers for keeps it through
+// reload after reload: each replacement answers only to its private
+// alias, never to the service's names (which would take calls by name
+// past the proxy).
+func TestStartBesideKeepsTheSharedAmbassadorsNames(t *testing.T) {
+	s := newStack(t, `
+services:
+  b:
+    image: {{IMAGE}}
+    environment: {NAME: b}
+    ports: ["8080"]
+`)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	l := &logs{}
+	spec, _ := s.frontedSpec(ctx, "b", 8080, l)
+	spec.Ambassadors = map[string]*runner.Ambassador{"b": spec.Ambassador}
+	inst, err := s.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("starting b: %v\n%s", err, l)
+	}
+	cur := inst.(*Instance)
+	t.Cleanup(func() { _ = cur.Stop(context.Background(), syscall.SIGKILL, 0) })
+	if !cur.shared {
+		t.Fatal("b is not served by the shared ambassador; the test needs it")
+	}
+	netName := s.p.Name + "_default"
+	for i := range 2 {
+		ni, err := s.b.StartBeside(ctx, spec, cur)
+		if err != nil {
+			t.Fatalf("reload %d: %v\n%s", i+1, err, l)
+		}
+		next := ni.(*Instance)
+		res, err := s.b.cli.ContainerInspect(ctx, next.reps[0].id, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		al := res.Container.NetworkSettings.Networks[netName].Aliases
+		if !next.shared || slices.Contains(al, "b") || !slices.Contains(al, realAlias("b")) {
+			t.Fatalf("reload %d: shared %v, aliases %v; want the shared ambassador kept and only %s", i+1, next.shared, al, realAlias("b"))
+		}
+		s.b.Switched(ctx, cur, next)
+		if err := cur.Stop(ctx, syscall.SIGTERM, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	if _, err := s.b.cli.ContainerInspect(ctx, s.p.Name+"-ambassador", client.ContainerInspectOptions{}); err != nil {
+		t.Fatalf("the project's ambassador is gone after the reloads: %v", err)
 	}
 }
