@@ -318,9 +318,13 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 				select {
 				case h, ok := <-ch:
 					switch {
-					case !ok, h == HealthUnhealthy:
-						// Closed: it exited. Unhealthy: its engine saw the
-						// healthcheck fail retries times after start_period.
+					case !ok:
+						// It exited (awaitReady says how), or its engine's
+						// verdicts stopped: the probe below still answers.
+						ch = nil
+					case h == HealthUnhealthy:
+						// Its engine saw the healthcheck fail retries times
+						// after start_period.
 						return errNeverReady
 					case h == HealthHealthy:
 						return nil
