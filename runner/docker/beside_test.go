@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -323,5 +325,68 @@ services:
 	}
 	if _, err := s.b.cli.ContainerInspect(ctx, s.p.Name+"-ambassador", client.ContainerInspectOptions{}); err != nil {
 		t.Fatalf("the project's ambassador is gone after the reloads: %v", err)
+	}
+}
+
+// A rebuilt image whose container exits at start: the reload fails
+// saying it exited, and the old container keeps serving.
+func TestRunnerReloadToAnExitingContainerKeepsTheOldOne(t *testing.T) {
+	first := loopbackPort(t)
+	s := newStack(t, fmt.Sprintf(`services:
+  web:
+    build: ./web
+    ports: ["127.0.0.1:%d:8080"]`, loopbackPort(t))+healthy+`
+`)
+	os.MkdirAll(filepath.Join(s.dir, "web"), 0o755)
+	dockerfile := func(cmd string) {
+		os.WriteFile(filepath.Join(s.dir, "web", "Dockerfile"), []byte("FROM "+testImage+"\nCMD "+cmd+"\n"), 0o644)
+	}
+	dockerfile(`["serve"]`)
+	tag := s.p.Name + "-web"
+	var images []string
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, img := range append(images, tag) {
+			_, _ = s.b.cli.ImageRemove(ctx, img, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+		}
+	})
+	l := &logs{}
+	rr := &switchTo{fresh: loopbackPort(t)}
+	r, err := runner.New(s.p, runner.Options{
+		BackendFor: func(*project.Service) (runner.Backend, error) { return s.b, nil },
+		Logs:       sink{l}, RunID: randHex(3), Rerouter: rr,
+		ListenPort: func(string, project.Port) uint16 { return first },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = r.Down(ctx)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := r.Up(ctx, nil); err != nil {
+		t.Fatalf("up: %v\n%s", err, l)
+	}
+	if img, err := s.b.cli.ImageInspect(ctx, tag); err == nil {
+		images = append(images, img.ID)
+	}
+	before := status(r, "web").ID
+	dockerfile(`["exit", "3"]`)
+	_, err = r.Replace(ctx, "web", runner.ReplaceOptions{Rebuild: true, Cause: "Dockerfile changed"})
+	if err == nil || !strings.Contains(err.Error(), "exited (exit code 3)") || !strings.Contains(err.Error(), "keeps serving") {
+		t.Fatalf("reload to an exiting container: %v; want it to say it exited with code 3\n%s", err, l)
+	}
+	if st := status(r, "web"); st.ID != before || st.State != runner.StateRunning || st.ReloadError == "" || rr.switched != nil {
+		t.Fatalf("web after the failed reload: %+v (switched %v); want the old container running", st, rr.switched)
+	}
+	if got, err := answer(fmt.Sprintf("http://127.0.0.1:%d/healthz", first)); err != nil || got != "ok\n" {
+		t.Fatalf("the old container after the failed reload: %q, %v", got, err)
+	}
+	if got := s.names(ctx, "web"); !slices.Equal(got, []string{s.p.Name + "-web-1"}) {
+		t.Fatalf("containers after the failed reload: %v; want the old one only", got)
 	}
 }
