@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,18 @@ func run(devstack, shop string, n, conns int, backend string) error {
 		up = append(up, "--backend", backend)
 	}
 	// down whatever up did: a stack that failed to come up keeps its
-	// supervisor.
+	// supervisor. On docker, each rebuild leaves the image it replaced
+	// untagged: those go too.
+	if backend == "docker" {
+		before := danglingShopImages()
+		defer func() {
+			for _, id := range danglingShopImages() {
+				if !slices.Contains(before, id) {
+					_ = exec.Command("docker", "rmi", id).Run()
+				}
+			}
+		}()
+	}
 	defer ds("down").Run()
 	if out, err := ds(up...).CombinedOutput(); err != nil {
 		return fmt.Errorf("devstack up: %v\n%s", err, out)
@@ -225,4 +237,13 @@ func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)].Round(time.Microsecond * 10)
+}
+
+// danglingShopImages lists the untagged images of the shop project.
+func danglingShopImages() []string {
+	out, err := exec.Command("docker", "image", "ls", "-q", "--no-trunc", "-f", "dangling=true", "-f", "label=dev.devstack.project=shop").Output()
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(out))
 }
