@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -118,12 +119,13 @@ func slowClose(d *fault.Decision) {
 	}
 }
 
-// sleep waits for d (on the request's own goroutine).
-func sleep(d time.Duration) {
-	if d > 0 {
-		time.Sleep(d)
-	}
-}
+// sleep waits for d (on the request's own goroutine), precisely: it
+// paces bytes and holds closes.
+func sleep(d time.Duration) { waitFor(nil, d, nil) }
+
+// hold carries out an injected latency: precisely, and with the tail of
+// one wait at a time spun.
+func (s *Server) hold(ctx context.Context, d time.Duration) bool { return waitFor(ctx, d, &s.spin) }
 
 // throttle paces the bytes of a response: to a rate (bandwidth), or a
 // chunk at a time with a pause between (slow body). A nil *throttle paces

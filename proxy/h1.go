@@ -593,7 +593,7 @@ func (hc *h1conn) relayOnce(sp *trace.Span, method string, cfg *Route, d *fault.
 	}
 	var pace *throttle
 	if d != nil {
-		sleep(d.RespDelay)
+		hc.rt.s.hold(nil, d.RespDelay)
 		if d.StopOnResponse && d.Stop != fault.KindNone {
 			// The service answered; the client gets the fault instead.
 			hc.up.Close()
@@ -661,7 +661,7 @@ func (hc *h1conn) fail(sp *trace.Span, cfg *Route, err error) bool {
 
 // The goroutine path's part in carrying out a Decision (faultPath).
 
-func (hc *h1conn) wait(d time.Duration) bool { return waitFor(nil, d) }
+func (hc *h1conn) wait(d time.Duration) bool { return hc.rt.s.hold(nil, d) }
 
 func (hc *h1conn) answer(status int, body string, _ int) {
 	faultReply(hc.bw, status, body)

@@ -35,7 +35,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if d != nil {
-		f := &httpFault{w: w, r: r}
+		f := &httpFault{s: s, w: w, r: r}
 		if inject(sp, d, f) {
 			s.finishHop(sp, ci)
 			if f.abort {
@@ -65,7 +65,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Transport: s.h1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errFaultOnResponse) {
-				f := &httpFault{w: w, r: r}
+				f := &httpFault{s: s, w: w, r: r}
 				stop(sp, d, f)
 				abort = f.abort
 				return
@@ -74,7 +74,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if d != nil {
-				sleep(d.RespDelay)
+				s.hold(r.Context(), d.RespDelay)
 				if d.StopOnResponse && d.Stop != fault.KindNone {
 					resp.Body.Close()
 					return errFaultOnResponse // ErrorHandler carries it out
@@ -171,12 +171,13 @@ func grpcStatus(h http.Header) int {
 
 // httpFault is the net/http path's part in carrying out a Decision.
 type httpFault struct {
+	s     *Server
 	w     http.ResponseWriter
 	r     *http.Request
 	abort bool // end the stream without an answer, once the hop is recorded
 }
 
-func (f *httpFault) wait(d time.Duration) bool { return waitFor(f.r.Context(), d) }
+func (f *httpFault) wait(d time.Duration) bool { return f.s.hold(f.r.Context(), d) }
 
 func (f *httpFault) answer(status int, body string, grpc int) {
 	h := f.w.Header()

@@ -136,7 +136,9 @@ type Options struct {
 
 // Server is the proxy: one listener per route.
 type Server struct {
-	opts   Options
+	opts Options
+	// spin is held by the one injected delay whose tail is spun (hold).
+	spin   atomic.Bool
 	probes ProbeWatcher // opts.Callers, when it watches probes
 	fds    fdLimit
 	// refusedRemote logs refusals of AllowRemote, rate-limited.

@@ -32,7 +32,7 @@ func (rt *route) tcp(c net.Conn, up *peekedConn) {
 	}
 	// On a byte stream, latency holds the first bytes each way (below),
 	// and a terminal fault acts at once, whatever its direction.
-	if d != nil && stop(sp, d, tcpFault{c}) {
+	if d != nil && stop(sp, d, tcpFault{s, c}) {
 		if up != nil {
 			up.Close()
 		}
@@ -113,9 +113,12 @@ func pacedCopy(dst io.Writer, src io.Reader, delay time.Duration, pace *throttle
 }
 
 // tcpFault is the TCP path's part in carrying out a Decision.
-type tcpFault struct{ c net.Conn }
+type tcpFault struct {
+	s *Server
+	c net.Conn
+}
 
-func (f tcpFault) wait(d time.Duration) bool { return waitFor(nil, d) }
+func (f tcpFault) wait(d time.Duration) bool { return f.s.hold(nil, d) }
 
 // answer has no meaning without HTTP: the connection is closed.
 func (f tcpFault) answer(int, string, int) { f.c.Close() }

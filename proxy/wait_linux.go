@@ -3,13 +3,15 @@ package proxy
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // waitFor holds the calling goroutine for d, to within about 0.1 ms, and
-// reports false when ctx (which may be nil) ended first.
+// reports false when ctx (which may be nil) ended first. With a spin
+// gate, the wait that holds it ends in a busy loop (see spinTail).
 //
 // Why not time.Sleep: with every P idle, Go's scheduler parks in
 // epoll_wait, whose timeout is in whole milliseconds, so a timer fires up
@@ -20,9 +22,19 @@ import (
 // ends within the kernel's wakeup latency (p50 +0.09 ms, p99 +0.16 ms).
 // It costs one descriptor and a few system calls per injected delay, and
 // nothing when no fault is active.
-func waitFor(ctx context.Context, d time.Duration) bool {
+func waitFor(ctx context.Context, d time.Duration, spin *atomic.Bool) bool {
 	if d <= 0 {
 		return ctx == nil || ctx.Err() == nil
+	}
+	if spin != nil && d > 2*spinTail && spin.CompareAndSwap(false, true) {
+		defer spin.Store(false)
+		end := time.Now().Add(d)
+		if !waitFor(ctx, d-spinTail, nil) {
+			return false
+		}
+		for time.Now().Before(end) {
+		}
+		return true
 	}
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 	if err != nil { // out of descriptors: late is better than not at all

@@ -4,11 +4,12 @@ package proxy
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
 // waitFor holds for d, or until ctx (which may be nil) ends.
-func waitFor(ctx context.Context, d time.Duration) bool {
+func waitFor(ctx context.Context, d time.Duration, _ *atomic.Bool) bool {
 	if d <= 0 {
 		return ctx == nil || ctx.Err() == nil
 	}

@@ -3,15 +3,26 @@ package proxy
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 func TestWaitForNeverEndsEarly(t *testing.T) {
+	var gate atomic.Bool
+	for _, spin := range []*atomic.Bool{nil, &gate} {
+		testWaitForNeverEndsEarly(t, spin)
+		if gate.Load() {
+			t.Fatal("a spun wait kept the spin gate")
+		}
+	}
+}
+
+func testWaitForNeverEndsEarly(t *testing.T, spin *atomic.Bool) {
 	for _, d := range []time.Duration{time.Microsecond, 3 * time.Millisecond, 20 * time.Millisecond} {
 		for range 5 {
 			start := time.Now()
-			if !waitFor(nil, d) {
+			if !waitFor(nil, d, spin) {
 				t.Fatalf("waitFor(nil, %v) reported a cancellation", d)
 			}
 			if got := time.Since(start); got < d {
@@ -19,7 +30,7 @@ func TestWaitForNeverEndsEarly(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			start = time.Now()
-			ok := waitFor(ctx, d)
+			ok := waitFor(ctx, d, spin)
 			cancel()
 			if got := time.Since(start); !ok || got < d {
 				t.Fatalf("waitFor(ctx, %v) = %v after %v", d, ok, got)
@@ -30,8 +41,9 @@ func TestWaitForNeverEndsEarly(t *testing.T) {
 
 func TestWaitForEndsWhenTheClientGoesAway(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	var gate atomic.Bool
 	done := make(chan bool)
-	go func() { done <- waitFor(ctx, time.Hour) }()
+	go func() { done <- waitFor(ctx, time.Hour, &gate) }()
 	cancel()
 	select {
 	case ok := <-done:
@@ -41,8 +53,11 @@ func TestWaitForEndsWhenTheClientGoesAway(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("waitFor still waiting 10s after its context ended")
 	}
-	if waitFor(ctx, time.Millisecond) {
+	if waitFor(ctx, time.Millisecond, nil) {
 		t.Fatal("waitFor on an ended context reported a full wait")
+	}
+	if gate.Load() {
+		t.Fatal("a wait the client left kept the spin gate")
 	}
 }
 
@@ -53,7 +68,11 @@ func BenchmarkWaitOvershoot(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		wait func(time.Duration)
-	}{{"waitFor", func(d time.Duration) { waitFor(nil, d) }}, {"timeSleep", time.Sleep}} {
+	}{
+		{"waitFor", func(d time.Duration) { waitFor(nil, d, nil) }},
+		{"waitForSpun", func(d time.Duration) { waitFor(nil, d, new(atomic.Bool)) }},
+		{"timeSleep", time.Sleep},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			const d = 5 * time.Millisecond
 			late := make([]time.Duration, 0, b.N)

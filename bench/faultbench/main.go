@@ -166,10 +166,15 @@ func run() error {
 		// devstack holds the request (before the service sees it) or the
 		// response (after it answered, as Toxiproxy's downstream latency
 		// toxic does): both are measured.
+		// "direct idle" sends each request after the client idled for the
+		// injected latency itself: the whole path as cold as behind an
+		// injected delay (after 100 ms a virtual CPU wakes slowly), which
+		// is the floor any tool's "added" stands on.
 		targets := []struct {
 			name, url string
-			direction string // devstack's fault, "" for none
-		}{{"direct", directURL, ""}, {"devstack request", devURL, "request"}, {"devstack response", devURL, "response"}, {"toxiproxy downstream", toxURL, ""}}
+			direction string        // devstack's fault, "" for none
+			idle      time.Duration // the client waits this long before each request
+		}{{"direct", directURL, "", 0}, {"direct idle", directURL, "", o.latency}, {"devstack request", devURL, "request", 0}, {"devstack response", devURL, "response", 0}, {"toxiproxy downstream", toxURL, "", 0}}
 		for _, t := range targets {
 			if t.url == "" {
 				continue
@@ -182,7 +187,7 @@ func run() error {
 					return err
 				}
 			}
-			lat, _, err := load(ctx, t.url, conns, o.n, 0)
+			lat, _, err := loadIdle(ctx, t.url, conns, o.n, 0, t.idle)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -314,6 +319,11 @@ func (s *stack) down() { s.cmd("down").Run() }
 // warm-up and counts in neither: with 32 connections dialled at once it
 // would otherwise be the p99.
 func load(ctx context.Context, url string, conns, n int, d time.Duration) ([]time.Duration, map[int]int, error) {
+	return loadIdle(ctx, url, conns, n, d, 0)
+}
+
+// loadIdle is load with the client idling for idle before each request.
+func loadIdle(ctx context.Context, url string, conns, n int, d, idle time.Duration) ([]time.Duration, map[int]int, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -333,6 +343,9 @@ func load(ctx context.Context, url string, conns, n int, d time.Duration) ([]tim
 			for warm := true; ; warm = false {
 				if !warm && (n > 0 && sent.Add(1) > int64(n) || n == 0 && time.Now().After(deadline)) {
 					break
+				}
+				if idle > 0 {
+					time.Sleep(idle)
 				}
 				start := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
