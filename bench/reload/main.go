@@ -111,6 +111,9 @@ func run(devstack, shop string, n, conns int, backend string) error {
 		}
 		select {
 		case l := <-reloaded:
+			if l.failed != "" {
+				return l, 0, fmt.Errorf("reload %d failed: %s", i, l.failed)
+			}
 			return l, time.Since(t0), nil
 		case <-time.After(5 * time.Minute):
 			return reloadLine{}, 0, fmt.Errorf("reload %d: no \"reloaded in\" line within 5 minutes of the write", i)
@@ -154,14 +157,24 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	return nil
 }
 
-type reloadLine struct{ took, build time.Duration }
+type reloadLine struct {
+	took, build time.Duration
+	failed      string // the log line of a reload that failed
+}
+
+var failedRe = regexp.MustCompile(`reload of "[^"]*" failed`)
 
 var reloadRe = regexp.MustCompile(`reloaded in ([0-9.]+[µa-z]+)(?:, build ([0-9.]+[µa-z]+))?`)
 
-// scanReloads sends each "reloaded in" line's times.
+// scanReloads sends each "reloaded in" line's times, and each failed
+// reload's line.
 func scanReloads(r io.Reader, out chan<- reloadLine) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
+		if t := sc.Text(); failedRe.MatchString(t) {
+			out <- reloadLine{failed: t}
+			continue
+		}
 		m := reloadRe.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
