@@ -104,7 +104,13 @@ func (s *Server) faultCommand(w http.ResponseWriter, r *http.Request, name strin
 		writeError(w, &apiError{http.StatusServiceUnavailable, "this supervisor runs no plugins, so no faults"})
 		return
 	}
-	out, err := s.Plugins.Command(r.Context(), FaultPlugin, name, args)
+	s.pluginCommand(w, r, FaultPlugin, name, args)
+}
+
+// pluginCommand runs a plugin's command and answers with its JSON result:
+// a plugin that is not running is 503, its own refusal 400.
+func (s *Server) pluginCommand(w http.ResponseWriter, r *http.Request, plugin, name string, args []byte) {
+	out, err := s.Plugins.Command(r.Context(), plugin, name, args)
 	var pe *PluginError
 	switch {
 	case errors.As(err, &pe) && pe.Unavailable:

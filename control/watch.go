@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,19 +39,7 @@ func (s *Server) watchRoutes(mux *http.ServeMux) {
 			writeError(w, &apiError{http.StatusConflict, "nothing to watch: no service of this project has a develop.watch section (see README, Hot reload)"})
 			return
 		}
-		out, err := s.Plugins.Command(r.Context(), ReloadPlugin, "watch", b)
-		var pe *PluginError
-		switch {
-		case errors.As(err, &pe) && pe.Unavailable:
-			writeError(w, &apiError{http.StatusServiceUnavailable, pe.Msg})
-		case errors.As(err, &pe):
-			writeError(w, &apiError{http.StatusBadRequest, pe.Msg})
-		case err != nil:
-			writeError(w, err)
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(out)
-		}
+		s.pluginCommand(w, r, ReloadPlugin, "watch", b)
 	}))
 }
 
