@@ -103,15 +103,8 @@ func (b *Backend) StartBeside(ctx context.Context, spec runner.Spec, old runner.
 	inst.shared = oi.shared
 	suffix := "-next-" + randomHex(3)
 	for num := 1; num <= n; num++ {
-		name := containerName(p, svc, num) + suffix
-		id, err := b.create(ctx, pl, name, num)
-		if err != nil {
-			inst.abort()
-			return nil, fmt.Errorf("creating container %s for service %q: %w", name, svc.Name, err)
-		}
-		inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
 		// What a sync put in the old containers, the new ones have too.
-		if err := b.copySynced(ctx, id, spec.Synced); err != nil {
+		if err := b.addReplica(ctx, inst, pl, containerName(p, svc, num)+suffix, num); err != nil {
 			inst.abort()
 			return nil, err
 		}

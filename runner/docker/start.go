@@ -87,13 +87,7 @@ func (b *Backend) Start(ctx context.Context, spec runner.Spec) (runner.Instance,
 				return nil, err
 			}
 		}
-		id, err := b.create(ctx, pl, name, num)
-		if err != nil {
-			inst.abort()
-			return nil, fmt.Errorf("creating container %s for service %q: %w", name, svc.Name, err)
-		}
-		inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
-		if err := b.copySynced(ctx, id, spec.Synced); err != nil {
+		if err := b.addReplica(ctx, inst, pl, name, num); err != nil {
 			inst.abort()
 			return nil, err
 		}
@@ -183,6 +177,17 @@ func (b *Backend) serviceContainers(ctx context.Context, proj, svc string) (map[
 // ambassador, not a replica). Networks beyond the first are connected
 // before the container starts: engines older than API 1.44 accept only one
 // network at create time.
+// addReplica creates replica num of inst's service under name, with what
+// was synced into the service since its image was built.
+func (b *Backend) addReplica(ctx context.Context, inst *Instance, pl *plan, name string, num int) error {
+	id, err := b.create(ctx, pl, name, num)
+	if err != nil {
+		return fmt.Errorf("creating container %s for service %q: %w", name, inst.spec.Service.Name, err)
+	}
+	inst.reps = append(inst.reps, &replica{id: id, name: name, num: num})
+	return b.copySynced(ctx, id, inst.spec.Synced)
+}
+
 func (b *Backend) create(ctx context.Context, pl *plan, name string, num int) (string, error) {
 	cfg := *pl.config
 	cfg.Labels = maps.Clone(cfg.Labels)
