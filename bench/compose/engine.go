@@ -13,7 +13,8 @@ import (
 
 // engine is the bench's own view of the Docker Engine: health, leftovers
 // and cleanup. It never takes part in what is timed, except for reading
-// health events while Compose's up is timed.
+// health events while Compose's up is timed, and for the engine floor's
+// down (floor.go), which is its own.
 type engine struct {
 	cli     *client.Client
 	api     string // negotiated API version

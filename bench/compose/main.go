@@ -40,6 +40,21 @@
 // services with x-devstack.trace.disabled: no proxy and no ambassador
 // containers, which shows what devstack's tracing costs at up and down.
 //
+// With -floor (the default) one more column, "engine floor", times the
+// least any tool's down must ask of the engine, to show how far below
+// compose's down a tool can get at all. Its stack is docker-compose's (its
+// up is compose's, timed only as the way there, so its up and up+down are
+// not reported). Its down, in the bench's own process through the Engine
+// API, force-removes every container of the project at once (the engine
+// kills each with SIGKILL and removes it: no stop timeout, no order),
+// then, when the last removal has returned, the project's network:
+// what compose's down removes (volumes only with -v, and the image
+// declares none). What to remove is listed before the clock starts, as a
+// tool could know it from its up. No process starts and no file is
+// loaded; what is left is the engine's own work, which it partly
+// serialises (each container's network disconnect, the network's
+// removal).
+//
 // With -timeline each timed up and down is also printed as a timeline: the
 // engine's events for the project (container create, start, health,
 // kill, die, destroy; network connect and destroy; the end of each
@@ -93,6 +108,7 @@ type options struct {
 	timeout  time.Duration // bound of the whole run
 	only     string        // run only this stack
 	untraced bool          // also time devstack with the proxy off
+	floor    bool          // also time the engine floor of down
 	timeline bool          // print each timed run's timeline
 	repo     string        // module root
 }
@@ -110,6 +126,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
 	flag.BoolVar(&o.untraced, "untraced", true, "also time devstack on the same services with x-devstack.trace.disabled (no proxy, no ambassadors), to show what tracing costs")
+	flag.BoolVar(&o.floor, "floor", true, "also time the engine floor of down: every container of a docker-compose stack force-removed at once through the Engine API, then its network, in the bench's own process; its up is docker-compose's and is not reported")
 	flag.BoolVar(&o.timeline, "timeline", false, "print each timed up and down as a timeline: the engine's events for the project against the lines the tool printed (devstack's progress), on one clock; use with -n 1")
 	flag.StringVar(&o.repo, "repo", ".", "module root (where examples/shop is)")
 	flag.Parse()
@@ -400,6 +417,11 @@ type tool struct {
 	label   string // the label key that finds the project's objects
 	up      func(ctx context.Context, out io.Writer) error
 	down    func(ctx context.Context, out io.Writer) error
+	// downOnly: up is only the way to a stack to take down (the engine
+	// floor's is docker-compose's), so it is not reported or timelined.
+	downOnly bool
+	// beforeDown, when not nil, runs just before down, untimed.
+	beforeDown func(ctx context.Context) error
 }
 
 // samples are one tool's timings on one stack.
@@ -412,11 +434,29 @@ type result struct {
 	samples map[*tool]*samples
 }
 
-// tools are compose, devstack, and (with -untraced) devstack on the
-// untraced variant of the file.
+// tools are compose, devstack, (with -untraced) devstack on the untraced
+// variant of the file, and (with -floor) the engine floor of down.
 func (b *bench) tools(s *stack) []*tool {
-	dcProj := "bdc-" + s.name + "-" + b.id
-	b.projects = append(b.projects, projectRef{dcProj, s.file, "com.docker.compose.project"})
+	// compose is a docker-compose project: its up, and its down.
+	compose := func(name, prefix string) *tool {
+		proj := prefix + "-" + s.name + "-" + b.id
+		b.projects = append(b.projects, projectRef{proj, s.file, "com.docker.compose.project"})
+		return &tool{
+			name: name, project: proj, label: "com.docker.compose.project",
+			up: func(ctx context.Context, out io.Writer) error {
+				// Subscribe before up, so that no verdict is missed.
+				w := b.eng.watchHealth(ctx, "com.docker.compose.project="+proj)
+				defer w.stop()
+				if err := b.step(ctx, out, nil, b.o.compose, "-p", proj, "-f", s.file, "up", "-d"); err != nil {
+					return err
+				}
+				return w.wait(ctx, s.services)
+			},
+			down: func(ctx context.Context, out io.Writer) error {
+				return b.step(ctx, out, nil, b.o.compose, "-p", proj, "-f", s.file, "down")
+			},
+		}
+	}
 	state := filepath.Join(b.tmp, "state")
 	dsEnv := append(os.Environ(), "DEVSTACK_STATE_DIR="+state, "NO_COLOR=1")
 	devstack := func(name, prefix, file string) *tool {
@@ -438,24 +478,27 @@ func (b *bench) tools(s *stack) []*tool {
 			},
 		}
 	}
-	dc := &tool{
-		name: "compose", project: dcProj, label: "com.docker.compose.project",
-		up: func(ctx context.Context, out io.Writer) error {
-			// Subscribe before up, so that no verdict is missed.
-			w := b.eng.watchHealth(ctx, "com.docker.compose.project="+dcProj)
-			defer w.stop()
-			if err := b.step(ctx, out, nil, b.o.compose, "-p", dcProj, "-f", s.file, "up", "-d"); err != nil {
-				return err
-			}
-			return w.wait(ctx, s.services)
-		},
-		down: func(ctx context.Context, out io.Writer) error {
-			return b.step(ctx, out, nil, b.o.compose, "-p", dcProj, "-f", s.file, "down")
-		},
-	}
-	out := []*tool{dc, devstack("devstack", "bds", s.dsFile)}
+	out := []*tool{compose("compose", "bdc"), devstack("devstack", "bds", s.dsFile)}
 	if b.o.untraced {
 		out = append(out, devstack("devstack untraced", "bdu", s.untraced))
+	}
+	if b.o.floor {
+		// The engine floor: compose's stack, taken down with the least
+		// any tool must ask of the engine (see floorDown). What to remove
+		// is listed before the clock starts.
+		fl := compose("engine floor", "bfl")
+		fl.downOnly = true
+		var cs, ns []object
+		fl.beforeDown = func(ctx context.Context) (err error) {
+			cs, ns, err = b.eng.floorTargets(ctx, fl.label+"="+fl.project)
+			return err
+		}
+		fl.down = func(ctx context.Context, out io.Writer) error {
+			ctx, cancel := context.WithTimeout(ctx, b.o.step)
+			defer cancel()
+			return b.eng.floorDown(ctx, out, cs, ns)
+		}
+		out = append(out, fl)
 	}
 	return out
 }
@@ -517,7 +560,11 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 				smp.up = append(smp.up, up)
 				smp.down = append(smp.down, down)
 			}
-			fmt.Fprintf(b.out, "  %-7s %-17s up %6s  down %6s\n", label, t.name, ms(up), ms(down))
+			ups := ms(up)
+			if t.downOnly {
+				ups = "—"
+			}
+			fmt.Fprintf(b.out, "  %-7s %-17s up %6s  down %6s\n", label, t.name, ups, ms(down))
 		}
 	}
 	fmt.Fprintf(b.out, "  (load average %s, %d CPUs)\n\n", loadavg(), runtime.NumCPU())
@@ -529,7 +576,7 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Duration, err error) {
 	var tl *timeline
 	var out io.Writer
-	if b.o.timeline {
+	if b.o.timeline && !t.downOnly {
 		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
 		out = tl.writer(t.name)
 	}
@@ -564,6 +611,11 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 		return 0, 0, err
 	}
 	t.helpers = n - total
+	if t.beforeDown != nil {
+		if err := t.beforeDown(ctx); err != nil {
+			return 0, 0, fmt.Errorf("%s, before down: %w", t.name, err)
+		}
+	}
 	if b.o.timeline {
 		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
 		out = tl.writer(t.name)
@@ -582,7 +634,8 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 	return up, down, nil
 }
 
-// report prints the medians, and each devstack's ratio to compose.
+// report prints the medians, and each other tool's ratio to compose; the
+// engine floor only at down.
 func (b *bench) report(results []result) {
 	if len(results) == 0 {
 		return
@@ -606,6 +659,10 @@ func (b *bench) report(results []result) {
 			dc := median(st.of(r.samples[r.tools[0]]))
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t", r.s.name, r.s.services, st.name, ms(dc))
 			for _, t := range r.tools[1:] {
+				if t.downOnly && st.name != "down" {
+					fmt.Fprint(tw, "—\t\t")
+					continue
+				}
 				d := median(st.of(r.samples[t]))
 				fmt.Fprintf(tw, "%s\t%.2fx\t", ms(d), float64(d)/float64(dc))
 			}
@@ -614,6 +671,9 @@ func (b *bench) report(results []result) {
 	}
 	tw.Flush()
 	fmt.Fprintf(b.out, "\nmedians of %d runs per tool (after one warm-up each); target: devstack at most 0.70x of compose\n", b.o.n)
+	if b.o.floor {
+		fmt.Fprintln(b.out, "engine floor: down only (its up is docker-compose's, not a floor, so not reported): every container of the project force-removed at once through the Engine API, then its network, from the bench's own process with the targets listed beforehand; a lower bound for any tool's down on this engine")
+	}
 	for _, r := range results {
 		for _, t := range r.tools {
 			if t.helpers > 0 {
