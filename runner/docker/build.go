@@ -77,6 +77,18 @@ func (b *Backend) build(ctx context.Context, spec runner.Spec) error {
 	return bo.err
 }
 
+// closeBoth closes a build's response and the context it was sent, so that
+// the goroutine writing the context ends however the build does.
+type closeBoth struct {
+	io.ReadCloser
+	ctx io.Closer
+}
+
+func (c closeBoth) Close() error {
+	c.ctx.Close()
+	return c.ReadCloser.Close()
+}
+
 // buildOnce is one build that several services may wait on.
 type buildOnce struct {
 	done chan struct{}
@@ -107,12 +119,8 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	maps.Copy(labels, bc.Labels)
 	hashLabels(labels, bc)
 
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeContext(pw, dir, dockerfile, extra)) }()
-	defer pr.Close() // unblocks the writer when the engine stops reading early
-
 	fmt.Fprintf(spec.Status, "building image %s from %s\n", tag, dir)
-	res, err := b.cli.ImageBuild(ctx, pr, client.ImageBuildOptions{
+	opts := client.ImageBuildOptions{
 		Tags:        []string{tag},
 		Dockerfile:  dockerfile,
 		BuildArgs:   bc.Args,
@@ -124,10 +132,26 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 		ExtraHosts:  bc.ExtraHosts.AsList(":"),
 		Remove:      true,
 		ForceRemove: true,
-		// The classic builder streams its log and errors as JSON over the
-		// one request; BuildKit would need a session this client lacks.
-		Version: build.BuilderV1,
-	})
+		// Either builder streams its log and errors as JSON over the one
+		// request (buildkit.go).
+		Version: b.builderFor(),
+	}
+	send := func() (client.ImageBuildResult, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeContext(pw, dir, dockerfile, extra)) }()
+		res, err := b.cli.ImageBuild(ctx, pr, opts)
+		if err != nil {
+			pr.Close() // unblocks the writer when the engine stopped reading
+		} else {
+			res.Body = closeBoth{res.Body, pr}
+		}
+		return res, err
+	}
+	res, err := send()
+	if err != nil && opts.Version == build.BuilderBuildKit && b.buildKitRefused(err) {
+		opts.Version = build.BuilderV1
+		res, err = send()
+	}
 	if err != nil {
 		return fmt.Errorf("building image %s for service %q: %w", tag, svc.Name, err)
 	}
@@ -135,8 +159,11 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	// A failed build is not an HTTP error: it arrives as errorDetail in
 	// the stream, after the log lines that explain it.
 	var failure string
+	progress := newBuildProgress(spec.Stdout)
 	err = eachMessage(res.Body, func(m jsonstream.Message) {
 		switch {
+		case m.Aux != nil:
+			progress.aux(m.ID, m.Aux)
 		case m.Error != nil:
 			failure = m.Error.Message
 		case m.Stream != "":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -32,8 +33,21 @@ func TestNewWithoutEngine(t *testing.T) {
 }
 
 // Build must stream the build log, honour .dockerignore, args and labels,
-// and turn an error reported inside the JSON stream into a returned error.
+// and turn an error reported inside the JSON stream into a returned error,
+// with BuildKit (the default) and with the classic builder
+// (DOCKER_BUILDKIT=0).
 func TestBuild(t *testing.T) {
+	t.Run("buildkit", func(t *testing.T) {
+		// The plain progress: each step named when it starts, and how it ended.
+		testBuild(t, `#([0-9]+) \[2/2\] COPY keep.txt /keep.txt\n(.*\n)*.*#([0-9]+) (DONE [0-9.]+s|CACHED)\n`)
+	})
+	t.Run("classic", func(t *testing.T) {
+		t.Setenv("DOCKER_BUILDKIT", "0")
+		testBuild(t, `Step 1/[0-9]+ : FROM `)
+	})
+}
+
+func testBuild(t *testing.T, wantLog string) {
 	s := newStack(t, `
 services:
   good:
@@ -79,8 +93,8 @@ services:
 	if err := b.Build(ctx, specFor(s.p, "good", l)); err != nil {
 		t.Fatalf("building good: %v\n%s", err, l)
 	}
-	if !strings.Contains(l.String(), "Step 1/") {
-		t.Errorf("build output not streamed to Stdout:\n%s", l)
+	if !regexp.MustCompile(wantLog).MatchString(l.String()) {
+		t.Errorf("build output not streamed to Stdout (want a match of %q):\n%s", wantLog, l)
 	}
 	img, err := b.cli.ImageInspect(ctx, goodTag)
 	if err != nil {

@@ -55,13 +55,14 @@ type Backend struct {
 
 	// mu serialises creation of project-wide objects (networks, volumes),
 	// which several services starting at once would otherwise race on.
-	mu       sync.Mutex
-	ensured  map[string]bool               // "network/<name>", "volume/<name>" already there
-	builds   map[string]*buildOnce         // by image tag and build config
-	prepared map[string]bool               // ambassadors Prepare started, by container id
-	starting map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
-	shared   map[string]*sharedAmbassadors // by project (shared.go)
-	quitting sync.WaitGroup                // removals Quit began; Down waits for them
+	mu         sync.Mutex
+	ensured    map[string]bool               // "network/<name>", "volume/<name>" already there
+	builds     map[string]*buildOnce         // by image tag and build config
+	prepared   map[string]bool               // ambassadors Prepare started, by container id
+	starting   map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
+	shared     map[string]*sharedAmbassadors // by project (shared.go)
+	quitting   sync.WaitGroup                // removals Quit began; Down waits for them
+	noBuildKit bool                          // the engine refused a BuildKit build: builds use the classic builder
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex
