@@ -41,18 +41,26 @@
 // containers, which shows what devstack's tracing costs at up and down.
 //
 // With -floor (the default) one more column, "engine floor", times the
-// least any tool's down must ask of the engine, to show how far below
-// compose's down a tool can get at all. Its stack is docker-compose's (its
-// up is compose's, timed only as the way there, so its up and up+down are
-// not reported). Its down, in the bench's own process through the Engine
-// API, force-removes every container of the project at once (the engine
-// kills each with SIGKILL and removes it: no stop timeout, no order),
-// then, when the last removal has returned, the project's network:
-// what compose's down removes (volumes only with -v, and the image
-// declares none). What to remove is listed before the clock starts, as a
-// tool could know it from its up. No process starts and no file is
-// loaded; what is left is the engine's own work, which it partly
-// serialises (each container's network disconnect, the network's
+// least any tool must ask of the engine, to show how far below compose a
+// tool can get at all, in the bench's own process through the Engine API
+// (no process starts, no file is loaded):
+//
+//	up    the stack's containers and network are created by
+//	      `docker-compose up --no-start` before the clock starts; then
+//	      every container is started at once (depends_on ignored) and
+//	      each counts as healthy at the engine's verdict or at the first
+//	      pass of the bench's own run of its healthcheck (exec, every
+//	      -start-interval, as devstack runs it on an engine that ignores
+//	      start_interval), whichever is first.
+//	down  every container of the project force-removed at once (the
+//	      engine kills each with SIGKILL and removes it: no stop timeout,
+//	      no order), then, when the last removal has returned, the
+//	      project's network: what compose's down removes (volumes only
+//	      with -v, and the image declares none). What to remove is listed
+//	      before the clock starts, as a tool could know it from its up.
+//
+// What is left is the engine's own work, which it partly serialises
+// (container starts; each container's network disconnect, the network's
 // removal).
 //
 // With -timeline each timed up and down is also printed as a timeline: the
@@ -108,7 +116,7 @@ type options struct {
 	timeout  time.Duration // bound of the whole run
 	only     string        // run only this stack
 	untraced bool          // also time devstack with the proxy off
-	floor    bool          // also time the engine floor of down
+	floor    bool          // also time the engine floor
 	timeline bool          // print each timed run's timeline
 	repo     string        // module root
 }
@@ -126,7 +134,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.StringVar(&o.only, "only", "", "run only this stack: shop or wide")
 	flag.BoolVar(&o.untraced, "untraced", true, "also time devstack on the same services with x-devstack.trace.disabled (no proxy, no ambassadors), to show what tracing costs")
-	flag.BoolVar(&o.floor, "floor", true, "also time the engine floor of down: every container of a docker-compose stack force-removed at once through the Engine API, then its network, in the bench's own process; its up is docker-compose's and is not reported")
+	flag.BoolVar(&o.floor, "floor", true, "also time the engine floor, the least any tool must ask of the engine: up starts every container of a docker-compose stack created beforehand at once and waits until each is healthy; down force-removes them all at once, then the network")
 	flag.BoolVar(&o.timeline, "timeline", false, "print each timed up and down as a timeline: the engine's events for the project against the lines the tool printed (devstack's progress), on one clock; use with -n 1")
 	flag.StringVar(&o.repo, "repo", ".", "module root (where examples/shop is)")
 	flag.Parse()
@@ -417,11 +425,9 @@ type tool struct {
 	label   string // the label key that finds the project's objects
 	up      func(ctx context.Context, out io.Writer) error
 	down    func(ctx context.Context, out io.Writer) error
-	// downOnly: up is only the way to a stack to take down (the engine
-	// floor's is docker-compose's), so it is not reported or timelined.
-	downOnly bool
-	// beforeDown, when not nil, runs just before down, untimed.
-	beforeDown func(ctx context.Context) error
+	// beforeUp and beforeDown, when not nil, run just before up and
+	// down, untimed.
+	beforeUp, beforeDown func(ctx context.Context) error
 }
 
 // samples are one tool's timings on one stack.
@@ -435,7 +441,7 @@ type result struct {
 }
 
 // tools are compose, devstack, (with -untraced) devstack on the untraced
-// variant of the file, and (with -floor) the engine floor of down.
+// variant of the file, and (with -floor) the engine floor.
 func (b *bench) tools(s *stack) []*tool {
 	// compose is a docker-compose project: its up, and its down.
 	compose := func(name, prefix string) *tool {
@@ -483,12 +489,23 @@ func (b *bench) tools(s *stack) []*tool {
 		out = append(out, devstack("devstack untraced", "bdu", s.untraced))
 	}
 	if b.o.floor {
-		// The engine floor: compose's stack, taken down with the least
-		// any tool must ask of the engine (see floorDown). What to remove
+		// The engine floor: compose's stack, brought up and taken down with
+		// the least any tool must ask of the engine (floor.go). What to remove
 		// is listed before the clock starts.
 		fl := compose("engine floor", "bfl")
-		fl.downOnly = true
 		var cs, ns []object
+		fl.beforeUp = func(ctx context.Context) (err error) {
+			if err := b.step(ctx, nil, nil, b.o.compose, "-p", fl.project, "-f", s.file, "up", "--no-start"); err != nil {
+				return err
+			}
+			cs, _, err = b.eng.floorTargets(ctx, fl.label+"="+fl.project)
+			return err
+		}
+		fl.up = func(ctx context.Context, out io.Writer) error {
+			ctx, cancel := context.WithTimeout(ctx, b.o.step)
+			defer cancel()
+			return b.eng.floorUp(ctx, out, fl.label+"="+fl.project, cs, b.o.startInt)
+		}
 		fl.beforeDown = func(ctx context.Context) (err error) {
 			cs, ns, err = b.eng.floorTargets(ctx, fl.label+"="+fl.project)
 			return err
@@ -560,11 +577,7 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 				smp.up = append(smp.up, up)
 				smp.down = append(smp.down, down)
 			}
-			ups := ms(up)
-			if t.downOnly {
-				ups = "—"
-			}
-			fmt.Fprintf(b.out, "  %-7s %-17s up %6s  down %6s\n", label, t.name, ups, ms(down))
+			fmt.Fprintf(b.out, "  %-7s %-17s up %6s  down %6s\n", label, t.name, ms(up), ms(down))
 		}
 	}
 	fmt.Fprintf(b.out, "  (load average %s, %d CPUs)\n\n", loadavg(), runtime.NumCPU())
@@ -576,9 +589,14 @@ func (b *bench) measure(ctx context.Context, s *stack) (result, error) {
 func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Duration, err error) {
 	var tl *timeline
 	var out io.Writer
-	if b.o.timeline && !t.downOnly {
+	if b.o.timeline {
 		tl = b.eng.watchTimeline(ctx, t.label+"="+t.project, t.project)
 		out = tl.writer(t.name)
+	}
+	if t.beforeUp != nil {
+		if err := t.beforeUp(ctx); err != nil {
+			return 0, 0, fmt.Errorf("%s, before up: %w", t.name, err)
+		}
 	}
 	// Subscribed before up, so that no verdict is missed.
 	hw := b.eng.watchHealth(ctx, t.label+"="+t.project)
@@ -635,7 +653,7 @@ func (b *bench) once(ctx context.Context, t *tool, s *stack) (up, down time.Dura
 }
 
 // report prints the medians, and each other tool's ratio to compose; the
-// engine floor only at down.
+// engine floor's too.
 func (b *bench) report(results []result) {
 	if len(results) == 0 {
 		return
@@ -659,10 +677,6 @@ func (b *bench) report(results []result) {
 			dc := median(st.of(r.samples[r.tools[0]]))
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t", r.s.name, r.s.services, st.name, ms(dc))
 			for _, t := range r.tools[1:] {
-				if t.downOnly && st.name != "down" {
-					fmt.Fprint(tw, "—\t\t")
-					continue
-				}
 				d := median(st.of(r.samples[t]))
 				fmt.Fprintf(tw, "%s\t%.2fx\t", ms(d), float64(d)/float64(dc))
 			}
@@ -672,7 +686,9 @@ func (b *bench) report(results []result) {
 	tw.Flush()
 	fmt.Fprintf(b.out, "\nmedians of %d runs per tool (after one warm-up each); target: devstack at most 0.70x of compose\n", b.o.n)
 	if b.o.floor {
-		fmt.Fprintln(b.out, "engine floor: down only (its up is docker-compose's, not a floor, so not reported): every container of the project force-removed at once through the Engine API, then its network, from the bench's own process with the targets listed beforehand; a lower bound for any tool's down on this engine")
+		fmt.Fprintln(b.out, "engine floor, a lower bound for any tool on this engine, from the bench's own process through the Engine API:")
+		fmt.Fprintf(b.out, "  up: the containers created beforehand (docker-compose up --no-start, untimed), all started at once, depends_on ignored, each healthy at the engine's verdict or the bench's own probe every %s\n", b.o.startInt)
+		fmt.Fprintln(b.out, "  down: every container force-removed at once, then the network, the targets listed beforehand")
 	}
 	for _, r := range results {
 		for _, t := range r.tools {
