@@ -13,7 +13,9 @@
 // payments' log says "reloaded in" (devstack writes it once the new
 // instance passed its healthcheck and the proxy switched to it); the
 // line also carries the build's time, which is subtracted. -backend
-// docker measures the container path.
+// docker measures the container path, and beside it the engine's floor
+// (floor.go): the same container created, started and healthy, with no
+// watch, build or proxy.
 //
 // bench/reload.sh builds devstack from the tree and runs this.
 package main
@@ -136,6 +138,13 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	fmt.Printf("  devstack's own measure (change seen → switched): p50 %s  p95 %s\n", pct(internal, 50), pct(internal, 95))
 	fmt.Printf("  the build itself (x-devstack.build, and the image on docker): p50 %s  p95 %s\n", pct(builds, 50), pct(builds, 95))
 	fmt.Printf("  write → new payments answering, build included: p50 %s  p95 %s\n", pct(whole, 50), pct(whole, 95))
+	if backend == "docker" {
+		floor, err := engineFloor(context.Background(), "shop-payments-1", n)
+		if err != nil {
+			return fmt.Errorf("engine floor: %w", err)
+		}
+		fmt.Printf("  engine floor (a container like payments created, started and its healthcheck passed, through the API): p50 %s  p95 %s\n", pct(floor, 50), pct(floor, 95))
+	}
 	if conns == 0 {
 		return nil
 	}
