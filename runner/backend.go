@@ -95,7 +95,7 @@ var ErrNotBeside = errors.New("cannot run a second instance beside the live one"
 
 // HealthProber is implemented by instances whose engine runs their
 // healthcheck on its own schedule (HealthReporter) but can also run it
-// once, now: a replacement's readiness runs it every probePace meanwhile,
+// once, now: a replacement's readiness runs it meanwhile (probePace),
 // rather than wait for the engine's first verdict (which engines before
 // API 1.44 give only after a whole interval).
 type HealthProber interface {

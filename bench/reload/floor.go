@@ -132,3 +132,29 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// settled waits until payments has one container again: a reload's old
+// container is drained, stopped and removed after the new one answers,
+// and the next reload is timed on a quiet engine, not against that
+// removal.
+func settled(ctx context.Context) error {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	f := make(client.Filters).Add("label", "dev.devstack.project=shop", "dev.devstack.service=payments")
+	for {
+		res, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		if err == nil && len(res.Items) == 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("payments still had %d containers 30s after its reload (%v)", len(res.Items), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -122,12 +122,18 @@ func run(devstack, shop string, n, conns int, backend string) error {
 		}
 	}
 
-	// Latency: reloads one at a time, the stack otherwise idle.
+	// Latency: reloads one at a time, the stack otherwise idle (on docker,
+	// the next once the replaced container is gone).
 	var ext, internal, whole, builds []time.Duration
 	for i := 1; i <= n; i++ {
 		l, took, err := reload(i)
 		if err != nil {
 			return err
+		}
+		if backend == "docker" {
+			if err := settled(context.Background()); err != nil {
+				return err
+			}
 		}
 		ext = append(ext, took-l.build)
 		internal = append(internal, l.took-l.build)
