@@ -10,13 +10,15 @@ import (
 	"github.com/devstack/devstack/runner/docker"
 )
 
-// testImages remembers which images the engine had before the tests ran,
-// so that the run can remove the ones it built (the shop's image, the
-// ambassador's, and the untagged images each rebuild leaves) and leave
-// the machine's images as it found them.
+// testImages remembers which images and build cache records the engine
+// had before the tests ran, so that the run can remove the ones it built
+// (the shop's image, the ambassador's, the untagged images each rebuild
+// leaves, and what BuildKit cached of those builds) and leave the machine
+// as it found it.
 type testImages struct {
 	d      *docker.Backend
 	before map[string]bool
+	cached map[string]bool // build cache records, by ID
 }
 
 // snapshotImages lists the engine's images; nil when no engine answers.
@@ -35,6 +37,12 @@ func snapshotImages() *testImages {
 	ti := &testImages{d: d, before: map[string]bool{}}
 	for _, im := range imgs.Items {
 		ti.before[im.ID] = true
+	}
+	if du, err := d.Client().DiskUsage(ctx, client.DiskUsageOptions{BuildCache: true, Verbose: true}); err == nil {
+		ti.cached = map[string]bool{}
+		for _, r := range du.BuildCache.Items {
+			ti.cached[r.ID] = true
+		}
 	}
 	return ti
 }
@@ -57,6 +65,20 @@ func (ti *testImages) removeNew() {
 			continue
 		}
 		_, _ = ti.d.Client().ImageRemove(ctx, im.ID, client.ImageRemoveOptions{PruneChildren: true})
+	}
+	if ti.cached == nil {
+		return
+	}
+	du, err := ti.d.Client().DiskUsage(ctx, client.DiskUsageOptions{BuildCache: true, Verbose: true})
+	if err != nil {
+		return
+	}
+	// One record at a time: the engine matches a record against every id
+	// filter given at once. A record a build still uses stays.
+	for _, r := range du.BuildCache.Items {
+		if !ti.cached[r.ID] {
+			_, _ = ti.d.Client().BuildCachePrune(ctx, client.BuildCachePruneOptions{Filters: make(client.Filters).Add("id", r.ID)})
+		}
 	}
 }
 

@@ -155,7 +155,12 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	if err != nil {
 		return fmt.Errorf("building image %s for service %q: %w", tag, svc.Name, err)
 	}
-	defer res.Body.Close()
+	defer func() {
+		res.Body.Close()
+		if opts.Version == build.BuilderBuildKit {
+			b.dropUploadsLater()
+		}
+	}()
 	// A failed build is not an HTTP error: it arrives as errorDetail in
 	// the stream, after the log lines that explain it.
 	var failure string

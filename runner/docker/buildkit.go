@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -269,4 +271,84 @@ func timestamp(b []byte) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, nsec)
+}
+
+// uploadPrefix begins the description of the build cache record that
+// holds a context sent in the request: the engine serves it to BuildKit
+// under a URL of its own, made up per build.
+const uploadPrefix = "http url http://build-context-"
+
+// dropUploads removes the build cache records of uploaded contexts that
+// no build is using. No later build can hit them (each upload has a URL
+// of its own), so every build would leave one behind, the size of its
+// context: 10 MB per hot reload of the shop. What the builds made (their
+// layers) stays cached, as docker's own builds leave it; `docker builder
+// prune` frees that.
+//
+// The engine lets go of a build's upload a moment after the build's
+// response ends: one still in use is tried again, for a while.
+func (b *Backend) dropUploads(ctx context.Context) error {
+	for {
+		recs, err := b.buildCache(ctx)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		inUse := false
+		for _, r := range recs {
+			if strings.HasPrefix(r.Description, uploadPrefix) {
+				if r.InUse {
+					inUse = true
+				} else {
+					ids = append(ids, r.ID)
+				}
+			}
+		}
+		if err := b.pruneCache(ctx, ids); err != nil || !inUse {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// dropUploadsLater runs dropUploads off the build's path (a reload waits
+// for its build), one at a time: a drop under way takes what later builds
+// left too, or the next build's drop does.
+func (b *Backend) dropUploadsLater() {
+	if !b.dropping.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.dropping.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.dropUploads(ctx) // only disk space: a failure is retried at the next build
+	}()
+}
+
+// buildCache lists the engine's build cache records.
+func (b *Backend) buildCache(ctx context.Context) ([]build.CacheRecord, error) {
+	du, err := b.cli.DiskUsage(ctx, client.DiskUsageOptions{BuildCache: true, Verbose: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing the build cache: %w", err)
+	}
+	return du.BuildCache.Items, nil
+}
+
+// pruneCache removes the build cache records with these IDs; one a build
+// is using stays.
+func (b *Backend) pruneCache(ctx context.Context, ids []string) error {
+	// One at a time: the engine matches a record against every id given
+	// at once, which none is.
+	for _, id := range ids {
+		f := make(client.Filters).Add("id", id)
+		if _, err := b.cli.BuildCachePrune(ctx, client.BuildCachePruneOptions{Filters: f}); err != nil {
+			return fmt.Errorf("pruning build cache record %s: %w", id, err)
+		}
+	}
+	return nil
 }

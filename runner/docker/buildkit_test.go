@@ -1,11 +1,16 @@
 package docker
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/moby/moby/client"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -97,4 +102,67 @@ func TestBuildProgress(t *testing.T) {
 	// Garbage is skipped, not fatal: progress is only progress.
 	bad := json.RawMessage(`"` + base64.StdEncoding.EncodeToString([]byte{0x0a, 0xff}) + `"`)
 	p.aux(buildKitTrace, &bad)
+}
+
+// A BuildKit build leaves no record of its uploaded context in the build
+// cache: no later build could hit it.
+func TestBuildDropsItsUpload(t *testing.T) {
+	s := newStack(t, `
+services:
+  up:
+    build: ./up
+`)
+	if err := os.MkdirAll(filepath.Join(s.dir, "up"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "up", "Dockerfile"), []byte("FROM "+testImage+"\nCOPY big /big\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "up", "big"), []byte(randHex(512)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = s.b.cli.ImageRemove(ctx, s.p.Name+"-up", client.ImageRemoveOptions{Force: true})
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	before, err := s.b.buildCache(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	had := map[string]bool{}
+	for _, r := range before {
+		had[r.ID] = true
+	}
+	l := &logs{}
+	if err := s.b.Build(ctx, specFor(s.p, "up", l)); err != nil {
+		t.Fatalf("build: %v\n%s", err, l)
+	}
+	// The drop runs after the build, off its path: wait for it to end.
+	uploads := func() (n int) {
+		recs, err := s.b.buildCache(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if !had[r.ID] && strings.HasPrefix(r.Description, uploadPrefix) {
+				n++
+			}
+		}
+		return n
+	}
+	// Listing the cache holds its records for a moment (in use, which a
+	// prune skips): look only once the drop has ended.
+	deadline := time.Now().Add(30 * time.Second)
+	for s.b.dropping.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the build cache drop did not end within 30s of the build")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := uploads(); n > 0 {
+		t.Fatalf("the build's uploaded context is still in the build cache (%d records)", n)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -62,6 +63,7 @@ type Backend struct {
 	starting   map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
 	shared     map[string]*sharedAmbassadors // by project (shared.go)
 	quitting   sync.WaitGroup                // removals Quit began; Down waits for them
+	dropping   atomic.Bool                   // a dropUploads is under way
 	noBuildKit bool                          // the engine refused a BuildKit build: builds use the classic builder
 
 	// ambMu serialises making the ambassador image, done once per backend.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 
 	"github.com/devstack/devstack/runner"
@@ -44,6 +45,15 @@ func runTests(m *testing.M) int {
 		return m.Run()
 	}
 	defer engine.Close()
+	// The build cache the tests' builds leave goes at the end, as their
+	// images do (a record some build still uses stays).
+	if before, err := engine.buildCache(ctx); err == nil {
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = pruneNewCache(rctx, engine, before)
+		}()
+	}
 	testImage = "devstack-testsvc:" + testRunTag
 	setupErr = buildTestImage(ctx)
 	defer func() {
@@ -277,4 +287,23 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// pruneNewCache removes the build cache records that are not in before.
+func pruneNewCache(ctx context.Context, b *Backend, before []build.CacheRecord) error {
+	had := map[string]bool{}
+	for _, r := range before {
+		had[r.ID] = true
+	}
+	now, err := b.buildCache(ctx)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, r := range now {
+		if !had[r.ID] {
+			ids = append(ids, r.ID)
+		}
+	}
+	return b.pruneCache(ctx, ids)
 }
