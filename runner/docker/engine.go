@@ -62,7 +62,8 @@ type Backend struct {
 	prepared   map[string]bool               // ambassadors Prepare started, by container id
 	starting   map[string]chan struct{}      // ambassadors whose start Prepare has under way, by name; closed when it ends
 	shared     map[string]*sharedAmbassadors // by project (shared.go)
-	quitting   sync.WaitGroup                // removals Quit began; Down waits for them
+	quitting   sync.WaitGroup                // removals Quit and Rebuild began; Down waits for them
+	replaced   map[string]bool               // image IDs a rebuild took the tag from (dropReplaced)
 	dropping   atomic.Bool                   // a dropUploads is under way
 	noBuildKit bool                          // the engine refused a BuildKit build: builds use the classic builder
 

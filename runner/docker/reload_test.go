@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	"github.com/devstack/devstack/runner"
@@ -112,5 +113,42 @@ func TestRebuildBuildsAgain(t *testing.T) {
 	inst := s.start(ctx, "web", &logs{})
 	if got := readInContainer(t, ctx, s.b, inst.Containers()[0], "/answer.txt"); got != "v2" {
 		t.Fatalf("the rebuilt image's container has %q", got)
+	}
+
+	// The image a rebuild untagged goes once no container uses it: the
+	// first at once (none did), the second, which inst runs, at down.
+	gone := func(id string) bool {
+		_, err := s.b.cli.ImageInspect(ctx, id)
+		return cerrdefs.IsNotFound(err)
+	}
+	s.b.quitting.Wait() // the rebuild's removal, off its path
+	if !gone(first) {
+		t.Error("the image the rebuild replaced, which no container used, is still there")
+	}
+	second := imageID()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = s.b.cli.ImageRemove(ctx, second, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	})
+	write("v3")
+	if err := s.b.Rebuild(ctx, specFor(s.p, "web", l)); err != nil {
+		t.Fatalf("%v\n%s", err, l)
+	}
+	s.b.quitting.Wait()
+	if gone(second) {
+		t.Fatal("the rebuild removed the image a running container uses")
+	}
+	if err := inst.Stop(ctx, 9, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.b.Down(ctx, s.p.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	if !gone(second) {
+		t.Error("down left the image a rebuild replaced, once its container was gone")
+	}
+	if gone(imageID()) {
+		t.Error("down removed the service's current image")
 	}
 }

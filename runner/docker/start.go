@@ -272,6 +272,8 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
 		}
 	}
+	// The containers that used the images rebuilds replaced are gone.
+	b.dropReplaced(ctx)
 	if removeVolumes {
 		// By devstack's label and by Compose's: a volume that docker
 		// compose created for the project is the project's too.
