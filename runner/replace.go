@@ -306,11 +306,11 @@ var errNeverReady = errors.New("the new instance's healthcheck failed for good")
 // A replacement's readiness runs its healthcheck itself (HealthProber)
 // while its engine has not said it is healthy: first at once, then after
 // probeFirst, doubling up to probePace between the end of one probe and
-// the next. The first probe often comes before the new process listens
-// (an exec into a container that has just started is quicker than the
-// process's own start): a flat 100 ms pace added most of that to every
-// container reload (170-250 ms from started to switched, of which one
-// passing probe is about 50).
+// the next. The first probe may come before the new process listens (an
+// exec into a container that has just started can be quicker than the
+// process's own start, which is slow on some storage drivers): a flat
+// 100 ms pace would then add up to 100 ms to the reload, a probe (about
+// 50 ms through exec here) not much more than its own time.
 const (
 	probeFirst = 10 * time.Millisecond
 	probePace  = 100 * time.Millisecond
