@@ -16,8 +16,9 @@ import (
 // up (floorUp, below) and for down: down's end state is no container and
 // no network of the project left.
 
-// object is one container or network of a project.
-type object struct{ id, name string }
+// object is one container or network of a project; service is a
+// container's compose service.
+type object struct{ id, name, service string }
 
 // floorTargets lists the project's containers and networks (by label), for
 // the floor's down. The bench calls it before the clock starts: a tool
@@ -30,14 +31,14 @@ func (e *engine) floorTargets(ctx context.Context, label string) (cs, ns []objec
 		return nil, nil, fmt.Errorf("listing containers with label %s: %w", label, err)
 	}
 	for _, c := range cl.Items {
-		cs = append(cs, object{c.ID, strings.TrimPrefix(c.Names[0], "/")})
+		cs = append(cs, object{c.ID, strings.TrimPrefix(c.Names[0], "/"), c.Labels["com.docker.compose.service"]})
 	}
 	nl, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing networks with label %s: %w", label, err)
 	}
 	for _, n := range nl.Items {
-		ns = append(ns, object{n.ID, n.Name})
+		ns = append(ns, object{id: n.ID, name: n.Name})
 	}
 	return cs, ns, nil
 }
@@ -85,18 +86,23 @@ func (e *engine) floorDown(ctx context.Context, out io.Writer, cs, ns []object) 
 }
 
 // The floor of up: the same containers, created (with their network) by
-// `docker-compose up --no-start` before the clock starts, then all started
-// at once and each probed until healthy. That is less than any tool's up:
-// creating is left out, and so is depends_on (nothing waits for a
-// dependency to be healthy). Health is seen as soon as either the engine
-// says so or the bench's own run of the healthcheck (through exec, every
-// pace, as devstack runs it where the engine ignores start_interval)
-// passes.
+// `docker-compose up --no-start` before the clock starts, then each
+// started as soon as the services it depends on are healthy (all those
+// without dependencies at once), and probed until healthy itself. That is
+// less than any tool's up that honours depends_on: creating is left out,
+// and nothing waits beyond the dependencies. Health is seen as soon as
+// either the engine says so or the bench's own run of the healthcheck
+// (through exec, every pace, as devstack runs it where the engine ignores
+// start_interval) passes.
 
-// floorUp starts every container in cs at once and returns once each is
-// healthy. Each start and first passing probe is a line on out (when not
+// floorUp starts every container in cs once its service's dependencies
+// (deps, by compose service name) are healthy, and returns once each is
+// healthy. Each container that turns healthy is a line on out (when not
 // nil).
-func (e *engine) floorUp(ctx context.Context, out io.Writer, label string, cs []object, pace time.Duration) error {
+func (e *engine) floorUp(ctx context.Context, out io.Writer, label string, cs []object, deps map[string][]string, pace time.Duration) error {
+	// One failure ends the wait of the others, which may depend on it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	// Engine verdicts, subscribed before the first start.
 	w := e.watchHealth(ctx, label)
 	defer w.stop()
@@ -111,20 +117,42 @@ func (e *engine) floorUp(ctx context.Context, out io.Writer, label string, cs []
 			}
 		}
 	}()
+	// healthy[service] closes when the service's container is healthy.
+	healthy := map[string]chan struct{}{}
+	for _, c := range cs {
+		healthy[c.service] = make(chan struct{})
+	}
 	var errs []error
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Go(func() {
-			err := e.startHealthy(ctx, c, pace, func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return engineSaid[c.id]
-			})
+			err := func() error {
+				for _, d := range deps[c.service] {
+					ch, ok := healthy[d]
+					if !ok {
+						return fmt.Errorf("it depends on %s, which has no container", d)
+					}
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return e.startHealthy(ctx, c, pace, func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return engineSaid[c.id]
+				})
+			}()
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("container %s: %w", c.name, err))
-			} else if out != nil {
+				cancel()
+				return
+			}
+			close(healthy[c.service])
+			if out != nil {
 				fmt.Fprintf(out, "healthy %s\n", c.name)
 			}
 		})
