@@ -73,21 +73,32 @@ func (c *Client) Wait(ctx context.Context, fn func(Message)) error {
 	return readStream(resp, fn)
 }
 
-// Do runs an action (up, start, stop, restart, down) on services, passing
-// progress to fn.
-func (c *Client) Do(ctx context.Context, action string, services []string, fn func(Message)) error {
-	return c.post(ctx, "/v1/"+action, map[string][]string{"services": services}, fn)
+// Do runs an action (up, start, stop, restart) on services, passing
+// progress to fn. o tunes the stops of stop and restart; up and start
+// stop nothing and ignore it.
+func (c *Client) Do(ctx context.Context, action string, services []string, o runner.StopOptions, fn func(Message)) error {
+	return c.post(ctx, "/v1/"+action, request{Services: services, Grace: graceParam(o)}, fn)
 }
 
-// Down stops the stack; volumes also removes its named volumes.
-func (c *Client) Down(ctx context.Context, volumes bool, fn func(Message)) error {
-	return c.post(ctx, "/v1/down", map[string]bool{"volumes": volumes}, fn)
+// Down stops the stack, as o says; volumes also removes its named
+// volumes.
+func (c *Client) Down(ctx context.Context, volumes bool, o runner.StopOptions, fn func(Message)) error {
+	return c.post(ctx, "/v1/down", request{Volumes: volumes, Grace: graceParam(o)}, fn)
 }
 
 // Handover asks the supervisor to make way for a new one (see
-// Server.Handover); it exits after answering.
-func (c *Client) Handover(ctx context.Context, fn func(Message)) error {
-	return c.post(ctx, "/v1/handover", struct{}{}, fn)
+// Server.Handover), stopping its processes as o says; it exits after
+// answering.
+func (c *Client) Handover(ctx context.Context, o runner.StopOptions, fn func(Message)) error {
+	return c.post(ctx, "/v1/handover", request{Grace: graceParam(o)}, fn)
+}
+
+// graceParam is o's grace on the wire (see request.Grace).
+func graceParam(o runner.StopOptions) string {
+	if o.Grace == nil {
+		return ""
+	}
+	return o.Grace.String()
 }
 
 // post makes a mutating call with body as JSON and passes the streamed

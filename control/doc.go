@@ -17,7 +17,7 @@
 //	                                    []trace.Summary (see ParseTraceQuery)
 //	GET  /v1/traces/{id}                the trace's []*trace.Span
 //	POST /v1/{up,start,stop,restart}    {"services":[...]} → progress stream
-//	POST /v1/down                       stop everything; the supervisor exits after
+//	POST /v1/down                       {"volumes":true} stop everything; the supervisor exits after
 //	POST /v1/handover                   stop processes, keep containers; the supervisor
 //	                                    exits after, for one with a changed file
 //	GET  /v1/plugins                    []PluginStatus
@@ -25,6 +25,11 @@
 //	POST /v1/faults                     fault.Spec → the fault.Rule added
 //	PUT  /v1/faults                     fault.Scenario → FaultList (replaces every rule)
 //	DELETE /v1/faults[/{id}]            remove one rule, or all
+//
+// Calls that stop services (stop, restart, down, handover) also take
+// {"grace":"5s"}: a Go duration that replaces, for that call, every
+// stopped service's stop_grace_period (docker compose's -t); absent, each
+// service's own.
 //
 // The server knows the stack only through Server's fields (Stack, a
 // trace.Reader, the log directory), which the supervisor fills: control

@@ -150,8 +150,8 @@ func TestFaultAPIWithoutPlugins(t *testing.T) {
 // noStack is a Stack with no services, for API tests that need none.
 type noStack struct{}
 
-func (noStack) Status() []runner.ServiceStatus          { return nil }
-func (noStack) Up(context.Context, []string) error      { return nil }
-func (noStack) Start(context.Context, []string) error   { return nil }
-func (noStack) Stop(context.Context, []string) error    { return nil }
-func (noStack) Restart(context.Context, []string) error { return nil }
+func (noStack) Status() []runner.ServiceStatus                              { return nil }
+func (noStack) Up(context.Context, []string) error                          { return nil }
+func (noStack) Start(context.Context, []string) error                       { return nil }
+func (noStack) Stop(context.Context, []string, runner.StopOptions) error    { return nil }
+func (noStack) Restart(context.Context, []string, runner.StopOptions) error { return nil }

@@ -22,8 +22,8 @@ type Stack interface {
 	Status() []runner.ServiceStatus
 	Up(ctx context.Context, names []string) error
 	Start(ctx context.Context, names []string) error
-	Stop(ctx context.Context, names []string) error
-	Restart(ctx context.Context, names []string) error
+	Stop(ctx context.Context, names []string, o runner.StopOptions) error
+	Restart(ctx context.Context, names []string, o runner.StopOptions) error
 }
 
 // Server serves the control API.
@@ -38,16 +38,16 @@ type Server struct {
 	Token string
 	// Wait blocks until the initial up has finished and returns its error.
 	Wait func(ctx context.Context) error
-	// Down stops everything (and removes named volumes when volumes is
-	// set); the supervisor exits once it returns.
-	Down func(ctx context.Context, volumes bool) error
+	// Down stops everything, as o says (and removes named volumes when
+	// volumes is set); the supervisor exits once it returns.
+	Down func(ctx context.Context, volumes bool, o runner.StopOptions) error
 	// DownDone is called once a down's (or a handover's) result has been
 	// sent to the client, so that the supervisor exits only after answering.
 	DownDone func()
 	// Handover makes way for a new supervisor of the same project: the
-	// supervisor stops its processes and exits, leaving its containers
-	// for the next one to adopt or replace.
-	Handover func(ctx context.Context) error
+	// supervisor stops its processes, as o says, and exits, leaving its
+	// containers for the next one to adopt or replace.
+	Handover func(ctx context.Context, o runner.StopOptions) error
 	// Traces answers trace queries.
 	Traces trace.Reader
 	// Plugins is the plugin host; nil when the supervisor runs none.
@@ -71,6 +71,30 @@ type LogLine struct {
 	Service string    `json:"service"`
 	Stream  string    `json:"stream"`
 	Text    string    `json:"text"`
+}
+
+// request is the body of a mutating call. Each call reads what concerns
+// it: services (up, start, stop, restart), volumes (down), grace (stop,
+// restart, down, handover).
+type request struct {
+	Services []string `json:"services,omitempty"`
+	Volumes  bool     `json:"volumes,omitempty"`
+	// Grace replaces, for this call's stops, each service's
+	// stop_grace_period (runner.StopOptions.Grace), as a Go duration
+	// ("0s", "5s"). Empty: each service's own.
+	Grace string `json:"grace,omitempty"`
+}
+
+// stopOptions reads the request's stop options.
+func (req request) stopOptions() (runner.StopOptions, error) {
+	if req.Grace == "" {
+		return runner.StopOptions{}, nil
+	}
+	d, err := time.ParseDuration(req.Grace)
+	if err != nil || d < 0 {
+		return runner.StopOptions{}, &apiError{http.StatusBadRequest, fmt.Sprintf("grace %q: want a duration of 0s or more, e.g. 5s", req.Grace)}
+	}
+	return runner.StopOptions{Grace: &d}, nil
 }
 
 // apiError is an error with an HTTP status, rendered as JSON by writeError.
@@ -116,27 +140,37 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
 	s.pluginRoutes(mux)
 	s.watchRoutes(mux)
-	for name, op := range map[string]func(context.Context, []string) error{
-		"up": s.Stack.Up, "start": s.Stack.Start, "stop": s.Stack.Stop, "restart": s.Stack.Restart,
+	// Up and start stop nothing: a grace means nothing to them.
+	noStop := func(op func(context.Context, []string) error) func(context.Context, []string, runner.StopOptions) error {
+		return func(ctx context.Context, names []string, _ runner.StopOptions) error { return op(ctx, names) }
+	}
+	for name, op := range map[string]func(context.Context, []string, runner.StopOptions) error{
+		"up": noStop(s.Stack.Up), "start": noStop(s.Stack.Start), "stop": s.Stack.Stop, "restart": s.Stack.Restart,
 	} {
 		mux.Handle("POST /v1/"+name, s.auth(func(w http.ResponseWriter, r *http.Request) {
-			var req struct {
-				Services []string `json:"services"`
-			}
+			var req request
 			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 				writeError(w, &apiError{http.StatusBadRequest, fmt.Sprintf("decoding request body: %v", err)})
 				return
 			}
-			s.stream(w, r, func(ctx context.Context) error { return op(ctx, req.Services) })
+			o, err := req.stopOptions()
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			s.stream(w, r, func(ctx context.Context) error { return op(ctx, req.Services, o) })
 		}))
 	}
 	mux.Handle("POST /v1/down", s.auth(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Volumes bool `json:"volumes"`
+		var req request
+		_ = json.NewDecoder(r.Body).Decode(&req) // an empty body means no volumes, each service's grace
+		o, err := req.stopOptions()
+		if err != nil {
+			writeError(w, err)
+			return
 		}
-		_ = json.NewDecoder(r.Body).Decode(&req) // an empty body means no volumes
 		// Down must finish even if the client goes away mid-way.
-		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context()), req.Volumes) })
+		s.stream(w, r, func(context.Context) error { return s.Down(context.WithoutCancel(r.Context()), req.Volumes, o) })
 		if s.DownDone != nil {
 			s.DownDone()
 		}
@@ -146,7 +180,14 @@ func (s *Server) Handler() http.Handler {
 			writeError(w, &apiError{http.StatusNotImplemented, "this supervisor cannot hand over"})
 			return
 		}
-		s.stream(w, r, func(context.Context) error { return s.Handover(context.WithoutCancel(r.Context())) })
+		var req request
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		o, err := req.stopOptions()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		s.stream(w, r, func(context.Context) error { return s.Handover(context.WithoutCancel(r.Context()), o) })
 		if s.DownDone != nil {
 			s.DownDone()
 		}

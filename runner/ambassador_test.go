@@ -101,7 +101,7 @@ func TestSpecAmbassador(t *testing.T) {
 	if err := r.Up(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer r.Down(context.Background())
+	defer r.Down(context.Background(), runner.StopOptions{})
 	if a := docker.specs["web"].Ambassador; a == nil || a.Relay[8080] != "172.17.0.1:18080" {
 		t.Errorf("web (docker) spec.Ambassador = %+v; want the relay Options.Ambassador gave", a)
 	}

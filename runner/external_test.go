@@ -55,7 +55,7 @@ func TestExternalServiceIsLeftToTheUserUntilStarted(t *testing.T) {
 	if err := r.Up(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer r.Down(context.Background())
+	defer r.Down(context.Background(), runner.StopOptions{})
 	st := map[string]runner.ServiceStatus{}
 	for _, s := range r.Status() {
 		st[s.Name] = s

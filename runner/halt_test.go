@@ -84,7 +84,7 @@ func TestDownHaltsThenRemoves(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := s.r.Down(ctx); err != nil {
+	if err := s.r.Down(ctx, runner.StopOptions{}); err != nil {
 		t.Fatalf("down: %v (log %v)", err, h.log)
 	}
 	h.mu.Lock()

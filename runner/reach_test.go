@@ -137,7 +137,7 @@ func TestProcessEnvReachesServicesByName(t *testing.T) {
 	if err := r.Up(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer r.Down(context.Background())
+	defer r.Down(context.Background(), runner.StopOptions{})
 	env := proc.specs["payments"].Env
 	for _, want := range []string{
 		"FRAUD_URL=http://127.0.0.1:18084/score",

@@ -425,7 +425,7 @@ func (r *Runner) readyProbe(s *service, inst Instance, ports map[uint16]uint16) 
 // restartInPlace is Replace for a service that cannot run twice at once.
 func (r *Runner) restartInPlace(ctx context.Context, s *service, o ReplaceOptions, res Reload) (Reload, error) {
 	// Only s: Replace sees to its dependents itself.
-	err := r.stopOrdered(ctx, []*service{s}, false)
+	err := r.stopOrdered(ctx, []*service{s}, false, StopOptions{})
 	if err == nil {
 		err = r.Up(ctx, []string{s.spec.Name})
 	}

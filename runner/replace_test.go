@@ -46,7 +46,7 @@ func TestReplaceInPlaceStreamsIntent(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r.Down(ctx)
+		r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -163,7 +163,7 @@ func TestStopDuringAReloadStopsTheReplacementToo(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r.Down(ctx)
+		r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -180,7 +180,7 @@ func TestStopDuringAReloadStopsTheReplacementToo(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the replacement never got to its drain")
 	}
-	if err := r.Stop(ctx, []string{"a"}); err != nil {
+	if err := r.Stop(ctx, []string{"a"}, runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	close(rr.release)

@@ -151,7 +151,7 @@ func newService(ps *project.Service, opts Options) (*service, error) {
 	if ps.Compose.StopGracePeriod != nil {
 		grace = time.Duration(*ps.Compose.StopGracePeriod)
 	}
-	s := &service{spec: ps, backend: b, policy: pol, hc: ps.Healthcheck(), stopSig: sig, grace: grace,
+	s := &service{spec: ps, backend: b, policy: pol, hc: ps.Healthcheck(), stopSig: sig, grace: grace, stopGrace: grace,
 		replacing: make(chan struct{}, 1),
 		external:  ps.X.External || slices.Contains(opts.External, ps.Name)}
 	s.st = ServiceStatus{Name: ps.Name, Backend: b.Name(), State: StateCreated, Ports: portStrings(ps)}

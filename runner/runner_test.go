@@ -94,7 +94,7 @@ func newStackWith(t *testing.T, yaml string, be runner.Backend) *stack {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := s.r.Down(ctx); err != nil {
+		if err := s.r.Down(ctx, runner.StopOptions{}); err != nil {
 			t.Errorf("down: %v", err)
 		}
 	})
@@ -204,7 +204,7 @@ func TestStartsInDependencyOrderAndStopsInReverse(t *testing.T) {
 	for _, pair := range [][2]string{{"db", "api"}, {"db", "worker"}, {"api", "web"}, {"worker", "web"}} {
 		s.startedBefore(pair[0], pair[1])
 	}
-	if err := s.r.Down(t.Context()); err != nil {
+	if err := s.r.Down(t.Context(), runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ev := s.events()
@@ -351,7 +351,7 @@ func TestRestartPolicies(t *testing.T) {
 			s := newStack(t, "services:"+svc("job", "exit", "      CODE: \"0\"\n    restart: "+policy+"\n"))
 			_ = s.up()
 			s.waitFor("job", "restarted twice", func(st runner.ServiceStatus) bool { return st.Restarts >= 2 })
-			if err := s.r.Stop(t.Context(), []string{"job"}); err != nil {
+			if err := s.r.Stop(t.Context(), []string{"job"}, runner.StopOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			st := s.status("job")
@@ -359,7 +359,7 @@ func TestRestartPolicies(t *testing.T) {
 				t.Fatalf("after stop: %s, want stopped", st.State)
 			}
 			n := st.Restarts
-			if err := s.r.Stop(t.Context(), []string{"job"}); err != nil { // idempotent
+			if err := s.r.Stop(t.Context(), []string{"job"}, runner.StopOptions{}); err != nil { // idempotent
 				t.Fatal(err)
 			}
 			if s.status("job").Restarts != n {
@@ -404,7 +404,7 @@ func TestStopGracePeriodThenKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := s.r.Stop(t.Context(), []string{"stubborn"}); err != nil {
+	if err := s.r.Stop(t.Context(), []string{"stubborn"}, runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if el := time.Since(start); el < 200*time.Millisecond {
@@ -423,7 +423,7 @@ func TestStopSignal(t *testing.T) {
 	if err := s.up(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.r.Stop(t.Context(), []string{"svc"}); err != nil {
+	if err := s.r.Stop(t.Context(), []string{"svc"}, runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.status("svc"); st.LastExit == nil || st.LastExit.Code != 0 {
@@ -448,7 +448,7 @@ func TestNothingSpawnedSurvivesStop(t *testing.T) {
 	if pid == 0 {
 		t.Fatalf("the service reported no child: %q", b)
 	}
-	if err := s.r.Down(t.Context()); err != nil {
+	if err := s.r.Down(t.Context(), runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Kill(pid, 0); err == nil {
@@ -488,7 +488,7 @@ func TestRestartAlsoRestartsDependentsWithRestartTrue(t *testing.T) {
 		t.Fatal(err)
 	}
 	apiPID, cronPID := s.status("api").ID, s.status("cron").ID
-	if err := s.r.Restart(t.Context(), []string{"db"}); err != nil {
+	if err := s.r.Restart(t.Context(), []string{"db"}, runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if s.status("api").ID == apiPID {

@@ -28,6 +28,7 @@ type service struct {
 	inst        Instance
 	built       bool
 	stopReq     bool          // a user asked it to stop: no restart
+	stopGrace   time.Duration // the grace of the stop asked for: grace, or the stop's own (StopOptions)
 	cancel      func()        // ends the supervise loop's waits
 	loopDone    chan struct{} // closed when the supervise loop returns; nil when none ran
 	startCrash  int           // exits before it was ever ready, this run
@@ -178,6 +179,7 @@ func (r *Runner) launch(s *service) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.loopDone, s.stopReq, s.startCrash = cancel, make(chan struct{}), false, 0
+	s.stopGrace = s.grace
 	s.readyBefore = false
 	// Waiting from here on, not at the goroutine's first step: a waiter
 	// must never see the previous run's terminal state.
@@ -315,14 +317,14 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 		startedAt := time.Now()
 		r.mu.Lock()
 		s.inst = inst
-		stopNow := s.stopReq
+		stopNow, grace := s.stopReq, s.stopGrace
 		s.readyBefore = readyAlready
 		r.mu.Unlock()
 		<-fronted
 		if stopNow {
 			// A stop arrived while it was starting and found no instance
 			// to stop: stop it here, so the stop never waits forever.
-			_ = inst.Stop(context.Background(), s.stopSig, s.grace)
+			_ = inst.Stop(context.Background(), s.stopSig, grace)
 		}
 		r.update(s, func(st *ServiceStatus) {
 			st.State, st.ID, st.StartedAt, st.Error = StateRunning, inst.ID(), &startedAt, ""
@@ -356,8 +358,9 @@ func (r *Runner) supervise(ctx context.Context, s *service) {
 			// Stopped while a replacement waited to take over: it goes
 			// too, or it would outlive the stop.
 			s.next = nil
+			grace := s.stopGrace
 			r.mu.Unlock()
-			_ = nx.Stop(context.WithoutCancel(ctx), s.stopSig, s.grace)
+			_ = nx.Stop(context.WithoutCancel(ctx), s.stopSig, grace)
 			r.mu.Lock()
 		}
 		wasReady := s.readyBefore

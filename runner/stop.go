@@ -16,16 +16,36 @@ import (
 // stopProgressEvery is how often a stop that is still waiting says so.
 const stopProgressEvery = 2 * time.Second
 
+// StopOptions tune one stop of services: Stop, Restart and Down take them.
+// The zero value stops each service as its file says.
+type StopOptions struct {
+	// Grace, when not nil, replaces every stopped service's
+	// stop_grace_period for this stop only: how long after its stop_signal
+	// it is killed with SIGKILL. 0 kills right after the signal. This is
+	// docker compose's stop/restart/down -t. Nil: each service's own
+	// stop_grace_period (default 10s).
+	Grace *time.Duration
+}
+
+// grace is the grace s gets from a stop with o. A negative Grace is 0:
+// the engine would read it as no limit at all.
+func (o StopOptions) grace(s *service) time.Duration {
+	if o.Grace != nil {
+		return max(*o.Grace, 0)
+	}
+	return s.grace
+}
+
 // Stop stops the named services (all when none), dependents before the
 // services they depend on. Each gets its stop_signal, then SIGKILL after
-// stop_grace_period; cancelling ctx kills at once. Stopped services are not
-// restarted by their policy.
-func (r *Runner) Stop(ctx context.Context, names []string) error {
+// stop_grace_period (or o.Grace); cancelling ctx kills at once. Stopped
+// services are not restarted by their policy.
+func (r *Runner) Stop(ctx context.Context, names []string, o StopOptions) error {
 	sel, err := r.lookup(names)
 	if err != nil {
 		return err
 	}
-	return r.stopOrdered(ctx, sel, false)
+	return r.stopOrdered(ctx, sel, false, o)
 }
 
 // Release stops supervising without stopping anything: no instance that
@@ -43,16 +63,16 @@ func (r *Runner) Release() {
 // dependencies are stopped as soon as it has ended: what it leaves (a
 // container) is removed meanwhile (see Halter), and Down returns once
 // all of it is gone.
-func (r *Runner) Down(ctx context.Context) error {
+func (r *Runner) Down(ctx context.Context, o StopOptions) error {
 	sel, _ := r.lookup(nil)
-	return r.stopOrdered(ctx, sel, true)
+	return r.stopOrdered(ctx, sel, true, o)
 }
 
 // stopOrdered stops sel in reverse dependency order: a service stops once
 // every selected service that depends on it has stopped (with early, once
 // it has ended; its removal goes on beside the next stops). Independent
 // services stop in parallel.
-func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool) error {
+func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool, o StopOptions) error {
 	done := map[string]chan struct{}{}
 	for _, s := range sel {
 		done[s.spec.Name] = make(chan struct{})
@@ -89,7 +109,7 @@ func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool) er
 			}
 			var finish func() error
 			if early {
-				finish = r.haltOne(ctx, s)
+				finish = r.haltOne(ctx, s, o)
 			}
 			if finish != nil {
 				rest.Go(func() {
@@ -99,7 +119,7 @@ func (r *Runner) stopOrdered(ctx context.Context, sel []*service, early bool) er
 				})
 				return
 			}
-			if err := r.stopOne(ctx, s); err != nil {
+			if err := r.stopOne(ctx, s, o); err != nil {
 				fail(err)
 			}
 		}()
@@ -128,23 +148,23 @@ func (r *Runner) quit() {
 // haltOne ends s's instance when it is a Halter and returns what is left
 // to do: remove what the instance left and wait for s's supervise loop.
 // It returns nil when s has nothing of the kind: stopOne then stops it.
-func (r *Runner) haltOne(ctx context.Context, s *service) func() error {
+func (r *Runner) haltOne(ctx context.Context, s *service, o StopOptions) func() error {
 	r.mu.Lock()
 	h, ok := s.inst.(Halter)
 	if !ok || s.loopDone == nil {
 		r.mu.Unlock()
 		return nil
 	}
-	s.stopReq = true
-	loopDone, cancel := s.loopDone, s.cancel
+	s.stopReq, s.stopGrace = true, o.grace(s)
+	loopDone, cancel, grace := s.loopDone, s.cancel, s.stopGrace
 	r.mu.Unlock()
 	r.update(s, func(st *ServiceStatus) {
 		if st.State == StateRunning {
 			st.State = StateStopping
 		}
 	})
-	r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), s.grace)
-	remove, err := h.Halt(ctx, s.stopSig, s.grace)
+	r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), graceText(s, grace))
+	remove, err := h.Halt(ctx, s.stopSig, grace)
 	return func() error {
 		if remove != nil {
 			err = errors.Join(err, remove(ctx))
@@ -159,10 +179,12 @@ func (r *Runner) haltOne(ctx context.Context, s *service) func() error {
 }
 
 // stopOne stops one service and waits for its supervise loop to end.
-func (r *Runner) stopOne(ctx context.Context, s *service) error {
+func (r *Runner) stopOne(ctx context.Context, s *service, o StopOptions) error {
 	r.mu.Lock()
-	s.stopReq = true
-	inst, loopDone, cancel := s.inst, s.loopDone, s.cancel
+	// A stop that finds no instance yet (one starting) leaves its grace
+	// to the supervise loop, which stops the instance once it has one.
+	s.stopReq, s.stopGrace = true, o.grace(s)
+	inst, loopDone, cancel, grace := s.inst, s.loopDone, s.cancel, s.stopGrace
 	r.mu.Unlock()
 	if loopDone == nil {
 		return nil // never started
@@ -173,8 +195,8 @@ func (r *Runner) stopOne(ctx context.Context, s *service) error {
 				st.State = StateStopping
 			}
 		})
-		r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), s.grace)
-		if err := inst.Stop(ctx, s.stopSig, s.grace); err != nil {
+		r.event(s.spec.Name, "stopping: sent %s, SIGKILL after %s", sigName(s.stopSig), graceText(s, grace))
+		if err := inst.Stop(ctx, s.stopSig, grace); err != nil {
 			return fmt.Errorf("stopping service %q: %w", s.spec.Name, err)
 		}
 	}
@@ -182,6 +204,16 @@ func (r *Runner) stopOne(ctx context.Context, s *service) error {
 	cancel()
 	<-loopDone
 	return nil
+}
+
+// graceText says how long s gets before SIGKILL in a stop with grace,
+// and, when the stop shortened or lengthened it, that its file says
+// otherwise: a user who forgot a -t in their history sees why.
+func graceText(s *service, grace time.Duration) string {
+	if grace == s.grace {
+		return grace.String()
+	}
+	return fmt.Sprintf("%s (this stop's timeout; its stop_grace_period is %s)", grace, s.grace)
 }
 
 // reportStopping says, every few seconds, which services a stop still
@@ -199,8 +231,11 @@ func (r *Runner) reportStopping(ctx context.Context, sel []*service) {
 		var waiting []string
 		for _, s := range sel {
 			st, _ := r.snapshot(s)
+			r.mu.Lock()
+			grace := s.stopGrace
+			r.mu.Unlock()
 			if st.State == StateStopping {
-				left := s.grace - time.Since(start)
+				left := grace - time.Since(start)
 				waiting = append(waiting, fmt.Sprintf("%s (%s %s, SIGKILL in %s)", s.spec.Name, s.backend.Name(), st.ID, max(left, 0).Round(time.Second)))
 			}
 		}
@@ -237,8 +272,8 @@ func (r *Runner) Start(ctx context.Context, names []string) error {
 // Restart stops and starts the named services. Services that depend on one
 // of them with `restart: true` are restarted too, as Compose does. With
 // no service named, and for those dependents, only services this runner
-// has started count (see Start).
-func (r *Runner) Restart(ctx context.Context, names []string) error {
+// has started count (see Start). o tunes the stop, as for Stop.
+func (r *Runner) Restart(ctx context.Context, names []string, o StopOptions) error {
 	if len(names) == 0 {
 		if names = r.started(); len(names) == 0 {
 			return nil
@@ -252,7 +287,7 @@ func (r *Runner) Restart(ctx context.Context, names []string) error {
 	all := slices.DeleteFunc(r.withRestartDependents(sel), func(s *service) bool {
 		return !slices.Contains(names, s.spec.Name) && !slices.Contains(was, s.spec.Name)
 	})
-	if err := r.stopOrdered(ctx, all, false); err != nil {
+	if err := r.stopOrdered(ctx, all, false, o); err != nil {
 		return err
 	}
 	var ns []string

@@ -50,7 +50,7 @@ func TestStopProgressPromisesNoCtrlC(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r.Down(ctx)
+		r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -66,7 +66,7 @@ func TestStopProgressPromisesNoCtrlC(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := r.Stop(ctx, []string{"stubborn"}); err != nil {
+	if err := r.Stop(ctx, []string{"stubborn"}, runner.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

@@ -197,7 +197,7 @@ func (s *Supervisor) pluginAction(plugin string, a sdk.Action) error {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			if err := (stack{s}).Restart(ctx, a.Services); err != nil {
+			if err := (stack{s}).Restart(ctx, a.Services, runner.StopOptions{}); err != nil {
 				s.emit(eventf("plugin %s: restarting %v: %v", plugin, a.Services, err))
 			}
 		}()

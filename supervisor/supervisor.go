@@ -73,6 +73,10 @@ type Options struct {
 	// HeldPorts gives the host port a running container of the project
 	// publishes for a service's target port (see plan); may be nil.
 	HeldPorts func(service string, target uint16) (uint16, bool)
+	// ShutdownStop says how Shutdown stops the services: a foreground
+	// up's --timeout gives each the same grace. The zero value: each its
+	// stop_grace_period. A down through the API brings its own.
+	ShutdownStop runner.StopOptions
 	// LockUntilExit keeps the project's lock until the process exits
 	// rather than releasing it when Run returns: a process that exits
 	// right after Run (the CLI) lets `down`, which waits on the lock,
@@ -300,11 +304,12 @@ func (s *Supervisor) Up(ctx context.Context, names []string) error {
 	return err
 }
 
-// down stops every service, then removes the backends' project objects.
-// It is idempotent: Shutdown after an API down finds nothing left.
-func (s *Supervisor) down(ctx context.Context, volumes bool) error {
+// down stops every service, as o says, then removes the backends'
+// project objects. It is idempotent: Shutdown after an API down finds
+// nothing left.
+func (s *Supervisor) down(ctx context.Context, volumes bool, o runner.StopOptions) error {
 	s.removeVolumes = s.removeVolumes || volumes
-	errs := []error{s.run.Down(ctx)}
+	errs := []error{s.run.Down(ctx, o)}
 	for _, c := range s.opts.Cleaners {
 		errs = append(errs, c.Down(context.WithoutCancel(ctx), s.opts.Project.Name, s.removeVolumes))
 	}
@@ -317,8 +322,9 @@ func (s *Supervisor) down(ctx context.Context, volumes bool) error {
 // running, with their networks and ambassadors, and Shutdown then leaves
 // them. The next supervisor
 // adopts the unchanged ones and replaces the changed ones by config hash,
-// as after a crash of devstack.
-func (s *Supervisor) Handover(ctx context.Context) error {
+// as after a crash of devstack. o says how the processes stop (up's
+// --timeout).
+func (s *Supervisor) Handover(ctx context.Context, o runner.StopOptions) error {
 	s.handover.Store(true)
 	var procs []string
 	for _, svc := range s.opts.Project.Services {
@@ -329,7 +335,7 @@ func (s *Supervisor) Handover(ctx context.Context) error {
 	if len(procs) == 0 {
 		return nil
 	}
-	return s.run.Stop(ctx, procs)
+	return s.run.Stop(ctx, procs, o)
 }
 
 // DownRequested is closed when a client asked for down.
@@ -342,7 +348,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if s.handover.Load() {
 		s.run.Release()
 	} else {
-		err = s.down(ctx, s.removeVolumes)
+		err = s.down(ctx, s.removeVolumes, s.opts.ShutdownStop)
 	}
 	s.srv.Close()
 	s.logs.Close()
@@ -532,14 +538,16 @@ func (st stack) Up(ctx context.Context, names []string) error {
 	return st.s.run.Up(ctx, names)
 }
 func (st stack) Start(ctx context.Context, names []string) error { return st.s.run.Start(ctx, names) }
-func (st stack) Stop(ctx context.Context, names []string) error  { return st.s.run.Stop(ctx, names) }
-func (st stack) Restart(ctx context.Context, names []string) error {
+func (st stack) Stop(ctx context.Context, names []string, o runner.StopOptions) error {
+	return st.s.run.Stop(ctx, names, o)
+}
+func (st stack) Restart(ctx context.Context, names []string, o runner.StopOptions) error {
 	st.s.restarting.Add(1)
 	defer func() {
 		st.s.restarting.Add(-1)
 		st.s.tellProxyWhatIsDown()
 	}()
-	return st.s.run.Restart(ctx, names)
+	return st.s.run.Restart(ctx, names, o)
 }
 
 // tellProxyWhatIsDown marks in the proxy the services that will not come

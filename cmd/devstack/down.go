@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/supervisor"
@@ -70,7 +71,7 @@ networks carrying the project's labels.`,
 			if err != nil {
 				return err
 			}
-			if err := c.Down(ctx, volumes, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
+			if err := c.Down(ctx, volumes, runner.StopOptions{}, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, downTimeout)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
+	"github.com/devstack/devstack/runner"
 )
 
 // newLifecycleCmd builds start, stop and restart: each sends its action to
@@ -34,7 +35,7 @@ no up asked for (one you run yourself, say) is left as it is.`,
 			if err != nil {
 				return err
 			}
-			return c.Do(ctx, action, names, func(m control.Message) { printProgress(g.stderr, m) })
+			return c.Do(ctx, action, names, runner.StopOptions{}, func(m control.Message) { printProgress(g.stderr, m) })
 		},
 	}
 }

@@ -245,7 +245,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 			lead = fmt.Sprintf("building %s again (--build): a new supervisor builds its images and runs x-devstack.build, recreates the containers whose image changed and restarts the processes", p.Name)
 		default:
 			fmt.Fprintf(g.stderr, "devstack: %s is already running; starting %s\n", p.Name, orAll(names))
-			return c.Do(ctx, "up", names, progress)
+			return c.Do(ctx, "up", names, runner.StopOptions{}, progress)
 		}
 	}
 	// Backend problems (no engine) are reported here, before a supervisor
@@ -306,7 +306,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 	}
 	// The supervisor starts nothing until asked: asking over the API
 	// streams every event from the first.
-	if err := c.Do(ctx, "up", names, progress); err != nil {
+	if err := c.Do(ctx, "up", names, runner.StopOptions{}, progress); err != nil {
 		why := strings.ReplaceAll(err.Error(), "\n", "\n  ")
 		if ctx.Err() == nil && !supervisorAnswers(ctx, dir) {
 			// It did not give up on the stack: it is gone (killed, or
@@ -421,7 +421,7 @@ func handOver(ctx context.Context, c *control.Client, dir string, p *project.Pro
 		}
 		names = withRunning(p, names, st)
 	}
-	if err := c.Handover(ctx, func(m control.Message) { printProgress(stderr, m) }); err != nil {
+	if err := c.Handover(ctx, runner.StopOptions{}, func(m control.Message) { printProgress(stderr, m) }); err != nil {
 		return nil, fmt.Errorf("asking the running supervisor to hand over: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, downTimeout)

@@ -243,7 +243,7 @@ func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = r.Down(ctx)
+		_ = r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -364,7 +364,7 @@ func TestRunnerReloadToAnExitingContainerKeepsTheOldOne(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = r.Down(ctx)
+		_ = r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

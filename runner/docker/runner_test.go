@@ -37,7 +37,7 @@ func runStack(t *testing.T, s *stack) (*runner.Runner, *logs, func() []string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := r.Down(ctx); err != nil {
+		if err := r.Down(ctx, runner.StopOptions{}); err != nil {
 			t.Errorf("runner down: %v", err)
 		}
 	})
