@@ -393,8 +393,8 @@ services:
 // The docker compose flags users type do what they do in Compose where
 // devstack can (up --wait, up -d --build on a running stack, ps -q,
 // --services and -a, config -q, logs --no-log-prefix, down
-// --remove-orphans), and the others fail saying what devstack does
-// instead.
+// --remove-orphans; stop -t has a test of its own), and the others fail
+// saying what devstack does instead.
 func TestComposeFlagHabits(t *testing.T) {
 	dir := writeProject(t, `
 services:
@@ -439,7 +439,7 @@ services:
 		args []string
 		want string
 	}{
-		{[]string{"stop", "-t", "5"}, "stop_grace_period"},
+		{[]string{"down", "--rmi", "all"}, "devstack keeps images"},
 		{[]string{"up", "--no-deps", "web"}, "--except"},
 	} {
 		if r := c.run(tt.args...); r.code == 0 || !strings.Contains(r.stderr, "a docker compose flag; ") || !strings.Contains(r.stderr, tt.want) {

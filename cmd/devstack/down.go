@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/devstack/devstack/control"
-	"github.com/devstack/devstack/runner"
 	"github.com/devstack/devstack/runner/docker"
 	"github.com/devstack/devstack/runner/project"
 	"github.com/devstack/devstack/supervisor"
@@ -21,12 +20,18 @@ import (
 const downTimeout = 30 * time.Second
 
 func newDownCmd(g *globalOptions) *cobra.Command {
-	var volumes bool
+	var (
+		volumes bool
+		timeout stopTimeout
+	)
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the stack and its supervisor; nothing of it is left running",
 		Long: `down stops every service in reverse dependency order (stop_signal, then
-SIGKILL after stop_grace_period), then the background supervisor.
+SIGKILL after stop_grace_period, default 10s), then the background
+supervisor. -t/--timeout SECONDS gives every service that many seconds
+instead, for this down only, as docker compose's does: -t 0 kills right
+after the signal.
 
 Containers and the project's networks are removed; named volumes only with
 -v. If devstack was killed and left processes behind, down finds them by
@@ -71,7 +76,7 @@ networks carrying the project's labels.`,
 			if err != nil {
 				return err
 			}
-			if err := c.Down(ctx, volumes, runner.StopOptions{}, func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
+			if err := c.Down(ctx, volumes, timeout.options(), func(m control.Message) { printProgress(g.stderr, m) }); err != nil {
 				return err
 			}
 			wctx, cancel := context.WithTimeout(ctx, downTimeout)
@@ -84,6 +89,7 @@ networks carrying the project's labels.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "also remove the project's named volumes")
+	cmd.Flags().VarP(&timeout, "timeout", "t", timeoutUsage)
 	cmd.Flags().Bool("remove-orphans", false, "accepted for docker compose's habit: down always removes every container of the project")
 	return cmd
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // A mistyped flag value gets an error that names the flag and the value,
@@ -26,6 +29,13 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		{[]string{"up", "-d", "--wait-timeout", "-5"}, "--wait-timeout -5s: want a duration of zero (no limit) or more"},
 		{[]string{"up", "-d", "--wait-timeout", "soon"}, "--wait-timeout \"soon\": want seconds, as docker compose takes them (60), or a duration with a unit (2m)"},
 		{[]string{"traces", "-n", "-5"}, "--limit -5: want how many traces to list"},
+		// docker compose's -t takes whole seconds, and so does devstack's.
+		{[]string{"stop", "-t", "1.5"}, "--timeout \"1.5\": want whole seconds, as docker compose takes them (-t 0: SIGKILL right after the stop signal, -t 5: five seconds to stop) (see `devstack stop --help`)"},
+		{[]string{"stop", "-t", "2s"}, "--timeout \"2s\": want whole seconds without a unit, as docker compose takes them: -t 2"},
+		{[]string{"restart", "--timeout", "1m"}, "--timeout \"1m\": want whole seconds without a unit, as docker compose takes them: -t 60"},
+		{[]string{"down", "-t", "-1"}, "--timeout \"-1\": want 0 or more seconds; 0 sends SIGKILL right after the stop signal (see `devstack down --help`)"},
+		{[]string{"up", "--timeout=500ms"}, "--timeout \"500ms\": want whole seconds, as docker compose takes them"},
+		{[]string{"start", "-t", "1"}, "unknown shorthand flag: 't' in -t"}, // compose's start has none either
 		{[]string{"traces", "export", "-n", "-5"}, "--limit -5: want how many recent traces to export"},
 		{[]string{"traces", "--bogus"}, "unknown flag: --bogus (see `devstack traces --help`)"},
 		{[]string{"trace", "--width", "wide", "0af7651916cd43dd8448eb211c80319c"}, "--width \"wide\": want a whole number (see `devstack trace --help`)"},
@@ -52,6 +62,43 @@ func TestBadFlagValuesSayWhatToWrite(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "strconv") || strings.Contains(err.Error(), "time: ") {
 			t.Errorf("devstack %s:\n got %s\nwant %s", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}
+
+// -t/--timeout reads as docker compose's: whole seconds, 0 included; and
+// when it is not given, the stop is the file's (no grace at all).
+func TestStopTimeoutFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // the grace, "" for none
+	}{
+		{nil, ""},
+		{[]string{"-t", "0"}, "0s"},
+		{[]string{"-t", "5"}, "5s"},
+		{[]string{"--timeout", "30"}, "30s"},
+		{[]string{"--timeout=2"}, "2s"},
+		{[]string{"-t3"}, "3s"},
+	} {
+		for _, name := range []string{"stop", "restart", "down", "up"} {
+			var cmd *cobra.Command
+			for _, c := range newRootCmd(io.Discard, io.Discard).Commands() {
+				if c.Name() == name {
+					cmd = c
+				}
+			}
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Errorf("%s %v: %v", name, tc.args, err)
+				continue
+			}
+			o := cmd.Flags().Lookup("timeout").Value.(*stopTimeout).options()
+			got := ""
+			if o.Grace != nil {
+				got = o.Grace.String()
+			}
+			if got != tc.want {
+				t.Errorf("%s %v: grace %q, want %q", name, tc.args, got, tc.want)
+			}
 		}
 	}
 }

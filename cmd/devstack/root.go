@@ -166,7 +166,7 @@ var composeCommands = map[string]string{
 	"build":   "devstack builds the services with build: when it starts a stack, and `devstack up -d --build` builds again on a running one",
 	"pull":    "devstack pulls an image when the engine does not have it, at up",
 	"create":  "`devstack up -d` creates and starts",
-	"kill":    "`devstack stop SERVICE` sends stop_signal, then SIGKILL after stop_grace_period",
+	"kill":    "`devstack stop -t 0 SERVICE` sends stop_signal, then SIGKILL at once",
 	"rm":      "`devstack down` removes the stack's containers",
 	"pause":   "not supported; `devstack stop SERVICE` stops one",
 	"unpause": "not supported; `devstack start SERVICE` starts one again",
@@ -183,15 +183,11 @@ var composeCommands = map[string]string{
 // composeFlags say, for docker compose flags devstack does not take (by
 // command and long name), what devstack does instead.
 var composeFlags = map[string]string{
-	"stop timeout":                 "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
-	"restart timeout":              "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
-	"down timeout":                 "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
 	"up no-deps":                   "devstack starts a service with what it depends on; `--except SERVICE` leaves one to you (the proxy keeps its ports)",
 	"up force-recreate":            "devstack recreates a container whose configuration or image changed; `devstack up -d --build` builds and recreates, `devstack down` then `up` recreates all",
 	"up remove-orphans":            "`devstack down` removes every container of the project",
 	"up abort-on-container-exit":   "devstack keeps the stack running when a service exits (its restart policy applies); Ctrl-C stops it",
 	"up exit-code-from":            "not supported; `devstack run --rm SERVICE` runs a service once and exits with its code",
-	"up timeout":                   "devstack gives each service its stop_grace_period (default 10s) before SIGKILL; set it in the file",
 	"up pull":                      "devstack pulls an image only when the engine does not have it",
 	"up quiet-pull":                "devstack's pull progress goes to the service's log",
 	"up no-build":                  "devstack builds the services with build: when it starts a stack",
@@ -224,8 +220,6 @@ func composeFlag(cmd *cobra.Command, err error) string {
 	name := unknown.GetSpecifiedName()
 	if unknown.GetSpecifiedShortnames() != "" {
 		switch cmd.Name() + " " + name[:1] {
-		case "stop t", "restart t", "down t", "up t":
-			name = "timeout"
 		case "exec d", "run d":
 			name = "detach"
 		case "run v":

@@ -34,6 +34,7 @@ type upOptions struct {
 	noColor    bool
 	timestamps bool
 	timeout    time.Duration
+	stop       stopTimeout // -t: the grace of the services up stops
 	watch      bool
 }
 
@@ -55,7 +56,13 @@ If a supervisor already runs the project, up -d asks it to start the named
 services (or any that are not running). If the file changed since that
 supervisor started, up -d applies it, as a second docker compose up does:
 changed containers are recreated, unchanged ones kept, and processes
-restarted.`,
+restarted.
+
+-t/--timeout SECONDS is the grace, between stop_signal and SIGKILL, of
+every service up stops, in place of its stop_grace_period, as docker
+compose's: the stack at Ctrl-C, and the processes up -d restarts to apply
+a changed file. (A container up -d recreates is replaced at once, with or
+without it.)`,
 		ValidArgsFunction: g.serviceNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.wait {
@@ -80,6 +87,7 @@ restarted.`,
 	f.BoolVar(&o.noColor, "no-color", false, "no colours in the log prefix (also when NO_COLOR is set)")
 	f.BoolVar(&o.timestamps, "timestamps", false, "prefix log lines with the time")
 	f.BoolVar(&o.watch, "watch", false, "hot reload: follow the services' develop.watch rules once up (see `devstack watch`)")
+	f.VarP(&o.stop, "timeout", "t", "when up stops services (Ctrl-C, or processes restarted to apply a changed file): "+timeoutUsage)
 	f.Var((*secondsOrDuration)(&o.timeout), "wait-timeout", "with -d, give up waiting for the stack after this long: seconds, as docker compose takes them (60), or a duration (2m); 0: no limit")
 	f.StringSliceVar(&o.except, "except", nil, "start everything but these services, which you run yourself; the proxy keeps their ports (`devstack env SERVICE` prints how to run one)")
 	f.StringVar(&o.backend, "backend", "", "default backend for services that do not choose one: process or docker (default: docker where the engine answers and the service has image:/build:, else process)")
@@ -103,8 +111,9 @@ func runUpForeground(g *globalOptions, o *upOptions, names []string) error {
 	all := serviceList(p)
 	pr := newPrinter(g.stdout, o.noColor, o.timestamps, all)
 	sup, be, err := startStack(ctx, p, o.backend, supervisor.Options{
-		External: o.except,
-		Services: firstServices(names, o.except),
+		External:     o.except,
+		Services:     firstServices(names, o.except),
+		ShutdownStop: o.stop.options(),
 		Events: func(ev runner.Event) {
 			if ev.Service == "" {
 				pr.note(ev.Msg)
@@ -286,7 +295,7 @@ func runUpDetached(ctx context.Context, g *globalOptions, o *upOptions, names []
 				return fmt.Errorf("%w\nthe running stack was left as it is", err)
 			}
 		}
-		if names, err = handOver(ctx, c, dir, p, names, lead, g.stderr); err != nil {
+		if names, err = handOver(ctx, c, dir, p, names, lead, o.stop.options(), g.stderr); err != nil {
 			return err
 		}
 	}
@@ -412,7 +421,8 @@ func declaredPorts(st []runner.ServiceStatus) map[int]bool {
 // supervisor on the new file, which keeps unchanged containers and
 // recreates changed ones by config hash. It returns the services the new
 // supervisor must start: the named ones plus every one that was running.
-func handOver(ctx context.Context, c *control.Client, dir string, p *project.Project, names []string, lead string, stderr io.Writer) ([]string, error) {
+// stop says how the running supervisor stops its processes (up's -t).
+func handOver(ctx context.Context, c *control.Client, dir string, p *project.Project, names []string, lead string, stop runner.StopOptions, stderr io.Writer) ([]string, error) {
 	fmt.Fprintf(stderr, "devstack: %s\n", lead)
 	if len(names) > 0 {
 		st, err := c.Ps(ctx)
@@ -421,7 +431,7 @@ func handOver(ctx context.Context, c *control.Client, dir string, p *project.Pro
 		}
 		names = withRunning(p, names, st)
 	}
-	if err := c.Handover(ctx, runner.StopOptions{}, func(m control.Message) { printProgress(stderr, m) }); err != nil {
+	if err := c.Handover(ctx, stop, func(m control.Message) { printProgress(stderr, m) }); err != nil {
 		return nil, fmt.Errorf("asking the running supervisor to hand over: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, downTimeout)
