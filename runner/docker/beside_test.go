@@ -217,19 +217,11 @@ func (s *switchTo) FreshPorts(string) (map[uint16]uint16, error) {
 func (s *switchTo) Switch(_ string, ports map[uint16]uint16) error { s.switched = ports; return nil }
 func (s *switchTo) Drain(context.Context, string, time.Time)       {}
 
-// The runner reloads a container with a healthcheck beside the running
-// one: the replacement is ready once its healthcheck passes, the switch
-// goes to its fresh port, and the old container goes.
-func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
-	first := loopbackPort(t)
-	// The declared port is the proxy's (none here): the container
-	// publishes ListenPort's.
-	s := newStack(t, fmt.Sprintf(`services:
-  web:
-    image: {{IMAGE}}
-    environment: {NAME: web}
-    ports: ["127.0.0.1:%d:8080"]`, loopbackPort(t))+healthy+`
-`)
+// upBeside brings s up on a runner whose proxy (rr) hands out one fresh
+// port for a replacement, with the first instance listening on first; the
+// runner goes down at the end of the test.
+func upBeside(t *testing.T, s *stack, first uint16) (*runner.Runner, *logs, *switchTo, context.Context) {
+	t.Helper()
 	l := &logs{}
 	rr := &switchTo{fresh: loopbackPort(t)}
 	r, err := runner.New(s.p, runner.Options{
@@ -246,10 +238,27 @@ func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
 		_ = r.Down(ctx, runner.StopOptions{})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := r.Up(ctx, nil); err != nil {
 		t.Fatalf("up: %v\n%s", err, l)
 	}
+	return r, l, rr, ctx
+}
+
+// The runner reloads a container with a healthcheck beside the running
+// one: the replacement is ready once its healthcheck passes, the switch
+// goes to its fresh port, and the old container goes.
+func TestRunnerReloadsAContainerWithAHealthcheckBesideIt(t *testing.T) {
+	first := loopbackPort(t)
+	// The declared port is the proxy's (none here): the container
+	// publishes ListenPort's.
+	s := newStack(t, fmt.Sprintf(`services:
+  web:
+    image: {{IMAGE}}
+    environment: {NAME: web}
+    ports: ["127.0.0.1:%d:8080"]`, loopbackPort(t))+healthy+`
+`)
+	r, l, rr, ctx := upBeside(t, s, first)
 	before := status(r, "web").ID
 	res, err := r.Replace(ctx, "web", runner.ReplaceOptions{Cause: "test"})
 	if err != nil {
@@ -351,32 +360,13 @@ func TestRunnerReloadToAnExitingContainerKeepsTheOldOne(t *testing.T) {
 			_, _ = s.b.cli.ImageRemove(ctx, img, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 		}
 	})
-	l := &logs{}
-	rr := &switchTo{fresh: loopbackPort(t)}
-	r, err := runner.New(s.p, runner.Options{
-		BackendFor: func(*project.Service) (runner.Backend, error) { return s.b, nil },
-		Logs:       sink{l}, RunID: randHex(3), Rerouter: rr,
-		ListenPort: func(string, project.Port) uint16 { return first },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = r.Down(ctx, runner.StopOptions{})
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	if err := r.Up(ctx, nil); err != nil {
-		t.Fatalf("up: %v\n%s", err, l)
-	}
+	r, l, rr, ctx := upBeside(t, s, first)
 	if img, err := s.b.cli.ImageInspect(ctx, tag); err == nil {
 		images = append(images, img.ID)
 	}
 	before := status(r, "web").ID
 	dockerfile(`["exit", "3"]`)
-	_, err = r.Replace(ctx, "web", runner.ReplaceOptions{Rebuild: true, Cause: "Dockerfile changed"})
+	_, err := r.Replace(ctx, "web", runner.ReplaceOptions{Rebuild: true, Cause: "Dockerfile changed"})
 	if err == nil || !strings.Contains(err.Error(), "exited (exit code 3)") || !strings.Contains(err.Error(), "keeps serving") {
 		t.Fatalf("reload to an exiting container: %v; want it to say it exited with code 3\n%s", err, l)
 	}
