@@ -2,6 +2,8 @@ package docker
 
 import (
 	"archive/tar"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -136,9 +138,20 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 		// request (buildkit.go).
 		Version: b.builderFor(),
 	}
+	// The index of what was sent, and whether all of it was (written gets
+	// the writer's error once it ends), make the build's record.
+	var (
+		idx     *contextIndex
+		written chan error
+	)
 	send := func() (client.ImageBuildResult, error) {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(writeContext(pw, dir, dockerfile, extra)) }()
+		idx, written = newContextIndex(dockerfile), make(chan error, 1)
+		go func(idx *contextIndex, written chan<- error) {
+			err := writeContext(pw, dir, dockerfile, extra, idx)
+			pw.CloseWithError(err)
+			written <- err
+		}(idx, written)
 		res, err := b.cli.ImageBuild(ctx, pr, opts)
 		if err != nil {
 			pr.Close() // unblocks the writer when the engine stopped reading
@@ -163,12 +176,14 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	}()
 	// A failed build is not an HTTP error: it arrives as errorDetail in
 	// the stream, after the log lines that explain it.
-	var failure string
+	var failure, imageID string
 	progress := newBuildProgress(spec.Stdout)
 	err = eachMessage(res.Body, func(m jsonstream.Message) {
 		switch {
 		case m.Aux != nil:
-			progress.aux(m.ID, m.Aux)
+			if !progress.aux(m.ID, m.Aux) {
+				imageID = cmp.Or(builtImageID(m.ID, m.Aux), imageID)
+			}
 		case m.Error != nil:
 			failure = m.Error.Message
 		case m.Stream != "":
@@ -182,6 +197,16 @@ func (b *Backend) buildImage(ctx context.Context, spec runner.Spec) error {
 	}
 	if err != nil {
 		return fmt.Errorf("reading build output of image %s for service %q: %w", tag, svc.Name, err)
+	}
+	// The engine read the whole context to build from it; a writer that
+	// did not finish (the engine stopped reading) leaves no record.
+	res.Body.Close()
+	if werr := <-written; werr == nil && imageID != "" && idx.Dockerfile != nil {
+		b.keepRecord(&buildRecord{
+			ImageID: imageID, Tag: tag, Dir: dir,
+			Index: idx.Entries, Dockerfile: idx.Dockerfile, DockerfilePath: idx.dockerfile,
+			Target: bc.Target, BuildKit: opts.Version == build.BuilderBuildKit,
+		})
 	}
 	return nil
 }
@@ -227,7 +252,9 @@ func dockerfileFor(dir, dockerfile, inline string) (string, map[string][]byte, e
 // writeContext writes dir as a tar to w, leaving out what .dockerignore
 // excludes (with the same pattern semantics as the docker CLI), but always
 // keeping the Dockerfile and .dockerignore, which the builder needs.
-func writeContext(w io.Writer, dir, dockerfile string, extra map[string][]byte) error {
+//
+// idx, when not nil, gets every entry sent (see contextIndex).
+func writeContext(w io.Writer, dir, dockerfile string, extra map[string][]byte, idx *contextIndex) error {
 	var patterns []string
 	if f, err := os.Open(filepath.Join(dir, ".dockerignore")); err == nil {
 		patterns, err = ignorefile.ReadAll(f)
@@ -269,7 +296,7 @@ func writeContext(w io.Writer, dir, dockerfile string, extra map[string][]byte) 
 			}
 			return nil
 		}
-		return addFile(tw, path, rel, d)
+		return addFile(tw, path, rel, d, idx)
 	})
 	if err != nil {
 		return fmt.Errorf("archiving build context %s: %w", dir, err)
@@ -279,14 +306,33 @@ func writeContext(w io.Writer, dir, dockerfile string, extra map[string][]byte) 
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if _, err := tw.Write(data); err != nil {
+		_, dup := idx.entry(name)
+		if err := writeContent(tw, bytes.NewReader(data), idx.add(hdr)); err != nil {
 			return err
 		}
+		if dup {
+			idx.sentTwice(name)
+		}
 	}
+	idx.finish()
 	return tw.Close()
 }
 
-func addFile(tw *tar.Writer, path, rel string, d fs.DirEntry) error {
+// writeContent copies an entry's content into the tar, and into the
+// index's hash when there is one.
+func writeContent(tw *tar.Writer, r io.Reader, h io.Writer) error {
+	if h == nil {
+		_, err := io.Copy(tw, r)
+		return err
+	}
+	if _, err := io.Copy(io.MultiWriter(tw, h), r); err != nil {
+		return err
+	}
+	h.(*entryHash).done()
+	return nil
+}
+
+func addFile(tw *tar.Writer, path, rel string, d fs.DirEntry, idx *contextIndex) error {
 	fi, err := d.Info()
 	if err != nil {
 		return err
@@ -313,6 +359,7 @@ func addFile(tw *tar.Writer, path, rel string, d fs.DirEntry) error {
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
+	h := idx.add(hdr)
 	if !fi.Mode().IsRegular() {
 		return nil
 	}
@@ -321,8 +368,7 @@ func addFile(tw *tar.Writer, path, rel string, d fs.DirEntry) error {
 		return err
 	}
 	defer f.Close()
-	_, err = io.Copy(tw, f)
-	return err
+	return writeContent(tw, f, h)
 }
 
 // ensureImage returns the ID of the service's image, pulling it only when

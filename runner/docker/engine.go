@@ -66,6 +66,8 @@ type Backend struct {
 	replaced   map[string]bool               // image IDs a rebuild took the tag from (dropReplaced)
 	dropping   atomic.Bool                   // a dropUploads is under way
 	noBuildKit bool                          // the engine refused a BuildKit build: builds use the classic builder
+	records    map[string]*buildRecord       // what built each image, by image ID (buildrecord.go)
+	recordTags map[string][]string           // the IDs records keeps per image tag, oldest first
 
 	// ambMu serialises making the ambassador image, done once per backend.
 	ambMu         sync.Mutex
