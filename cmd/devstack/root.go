@@ -75,7 +75,7 @@ Services run as native processes when their x-devstack block says how
 		newLifecycleCmd(g, "stop", "Stop services without removing them from the stack; all when none is named"),
 		newLifecycleCmd(g, "restart", "Restart services, and those that depend on them with restart: true; all the stack started when none is named"),
 		newExecCmd(g), newRunCmd(g), newPortCmd(g), newTopCmd(g), newVersionCmd(g),
-		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g),
+		newConfigCmd(g), newSuperviseCmd(g), newTracesCmd(g), newTraceCmd(g), newAmbassadorCmd(g), newHolderCmd(),
 		newFaultCmd(g), newPluginsCmd(g), newPluginCmd(), newWatchCmd(g),
 		newEnvCmd(g),
 	)
