@@ -89,6 +89,20 @@ type Besider interface {
 	Switched(ctx context.Context, old, next Instance)
 }
 
+// Standbyer is implemented by Besiders that can ready the next instance
+// of a service ahead of its reload: most of a container's start is the
+// engine's (a new container, its network and its mounts), and that part
+// needs nothing of the new code. The runner calls PrepareStandby after a
+// reload, with the spec (fresh private ports, the next generation's
+// marker) that the next reload's StartBeside will be given; StartBeside
+// takes the standby over when it fits that spec and the new build, and
+// otherwise drops it and starts afresh. A standby is dropped too when cur
+// stops. PrepareStandby returns an error, having left nothing, when the
+// service cannot have one; the runner says why and goes on without.
+type Standbyer interface {
+	PrepareStandby(ctx context.Context, spec Spec, cur Instance) error
+}
+
 // ErrNotBeside says that a service cannot run beside its live instance
 // (see Besider).
 var ErrNotBeside = errors.New("cannot run a second instance beside the live one")

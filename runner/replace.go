@@ -138,17 +138,28 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 		s.synced = nil
 		r.mu.Unlock()
 	}
-	ports, err := r.freshPorts(s)
-	if err != nil {
-		return res, r.reloadFailed(s, err)
-	}
-	if ports == nil {
-		return r.restartInPlace(ctx, s, o, res)
-	}
 	r.mu.Lock()
-	s.gen++
-	gen := s.gen
+	sb := s.standby
+	s.standby = nil
 	r.mu.Unlock()
+	var ports map[uint16]uint16
+	var gen int
+	if sb != nil {
+		// The backend's standby listens on these: StartBeside takes it
+		// over when nothing else changed.
+		ports, gen = sb.ports, sb.gen
+	} else {
+		if ports, err = r.freshPorts(s); err != nil {
+			return res, r.reloadFailed(s, err)
+		}
+		if ports == nil {
+			return r.restartInPlace(ctx, s, o, res)
+		}
+		r.mu.Lock()
+		s.gen++
+		gen = s.gen
+		r.mu.Unlock()
+	}
 	nspec := r.specFor(s, ports, gen)
 	var inst Instance
 	bs, beside := s.backend.(Besider)
@@ -203,7 +214,84 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 			r.event(name, "stopping the replaced instance %s: %v", old.ID(), err)
 		}
 	}
+	if beside {
+		r.prepareStandby(s, inst)
+	}
 	return res, nil
+}
+
+// PrepareStandbys has the backends of the named services that run now
+// ready their next reload ahead (Standbyer), in the background: hot
+// reload calls it when it starts watching, so that the first reload is
+// as quick as the next ones.
+func (r *Runner) PrepareStandbys(names []string) {
+	sel, err := r.lookup(names)
+	if err != nil {
+		return
+	}
+	for _, s := range sel {
+		r.mu.Lock()
+		cur := s.inst
+		r.mu.Unlock()
+		if cur != nil {
+			r.prepareStandby(s, cur)
+		}
+	}
+}
+
+// standbySpec is what a backend's standby (Standbyer) was prepared with.
+type standbySpec struct {
+	ports map[uint16]uint16
+	gen   int
+}
+
+// prepareStandby has s's backend ready the instance that will take the
+// next reload of s over from cur, in the background: after a reload, so
+// that a service that is never reloaded costs nothing. It waits its turn
+// among s's reloads: the next one takes whatever is ready by then.
+func (r *Runner) prepareStandby(s *service, cur Instance) {
+	sb, ok := s.backend.(Standbyer)
+	if !ok || r.opts.Rerouter == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.bgCtx.Err() != nil {
+		r.mu.Unlock()
+		return // going down
+	}
+	r.bg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.bg.Done()
+		select {
+		case s.replacing <- struct{}{}:
+		case <-r.bgCtx.Done():
+			return
+		}
+		defer func() { <-s.replacing }()
+		r.mu.Lock()
+		live := s.next == cur || s.inst == cur
+		skip := s.stopReq || s.standby != nil
+		r.mu.Unlock()
+		if !live || skip {
+			return // replaced or stopped meanwhile, or ready already
+		}
+		ports, err := r.freshPorts(s)
+		if err != nil || ports == nil {
+			return
+		}
+		r.mu.Lock()
+		s.gen++
+		gen := s.gen
+		r.mu.Unlock()
+		if err := sb.PrepareStandby(r.bgCtx, r.specFor(s, ports, gen), cur); err != nil {
+			r.event(s.spec.Name, "the next reload starts a new instance: %v", err)
+			return
+		}
+		r.mu.Lock()
+		s.standby = &standbySpec{ports: ports, gen: gen}
+		r.mu.Unlock()
+	}()
 }
 
 // Sync copies files into the running instance of service, for backends

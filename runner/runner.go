@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -92,6 +93,12 @@ type Runner struct {
 
 	// probing counts the healthcheck probes running now (see Probing).
 	probing atomic.Int32
+
+	// bg runs what the runner does on its own between calls (standbys);
+	// Down ends bgCtx and waits for it, so nothing starts behind a down.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // Probing reports whether one of the healthcheck probes the runner runs
@@ -108,6 +115,7 @@ func New(p *project.Project, opts Options) (*Runner, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{p: p, opts: opts, svcs: map[string]*service{}, changed: make(chan struct{})}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	var errs []error
 	for _, ps := range p.Services {
 		s, err := newService(ps, opts)

@@ -39,11 +39,14 @@ type service struct {
 	nextReady bool          // next passed its healthcheck before it took over
 	replacing chan struct{} // one Replace at a time (capacity 1)
 	gen       int           // replacements started, for their markers
-	intent    Intent        // why the service's status changes now
-	cause     string        // what caused the change (the file that changed)
-	reload    reloadStats
-	synced    map[string]FileCopy // Spec.Synced, by destination
-	external  bool                // the user runs it (external.go)
+	// standby is what the backend's standby for the next reload was made
+	// with (Standbyer): the next Replace starts with its ports and marker.
+	standby  *standbySpec
+	intent   Intent // why the service's status changes now
+	cause    string // what caused the change (the file that changed)
+	reload   reloadStats
+	synced   map[string]FileCopy // Spec.Synced, by destination
+	external bool                // the user runs it (external.go)
 }
 
 // crashLimit is how many exits before first readiness make Up give up on a

@@ -64,6 +64,10 @@ func (r *Runner) Release() {
 // container) is removed meanwhile (see Halter), and Down returns once
 // all of it is gone.
 func (r *Runner) Down(ctx context.Context, o StopOptions) error {
+	r.mu.Lock()
+	r.bgCancel() // under mu: no bg.Add after this
+	r.mu.Unlock()
+	r.bg.Wait()
 	sel, _ := r.lookup(nil)
 	return r.stopOrdered(ctx, sel, true, o)
 }
@@ -156,6 +160,7 @@ func (r *Runner) haltOne(ctx context.Context, s *service, o StopOptions) func() 
 		return nil
 	}
 	s.stopReq, s.stopGrace = true, o.grace(s)
+	s.standby = nil // the backend drops it with the instance
 	loopDone, cancel, grace := s.loopDone, s.cancel, s.stopGrace
 	r.mu.Unlock()
 	r.update(s, func(st *ServiceStatus) {
@@ -184,6 +189,7 @@ func (r *Runner) stopOne(ctx context.Context, s *service, o StopOptions) error {
 	// A stop that finds no instance yet (one starting) leaves its grace
 	// to the supervise loop, which stops the instance once it has one.
 	s.stopReq, s.stopGrace = true, o.grace(s)
+	s.standby = nil // the backend drops it with the instance
 	inst, loopDone, cancel, grace := s.inst, s.loopDone, s.cancel, s.stopGrace
 	r.mu.Unlock()
 	if loopDone == nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/devstack/devstack/plugins/sdk"
 	"github.com/devstack/devstack/runner"
@@ -126,7 +129,23 @@ func (s *Supervisor) Watch(ctx context.Context, on bool) ([]byte, error) {
 		return nil, fmt.Errorf("nothing to watch in %s: no service has a develop.watch section (see README, Hot reload)", s.opts.Project.Name)
 	}
 	args, _ := json.Marshal(map[string]bool{"on": on})
-	return s.plugins.Command(ctx, ReloadPlugin, "watch", args)
+	out, err := s.plugins.Command(ctx, ReloadPlugin, "watch", args)
+	if err == nil && on {
+		// Containers reloaded by a rebuild or a restart get a standby
+		// (runner.Standbyer) now, not after their first reload.
+		var names []string
+		for _, svc := range s.opts.Project.Services {
+			if d := svc.Compose.Develop; d != nil && slices.ContainsFunc(d.Watch, func(w types.Trigger) bool {
+				return w.Action != types.WatchActionSync && w.Action != types.WatchActionSyncExec
+			}) {
+				names = append(names, svc.Name)
+			}
+		}
+		if len(names) > 0 {
+			s.run.PrepareStandbys(names)
+		}
+	}
+	return out, err
 }
 
 func (s *Supervisor) hasPlugin(name string) bool {

@@ -50,6 +50,17 @@ func (i *Instance) ProbeHealth(ctx context.Context) error {
 	if hc == nil {
 		return errors.New("the service has no healthcheck")
 	}
+	if i.holder != nil {
+		// A standby's holder forks the probe in the container: no exec.
+		code, out, err := i.holder.Probe(ctx, hc.Test.Argv(), probeTimeout(ctx))
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("exit code %d: %s", code, strings.TrimSpace(out))
+		}
+		return nil
+	}
 	var out bytes.Buffer
 	for _, id := range i.containerIDs() {
 		out.Reset()
@@ -95,6 +106,11 @@ func (b *Backend) StartBeside(ctx context.Context, spec runner.Spec, old runner.
 	}
 	if err := b.ensureVolumes(ctx, p, svc); err != nil {
 		return nil, err
+	}
+	if sb := b.takeStandby(spec); sb != nil {
+		if inst, err := b.startStandby(ctx, sb, spec, pl, imageID, oi); inst != nil || err != nil {
+			return inst, err
+		}
 	}
 	n := replicas(svc)
 	inst := newInstance(b, spec, pl, n)
@@ -225,4 +241,37 @@ func hostBuild(ctx context.Context, spec runner.Spec) error {
 		return fmt.Errorf("build command %q failed: %w", c.Args, err)
 	}
 	return nil
+}
+
+// startStandby has standby sb take the reload to spec's new instance
+// over (standby.go). It returns nil and no error when sb cannot (it is
+// then removed, and StartBeside starts a new container as before).
+func (b *Backend) startStandby(ctx context.Context, sb *standby, spec runner.Spec, pl *plan, imageID string, old *Instance) (runner.Instance, error) {
+	why, err := b.activate(ctx, sb, spec, imageID)
+	if why != "" || err != nil {
+		if err != nil {
+			why = err.Error()
+		}
+		fmt.Fprintf(spec.Status, "starting a new container: %s\n", why)
+		b.discard(sb)
+		return nil, nil
+	}
+	inst := newInstance(b, spec, pl, 1)
+	inst.shared = old.shared
+	inst.reps = []*replica{{id: sb.id, name: sb.name, num: 1, held: true}}
+	inst.holder, inst.stage = sb.hc, sb.dir
+	if err := inst.start(ctx); err != nil {
+		inst.abort()
+		return nil, fmt.Errorf("following standby container %s: %w", sb.name, err)
+	}
+	return inst, nil
+}
+
+// probeTimeout is what is left of ctx's time, for a probe the holder
+// bounds itself; a minute when ctx has no deadline.
+func probeTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return time.Minute
 }

@@ -32,6 +32,9 @@ const (
 	// LabelRole marks devstack's helper objects: "ambassador" on the
 	// ambassador image and containers (see ambassador.go).
 	LabelRole = "dev.devstack.role"
+	// LabelStandby marks a container started ahead of a reload (see
+	// standby.go); it keeps the label once it serves.
+	LabelStandby = "dev.devstack.standby"
 
 	composeProject    = "com.docker.compose.project"
 	composeService    = "com.docker.compose.service"
@@ -75,6 +78,10 @@ type Backend struct {
 	ambErr        error  // why no image can be made from ambExe, for good
 	ambExe        string // the devstack binary put in the image; "" is os.Executable()
 	ambAddrs      ambassadorAddrs
+	holder        []rootFile // what a standby mounts to run the holder (holderFiles)
+	holderErr     error      // why no standby can run a holder, for good
+
+	standbys map[string]*standby // by "<project>/<service>", under mu
 }
 
 var (

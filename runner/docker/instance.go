@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/docker/holder"
 )
 
 // logDrain bounds how long Wait waits, after the last container exited,
@@ -34,6 +36,7 @@ type replica struct {
 	id, name string
 	num      int
 	adopted  bool // found running with the same config: not started by us
+	held     bool // a standby that serves now: started already (standby.go)
 }
 
 // Instance is one start of a service: its N replica containers, followed
@@ -61,6 +64,12 @@ type Instance struct {
 	health chan runner.Health
 	done   chan struct{}
 	exit   runner.Exit
+
+	// holder runs the service in a standby that took a reload over
+	// (standby.go): its healthcheck runs there; stage is the host
+	// directory the container's placed files link into, removed with it.
+	holder *holder.Client
+	stage  string
 }
 
 func newInstance(b *Backend, spec runner.Spec, pl *plan, n int) *Instance {
@@ -133,7 +142,7 @@ func (i *Instance) start(ctx context.Context) error {
 		events = i.b.cli.Events(i.ctx, client.EventsListOptions{Filters: f})
 	}
 	for _, r := range i.reps {
-		if r.adopted {
+		if r.adopted || r.held {
 			continue
 		}
 		if _, err := i.b.cli.ContainerStart(ctx, r.id, client.ContainerStartOptions{}); err != nil {
@@ -180,6 +189,9 @@ func (i *Instance) abort() {
 		if !r.adopted {
 			_ = i.b.removeContainer(ctx, r.id)
 		}
+	}
+	if i.stage != "" {
+		_ = os.RemoveAll(i.stage)
 	}
 	if amb := i.ambassador(); amb != nil && !amb.adopted {
 		_ = i.b.removeContainer(ctx, amb.id)
@@ -333,6 +345,8 @@ func (i *Instance) Halt(ctx context.Context, sig syscall.Signal, grace time.Dura
 // halt stops the containers and returns once each has died; ended waits
 // for the instance's end (killing at once when its ctx ends).
 func (i *Instance) halt(ctx context.Context, sig syscall.Signal, grace time.Duration) (ended func(context.Context), err error) {
+	// What stood by to take over from it will not.
+	i.b.dropStandbyFor(i)
 	select {
 	case <-i.done:
 		return func(context.Context) {}, nil
@@ -444,6 +458,12 @@ func (i *Instance) removeReplicas(ctx context.Context, amb bool) error {
 		wg.Go(func() { errs[len(i.reps)] = i.removeAmbassador(rctx) })
 	}
 	wg.Wait()
+	if i.holder != nil {
+		_ = i.holder.Close()
+	}
+	if i.stage != "" && errs[0] == nil {
+		_ = os.RemoveAll(i.stage)
+	}
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -272,8 +273,22 @@ func (b *Backend) Down(ctx context.Context, proj string, removeVolumes bool) err
 			errs = append(errs, fmt.Errorf("removing network %s: %w", n.Name, err))
 		}
 	}
-	// The containers that used the images rebuilds replaced are gone.
+	// The containers that used the images rebuilds replaced are gone, and
+	// with them the standbys and what their placed files link to.
 	b.dropReplaced(ctx)
+	b.mu.Lock()
+	for k, sb := range b.standbys {
+		if strings.HasPrefix(k, proj+"/") {
+			delete(b.standbys, k)
+			if sb.hc != nil {
+				_ = sb.hc.Close()
+			}
+		}
+	}
+	b.mu.Unlock()
+	if err := os.RemoveAll(b.standbyDir(proj)); err != nil {
+		errs = append(errs, fmt.Errorf("removing the standbys' files: %w", err))
+	}
 	if removeVolumes {
 		// By devstack's label and by Compose's: a volume that docker
 		// compose created for the project is the project's too.
@@ -365,6 +380,9 @@ func (b *Backend) PublishedPorts(ctx context.Context, proj string) (map[string]m
 		svc := c.Labels[LabelService]
 		if svc == "" || c.Labels[LabelRole] == roleAmbassador {
 			continue
+		}
+		if c.Labels[LabelStandby] != "" && strings.Contains(firstName(c.Names), "-next-") {
+			continue // a standby that has not taken over: not the service's
 		}
 		for _, pt := range c.Ports {
 			if pt.Type != "tcp" || pt.PublicPort == 0 || !pt.IP.IsLoopback() {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -101,6 +102,16 @@ func serve() {
 		fmt.Fprintf(w, "hello from %s (%s) FOO=%s\n", name, host, os.Getenv("FOO"))
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// /file/<path> answers the content of /<path> in the container: what
+	// a reload put there.
+	mux.HandleFunc("/file/", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(strings.TrimPrefix(r.URL.Path, "/file"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(b)
+	})
 	srv := &http.Server{Addr: ":" + port, Handler: mux}
 	// PID 1 in a container ignores signals it has no handler for.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -1,0 +1,187 @@
+package docker
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/devstack/devstack/runner"
+)
+
+// publishedPort is the host port container id publishes its port 8080 on.
+func (s *stack) publishedPort(ctx context.Context, id string) string {
+	s.t.Helper()
+	res, err := s.b.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for p, bs := range res.Container.NetworkSettings.Ports {
+		if p.Num() == 8080 && len(bs) > 0 {
+			return bs[0].HostPort
+		}
+	}
+	s.t.Fatalf("container %s publishes no port 8080", shortID(id))
+	return ""
+}
+
+// standbys lists the project's containers that carry LabelStandby and
+// still have a standby's name (not taken over).
+func (s *stack) standbys(ctx context.Context) []string {
+	s.t.Helper()
+	res, err := s.b.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", LabelProject+"="+s.p.Name, LabelStandby+"=true")})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, c := range res.Items {
+		if strings.Contains(firstName(c.Names), "-next-") {
+			out = append(out, firstName(c.Names))
+		}
+	}
+	return out
+}
+
+// standbyStack starts service b (fronted, with an ambassador and a
+// healthcheck) and returns its spec and instance.
+func standbyStack(t *testing.T) (*stack, runner.Spec, *Instance, *logs, context.Context) {
+	s := newStack(t, `
+services:
+  b:
+    image: {{IMAGE}}
+    environment: {NAME: b}
+    ports: ["8080"]`+healthy+`
+`)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	l := &logs{}
+	spec, _ := s.frontedSpec(ctx, "b", 8080, l)
+	inst, err := s.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("starting b: %v\n%s", err, l)
+	}
+	cur := inst.(*Instance)
+	t.Cleanup(func() { _ = cur.Stop(context.Background(), syscall.SIGKILL, 0) })
+	return s, spec, cur, l, ctx
+}
+
+// A reload with nothing new in the image but a synced file is taken over
+// by the standby: the file is in place, the service answers on the
+// standby's port, its healthcheck runs through the holder, its stop
+// signal reaches the service, and its stop leaves no container or file.
+func TestStandbyTakesAReloadOver(t *testing.T) {
+	s, spec, cur, l, ctx := standbyStack(t)
+	if err := s.b.PrepareStandby(ctx, spec, cur); err != nil {
+		t.Fatalf("preparing a standby: %v\n%s", err, l)
+	}
+	waiting := s.standbys(ctx)
+	if len(waiting) != 1 {
+		t.Fatalf("standby containers: %v; want one", waiting)
+	}
+	src := filepath.Join(t.TempDir(), "msg")
+	if err := os.WriteFile(src, []byte("synced v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := spec
+	next.Synced = []runner.FileCopy{{Src: src, Dst: "/msg"}}
+	ni, err := s.b.StartBeside(ctx, next, cur)
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, l)
+	}
+	n := ni.(*Instance)
+	t.Cleanup(func() { _ = n.Stop(context.Background(), syscall.SIGKILL, 0) })
+	if len(n.reps) != 1 || !n.reps[0].held || n.reps[0].name != waiting[0] {
+		t.Fatalf("the reload started %v; want standby %s taken over\n%s", n.Containers(), waiting[0], l)
+	}
+	stage := n.stage
+	if err := n.ProbeHealth(ctx); err != nil {
+		// The service may not listen yet: the holder's probe says so, and
+		// passes once it does.
+		deadline := time.Now().Add(10 * time.Second)
+		for err != nil && time.Now().Before(deadline) {
+			err = n.ProbeHealth(ctx)
+		}
+		if err != nil {
+			t.Fatalf("healthcheck through the holder: %v\n%s", err, l)
+		}
+	}
+	port := s.publishedPort(ctx, n.reps[0].id)
+	if got, err := answer("http://127.0.0.1:" + port + "/file/msg"); err != nil || got != "synced v2\n" {
+		t.Fatalf("/msg in the standby: %q, %v", got, err)
+	}
+	if got, _ := answer("http://127.0.0.1:" + port + "/"); !strings.HasPrefix(got, "hello from b") {
+		t.Fatalf("the standby's service answers %q", got)
+	}
+	s.b.Switched(ctx, cur, n)
+	if err := cur.Stop(ctx, syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Stop(ctx, syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if e := n.Wait(); e.Code != 0 {
+		t.Fatalf("the service's exit through the holder: %+v; want 0 (it stops on SIGTERM)\n%s", e, l)
+	}
+	if !strings.Contains(l.String(), "stopping on signal") {
+		t.Fatalf("SIGTERM did not reach the service:\n%s", l)
+	}
+	if _, err := os.Stat(stage); !os.IsNotExist(err) {
+		t.Fatalf("the standby's files stayed at %s: %v", stage, err)
+	}
+	if left := s.standbys(ctx); len(left) != 0 {
+		t.Fatalf("standby containers left: %v", left)
+	}
+}
+
+// A standby made for another configuration is dropped, and the reload
+// starts a new container as before; a standby whose instance stops goes
+// with it.
+func TestStandbyDroppedWhenItDoesNotFit(t *testing.T) {
+	s, spec, cur, l, ctx := standbyStack(t)
+	if err := s.b.PrepareStandby(ctx, spec, cur); err != nil {
+		t.Fatalf("preparing a standby: %v\n%s", err, l)
+	}
+	other := spec
+	other.Env = append(append([]string{}, spec.Env...), "FOO=changed")
+	ni, err := s.b.StartBeside(ctx, other, cur)
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, l)
+	}
+	n := ni.(*Instance)
+	t.Cleanup(func() { _ = n.Stop(context.Background(), syscall.SIGKILL, 0) })
+	if n.reps[0].held {
+		t.Fatalf("a standby of another configuration took the reload over\n%s", l)
+	}
+	if !strings.Contains(l.String(), "configuration changed since standby") {
+		t.Fatalf("the log does not say why the standby was dropped:\n%s", l)
+	}
+	if left := s.standbys(ctx); len(left) != 0 {
+		t.Fatalf("standby containers left after the reload: %v", left)
+	}
+	s.b.Switched(ctx, cur, n) // n takes the ambassador over
+	if err := cur.Stop(ctx, syscall.SIGKILL, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.b.PrepareStandby(ctx, other, n); err != nil {
+		t.Fatalf("preparing a standby: %v\n%s", err, l)
+	}
+	if err := n.Stop(ctx, syscall.SIGKILL, 0); err != nil {
+		t.Fatal(err)
+	}
+	if left := s.standbys(ctx); len(left) != 0 {
+		t.Fatalf("standby containers left after its instance stopped: %v", left)
+	}
+	if _, err := os.Stat(s.b.standbyDir(s.p.Name)); err == nil {
+		entries, _ := os.ReadDir(s.b.standbyDir(s.p.Name))
+		if len(entries) != 0 {
+			t.Fatalf("standby files left: %v", entries)
+		}
+	}
+}
+
