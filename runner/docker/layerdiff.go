@@ -62,6 +62,26 @@ func (b *Backend) imageLayers(ctx context.Context, id string) (imageLayers, erro
 	return il, nil
 }
 
+// imageDiff is copyDiff between images oldID and newID as this backend
+// built them: their build records and what the engine says of their
+// layers (two requests per image).
+func (b *Backend) imageDiff(ctx context.Context, oldID, newID string) ([]fileChange, string, error) {
+	old, new := b.buildRecord(oldID), b.buildRecord(newID)
+	if old == nil || new == nil {
+		return nil, "the image was not built by this devstack", nil
+	}
+	oi, err := b.imageLayers(ctx, oldID)
+	if err != nil {
+		return nil, "", err
+	}
+	ni, err := b.imageLayers(ctx, newID)
+	if err != nil {
+		return nil, "", err
+	}
+	changes, why := copyDiff(old, new, oi, ni)
+	return changes, why, nil
+}
+
 // fileChange is one path to write into a container made from the old
 // image so that it holds what the new image does.
 type fileChange struct {

@@ -88,16 +88,11 @@ func (lb *layerBuilds) build() string {
 // diff runs copyDiff between two images as a reload would.
 func (lb *layerBuilds) diff(oldID, newID string) ([]fileChange, string) {
 	lb.t.Helper()
-	b := lb.s.b
-	oi, err := b.imageLayers(lb.t.Context(), oldID)
+	changes, why, err := lb.s.b.imageDiff(lb.t.Context(), oldID, newID)
 	if err != nil {
 		lb.t.Fatal(err)
 	}
-	ni, err := b.imageLayers(lb.t.Context(), newID)
-	if err != nil {
-		lb.t.Fatal(err)
-	}
-	return copyDiff(b.buildRecord(oldID), b.buildRecord(newID), oi, ni)
+	return changes, why
 }
 
 // imageFile is what an image holds at a path.
