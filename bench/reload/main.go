@@ -102,7 +102,8 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	}
 	defer logs.Process.Kill()
 	reloaded := make(chan reloadLine, 4)
-	go scanReloads(lr, reloaded)
+	standby := make(chan bool, 64)
+	go scanReloads(lr, reloaded, standby)
 
 	mark := filepath.Join(dir, "internal", "service", "zz_reloadbench.go")
 	defer os.Remove(mark)
@@ -125,6 +126,14 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	// Latency: reloads one at a time, the stack otherwise idle (on docker,
 	// the next once the replaced container is gone).
 	var ext, internal, whole, builds []time.Duration
+	standbys := 0
+	if backend == "docker" {
+		// up --watch readies payments' first standby, maybe before the
+		// log was followed: ask the engine.
+		if !standbyUp(context.Background()) {
+			fmt.Fprintln(os.Stderr, "no standby container 30s after up --watch")
+		}
+	}
 	for i := 1; i <= n; i++ {
 		l, took, err := reload(i)
 		if err != nil {
@@ -134,6 +143,20 @@ func run(devstack, shop string, n, conns int, backend string) error {
 			if err := settled(context.Background()); err != nil {
 				return err
 			}
+			// A standby for the next reload (if payments can have one) is
+			// made after this one: wait for it, as a user who saves every
+			// few seconds would find it ready.
+			select {
+			case ok := <-standby:
+				if !ok {
+					fmt.Fprintf(os.Stderr, "reload %d: no standby for the next reload (see devstack logs payments)\n", i)
+				}
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("reload %d: no word of a standby within 30s", i)
+			}
+		}
+		if l.standby {
+			standbys++
 		}
 		ext = append(ext, took-l.build)
 		internal = append(internal, l.took-l.build)
@@ -145,6 +168,7 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	fmt.Printf("  the build itself (x-devstack.build, and the image on docker): p50 %s  p95 %s\n", pct(builds, 50), pct(builds, 95))
 	fmt.Printf("  write → new payments answering, build included: p50 %s  p95 %s\n", pct(whole, 50), pct(whole, 95))
 	if backend == "docker" {
+		fmt.Printf("  reloads a standby container took over: %d of %d\n", standbys, n)
 		floor, err := engineFloor(context.Background(), "shop-payments-1", n)
 		if err != nil {
 			return fmt.Errorf("engine floor: %w", err)
@@ -178,6 +202,7 @@ func run(devstack, shop string, n, conns int, backend string) error {
 type reloadLine struct {
 	took, build time.Duration
 	failed      string // the log line of a reload that failed
+	standby     bool   // a standby container took it over
 }
 
 var failedRe = regexp.MustCompile(`reload of "[^"]*" failed`)
@@ -186,18 +211,36 @@ var reloadRe = regexp.MustCompile(`reloaded in ([0-9.]+[µa-z]+)(?:, build ([0-9
 
 // scanReloads sends each "reloaded in" line's times, and each failed
 // reload's line.
-func scanReloads(r io.Reader, out chan<- reloadLine) {
+//
+// On docker it also tells standby whether a standby container is ready
+// for the next reload (true) or the next reload starts a new container
+// (false).
+func scanReloads(r io.Reader, out chan<- reloadLine, standby chan<- bool) {
 	sc := bufio.NewScanner(r)
+	tookOver := false
 	for sc.Scan() {
-		if t := sc.Text(); failedRe.MatchString(t) {
+		t := sc.Text()
+		if failedRe.MatchString(t) {
 			out <- reloadLine{failed: t}
+			continue
+		}
+		switch {
+		case strings.Contains(t, "is ready for the next reload"):
+			standby <- true
+			continue
+		case strings.Contains(t, "the next reload starts a new instance"):
+			standby <- false
+			continue
+		case strings.Contains(t, "started the new code in standby container"):
+			tookOver = true
 			continue
 		}
 		m := reloadRe.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		var l reloadLine
+		l := reloadLine{standby: tookOver}
+		tookOver = false
 		l.took, _ = time.ParseDuration(m[1])
 		if m[2] != "" {
 			l.build, _ = time.ParseDuration(m[2])
