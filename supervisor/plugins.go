@@ -242,6 +242,10 @@ func (a pluginAPI) Command(ctx context.Context, plugin, name string, args []byte
 	case err != nil:
 		return nil, &control.PluginError{Unavailable: true, Msg: fmt.Sprintf("plugin %s: %v", plugin, err)}
 	}
+	var w struct{ On bool }
+	if plugin == ReloadPlugin && name == "watch" && json.Unmarshal(args, &w) == nil && w.On {
+		a.s.watchStarted() // `watch` and `up -d --watch` through the API
+	}
 	return out, nil
 }
 

@@ -131,21 +131,25 @@ func (s *Supervisor) Watch(ctx context.Context, on bool) ([]byte, error) {
 	args, _ := json.Marshal(map[string]bool{"on": on})
 	out, err := s.plugins.Command(ctx, ReloadPlugin, "watch", args)
 	if err == nil && on {
-		// Containers reloaded by a rebuild or a restart get a standby
-		// (runner.Standbyer) now, not after their first reload.
-		var names []string
-		for _, svc := range s.opts.Project.Services {
-			if d := svc.Compose.Develop; d != nil && slices.ContainsFunc(d.Watch, func(w types.Trigger) bool {
-				return w.Action != types.WatchActionSync && w.Action != types.WatchActionSyncExec
-			}) {
-				names = append(names, svc.Name)
-			}
-		}
-		if len(names) > 0 {
-			s.run.PrepareStandbys(names)
-		}
+		s.watchStarted()
 	}
 	return out, err
+}
+
+// watchStarted has the services that a rebuild or a restart reloads get
+// their standby (runner.Standbyer) now, not after their first reload.
+func (s *Supervisor) watchStarted() {
+	var names []string
+	for _, svc := range s.opts.Project.Services {
+		if d := svc.Compose.Develop; d != nil && slices.ContainsFunc(d.Watch, func(w types.Trigger) bool {
+			return w.Action != types.WatchActionSync && w.Action != types.WatchActionSyncExec
+		}) {
+			names = append(names, svc.Name)
+		}
+	}
+	if len(names) > 0 {
+		s.run.PrepareStandbys(names)
+	}
 }
 
 func (s *Supervisor) hasPlugin(name string) bool {

@@ -51,9 +51,13 @@ import (
 // a removed file, a changed ENTRYPOINT or environment, a different
 // configuration) drops the standby and starts a new container, as before.
 //
-// It stays ineligible where a waiting container would answer for the
-// service: a service without an ambassador (its containers answer to the
-// service's name) or with ports callers reach straight (expose:).
+// It stays ineligible where a waiting container could answer for the
+// service: a service that runs without the ambassador it was given (its
+// containers answer to the service's name), or that the file keeps from
+// having one (x-devstack.ambassador: never), or with ports callers reach
+// straight (expose:). A service with no ambassador because no other
+// service names it (the supervisor's choice) can have a standby: it
+// answers to the service's name while it waits, but nothing calls it so.
 const (
 	standbyRoot  = "/.devstack"
 	standbyStage = standbyRoot + "/s"
@@ -221,7 +225,16 @@ func (b *Backend) noStandby(ctx context.Context, spec runner.Spec, cur *Instance
 		return "the engine is not on this host (" + b.host + "): a standby needs a directory both can see"
 	}
 	if cur.ambassador() == nil && !cur.shared {
-		return fmt.Sprintf("service %q has no ambassador: a waiting container would answer to its name", svc.Name)
+		// Its containers answer to its names themselves. The supervisor
+		// gives an ambassador to every service another one names, so
+		// none calls this one by name, unless one is refused or the file
+		// says never: then a caller by name could reach the standby.
+		switch {
+		case spec.Ambassador != nil:
+			return fmt.Sprintf("service %q runs without its ambassador, and a waiting container would answer to its name", svc.Name)
+		case svc.X.Ambassador == "never":
+			return fmt.Sprintf("service %q has x-devstack.ambassador: never, and a waiting container would answer to its name", svc.Name)
+		}
 	}
 	if len(svc.Compose.Expose) > 0 {
 		return fmt.Sprintf("service %q exposes ports (expose:) that callers reach straight, and a waiting container would answer", svc.Name)
