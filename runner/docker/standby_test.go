@@ -185,3 +185,143 @@ func TestStandbyDroppedWhenItDoesNotFit(t *testing.T) {
 	}
 }
 
+
+// A rebuild whose new layers come from COPY of the build context is taken
+// over by the standby: the files that changed are put in place (a large
+// one as a link into the standby's directory), the service answers with
+// them. A rebuild that removes a file a COPY copied cannot be: a new
+// container starts, and the log says why.
+func TestStandbyTakesARebuildOver(t *testing.T) {
+	s := newStack(t, `
+services:
+  web:
+    build: ./web
+    environment: {NAME: web}
+    ports: ["8080"]`+healthy+`
+`)
+	web := filepath.Join(s.dir, "web")
+	write := func(name string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(web, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(web, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := func(v byte) []byte {
+		b := make([]byte, 2<<20) // above linkAbove: linked, not copied
+		for i := range b {
+			b[i] = byte(i*7) ^ v
+		}
+		return b
+	}
+	write("Dockerfile", []byte("FROM "+testImage+"\nCOPY answer.txt big.bin /srv/\nCOPY site/ /site/\n"))
+	write("answer.txt", []byte("v1\n"))
+	write("big.bin", big(1))
+	write("site/a.txt", []byte("a\n"))
+	write("site/b.txt", []byte("b\n"))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	l := &logs{}
+	spec, _ := s.frontedSpec(ctx, "web", 8080, l)
+	var images []string
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, id := range append(images, s.p.Name+"-web") {
+			_, _ = s.b.cli.ImageRemove(ctx, id, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+		}
+	})
+	imageID := func() string {
+		img, err := s.b.cli.ImageInspect(ctx, s.p.Name+"-web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, img.ID)
+		return img.ID
+	}
+	if err := s.b.Build(ctx, spec); err != nil {
+		t.Fatalf("%v\n%s", err, l)
+	}
+	imageID()
+	inst, err := s.b.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("starting web: %v\n%s", err, l)
+	}
+	cur := inst.(*Instance)
+	t.Cleanup(func() { _ = cur.Stop(context.Background(), syscall.SIGKILL, 0) })
+
+	reload := func(round int) *Instance {
+		t.Helper()
+		if err := s.b.PrepareStandby(ctx, spec, cur); err != nil {
+			t.Fatalf("round %d: preparing a standby: %v\n%s", round, err, l)
+		}
+		if err := s.b.Rebuild(ctx, spec); err != nil {
+			t.Fatalf("round %d: rebuild: %v\n%s", round, err, l)
+		}
+		imageID()
+		ni, err := s.b.StartBeside(ctx, spec, cur)
+		if err != nil {
+			t.Fatalf("round %d: reload: %v\n%s", round, err, l)
+		}
+		n := ni.(*Instance)
+		t.Cleanup(func() { _ = n.Stop(context.Background(), syscall.SIGKILL, 0) })
+		deadline := time.Now().Add(20 * time.Second)
+		for err := n.ProbeHealth(ctx); err != nil; err = n.ProbeHealth(ctx) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the new instance is not healthy: %v\n%s", round, err, l)
+			}
+		}
+		return n
+	}
+	get := func(n *Instance, path string) string {
+		t.Helper()
+		got, err := answer("http://127.0.0.1:" + s.publishedPort(ctx, n.reps[0].id) + "/file" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	write("answer.txt", []byte("v2\n"))
+	write("big.bin", big(2))
+	n := reload(1)
+	if !n.reps[0].held {
+		t.Fatalf("the standby did not take the rebuild over\n%s", l)
+	}
+	if !strings.Contains(l.String(), "(2 file(s) put in place)") {
+		t.Fatalf("want 2 files put in place (answer.txt and big.bin, not site/):\n%s", l)
+	}
+	if got := get(n, "/srv/answer.txt"); got != "v2\n" {
+		t.Fatalf("/srv/answer.txt after the reload: %q", got)
+	}
+	if got := get(n, "/srv/big.bin"); got != string(big(2)) {
+		t.Fatalf("/srv/big.bin after the reload: %d bytes, not the new content", len(got))
+	}
+	if got := get(n, "/site/a.txt"); got != "a\n" {
+		t.Fatalf("/site/a.txt (unchanged) after the reload: %q", got)
+	}
+	s.b.Switched(ctx, cur, n)
+	if err := cur.Stop(ctx, syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cur = n
+
+	if err := os.Remove(filepath.Join(web, "site", "b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	n = reload(2)
+	if n.reps[0].held {
+		t.Fatalf("a standby took over a rebuild that removed a file\n%s", l)
+	}
+	if !strings.Contains(l.String(), "starting a new container: ") {
+		t.Fatalf("the log does not say why the standby was dropped:\n%s", l)
+	}
+	if got := get(n, "/site/b.txt"); !strings.Contains(got, "no such file") {
+		t.Fatalf("/site/b.txt after its removal: %q", got)
+	}
+	if left := s.standbys(ctx); len(left) != 0 {
+		t.Fatalf("standby containers left: %v", left)
+	}
+}
