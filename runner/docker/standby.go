@@ -314,6 +314,11 @@ func (b *Backend) activate(ctx context.Context, sb *standby, spec runner.Spec, i
 		if why != "" {
 			return why, nil
 		}
+		for _, c := range changes {
+			if m := underMount(spec.Service, c.Dst); m != "" {
+				return fmt.Sprintf("%s changed, and %s is mounted over it", c.Dst, m), nil
+			}
+		}
 		for k, c := range changes {
 			src := filepath.Join(sb.dir, "f", strconv.Itoa(k))
 			if err := stageFile(c.From, src, c.Mode, &c.Sum); err != nil {
@@ -325,6 +330,9 @@ func (b *Backend) activate(ctx context.Context, sb *standby, spec runner.Spec, i
 	for k, f := range spec.Synced {
 		if f.Removed {
 			return "a file synced into the service was removed since its build", nil
+		}
+		if m := underMount(spec.Service, f.Dst); m != "" {
+			return fmt.Sprintf("synced file %s is under mount %s", f.Dst, m), nil
 		}
 		name := "s" + strconv.Itoa(k)
 		fi, err := os.Stat(f.Src)

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/moby/client"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/project"
 )
 
 // publishedPort is the host port container id publishes its port 8080 on.
@@ -323,5 +325,21 @@ services:
 	}
 	if left := s.standbys(ctx); len(left) != 0 {
 		t.Fatalf("standby containers left: %v", left)
+	}
+}
+
+// A changed file under one of the service's mounts is not put in a
+// standby: it would land in the volume.
+func TestUnderMount(t *testing.T) {
+	svc := &project.Service{Name: "web"}
+	svc.Compose.Volumes = []types.ServiceVolumeConfig{{Type: "volume", Source: "data", Target: "/srv/data"}, {Type: "bind", Source: ".", Target: "/app/"}}
+	svc.Compose.Tmpfs = []string{"/run:size=1m"}
+	for dst, want := range map[string]string{
+		"/srv/data": "/srv/data", "/srv/data/x": "/srv/data", "/srv/database": "",
+		"/app/main.go": "/app", "/run/x.pid": "/run", "/bin/shop": "",
+	} {
+		if got := underMount(svc, dst); got != want {
+			t.Errorf("underMount(%q) = %q; want %q", dst, got, want)
+		}
 	}
 }
