@@ -108,6 +108,19 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 		return Reload{}, ctx.Err()
 	}
 	defer func() { <-s.replacing }()
+	// Whether it took over or not, the reload used up the standby (if
+	// any): ready the next for what runs now, the new instance or the old.
+	defer func() {
+		r.mu.Lock()
+		cur := s.next
+		if cur == nil {
+			cur = s.inst
+		}
+		r.mu.Unlock()
+		if cur != nil {
+			r.prepareStandby(s, cur)
+		}
+	}()
 	r.setIntent(s, IntentComingBack, o.Cause)
 	defer r.setIntent(s, IntentNone, "")
 	what := "reloading"
@@ -213,9 +226,6 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 		if err := old.Stop(context.WithoutCancel(ctx), s.stopSig, s.grace); err != nil {
 			r.event(name, "stopping the replaced instance %s: %v", old.ID(), err)
 		}
-	}
-	if beside {
-		r.prepareStandby(s, inst)
 	}
 	return res, nil
 }

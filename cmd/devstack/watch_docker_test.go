@@ -241,11 +241,17 @@ func main() {
 		}
 		var names []string
 		for _, c := range res.Items {
-			if c.Labels[docker.LabelRole] == "" {
-				names = append(names, strings.TrimPrefix(c.Names[0], "/"))
+			n := strings.TrimPrefix(c.Names[0], "/")
+			if c.Labels[docker.LabelRole] == "" && (c.Labels[docker.LabelStandby] == "" || !strings.Contains(n, "-next-")) {
+				names = append(names, n)
 			}
 		}
 		return names
+	}
+	// After the first reload, a standby container took each over: its
+	// holder put the rebuilt image's changed files in place.
+	if logs := p.must("logs", "web").stdout; strings.Count(logs, "started the new code in standby container") < reloads {
+		t.Fatalf("the standby took fewer than %d reloads over:\n%s", reloads, logs)
 	}
 	if got := containers(); len(got) != 1 || got[0] != name+"-web-1" {
 		t.Fatalf("containers of web after the reloads: %v; want only %s-web-1", got, name)
