@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/devstack/devstack/runner"
+	"github.com/devstack/devstack/runner/docker/holder"
 	"github.com/devstack/devstack/runner/project"
 )
 
@@ -52,7 +54,7 @@ func (i *Instance) ProbeHealth(ctx context.Context) error {
 	}
 	if i.holder != nil {
 		// A standby's holder forks the probe in the container: no exec.
-		code, out, err := i.holder.Probe(ctx, hc.Test.Argv(), probeTimeout(ctx))
+		code, out, err := i.probeHolder(ctx, hc.Test.Argv())
 		if err != nil {
 			return err
 		}
@@ -267,11 +269,36 @@ func (b *Backend) startStandby(ctx context.Context, sb *standby, spec runner.Spe
 	return inst, nil
 }
 
-// probeTimeout is what is left of ctx's time, for a probe the holder
-// bounds itself; a minute when ctx has no deadline.
+// probeHolder runs argv through the instance's holder. A client whose
+// call broke (a deadline cut it) is closed for good, so a second try
+// dials the holder again.
+func (i *Instance) probeHolder(ctx context.Context, argv []string) (int, string, error) {
+	for try := 0; ; try++ {
+		i.holderMu.Lock()
+		c := i.holder
+		i.holderMu.Unlock()
+		code, out, err := c.Probe(ctx, argv, probeTimeout(ctx))
+		var refused *holder.Error
+		if err == nil || errors.As(err, &refused) || try > 0 || ctx.Err() != nil {
+			return code, out, err
+		}
+		nc, derr := holder.Dial(ctx, filepath.Join(i.stage, holderSock))
+		if derr != nil {
+			return 0, "", fmt.Errorf("%w (dialling it again: %v)", err, derr)
+		}
+		_ = c.Close()
+		i.holderMu.Lock()
+		i.holder = nc
+		i.holderMu.Unlock()
+	}
+}
+
+// probeTimeout is what is left of ctx's time, less a margin so that the
+// holder's answer (a timed-out probe) comes before ctx ends; a minute
+// when ctx has no deadline.
 func probeTimeout(ctx context.Context) time.Duration {
 	if d, ok := ctx.Deadline(); ok {
-		return time.Until(d)
+		return max(time.Until(d)-50*time.Millisecond, 10*time.Millisecond)
 	}
 	return time.Minute
 }

@@ -68,8 +68,9 @@ type Instance struct {
 	// holder runs the service in a standby that took a reload over
 	// (standby.go): its healthcheck runs there; stage is the host
 	// directory the container's placed files link into, removed with it.
-	holder *holder.Client
-	stage  string
+	holderMu sync.Mutex
+	holder   *holder.Client
+	stage    string
 }
 
 func newInstance(b *Backend, spec runner.Spec, pl *plan, n int) *Instance {
@@ -458,9 +459,11 @@ func (i *Instance) removeReplicas(ctx context.Context, amb bool) error {
 		wg.Go(func() { errs[len(i.reps)] = i.removeAmbassador(rctx) })
 	}
 	wg.Wait()
+	i.holderMu.Lock()
 	if i.holder != nil {
 		_ = i.holder.Close()
 	}
+	i.holderMu.Unlock()
 	if i.stage != "" && errs[0] == nil {
 		_ = os.RemoveAll(i.stage)
 	}

@@ -113,6 +113,12 @@ func TestStandbyTakesAReloadOver(t *testing.T) {
 			t.Fatalf("healthcheck through the holder: %v\n%s", err, l)
 		}
 	}
+	// A broken connection to the holder (a probe's deadline cut it) is
+	// dialled again.
+	_ = n.holder.Close()
+	if err := n.ProbeHealth(ctx); err != nil {
+		t.Fatalf("healthcheck after the holder's client broke: %v", err)
+	}
 	port := s.publishedPort(ctx, n.reps[0].id)
 	if got, err := answer("http://127.0.0.1:" + port + "/file/msg"); err != nil || got != "synced v2\n" {
 		t.Fatalf("/msg in the standby: %q, %v", got, err)
@@ -186,7 +192,6 @@ func TestStandbyDroppedWhenItDoesNotFit(t *testing.T) {
 		}
 	}
 }
-
 
 // A rebuild whose new layers come from COPY of the build context is taken
 // over by the standby: the files that changed are put in place (a large
