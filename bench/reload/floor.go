@@ -53,6 +53,12 @@ func engineFloor(ctx context.Context, name string, n int) ([]time.Duration, erro
 			return nil, err
 		}
 		cfg := *c.Config
+		if i := slices.Index(cfg.Entrypoint, "--"); i >= 0 && c.Config.Labels["dev.devstack.standby"] != "" {
+			// payments is a standby that took a reload over: its
+			// entrypoint is devstack's holder, then the service's own
+			// command, which is what a new container would run.
+			cfg.Entrypoint, cfg.Cmd = slices.Clone(cfg.Entrypoint[i+1:]), nil
+		}
 		cfg.Env = nil
 		for _, e := range c.Config.Env {
 			if !strings.HasPrefix(e, "PORT=") {

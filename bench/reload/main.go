@@ -234,6 +234,9 @@ func scanReloads(r io.Reader, out chan<- reloadLine, standby chan<- bool) {
 		case strings.Contains(t, "started the new code in standby container"):
 			tookOver = true
 			continue
+		case strings.Contains(t, "starting a new container: "):
+			fmt.Fprintln(os.Stderr, "no standby for a reload:", t)
+			continue
 		}
 		m := reloadRe.FindStringSubmatch(sc.Text())
 		if m == nil {
