@@ -107,9 +107,9 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 	case <-ctx.Done():
 		return Reload{}, ctx.Err()
 	}
-	defer func() { <-s.replacing }()
 	// Whether it took over or not, the reload used up the standby (if
-	// any): ready the next for what runs now, the new instance or the old.
+	// any): the next is readied for what runs now, the new instance or
+	// the old, before another reload of s may start, which then finds it.
 	defer func() {
 		r.mu.Lock()
 		cur := s.next
@@ -117,8 +117,8 @@ func (r *Runner) replaceOne(ctx context.Context, name string, o ReplaceOptions) 
 			cur = s.inst
 		}
 		r.mu.Unlock()
-		if cur != nil {
-			r.prepareStandby(s, cur)
+		if cur == nil || !r.prepareStandby(s, cur, true) {
+			<-s.replacing
 		}
 	}()
 	r.setIntent(s, IntentComingBack, o.Cause)
@@ -244,7 +244,7 @@ func (r *Runner) PrepareStandbys(names []string) {
 		cur := s.inst
 		r.mu.Unlock()
 		if cur != nil {
-			r.prepareStandby(s, cur)
+			r.prepareStandby(s, cur, false)
 		}
 	}
 }
@@ -257,26 +257,30 @@ type standbySpec struct {
 
 // prepareStandby has s's backend ready the instance that will take the
 // next reload of s over from cur, in the background: after a reload, so
-// that a service that is never reloaded costs nothing. It waits its turn
-// among s's reloads: the next one takes whatever is ready by then.
-func (r *Runner) prepareStandby(s *service, cur Instance) {
+// that a service that is never reloaded costs nothing. It runs as one of
+// s's reloads: holding says the caller holds s's turn (s.replacing) and
+// hands it over; otherwise it waits for it. It reports whether it took
+// the turn over (and will give it back).
+func (r *Runner) prepareStandby(s *service, cur Instance, holding bool) bool {
 	sb, ok := s.backend.(Standbyer)
 	if !ok || r.opts.Rerouter == nil {
-		return
+		return false
 	}
 	r.mu.Lock()
 	if r.bgCtx.Err() != nil {
 		r.mu.Unlock()
-		return // going down
+		return false // going down
 	}
 	r.bg.Add(1)
 	r.mu.Unlock()
 	go func() {
 		defer r.bg.Done()
-		select {
-		case s.replacing <- struct{}{}:
-		case <-r.bgCtx.Done():
-			return
+		if !holding {
+			select {
+			case s.replacing <- struct{}{}:
+			case <-r.bgCtx.Done():
+				return
+			}
 		}
 		defer func() { <-s.replacing }()
 		r.mu.Lock()
@@ -302,6 +306,7 @@ func (r *Runner) prepareStandby(s *service, cur Instance) {
 		s.standby = &standbySpec{ports: ports, gen: gen}
 		r.mu.Unlock()
 	}()
+	return true
 }
 
 // Sync copies files into the running instance of service, for backends

@@ -108,6 +108,9 @@ func run(devstack, shop string, n, conns int, backend string) error {
 	mark := filepath.Join(dir, "internal", "service", "zz_reloadbench.go")
 	defer os.Remove(mark)
 	reload := func(i int) (reloadLine, time.Duration, error) {
+		for len(standby) > 0 {
+			<-standby // word of a standby from before the last reload
+		}
 		t0 := time.Now()
 		if err := os.WriteFile(mark, []byte(fmt.Sprintf("package service\n\nconst reloadBench = %d\n", i)), 0o644); err != nil {
 			return reloadLine{}, 0, err
@@ -218,8 +221,12 @@ var reloadRe = regexp.MustCompile(`reloaded in ([0-9.]+[µa-z]+)(?:, build ([0-9
 func scanReloads(r io.Reader, out chan<- reloadLine, standby chan<- bool) {
 	sc := bufio.NewScanner(r)
 	tookOver := false
+	var recent []string // since the last reload, for one no standby took over
 	for sc.Scan() {
 		t := sc.Text()
+		if !strings.Contains(t, "msg=request") {
+			recent = append(recent, t)
+		}
 		if failedRe.MatchString(t) {
 			out <- reloadLine{failed: t}
 			continue
@@ -243,7 +250,10 @@ func scanReloads(r io.Reader, out chan<- reloadLine, standby chan<- bool) {
 			continue
 		}
 		l := reloadLine{standby: tookOver}
-		tookOver = false
+		if !tookOver && os.Getenv("RELOADBENCH_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "a reload no standby took over:\n  %s\n", strings.Join(recent, "\n  "))
+		}
+		tookOver, recent = false, nil
 		l.took, _ = time.ParseDuration(m[1])
 		if m[2] != "" {
 			l.build, _ = time.ParseDuration(m[2])
