@@ -171,26 +171,3 @@ func settled(ctx context.Context) error {
 func isStandby(c container.Summary) bool {
 	return c.Labels["dev.devstack.standby"] != "" && len(c.Names) > 0 && strings.Contains(c.Names[0], "-next-")
 }
-
-// standbyUp waits up to 30 s for a standby of payments to run.
-func standbyUp(ctx context.Context) bool {
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		return false
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	f := make(client.Filters).Add("label", "dev.devstack.project=shop", "dev.devstack.service=payments", "dev.devstack.standby=true").Add("status", "running")
-	for {
-		res, err := cli.ContainerList(ctx, client.ContainerListOptions{Filters: f})
-		if err == nil && slices.ContainsFunc(res.Items, isStandby) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
