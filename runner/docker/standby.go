@@ -147,8 +147,8 @@ func (b *Backend) PrepareStandby(ctx context.Context, spec runner.Spec, cur runn
 	}
 	name := containerName(p, svc, 1) + "-next-" + randomHex(3)
 	// Short: the socket's path must fit a sockaddr_un (108 bytes).
-	dir := filepath.Join(b.standbyDir(p.Name), randomHex(4))
-	if err := os.MkdirAll(filepath.Join(dir, "f"), 0o755); err != nil {
+	dir, err := makeStandbyDir(b.standbyDir(p.Name))
+	if err != nil {
 		return fmt.Errorf("making the standby's directory: %w", err)
 	}
 	cfg := *pl.config
@@ -292,6 +292,42 @@ func (b *Backend) discard(sb *standby) {
 	if err := b.removeContainer(ctx, sb.id); err == nil {
 		_ = os.RemoveAll(sb.dir)
 	}
+}
+
+// makeStandbyDir makes a standby's directory in parent. The directory
+// above the projects' is this user's alone (0700, checked to be a
+// directory of ours, not a link someone left in /tmp): through the
+// holder's socket, whoever reaches it runs commands in the container.
+// The standby's own is open to all (0777), since the container's user,
+// whoever it is, must make its socket there; it is reached only through
+// the first.
+func makeStandbyDir(parent string) (string, error) {
+	top := filepath.Dir(parent)
+	if err := os.Mkdir(top, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	fi, err := os.Lstat(top)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("%s is not a directory of this user's; remove it", top)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(top, 0o700); err != nil {
+			return "", err
+		}
+	}
+	dir := filepath.Join(parent, randomHex(4))
+	if err := os.MkdirAll(filepath.Join(dir, "f"), 0o700); err != nil {
+		return "", err
+	}
+	// Not the umask's: the container's user reads the staged files.
+	if err := os.Chmod(filepath.Join(dir, "f"), 0o755); err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o777)
 }
 
 // standbyDir is where the project's standbys keep their files on this

@@ -348,3 +348,26 @@ func TestUnderMount(t *testing.T) {
 		}
 	}
 }
+
+// The standbys' top directory is this user's alone, and one that is not
+// (a link left in its place) is refused; a standby's own directory is
+// open, for whatever user the container runs as.
+func TestMakeStandbyDir(t *testing.T) {
+	top := filepath.Join(t.TempDir(), "devstack-sb")
+	dir, err := makeStandbyDir(filepath.Join(top, "proj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{top: 0o700, dir: 0o777, filepath.Join(dir, "f"): 0o755} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want mode %v", path, fi.Mode(), err, want)
+		}
+	}
+	elsewhere := filepath.Join(t.TempDir(), "devstack-sb")
+	if err := os.Symlink(t.TempDir(), elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := makeStandbyDir(filepath.Join(elsewhere, "proj")); err == nil || !strings.Contains(err.Error(), "not a directory of this user's") {
+		t.Fatalf("a link in place of the top directory: %v; want it refused", err)
+	}
+}
