@@ -64,12 +64,14 @@ func (b *Backend) ambassadorImage(ctx context.Context) (ref, id string, err erro
 	return ref, id, nil
 }
 
-func (b *Backend) makeAmbassadorImage(ctx context.Context) (string, string, error) {
+// devstackRootfs is rootfsFor the devstack executable (ambExe, else the
+// running one), on the engine's platform, with the executable's path.
+func (b *Backend) devstackRootfs(ctx context.Context) (string, []rootFile, error) {
 	exe := b.ambExe
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
-			return "", "", fmt.Errorf("finding the devstack executable: %w", err)
+			return "", nil, fmt.Errorf("finding the devstack executable: %w", err)
 		}
 	}
 	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
@@ -77,9 +79,14 @@ func (b *Backend) makeAmbassadorImage(ctx context.Context) (string, string, erro
 	}
 	v, err := b.cli.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
-		return "", "", fmt.Errorf("asking the engine its platform: %w", err)
+		return "", nil, fmt.Errorf("asking the engine its platform: %w", err)
 	}
 	files, err := rootfsFor(exe, v.Os, v.Arch)
+	return exe, files, err
+}
+
+func (b *Backend) makeAmbassadorImage(ctx context.Context) (string, string, error) {
+	exe, files, err := b.devstackRootfs(ctx)
 	if err != nil {
 		return "", "", err
 	}

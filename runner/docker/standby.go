@@ -480,21 +480,7 @@ func (b *Backend) holderFiles(ctx context.Context) ([]rootFile, error) {
 	if b.holder != nil {
 		return b.holder, nil
 	}
-	exe := b.ambExe
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("finding the devstack executable: %w", err)
-		}
-	}
-	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-		exe = resolved
-	}
-	v, err := b.cli.ServerVersion(ctx, client.ServerVersionOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("asking the engine its platform: %w", err)
-	}
-	files, err := rootfsFor(exe, v.Os, v.Arch)
+	_, files, err := b.devstackRootfs(ctx)
 	if errors.Is(err, errAmbassadorUnsupported) {
 		b.holderErr = err
 	}
