@@ -135,8 +135,16 @@ func (c *Client) broken(op string, err error) error {
 
 // ctxErr prefers ctx's error to the i/o timeout it caused.
 func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w (%w)", cerr, err)
+	}
+	// The conn's deadline is ctx's, and may fire a moment before ctx's
+	// own timer has marked it done.
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 	}
 	return err
 }
