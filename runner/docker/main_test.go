@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,20 @@ func runTests(m *testing.M) int {
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_ = pruneNewCache(rctx, engine, before)
+		}()
+	}
+	// So do the ambassador images made from the devstack binary the
+	// tests build (ambassador and standby tests): one per binary.
+	if before, err := ambassadorImages(ctx, engine); err == nil {
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			after, _ := ambassadorImages(rctx, engine)
+			for _, id := range after {
+				if !slices.Contains(before, id) {
+					_, _ = engine.cli.ImageRemove(rctx, id, client.ImageRemoveOptions{Force: true})
+				}
+			}
 		}()
 	}
 	testImage = "devstack-testsvc:" + testRunTag
@@ -306,4 +321,17 @@ func pruneNewCache(ctx context.Context, b *Backend, before []build.CacheRecord) 
 		}
 	}
 	return b.pruneCache(ctx, ids)
+}
+
+// ambassadorImages lists the IDs of the engine's ambassador images.
+func ambassadorImages(ctx context.Context, b *Backend) ([]string, error) {
+	res, err := b.cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", ambassadorRepo)})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, img := range res.Items {
+		ids = append(ids, img.ID)
+	}
+	return ids, nil
 }
