@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -94,6 +95,7 @@ func (h *Host) runOnce(ctx context.Context, r *running, restarted bool) (err err
 		StartTimeout:     15 * time.Second,
 	})
 	pid := 0
+	sock := "" // the plugin's unix socket, once known
 	defer func() {
 		r.mu.Lock()
 		r.conn = nil
@@ -105,6 +107,11 @@ func (h *Host) runOnce(ctx context.Context, r *running, restarted bool) (err err
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		client.Kill()
+		// go-plugin makes the socket in TMPDIR; a plugin that is killed
+		// or exits without closing its listener leaves it there.
+		if sock != "" {
+			_ = os.Remove(sock)
+		}
 	}()
 	rpc, err := client.Client()
 	if err != nil {
@@ -136,6 +143,9 @@ func (h *Host) runOnce(ctx context.Context, r *running, restarted bool) (err err
 	}
 	if rc := client.ReattachConfig(); rc != nil {
 		pid = rc.Pid
+		if rc.Addr != nil && rc.Addr.Network() == "unix" {
+			sock = rc.Addr.String()
+		}
 	}
 	r.mu.Lock()
 	r.conn = conn
