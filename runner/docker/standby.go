@@ -160,7 +160,7 @@ func (b *Backend) PrepareStandby(ctx context.Context, spec runner.Spec, cur runn
 	cfg.Labels[composeConfigHash] = "standby-" + pl.hash
 	cfg.Labels[LabelStandby] = "true"
 	cfg.Entrypoint, cfg.Cmd = holderArgv(files, argv), nil
-	if hc := cmpHealth(cfg.Healthcheck, imgHC); hc != nil {
+	if hc := healthOf(cfg.Healthcheck, imgHC); hc != nil {
 		h := *hc
 		h.StartPeriod = standbyStartPeriod
 		cfg.Healthcheck = &h
@@ -432,9 +432,9 @@ func commandOf(cfg *container.Config, imgEp, imgCmd []string) []string {
 	return append(slices.Clone(ep), cmd...)
 }
 
-// cmpHealth is the healthcheck a container of cfg runs: its own, else
+// healthOf is the healthcheck a container of cfg runs: its own, else
 // its image's; nil when none or disabled.
-func cmpHealth(own, img *container.HealthConfig) *container.HealthConfig {
+func healthOf(own, img *container.HealthConfig) *container.HealthConfig {
 	hc := own
 	if hc == nil {
 		hc = img
